@@ -1,1 +1,127 @@
-fn main(){}
+//! Clock-sync costs: one estimator update, PTP parse and emit.
+//!
+//! ```text
+//! cargo bench --bench clock
+//! ```
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use lockstep::clock::{
+    ClockEstimator, EnvelopeEstimator, Exchange, NaiveEstimator, NtpEstimator, SnapcastEstimator,
+};
+use lockstep::ptp::{ClockIdentity, Header, Message, PortIdentity, PtpTimestamp};
+use lockstep::sim::{Link, PathConfig, SimRng, SimTime};
+use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
+
+/// A steady-state trace of wifi-like exchanges: 16 a second, a follower 37 ppm slow.
+fn trace(n: usize) -> Vec<Exchange> {
+    let path = PathConfig::wifi();
+    let mut rng = SimRng::new(7);
+    let mut down = Link::new(path.to_follower, rng.fork(1));
+    let mut up = Link::new(path.to_leader, rng.fork(2));
+    let leader = PortIdentity {
+        clock_identity: ClockIdentity([1; 8]),
+        port_number: 1,
+    };
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0i64;
+    while out.len() < n {
+        let t = i * 62_500_000;
+        i += 1;
+        let local = |t: i64| LocalInstant::from_nanos(t - t / 27_000 + 123_456_789);
+        let sync = down.transmit(SimTime(t));
+        let req = up.transmit(SimTime(t + 3_000_000));
+        let (Some(a), Some(b)) = (first(sync), first(req)) else {
+            continue;
+        };
+        out.push(Exchange {
+            leader,
+            sync_sequence: i as u16,
+            t1: LeaderInstant::from_nanos(t),
+            t2: local(a.as_nanos()),
+            t3: local(t + 3_000_000),
+            t4: LeaderInstant::from_nanos(b.as_nanos()),
+            sync_correction: Nanos::ZERO,
+            delay_correction: Nanos::ZERO,
+        });
+    }
+    out
+}
+
+fn first(d: lockstep::sim::Delivery) -> Option<SimTime> {
+    match d {
+        lockstep::sim::Delivery::Lost => None,
+        lockstep::sim::Delivery::Once(t) | lockstep::sim::Delivery::Twice(t, _) => Some(t),
+    }
+}
+
+fn estimator_update(c: &mut Criterion) {
+    let warm = trace(2_000);
+    let more = trace(4_000)[2_000..].to_vec();
+    let mut g = c.benchmark_group("estimator_update");
+    type Make = fn() -> Box<dyn ClockEstimator>;
+    let makers: [(&str, Make); 4] = [
+        ("lockstep", || Box::new(EnvelopeEstimator::default())),
+        ("naive", || Box::new(NaiveEstimator::new())),
+        ("ntp", || Box::new(NtpEstimator::new())),
+        ("snapcast", || Box::new(SnapcastEstimator::new())),
+    ];
+    for (name, make) in makers {
+        // A warmed-up estimator (a full window) takes the next exchanges one at a time; the
+        // mean over a whole batch includes the block refits that every eighth update does.
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut e = make();
+                    for ex in &warm {
+                        e.handle_exchange(ex);
+                    }
+                    (e, 0usize)
+                },
+                |(e, i)| {
+                    let ex = &more[*i % more.len()];
+                    *i += 1;
+                    e.handle_exchange(black_box(ex));
+                    black_box(e.estimate());
+                },
+                BatchSize::NumIterations(more.len() as u64),
+            )
+        });
+    }
+    g.finish();
+}
+
+fn ptp_wire(c: &mut Criterion) {
+    let port = PortIdentity {
+        clock_identity: ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0x12, 0x34, 0x56]),
+        port_number: 1,
+    };
+    let ts = PtpTimestamp {
+        seconds: 1_700_000_000,
+        nanoseconds: 123_456_789,
+    };
+    let msgs = [
+        ("sync", Message::sync(Header::new(port, 0, 1), ts, true)),
+        (
+            "delay_resp",
+            Message::delay_resp(Header::new(port, 0, 2), ts, port),
+        ),
+    ];
+    let mut g = c.benchmark_group("ptp");
+    for (name, msg) in msgs {
+        let mut buf = [0u8; 64];
+        let len = msg.emit(&mut buf).expect("fits");
+        g.bench_function(format!("parse_{name}"), |b| {
+            b.iter(|| Message::parse(black_box(&buf[..len])))
+        });
+        g.bench_function(format!("emit_{name}"), |b| {
+            let mut out = [0u8; 64];
+            b.iter(|| black_box(&msg).emit(black_box(&mut out)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, estimator_update, ptp_wire);
+criterion_main!(benches);

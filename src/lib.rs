@@ -1,4 +1,6 @@
 //! lockstep: keeps many speakers playing one stream in step.
 #![warn(missing_docs)]
 
+pub mod clock;
+pub mod ptp;
 pub mod time;

@@ -315,7 +315,10 @@ mod tests {
         assert_eq!(t.to_nanos(), Nanos::from_secs(1));
         assert_eq!(MediaTime::new(1, 44_100).to_nanos(), Nanos(22_676));
         assert_eq!(t.rebase(44_100).ticks(), 44_100);
-        assert_eq!(MediaTime::from_nanos(Nanos::from_millis(5), 48_000).ticks(), 240);
+        assert_eq!(
+            MediaTime::from_nanos(Nanos::from_millis(5), 48_000).ticks(),
+            240
+        );
         let later = MediaTime::new(96_000 + 960, 96_000);
         assert_eq!(later.since(t), Nanos::from_millis(10));
     }

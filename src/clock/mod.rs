@@ -14,9 +14,10 @@ mod envelope;
 mod hull;
 mod naive;
 mod ntp;
+mod ring;
 mod snapcast;
 
-pub use envelope::{EnvelopeConfig, EnvelopeEstimator};
+pub use envelope::{EnvelopeConfig, EnvelopeEstimator, EnvelopeStats, STEP_HISTORY};
 pub use naive::NaiveEstimator;
 pub use ntp::NtpEstimator;
 pub use snapcast::SnapcastEstimator;

@@ -1,0 +1,91 @@
+//! A fixed-capacity FIFO for estimator windows: allocated once, never grows.
+
+/// A ring buffer of `Copy` items with a capacity fixed at construction. Pushing into a full
+/// ring drops the oldest item, so memory stays constant however long an estimator runs.
+#[derive(Clone, Debug)]
+pub(crate) struct Ring<T: Copy> {
+    buf: Box<[T]>,
+    head: usize,
+    len: usize,
+}
+
+impl<T: Copy + Default> Ring<T> {
+    /// An empty ring holding at most `capacity` items (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Ring {
+            buf: vec![T::default(); capacity.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<T: Copy> Ring<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+    }
+
+    /// Appends `item`, dropping (and returning) the oldest if the ring is full.
+    pub(crate) fn push(&mut self, item: T) -> Option<T> {
+        let cap = self.buf.len();
+        if self.len == cap {
+            let old = self.buf[self.head];
+            self.buf[self.head] = item;
+            self.head = (self.head + 1) % cap;
+            Some(old)
+        } else {
+            self.buf[(self.head + self.len) % cap] = item;
+            self.len += 1;
+            None
+        }
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        let item = self.buf[self.head];
+        self.head = (self.head + 1) % self.buf.len();
+        self.len -= 1;
+        Some(item)
+    }
+
+    pub(crate) fn front(&self) -> Option<T> {
+        (self.len > 0).then(|| self.buf[self.head])
+    }
+
+    pub(crate) fn back(&self) -> Option<T> {
+        (self.len > 0).then(|| self.buf[(self.head + self.len - 1) % self.buf.len()])
+    }
+
+    /// Items oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        (0..self.len).map(move |i| self.buf[(self.head + i) % self.buf.len()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ring;
+
+    #[test]
+    fn a_full_ring_drops_its_oldest() {
+        let mut r = Ring::<u32>::new(3);
+        for i in 0..5 {
+            r.push(i);
+        }
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(r.front(), Some(2));
+        assert_eq!(r.back(), Some(4));
+        assert_eq!(r.pop_front(), Some(2));
+        assert_eq!(r.len(), 2);
+        r.clear();
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.back(), None);
+    }
+}

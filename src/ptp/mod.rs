@@ -1,0 +1,180 @@
+//! PTPv2 (IEEE 1588-2008): how a follower learns the leader's clock.
+//!
+//! - [`wire`]: the message format, parse and emit (a checked view over bytes and an owned
+//!   [`Message`]).
+//! - [`PtpMaster`]: the leader's side. It sends Sync + Follow_Up (two-step) and Announce to
+//!   each follower on a schedule and answers Delay_Req.
+//! - [`PtpSlave`]: the follower's side. It answers each Sync with a Delay_Req, matches the
+//!   replies by sequence id and hands out completed [`Exchange`](crate::clock::Exchange)s
+//!   for a [`ClockEstimator`](crate::clock::ClockEstimator).
+//!
+//! Both are sans-IO: every input carries the time it happened on its own clock (leader time
+//! for the master, local time for the slave), every output is a [`Transmit`] to send or a
+//! deadline to wake at. They are generic over the address type `A` so that the same code
+//! runs over UDP sockets and over the simulator. Event messages (Sync, Delay_Req) go to the
+//! event port, the others to the general port ([`wire::EVENT_PORT`], [`wire::GENERAL_PORT`]
+//! for interop with linuxptp and AES67 devices).
+
+mod master;
+mod slave;
+pub mod wire;
+
+pub use master::{MasterConfig, PtpMaster};
+pub use slave::{PtpSlave, SlaveConfig};
+pub use wire::{
+    AnnounceBody, Body, ClockIdentity, ClockQuality, Correction, EVENT_PORT, Flags, GENERAL_PORT,
+    HEADER_LEN, Header, MAX_MESSAGE_LEN, Message, MessageType, PORT_IDENTITY_LEN, PTP_VERSION,
+    Packet, PortIdentity, PtpTimestamp, RejectReason, TIMESTAMP_LEN, WireError,
+};
+
+/// Why a received datagram was not used. Every one is also counted in [`PtpStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PtpError {
+    /// The bytes are not a PTP message we understand.
+    #[error("malformed PTP message: {0}")]
+    Malformed(#[from] WireError),
+    /// The message belongs to another PTP domain.
+    #[error("PTP domain {got}, expected {expected}")]
+    WrongDomain {
+        /// Our domain.
+        expected: u8,
+        /// The message's.
+        got: u8,
+    },
+    /// A valid message that this side of the protocol does not take (a Sync sent to a
+    /// master, a Delay_Req to a slave).
+    #[error("unexpected {message_type:?} message")]
+    Unexpected {
+        /// What came.
+        message_type: MessageType,
+    },
+    /// From a master other than the one this slave follows.
+    #[error("message from master {from:?}, following another")]
+    ForeignMaster {
+        /// Who sent it.
+        from: PortIdentity,
+    },
+    /// A Delay_Resp meant for another port.
+    #[error("Delay_Resp for port {requesting:?}, not ours")]
+    NotForUs {
+        /// The port it answers.
+        requesting: PortIdentity,
+    },
+    /// A Follow_Up or Delay_Resp whose sequence id matches nothing outstanding (late,
+    /// duplicated, or forged).
+    #[error("{message_type:?} with unknown sequence id {sequence_id}")]
+    UnknownSequence {
+        /// What came.
+        message_type: MessageType,
+        /// Its sequence id.
+        sequence_id: u16,
+    },
+}
+
+/// Counters of a master's or slave's traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PtpStats {
+    /// Datagrams handed to [`PtpMaster::handle_receive`] / [`PtpSlave::handle_receive`].
+    pub received: u64,
+    /// Datagrams handed out by `poll_transmit`.
+    pub sent: u64,
+    /// Malformed datagrams, by [`RejectReason::index`].
+    pub malformed: [u64; RejectReason::COUNT],
+    /// Messages of another domain.
+    pub wrong_domain: u64,
+    /// Messages this side does not take.
+    pub unexpected: u64,
+    /// Messages from a master other than the followed one.
+    pub foreign_master: u64,
+    /// Delay_Resps for another port.
+    pub not_for_us: u64,
+    /// Follow_Ups and Delay_Resps matching nothing outstanding.
+    pub unknown_sequence: u64,
+    /// Syncs whose Follow_Up never came, and Delay_Reqs never answered, in time.
+    pub incomplete: u64,
+    /// Exchanges completed.
+    pub exchanges: u64,
+    /// Messages dropped because the outgoing queue was full.
+    pub dropped_queue_full: u64,
+}
+
+impl PtpStats {
+    /// Counts `e` and returns it.
+    fn reject(&mut self, e: PtpError) -> PtpError {
+        match e {
+            PtpError::Malformed(w) => self.malformed[w.reason().index()] += 1,
+            PtpError::WrongDomain { .. } => self.wrong_domain += 1,
+            PtpError::Unexpected { .. } => self.unexpected += 1,
+            PtpError::ForeignMaster { .. } => self.foreign_master += 1,
+            PtpError::NotForUs { .. } => self.not_for_us += 1,
+            PtpError::UnknownSequence { .. } => self.unknown_sequence += 1,
+        }
+        e
+    }
+
+    /// All malformed datagrams, whatever the reason.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().sum()
+    }
+}
+
+/// Which UDP port a datagram goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PtpPort {
+    /// Timestamped messages (Sync, Delay_Req): UDP 319 by default.
+    Event,
+    /// The rest (Follow_Up, Delay_Resp, Announce): UDP 320 by default.
+    General,
+}
+
+/// Identifies an event datagram whose real transmit time the driver should report back
+/// (`handle_transmitted`), when it has kernel transmit timestamps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TxTag {
+    /// Sync or Delay_Req.
+    pub message_type: MessageType,
+    /// The message's sequence id.
+    pub sequence_id: u16,
+}
+
+/// A datagram to send: no allocation, the bytes are inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit<A> {
+    /// Destination.
+    pub to: A,
+    /// Event or general port.
+    pub port: PtpPort,
+    /// For event messages: the tag to report the transmit timestamp with.
+    pub tag: Option<TxTag>,
+    data: [u8; wire::MAX_MESSAGE_LEN],
+    len: usize,
+}
+
+impl<A> Transmit<A> {
+    pub(crate) fn new(to: A, msg: &Message) -> Self {
+        let mut data = [0u8; wire::MAX_MESSAGE_LEN];
+        // Every message we build fits MAX_MESSAGE_LEN, so emit cannot fail here.
+        let len = msg.emit(&mut data).unwrap_or(0);
+        let kind = msg.body.message_type();
+        let event = matches!(kind, MessageType::Sync | MessageType::DelayReq);
+        Transmit {
+            to,
+            port: if event {
+                PtpPort::Event
+            } else {
+                PtpPort::General
+            },
+            tag: event.then_some(TxTag {
+                message_type: kind,
+                sequence_id: msg.header.sequence_id,
+            }),
+            data,
+            len,
+        }
+    }
+
+    /// The datagram's bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}

@@ -1,0 +1,197 @@
+//! Clock estimators in the simulator: figures against ground truth from the simulated clocks.
+//!
+//! These run in virtual time (seconds of simulation per wall-clock millisecond), so they
+//! check accuracy, not speed. The full 600 s figures come from `examples/sync_report.rs`.
+
+use lockstep::clock::{ClockEstimator, EnvelopeEstimator, Exchange};
+use lockstep::ptp::{ClockIdentity, PortIdentity};
+use lockstep::sim::sync::{
+    EstimatorResult, SyncReport, SyncScenario, default_estimators, run_sync,
+};
+use lockstep::sim::{ClockModel, SimTime};
+use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
+
+fn run(preset: &str, seed: u64, secs: i64) -> SyncReport {
+    let scenario = SyncScenario::preset(preset, seed, Nanos::from_secs(secs)).expect("preset");
+    run_sync(&scenario, default_estimators())
+}
+
+fn get<'a>(r: &'a SyncReport, name: &str) -> &'a EstimatorResult {
+    r.results
+        .iter()
+        .find(|e| e.estimator == name)
+        .expect("estimator in report")
+}
+
+#[test]
+fn on_a_lan_lockstep_holds_two_microseconds_within_a_second_of_start() {
+    for seed in [1, 2] {
+        let r = run("lan", seed, 120);
+        let l = get(&r, "lockstep");
+        assert!(l.p99_us <= 2.0, "seed {seed}: p99 {} µs", l.p99_us);
+        let c = l.converge_20us_s.expect("converges");
+        assert!(c <= 1.0, "seed {seed}: within ±20 µs only after {c} s");
+        assert!(
+            l.rate_err_ppm < 0.1,
+            "seed {seed}: rate error {} ppm",
+            l.rate_err_ppm
+        );
+    }
+}
+
+#[test]
+fn on_wifi_lockstep_holds_one_sample_and_converges_fast() {
+    for seed in [1, 2, 3] {
+        let r = run("wifi", seed, 180);
+        let l = get(&r, "lockstep");
+        assert!(l.p99_us <= 20.0, "seed {seed}: p99 {} µs", l.p99_us);
+        assert!(
+            l.converge_100us_s.expect("converges") <= 1.0,
+            "seed {seed}: {l:?}"
+        );
+        assert!(
+            l.converge_20us_s.expect("converges") <= 5.0,
+            "seed {seed}: {l:?}"
+        );
+        // The baselines see the same trace and do far worse.
+        let snap = get(&r, "snapcast");
+        assert!(
+            snap.p99_us >= 10.0 * l.p99_us,
+            "seed {seed}: snapcast {}",
+            snap.p99_us
+        );
+        assert!(get(&r, "naive").p99_us > l.p99_us);
+        assert!(get(&r, "ntp").p99_us > l.p99_us);
+    }
+}
+
+#[test]
+fn on_congested_wifi_lockstep_stays_within_a_hundred_microseconds() {
+    let r = run("congested_wifi", 4, 180);
+    let l = get(&r, "lockstep");
+    assert!(l.p99_us <= 100.0, "p99 {} µs", l.p99_us);
+    assert!(get(&r, "snapcast").p99_us >= 10.0 * l.p99_us);
+}
+
+#[test]
+fn an_asymmetric_path_costs_about_half_its_asymmetry() {
+    // The asymmetric preset adds 1 ms on the return path: no two-way method can see it, so
+    // the offset is off by half of it.
+    let r = run("asymmetric", 1, 120);
+    let l = get(&r, "lockstep");
+    assert!(
+        (l.p50_us - 500.0).abs() < 30.0,
+        "median error {} µs",
+        l.p50_us
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_report_and_another_seed_does_not() {
+    let a = run("wifi", 11, 30);
+    let b = run("wifi", 11, 30);
+    let c = run("wifi", 12, 30);
+    assert_eq!(a, b);
+    assert_ne!(a.results, c.results);
+}
+
+#[test]
+fn reported_uncertainty_covers_the_true_error_most_of_the_time() {
+    for preset in ["lan", "wifi", "congested_wifi"] {
+        let r = run(preset, 5, 120);
+        let l = get(&r, "lockstep");
+        assert!(
+            l.within_uncertainty >= 0.8,
+            "{preset}: only {:.1}% of errors within the reported uncertainty",
+            100.0 * l.within_uncertainty
+        );
+    }
+}
+
+#[test]
+fn a_leader_clock_step_is_detected_and_the_estimate_reconverges() {
+    for step_ms in [5i64, -5, 1] {
+        let mut s = SyncScenario::preset("wifi", 3, Nanos::from_secs(90)).unwrap();
+        s.leader_clock = ClockModel {
+            steps: vec![(
+                SimTime::from_nanos(60_000_000_000),
+                Nanos::from_millis(step_ms),
+            )],
+            ..ClockModel::ideal()
+        };
+        let r = run_sync(&s, vec![Box::new(EnvelopeEstimator::default())]);
+        let l = &r.results[0];
+        // The error after the step: find the worst |error| from 65 s on in the plot series.
+        let late = l
+            .series
+            .iter()
+            .filter(|(t, _)| *t >= 65.0)
+            .map(|(_, e)| e.abs())
+            .fold(0.0, f64::max);
+        assert!(
+            late < 20.0,
+            "step {step_ms} ms: still {late} µs off 5 s later"
+        );
+        let c = l.converge_100us_s.expect("back within 100 µs");
+        assert!(
+            c > 60.0 && c < 62.0,
+            "step {step_ms} ms: within 100 µs again at {c} s"
+        );
+    }
+}
+
+fn exchange(leader: u8, t_ns: i64, offset_ns: i64) -> Exchange {
+    let d = 200_000;
+    Exchange {
+        leader: PortIdentity {
+            clock_identity: ClockIdentity([leader; 8]),
+            port_number: 1,
+        },
+        sync_sequence: 0,
+        t1: LeaderInstant::from_nanos(t_ns + offset_ns - d),
+        t2: LocalInstant::from_nanos(t_ns),
+        t3: LocalInstant::from_nanos(t_ns + 1_000),
+        t4: LeaderInstant::from_nanos(t_ns + 1_000 + offset_ns + d),
+        sync_correction: Nanos::ZERO,
+        delay_correction: Nanos::ZERO,
+    }
+}
+
+#[test]
+fn a_new_leader_starts_a_new_epoch_on_its_own_timeline() {
+    let mut e = EnvelopeEstimator::default();
+    for i in 0..200 {
+        e.handle_exchange(&exchange(1, i * 62_500_000, 1_000_000_000));
+    }
+    let before = e.estimate().unwrap();
+    assert_eq!(
+        before.offset_at(LocalInstant::from_nanos(0)),
+        Nanos(1_000_000_000)
+    );
+    // Leader 2 runs 3 s away from leader 1: its first exchange moves the estimate at once.
+    e.handle_exchange(&exchange(2, 200 * 62_500_000, 4_000_000_000));
+    let after = e.estimate().unwrap();
+    assert_eq!(after.epoch, before.epoch + 1);
+    assert_eq!(after.leader.clock_identity, ClockIdentity([2; 8]));
+    assert_eq!(after.offset_at(after.anchor_local), Nanos(4_000_000_000));
+    assert_eq!(e.stats().leader_changes, 1);
+}
+
+#[test]
+fn the_estimate_maps_local_to_leader_and_back() {
+    let mut e = EnvelopeEstimator::default();
+    // A follower 50 ppm fast: its clock gains 50 µs a second on the leader's.
+    for i in 0..400i64 {
+        let t = i * 62_500_000;
+        e.handle_exchange(&exchange(1, t, 7_000_000 - t / 20_000));
+    }
+    let est = e.estimate().unwrap();
+    assert!((est.rate_ppm + 50.0).abs() < 0.01, "rate {}", est.rate_ppm);
+    let t = LocalInstant::from_nanos(30_000_000_000);
+    let leader = est.to_leader(t);
+    assert!((est.to_local(leader) - t).abs() <= Nanos(1));
+    assert!(
+        (leader - LeaderInstant::from_nanos(30_000_000_000 + 7_000_000 - 1_500_000)).abs()
+            < Nanos(100)
+    );
+}

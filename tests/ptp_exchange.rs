@@ -1,0 +1,439 @@
+//! The sans-IO master and slave talking to each other, driven by hand in virtual time.
+
+use lockstep::ptp::{
+    Body, ClockIdentity, Header, MasterConfig, Message, PortIdentity, PtpError, PtpMaster, PtpPort,
+    PtpSlave, PtpTimestamp, RejectReason, SlaveConfig, Transmit, WireError,
+};
+use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
+
+const LEADER_ADDR: u8 = 0;
+const FOLLOWER_ADDR: u8 = 1;
+
+fn master_id() -> ClockIdentity {
+    ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1])
+}
+
+fn slave_port() -> PortIdentity {
+    PortIdentity {
+        clock_identity: ClockIdentity([2, 0, 0, 0xff, 0xfe, 0, 0, 2]),
+        port_number: 1,
+    }
+}
+
+/// The follower's clock reads the leader's minus 2.5 ms; each way takes 300 µs.
+const OFFSET: i64 = 2_500_000;
+const DELAY: i64 = 300_000;
+
+fn local(leader_ns: i64) -> LocalInstant {
+    LocalInstant::from_nanos(leader_ns - OFFSET)
+}
+
+fn drain<A: Copy>(out: &mut Vec<Transmit<A>>, mut f: impl FnMut() -> Option<Transmit<A>>) {
+    while let Some(t) = f() {
+        out.push(t);
+    }
+}
+
+/// Runs master and slave over a perfect, symmetric link for `secs`, returning what the slave
+/// completed and every datagram the master sent with its leader send time.
+fn run_ideal(
+    secs: i64,
+) -> (
+    PtpMaster<u8>,
+    PtpSlave<u8>,
+    Vec<lockstep::clock::Exchange>,
+    Vec<(i64, Transmit<u8>)>,
+) {
+    let mut master = PtpMaster::new(MasterConfig::new(master_id()));
+    let mut slave = PtpSlave::new(SlaveConfig::new(slave_port()));
+    let start = 1_700_000_000_000_000_000i64;
+    master.add_slave(FOLLOWER_ADDR, LeaderInstant::from_nanos(start));
+    let mut in_flight: Vec<(i64, bool, Transmit<u8>)> = Vec::new(); // (arrival, to_leader, pkt)
+    let mut exchanges = Vec::new();
+    let mut sent = Vec::new();
+    let end = start + secs * 1_000_000_000;
+    let mut now = start;
+    while now < end {
+        // Deliver everything due.
+        in_flight.sort_by_key(|p| p.0);
+        while in_flight.first().is_some_and(|p| p.0 <= now) {
+            let (at, to_leader, pkt) = in_flight.remove(0);
+            if to_leader {
+                master
+                    .handle_receive(FOLLOWER_ADDR, LeaderInstant::from_nanos(at), pkt.payload())
+                    .expect("master takes Delay_Req");
+            } else {
+                slave
+                    .handle_receive(LEADER_ADDR, local(at), pkt.payload())
+                    .expect("slave takes master traffic");
+            }
+        }
+        master.handle_timeout(LeaderInstant::from_nanos(now));
+        slave.handle_timeout(local(now));
+        let mut out = Vec::new();
+        drain(&mut out, || {
+            master.poll_transmit(LeaderInstant::from_nanos(now))
+        });
+        for t in out {
+            assert_eq!(t.to, FOLLOWER_ADDR);
+            sent.push((now, t));
+            in_flight.push((now + DELAY, false, t));
+        }
+        let mut out = Vec::new();
+        drain(&mut out, || slave.poll_transmit(local(now)));
+        for t in out {
+            assert_eq!(t.to, LEADER_ADDR);
+            assert_eq!(t.port, PtpPort::Event);
+            in_flight.push((now + DELAY, true, t));
+        }
+        while let Some(ex) = slave.poll_exchange() {
+            exchanges.push(ex);
+        }
+        // Next step: the earliest of the master's deadline, a delivery, or 1 ms.
+        let mut next = now + 1_000_000;
+        if let Some(t) = master.poll_timeout() {
+            next = next.min(t.as_nanos().max(now + 1));
+        }
+        if let Some(p) = in_flight.iter().map(|p| p.0).min() {
+            next = next.min(p.max(now + 1));
+        }
+        now = next;
+    }
+    (master, slave, exchanges, sent)
+}
+
+#[test]
+fn a_perfect_link_gives_exact_exchanges() {
+    let (_, slave, exchanges, _) = run_ideal(3);
+    assert!(exchanges.len() > 250, "only {} exchanges", exchanges.len());
+    for ex in &exchanges {
+        assert_eq!(ex.offset(), Nanos(OFFSET));
+        assert_eq!(ex.round_trip(), Nanos(2 * DELAY));
+        assert_eq!(ex.leader.clock_identity, master_id());
+        assert!(ex.t3 >= ex.t2);
+    }
+    assert_eq!(slave.stats().malformed_total(), 0);
+    assert_eq!(slave.master().map(|p| p.clock_identity), Some(master_id()));
+}
+
+#[test]
+fn master_bursts_at_start_then_keeps_to_sixteen_syncs_a_second() {
+    let (_, _, _, sent) = run_ideal(12);
+    let start = sent[0].0;
+    let syncs_in = |from_s: i64, to_s: i64| {
+        sent.iter()
+            .filter(|(at, t)| {
+                t.port == PtpPort::Event
+                    && *at >= start + from_s * 1_000_000_000
+                    && *at < start + to_s * 1_000_000_000
+            })
+            .count()
+    };
+    assert!(
+        syncs_in(0, 1) >= 64,
+        "burst: {} Syncs in the first second",
+        syncs_in(0, 1)
+    );
+    for s in 3..11 {
+        let n = syncs_in(s, s + 1);
+        assert!((15..=16).contains(&n), "second {s}: {n} Syncs");
+    }
+    // Every Sync is followed by a Follow_Up with the same sequence id, and Announces flow.
+    let follow_ups = sent
+        .iter()
+        .filter(|(_, t)| {
+            matches!(
+                Message::parse(t.payload()).unwrap().body,
+                Body::FollowUp { .. }
+            )
+        })
+        .count();
+    assert_eq!(follow_ups, syncs_in(0, 12));
+    let announces = sent
+        .iter()
+        .filter(|(_, t)| matches!(Message::parse(t.payload()).unwrap().body, Body::Announce(_)))
+        .count();
+    assert!(
+        (11..=13).contains(&announces),
+        "{announces} Announces in 12 s"
+    );
+}
+
+fn sync_pair(seq: u16, t1: i64) -> (Message, Message) {
+    let port = PortIdentity {
+        clock_identity: master_id(),
+        port_number: 1,
+    };
+    let ts = PtpTimestamp::from_instant(LeaderInstant::from_nanos(t1)).unwrap();
+    (
+        Message::sync(Header::new(port, 0, seq), PtpTimestamp::default(), true),
+        Message::follow_up(Header::new(port, 0, seq), ts),
+    )
+}
+
+fn bytes(m: &Message) -> Vec<u8> {
+    let mut b = vec![0u8; m.buffer_len()];
+    m.emit(&mut b).unwrap();
+    b
+}
+
+#[test]
+fn a_follow_up_that_overtakes_its_sync_still_completes_the_exchange() {
+    let mut slave = PtpSlave::<u8>::new(SlaveConfig::new(slave_port()));
+    let t1 = 5_000_000_000i64;
+    let (sync, fu) = sync_pair(9, t1);
+    // Sync 9 arrives (its Follow_Up below); then Sync 10's Follow_Up overtakes Sync 10.
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(1), &bytes(&sync))
+        .unwrap();
+    let (sync2, fu2) = sync_pair(10, t1 + 62_500_000);
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(2), &bytes(&fu))
+        .unwrap();
+    let req = slave
+        .poll_transmit(LocalInstant::from_nanos(3))
+        .expect("Delay_Req");
+    assert_eq!(req.port, PtpPort::Event);
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(62_500_001), &bytes(&fu2))
+        .unwrap();
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(62_500_002), &bytes(&sync2))
+        .unwrap();
+    let req2 = slave
+        .poll_transmit(LocalInstant::from_nanos(62_500_003))
+        .expect("Delay_Req");
+    let seq2 = Message::parse(req2.payload()).unwrap().header.sequence_id;
+    let resp = Message::delay_resp(
+        Header::new(
+            PortIdentity {
+                clock_identity: master_id(),
+                port_number: 1,
+            },
+            0,
+            seq2,
+        ),
+        PtpTimestamp::from_instant(LeaderInstant::from_nanos(t1 + 70_000_000)).unwrap(),
+        slave_port(),
+    );
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(70_000_000), &bytes(&resp))
+        .unwrap();
+    let ex = slave.poll_exchange().expect("exchange");
+    assert_eq!(ex.sync_sequence, 10);
+    assert_eq!(ex.t1.as_nanos(), t1 + 62_500_000);
+    assert_eq!(ex.t2.as_nanos(), 62_500_002);
+    assert_eq!(ex.t3.as_nanos(), 62_500_003);
+    assert!(slave.poll_exchange().is_none());
+}
+
+#[test]
+fn delay_resps_for_unknown_sequences_other_domains_or_other_ports_are_ignored() {
+    let mut slave = PtpSlave::<u8>::new(SlaveConfig::new(slave_port()));
+    let (sync, fu) = sync_pair(1, 9_000_000_000);
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(10), &bytes(&sync))
+        .unwrap();
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(11), &bytes(&fu))
+        .unwrap();
+    let req = slave.poll_transmit(LocalInstant::from_nanos(12)).unwrap();
+    let seq = Message::parse(req.payload()).unwrap().header.sequence_id;
+    let mport = PortIdentity {
+        clock_identity: master_id(),
+        port_number: 1,
+    };
+    let t4 = PtpTimestamp::from_instant(LeaderInstant::from_nanos(9_000_500_000)).unwrap();
+
+    let unknown = Message::delay_resp(Header::new(mport, 0, seq.wrapping_add(5)), t4, slave_port());
+    assert!(matches!(
+        slave.handle_receive(0, LocalInstant::from_nanos(20), &bytes(&unknown)),
+        Err(PtpError::UnknownSequence { .. })
+    ));
+    let other_domain = Message::delay_resp(Header::new(mport, 7, seq), t4, slave_port());
+    assert_eq!(
+        slave.handle_receive(0, LocalInstant::from_nanos(21), &bytes(&other_domain)),
+        Err(PtpError::WrongDomain {
+            expected: 0,
+            got: 7
+        })
+    );
+    let mut other = slave_port();
+    other.port_number = 2;
+    let other_port = Message::delay_resp(Header::new(mport, 0, seq), t4, other);
+    assert!(matches!(
+        slave.handle_receive(0, LocalInstant::from_nanos(22), &bytes(&other_port)),
+        Err(PtpError::NotForUs { .. })
+    ));
+    assert!(
+        slave.poll_exchange().is_none(),
+        "nothing completed from ignored replies"
+    );
+    let s = *slave.stats();
+    assert_eq!(
+        (s.unknown_sequence, s.wrong_domain, s.not_for_us),
+        (1, 1, 1)
+    );
+
+    // The real answer still completes the exchange afterwards.
+    let good = Message::delay_resp(Header::new(mport, 0, seq), t4, slave_port());
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(23), &bytes(&good))
+        .unwrap();
+    assert!(slave.poll_exchange().is_some());
+}
+
+#[test]
+fn malformed_datagrams_get_typed_errors_and_are_counted_by_reason() {
+    let mut slave = PtpSlave::<u8>::new(SlaveConfig::new(slave_port()));
+    let mut master = PtpMaster::<u8>::new(MasterConfig::new(master_id()));
+    let (sync, _) = sync_pair(1, 1_000);
+    let good = bytes(&sync);
+
+    let short = &good[..20];
+    let mut bad_version = good.clone();
+    bad_version[1] = 0x01;
+    let mut long_claim = good.clone();
+    long_claim[2..4].copy_from_slice(&100u16.to_be_bytes());
+    let mut pdelay = good.clone();
+    pdelay[0] = 0x02;
+    let cases: [(&[u8], RejectReason); 4] = [
+        (short, RejectReason::TooShort),
+        (&bad_version, RejectReason::BadVersion),
+        (&long_claim, RejectReason::TooShort),
+        (&pdelay, RejectReason::UnsupportedType),
+    ];
+    for (data, reason) in cases {
+        for r in [
+            slave.handle_receive(0, LocalInstant::from_nanos(5), data),
+            master.handle_receive(1, LeaderInstant::from_nanos(5), data),
+        ] {
+            match r {
+                Err(PtpError::Malformed(e)) => assert_eq!(e.reason(), reason, "{e}"),
+                other => panic!("expected a malformed error, got {other:?}"),
+            }
+        }
+    }
+    assert_eq!(slave.stats().malformed_total(), 4);
+    assert_eq!(slave.stats().malformed[RejectReason::TooShort.index()], 2);
+    assert_eq!(master.stats().malformed_total(), 4);
+    assert!(matches!(
+        Message::parse(&bad_version),
+        Err(WireError::BadVersion { got: 1 })
+    ));
+    // A master does not take a Sync; a slave does not take a Delay_Req.
+    assert!(matches!(
+        master.handle_receive(1, LeaderInstant::from_nanos(6), &good),
+        Err(PtpError::Unexpected { .. })
+    ));
+    let req = Message::delay_req(Header::new(slave_port(), 0, 1), PtpTimestamp::default());
+    assert!(matches!(
+        slave.handle_receive(0, LocalInstant::from_nanos(6), &bytes(&req)),
+        Err(PtpError::Unexpected { .. })
+    ));
+}
+
+#[test]
+fn master_answers_delay_req_with_the_requesters_port_and_correction() {
+    let mut master = PtpMaster::<u8>::new(MasterConfig::new(master_id()));
+    let mut h = Header::new(slave_port(), 0, 4242);
+    h.correction = lockstep::ptp::Correction::from_nanos(Nanos(77));
+    let req = Message::delay_req(h, PtpTimestamp::default());
+    let at = LeaderInstant::from_nanos(1_700_000_000_123_456_789);
+    master
+        .handle_receive(FOLLOWER_ADDR, at, &bytes(&req))
+        .unwrap();
+    let resp = master.poll_transmit(at).expect("Delay_Resp");
+    assert_eq!(resp.to, FOLLOWER_ADDR);
+    assert_eq!(resp.port, PtpPort::General);
+    let m = Message::parse(resp.payload()).unwrap();
+    assert_eq!(m.header.sequence_id, 4242);
+    assert_eq!(m.header.correction.to_nanos(), Nanos(77));
+    match m.body {
+        Body::DelayResp {
+            receive_timestamp,
+            requesting_port,
+        } => {
+            assert_eq!(receive_timestamp.to_instant().unwrap(), at);
+            assert_eq!(requesting_port, slave_port());
+        }
+        other => panic!("expected Delay_Resp, got {other:?}"),
+    }
+    // Another domain's request is not answered.
+    let other = Message::delay_req(Header::new(slave_port(), 3, 1), PtpTimestamp::default());
+    assert!(
+        master
+            .handle_receive(FOLLOWER_ADDR, at, &bytes(&other))
+            .is_err()
+    );
+    assert!(master.poll_transmit(at).is_none());
+}
+
+#[test]
+fn with_transmit_timestamps_the_follow_up_carries_the_reported_time() {
+    let mut cfg = MasterConfig::new(master_id());
+    cfg.tx_timestamps = true;
+    let mut master = PtpMaster::<u8>::new(cfg);
+    let t0 = LeaderInstant::from_nanos(1_000_000_000_000);
+    master.add_slave(FOLLOWER_ADDR, t0);
+    master.handle_timeout(t0);
+    let mut syncs = Vec::new();
+    while let Some(t) = master.poll_transmit(t0) {
+        if t.tag.is_some() {
+            syncs.push(t);
+        }
+    }
+    assert_eq!(syncs.len(), 1);
+    let tag = syncs[0].tag.unwrap();
+    let real = t0 + Nanos(12_345);
+    master.handle_transmitted(tag, real);
+    let fu = master
+        .poll_transmit(real)
+        .expect("Follow_Up after the timestamp");
+    match Message::parse(fu.payload()).unwrap().body {
+        Body::FollowUp {
+            precise_origin_timestamp,
+        } => assert_eq!(precise_origin_timestamp.to_instant().unwrap(), real),
+        other => panic!("expected Follow_Up, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_sync_whose_follow_up_never_comes_is_dropped_as_stale() {
+    let mut slave = PtpSlave::<u8>::new(SlaveConfig::new(slave_port()));
+    let (sync, _) = sync_pair(3, 1_000_000);
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(0), &bytes(&sync))
+        .unwrap();
+    let deadline = slave
+        .poll_timeout()
+        .expect("a deadline for the pending Sync");
+    slave.handle_timeout(deadline);
+    assert_eq!(slave.stats().incomplete, 1);
+    assert!(slave.poll_timeout().is_none());
+    assert!(slave.poll_transmit(deadline).is_none());
+}
+
+#[test]
+fn slave_keeps_its_master_until_it_falls_silent() {
+    let mut slave = PtpSlave::<u8>::new(SlaveConfig::new(slave_port()));
+    let (sync, _) = sync_pair(1, 1_000);
+    slave
+        .handle_receive(0, LocalInstant::from_nanos(0), &bytes(&sync))
+        .unwrap();
+    let other = PortIdentity {
+        clock_identity: ClockIdentity([9; 8]),
+        port_number: 1,
+    };
+    let foreign = Message::sync(Header::new(other, 0, 1), PtpTimestamp::default(), true);
+    assert!(matches!(
+        slave.handle_receive(5, LocalInstant::from_nanos(1_000_000_000), &bytes(&foreign)),
+        Err(PtpError::ForeignMaster { .. })
+    ));
+    assert_eq!(slave.master().unwrap().clock_identity, master_id());
+    // Four seconds of silence from the first master: the other one takes over.
+    slave
+        .handle_receive(5, LocalInstant::from_nanos(4_000_000_000), &bytes(&foreign))
+        .unwrap();
+    assert_eq!(slave.master(), Some(other));
+}

@@ -1,0 +1,121 @@
+//! The `sync_report` example as a user runs it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The example binary cargo built next to this test (`cargo test` builds examples).
+fn sync_report() -> Command {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin: PathBuf = dir
+        .join("examples")
+        .join(format!("sync_report{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} not built", bin.display());
+    Command::new(bin)
+}
+
+#[test]
+fn json_has_one_object_per_estimator_with_the_documented_keys() {
+    let out = sync_report()
+        .args([
+            "--scenario",
+            "lan",
+            "--seconds",
+            "30",
+            "--seed",
+            "3",
+            "--json",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let arr = v.as_array().expect("an array");
+    let names: Vec<&str> = arr
+        .iter()
+        .map(|o| o["estimator"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lockstep", "naive", "ntp", "snapcast"]);
+    for o in arr {
+        assert_eq!(o["scenario"], "lan");
+        assert_eq!(o["seed"], 3);
+        for k in ["p50_us", "p99_us", "max_us", "rate_err_ppm"] {
+            assert!(o[k].as_f64().is_some_and(|x| x >= 0.0), "{k} in {o}");
+        }
+        for k in ["converge_100us_s", "converge_20us_s"] {
+            assert!(o[k].is_null() || o[k].as_f64().is_some(), "{k} in {o}");
+        }
+        assert_eq!(o.as_object().unwrap().len(), 9, "{o}");
+    }
+    // On a LAN lockstep converges; snapcast without a rate never gets within 20 µs of a
+    // drifting crystal for good.
+    assert!(arr[0]["converge_20us_s"].as_f64().is_some());
+}
+
+#[test]
+fn overrides_change_the_network_and_the_plot_is_written() {
+    let dir = std::env::temp_dir().join(format!("lockstep-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("err.svg");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--scenario",
+            "wifi",
+            "--seconds",
+            "20",
+            "--seed",
+            "2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = sync_report().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    let quiet = run(&[
+        "--jitter-mean-us",
+        "10",
+        "--drift-ppm",
+        "-42",
+        "--loss",
+        "0",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let p = |v: &serde_json::Value| v[1]["p99_us"].as_f64().unwrap();
+    assert!(
+        p(&quiet) < p(&plain) / 10.0,
+        "naive p99 {} vs {}",
+        p(&quiet),
+        p(&plain)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.matches("<path").count() == 4);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_options_are_refused_with_a_message() {
+    let out = sync_report().args(["--scenario", "moon"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown scenario") && err.contains("congested_wifi"),
+        "{err}"
+    );
+    let out = sync_report()
+        .args(["--loss", "1.5", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error"));
+}
