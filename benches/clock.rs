@@ -17,9 +17,9 @@ use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
 /// A steady-state trace of wifi-like exchanges: 16 a second, a follower 37 ppm slow.
 fn trace(n: usize) -> Vec<Exchange> {
     let path = PathConfig::wifi();
-    let mut rng = SimRng::new(7);
-    let mut down = Link::new(path.to_follower, rng.fork(1));
-    let mut up = Link::new(path.to_leader, rng.fork(2));
+    let rng = SimRng::new(7);
+    let mut down = Link::new(path.to_follower, rng.fork(1)).expect("preset");
+    let mut up = Link::new(path.to_leader, rng.fork(2)).expect("preset");
     let leader = PortIdentity {
         clock_identity: ClockIdentity([1; 8]),
         port_number: 1,

@@ -3,4 +3,5 @@
 
 pub mod clock;
 pub mod ptp;
+pub mod sim;
 pub mod time;

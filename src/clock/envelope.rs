@@ -27,19 +27,34 @@ use crate::time::{LeaderInstant, LocalInstant, Nanos};
 /// Tuning of [`EnvelopeEstimator`]. The defaults are what the sync report measures.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EnvelopeConfig {
-    /// How far back samples are kept. Longer averages more delay noise away; shorter follows
-    /// the crystal's frequency wander more closely.
+    /// How far back samples are kept at most. Longer averages more delay noise away; shorter
+    /// follows the crystal's frequency wander more closely. The window in use shrinks
+    /// towards `min_window` on quiet paths (see `quiet_residual`).
     pub window: Nanos,
-    /// A block closes after this many exchanges...
+    /// The shortest window used.
+    pub min_window: Nanos,
+    /// The mean envelope residual (the typical queuing delay of kept samples) at which the
+    /// window is `min_window`; it grows with the square root of the residual above that.
+    pub quiet_residual: Nanos,
+    /// A block closes after this many exchanges (its best sample per direction is kept)...
     pub block_samples: u32,
     /// ...or once it spans this long, whichever comes first.
     pub block_span: Nanos,
     /// Most blocks kept (bounds memory when exchanges come fast).
     pub max_blocks: usize,
-    /// Where in the window the envelope lines are fitted, as a fraction of the window's span
-    /// back from its newest sample. The envelope is pinned by noisy single samples at its
-    /// ends, so the fit is taken inside and extrapolated with the fitted rate.
-    pub eval_lag: f64,
+    /// Where the envelope is read, as a fraction of the window's span in from each end. The
+    /// envelope is pinned to single (noisy) samples at its ends, so each line is drawn
+    /// through the envelope's values at two points inside the window — a long baseline for
+    /// the rate — and extrapolated to the newest sample.
+    pub fit_margin: f64,
+    /// ...and each envelope point has at least this many kept samples beyond it, so it never
+    /// sits where samples are still sparse (just after a burst ends).
+    pub fit_support: usize,
+    /// Refit after this many exchanges...
+    pub refit_every: u32,
+    /// ...except while the window holds fewer samples than this: then every block refits,
+    /// as the first seconds need every sample.
+    pub warm_samples: usize,
     /// Smallest envelope violation that can count towards a leader clock step.
     pub step_threshold: Nanos,
     /// Violations (same sign) among the last [`STEP_HISTORY`] exchanges that confirm a step.
@@ -48,15 +63,24 @@ pub struct EnvelopeConfig {
 
 /// How many recent exchanges the step detector looks at.
 pub const STEP_HISTORY: u32 = 6;
+/// How long a new epoch leans on the rate carried over a leader clock step.
+pub const PRIOR_RATE_SPAN: Nanos = Nanos::from_secs(20);
+/// Kept samples per direction before steps are looked for.
+const STEP_MIN_SAMPLES: usize = 32;
 
 impl Default for EnvelopeConfig {
     fn default() -> Self {
         EnvelopeConfig {
-            window: Nanos::from_secs(60),
-            block_samples: 8,
+            window: Nanos::from_secs(120),
+            min_window: Nanos::from_secs(30),
+            quiet_residual: Nanos::from_micros(50),
+            block_samples: 2,
             block_span: Nanos::from_millis(500),
-            max_blocks: 512,
-            eval_lag: 0.35,
+            max_blocks: 1024,
+            fit_margin: 0.35,
+            fit_support: 16,
+            refit_every: 8,
+            warm_samples: 128,
             step_threshold: Nanos::from_micros(20),
             step_confirm: 3,
         }
@@ -65,7 +89,7 @@ impl Default for EnvelopeConfig {
 
 /// Scales the mean envelope residual into an uncertainty; calibrated in the simulator so the
 /// reported span covers the true error about 95% of the time (see tests/estimator_scenarios.rs).
-const UNCERTAINTY_GAIN: f64 = 2.0;
+const UNCERTAINTY_GAIN: f64 = 4.0;
 /// The reported uncertainty never goes below this: the crystal wanders between refits.
 const UNCERTAINTY_FLOOR_NS: f64 = 50.0;
 
@@ -128,10 +152,19 @@ pub struct EnvelopeEstimator {
     rev: Ring<Point>,
     block: Block,
     fit: Option<Fit>,
+    /// Scratch: the window's samples in time order, and their hull.
+    sorted: Vec<Point>,
     hull: Vec<Point>,
     /// Bit i set: exchange i back violated the envelope upwards / downwards.
     step_up: u32,
     step_down: u32,
+    /// Exchanges since the last refit.
+    since_refit: u32,
+    /// The window in use, in ns (adapted to the path's noise at each refit).
+    window: i64,
+    /// The rate carried over a leader clock step, used until the new window spans
+    /// [`PRIOR_RATE_SPAN`].
+    prior_rate: Option<f64>,
     stats: EnvelopeStats,
 }
 
@@ -154,9 +187,13 @@ impl EnvelopeEstimator {
             rev: Ring::new(cap),
             block: Block::default(),
             fit: None,
+            sorted: Vec::with_capacity(cap + 1),
             hull: Vec::with_capacity(cap + 1),
             step_up: 0,
             step_down: 0,
+            since_refit: 0,
+            window: config.window.as_nanos(),
+            prior_rate: None,
             stats: EnvelopeStats::default(),
         }
     }
@@ -172,13 +209,21 @@ impl EnvelopeEstimator {
     }
 
     /// Forgets the timeline (keeps the leader) and starts a new epoch.
-    fn restart(&mut self) {
+    /// `keep_rate`: a leader clock step moves the offset, not the crystals' rates, so the
+    /// rate learnt so far carries the new epoch until its own window is long enough.
+    fn restart(&mut self, keep_rate: bool) {
+        self.prior_rate = if keep_rate {
+            self.fit.map(|f| f.rate())
+        } else {
+            None
+        };
         self.epoch = self.epoch.wrapping_add(1);
         self.origin = None;
         self.fwd.clear();
         self.rev.clear();
         self.block = Block::default();
         self.fit = None;
+        self.window = self.config.window.as_nanos();
         self.step_up = 0;
         self.step_down = 0;
     }
@@ -189,6 +234,10 @@ impl EnvelopeEstimator {
         let Some(fit) = self.fit else {
             return false;
         };
+        if self.fwd.len() < STEP_MIN_SAMPLES {
+            // A young fit extrapolates a rough rate: its misses are not steps.
+            return false;
+        }
         let mask = (1u32 << STEP_HISTORY) - 1;
         let tol = (self.config.step_threshold.as_nanos() as f64).max(4.0 * fit.uncertainty);
         // A sample below a lower envelope means a delay shorter than the base delay: the
@@ -221,7 +270,7 @@ impl EnvelopeEstimator {
         }
         self.block.n = 0;
         let newest = self.fwd.back().map_or(i64::MIN, |p| p.t);
-        let horizon = newest.saturating_sub(self.config.window.as_nanos());
+        let horizon = newest.saturating_sub(self.window);
         for ring in [&mut self.fwd, &mut self.rev] {
             while ring.len() > 2 && ring.front().is_some_and(|p| p.t < horizon) {
                 ring.pop_front();
@@ -234,22 +283,40 @@ impl EnvelopeEstimator {
     fn refit(&mut self, provisional: bool) {
         let extra_f = if provisional { self.block.fwd } else { None };
         let extra_r = if provisional { self.block.rev } else { None };
-        let first = self.fwd.front().or(extra_f).map(|p| p.t);
-        let last = extra_f.or(self.fwd.back()).map(|p| p.t);
-        let (Some(first), Some(last)) = (first, last) else {
+        let Some(last) = self.fwd.iter().chain(extra_f).map(|p| p.t).max() else {
             return;
         };
-        let t_eval = last - ((last - first) as f64 * self.config.eval_lag) as i64;
+        let (margin, support) = (self.config.fit_margin, self.config.fit_support);
         let rate = self.fit.map_or(0.0, |f| f.rate());
+        let fixed = self.prior_rate.filter(|_| {
+            let first = self.fwd.iter().chain(extra_f).map(|p| p.t).min();
+            first.is_none_or(|f| last - f < PRIOR_RATE_SPAN.as_nanos())
+        });
+        let (rate, margin) = match fixed {
+            // A slope known from before the step: no chord, just the highest line of that
+            // slope under the samples (margin 0 puts both chord points on the newest).
+            Some(r) => (r, -1.0),
+            None => (rate, margin),
+        };
 
-        let Some((fwd, res_f, n_f)) =
-            fit_direction(&self.fwd, extra_f, t_eval, -rate, &mut self.hull)
-        else {
+        let Some((fwd, res_f, n_f)) = fit_direction(
+            &self.fwd,
+            extra_f,
+            (margin, support),
+            -rate,
+            &mut self.sorted,
+            &mut self.hull,
+        ) else {
             return;
         };
-        let Some((rev, res_r, n_r)) =
-            fit_direction(&self.rev, extra_r, t_eval, rate, &mut self.hull)
-        else {
+        let Some((rev, res_r, n_r)) = fit_direction(
+            &self.rev,
+            extra_r,
+            (margin, support),
+            rate,
+            &mut self.sorted,
+            &mut self.hull,
+        ) else {
             return;
         };
         let at = last;
@@ -261,6 +328,14 @@ impl EnvelopeEstimator {
             let n = (n_f.min(n_r)) as f64;
             UNCERTAINTY_GAIN * (res_f * res_f + res_r * res_r).sqrt() / n
         };
+        self.since_refit = 0;
+        if n_f >= 2 && n_r >= 2 {
+            // Quiet paths gain little from a long window and lose to wander; noisy ones need it.
+            let noise = 0.5 * (res_f + res_r) / self.config.quiet_residual.as_nanos().max(1) as f64;
+            let min = self.config.min_window.as_nanos() as f64;
+            self.window =
+                (min * noise.max(1.0).sqrt()).min(self.config.window.as_nanos() as f64) as i64;
+        }
         self.fit = Some(Fit {
             at,
             fwd,
@@ -271,17 +346,67 @@ impl EnvelopeEstimator {
     }
 }
 
-/// Fits one direction's envelope at `t_eval`; returns the line, the mean residual of the
-/// kept samples above it and their count.
+/// Fits one direction's envelope: the line through the envelope's values at two instants
+/// `margin` (a fraction of the span) in from either end, each with at least `support`
+/// samples beyond it so that neither lands where samples are still sparse. Returns the
+/// line, the mean residual of the kept samples above it and their count.
 fn fit_direction(
     ring: &Ring<Point>,
     extra: Option<Point>,
-    t_eval: i64,
+    (margin, support): (f64, usize),
     fallback_slope: f64,
+    sorted: &mut Vec<Point>,
     hull: &mut Vec<Point>,
 ) -> Option<(Line, f64, usize)> {
-    lower_hull(ring.iter().chain(extra), hull);
-    let line = support_at(hull, t_eval, fallback_slope)?;
+    // Exchanges complete in the order their replies arrive, which is not quite the order of
+    // their timestamps: sort (insertion sort, linear on nearly sorted input).
+    sorted.clear();
+    sorted.extend(ring.iter().chain(extra));
+    for i in 1..sorted.len() {
+        let mut j = i;
+        while j > 0 && sorted[j - 1].t > sorted[j].t {
+            sorted.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let n = sorted.len();
+    let (first, last) = (sorted.first()?.t, sorted[n - 1].t);
+    if margin < 0.0 {
+        // Slope given: the highest line of that slope lying under every sample.
+        let value = sorted
+            .iter()
+            .map(|p| p.y as f64 - fallback_slope * (p.t - last) as f64)
+            .fold(f64::INFINITY, f64::min);
+        let line = Line {
+            at: last,
+            value,
+            slope: fallback_slope,
+        };
+        let sum: f64 = sorted.iter().map(|p| p.y as f64 - line.eval(p.t)).sum();
+        return Some((line, sum / n as f64, n));
+    }
+    let edge = ((last - first) as f64 * margin) as i64;
+    let k = support.min(n.saturating_sub(1) / 2);
+    let mut t_a = (first + edge).max(sorted[k].t);
+    let mut t_b = (last - edge).min(sorted[n - 1 - k].t);
+    if t_a >= t_b {
+        // Too few samples for both rules: fall back to counting alone.
+        let k = ((n as f64 * margin) as usize).min(n.saturating_sub(1) / 2);
+        (t_a, t_b) = (sorted[k].t, sorted[n - 1 - k].t);
+    }
+    lower_hull(sorted.iter().copied(), hull);
+    let at_b = support_at(hull, t_b, fallback_slope)?;
+    let line = if t_b > t_a && hull.len() > 1 {
+        let a = support_at(hull, t_a, fallback_slope)?.eval(t_a);
+        let b = at_b.eval(t_b);
+        Line {
+            at: t_b,
+            value: b,
+            slope: (b - a) / (t_b - t_a) as f64,
+        }
+    } else {
+        at_b
+    };
     let mut sum = 0.0;
     let mut n = 0usize;
     for p in ring.iter().chain(extra) {
@@ -303,7 +428,7 @@ impl ClockEstimator for EnvelopeEstimator {
             Some(_) => {
                 self.stats.leader_changes += 1;
                 self.leader = Some(ex.leader);
-                self.restart();
+                self.restart(false);
             }
             None => self.leader = Some(ex.leader),
         }
@@ -320,7 +445,7 @@ impl ClockEstimator for EnvelopeEstimator {
         };
         if self.step_detected(fwd, rev) {
             self.stats.steps += 1;
-            self.restart();
+            self.restart(true);
             let (t0, z0) = (ex.local_time().as_nanos(), ex.offset().as_nanos());
             self.origin = Some((t0, z0));
             fwd = Point {
@@ -340,11 +465,16 @@ impl ClockEstimator for EnvelopeEstimator {
         Self::keep_best(&mut self.block.fwd, fwd, -rate);
         Self::keep_best(&mut self.block.rev, rev, rate);
         self.block.n += 1;
+        self.since_refit += 1;
         let full = self.block.n >= self.config.block_samples
             || fwd.t.saturating_sub(self.block.start) >= self.config.block_span.as_nanos();
         if full {
             self.close_block();
-            self.refit(false);
+            if self.fwd.len() < self.config.warm_samples
+                || self.since_refit >= self.config.refit_every
+            {
+                self.refit(false);
+            }
         } else if self.fwd.len() < 3 {
             self.refit(true);
         }

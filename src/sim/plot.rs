@@ -152,8 +152,14 @@ mod tests {
             0.01,
             1e6,
             &[
-                Series { name: "a", points: &a },
-                Series { name: "b&c", points: &b },
+                Series {
+                    name: "a",
+                    points: &a,
+                },
+                Series {
+                    name: "b&c",
+                    points: &b,
+                },
             ],
         );
         assert!(svg.starts_with("<svg"));

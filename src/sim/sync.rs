@@ -6,7 +6,9 @@
 //! each estimator's error against the simulated clocks' true readings: the ground truth
 //! comes from the simulator, never from an estimator.
 
-use super::{ClockModel, Delivery, EventQueue, Link, PathConfig, SimClock, SimRng, SimTime};
+use super::{
+    ClockModel, Delivery, EventQueue, Link, PathConfig, SimClock, SimConfigError, SimRng, SimTime,
+};
 use crate::clock::{
     ClockEstimator, EnvelopeEstimator, NaiveEstimator, NtpEstimator, SnapcastEstimator,
 };
@@ -246,18 +248,22 @@ enum Packet {
     ToFollower([u8; MAX_MESSAGE_LEN], usize),
 }
 
-/// Runs `scenario` with `estimators` all fed from one trace, and measures each.
-pub fn run_sync(scenario: &SyncScenario, mut estimators: Vec<Box<dyn ClockEstimator>>) -> SyncReport {
-    let mut rng = SimRng::new(scenario.seed);
+/// Runs `scenario` with `estimators` all fed from one trace, and measures each. Fails only
+/// if the scenario's clocks or links are invalid (the error names the field).
+pub fn run_sync(
+    scenario: &SyncScenario,
+    mut estimators: Vec<Box<dyn ClockEstimator>>,
+) -> Result<SyncReport, SimConfigError> {
+    let rng = SimRng::new(scenario.seed);
     let mut leader_model = scenario.leader_clock.clone();
     leader_model.offset = leader_model.offset + LEADER_EPOCH;
     let mut follower_model = scenario.follower_model();
     follower_model.offset = follower_model.offset + LEADER_EPOCH;
     let follower_drift_ppm = follower_model.drift_ppm;
-    let mut leader = SimClock::new(leader_model, rng.fork(2));
-    let mut follower = SimClock::new(follower_model, rng.fork(3));
-    let mut down = Link::new(scenario.path.to_follower, rng.fork(4));
-    let mut up = Link::new(scenario.path.to_leader, rng.fork(5));
+    let mut leader = SimClock::new(leader_model, rng.fork(2))?;
+    let mut follower = SimClock::new(follower_model, rng.fork(3))?;
+    let mut down = Link::new(scenario.path.to_follower, rng.fork(4))?;
+    let mut up = Link::new(scenario.path.to_leader, rng.fork(5))?;
 
     let mut master = PtpMaster::new(scenario.master);
     let slave_port = PortIdentity {
@@ -265,7 +271,10 @@ pub fn run_sync(scenario: &SyncScenario, mut estimators: Vec<Box<dyn ClockEstima
         port_number: 1,
     };
     let mut slave = PtpSlave::new(SlaveConfig::new(slave_port));
-    master.add_slave(FOLLOWER, LeaderInstant::from_nanos(leader.reading(SimTime(0))));
+    master.add_slave(
+        FOLLOWER,
+        LeaderInstant::from_nanos(leader.reading(SimTime(0))),
+    );
 
     let end = SimTime(scenario.duration.as_nanos());
     let step = scenario.sample_interval.as_nanos().max(1);
@@ -340,17 +349,23 @@ pub fn run_sync(scenario: &SyncScenario, mut estimators: Vec<Box<dyn ClockEstima
             let mut buf = [0u8; MAX_MESSAGE_LEN];
             let len = tx.payload().len();
             buf[..len].copy_from_slice(tx.payload());
-            schedule(&mut queue, down.transmit(now), Packet::ToFollower(buf, len), |b| {
-                Packet::ToFollower(b, len)
-            });
+            schedule(
+                &mut queue,
+                down.transmit(now),
+                Packet::ToFollower(buf, len),
+                |b| Packet::ToFollower(b, len),
+            );
         }
         while let Some(tx) = slave.poll_transmit(local_now) {
             let mut buf = [0u8; MAX_MESSAGE_LEN];
             let len = tx.payload().len();
             buf[..len].copy_from_slice(tx.payload());
-            schedule(&mut queue, up.transmit(now), Packet::ToLeader(buf, len), |b| {
-                Packet::ToLeader(b, len)
-            });
+            schedule(
+                &mut queue,
+                up.transmit(now),
+                Packet::ToLeader(buf, len),
+                |b| Packet::ToLeader(b, len),
+            );
         }
         while let Some(ex) = slave.poll_exchange() {
             for (est, tr) in estimators.iter_mut().zip(trackers.iter_mut()) {
@@ -367,14 +382,14 @@ pub fn run_sync(scenario: &SyncScenario, mut estimators: Vec<Box<dyn ClockEstima
         .zip(trackers)
         .map(|(e, t)| t.finish(e.name(), end_s, step as f64 * 1e-9))
         .collect();
-    SyncReport {
+    Ok(SyncReport {
         scenario: scenario.name.clone(),
         seed: scenario.seed,
         seconds: end_s,
         follower_drift_ppm,
         exchanges: slave.stats().exchanges,
         results,
-    }
+    })
 }
 
 fn schedule(
@@ -417,7 +432,11 @@ impl SyncReport {
                 r.converge_20us_s.map_or("null".into(), json_num),
                 json_num(r.rate_err_ppm),
             ));
-            out.push_str(if i + 1 < self.results.len() { ",\n" } else { "\n" });
+            out.push_str(if i + 1 < self.results.len() {
+                ",\n"
+            } else {
+                "\n"
+            });
         }
         out.push(']');
         out
