@@ -34,16 +34,17 @@ fn drain<A: Copy>(out: &mut Vec<Transmit<A>>, mut f: impl FnMut() -> Option<Tran
     }
 }
 
+/// What a run produced.
+struct Run {
+    slave: PtpSlave<u8>,
+    exchanges: Vec<lockstep::clock::Exchange>,
+    /// Every datagram the master sent, with its leader send time.
+    sent: Vec<(i64, Transmit<u8>)>,
+}
+
 /// Runs master and slave over a perfect, symmetric link for `secs`, returning what the slave
 /// completed and every datagram the master sent with its leader send time.
-fn run_ideal(
-    secs: i64,
-) -> (
-    PtpMaster<u8>,
-    PtpSlave<u8>,
-    Vec<lockstep::clock::Exchange>,
-    Vec<(i64, Transmit<u8>)>,
-) {
+fn run_ideal(secs: i64) -> Run {
     let mut master = PtpMaster::new(MasterConfig::new(master_id()));
     let mut slave = PtpSlave::new(SlaveConfig::new(slave_port()));
     let start = 1_700_000_000_000_000_000i64;
@@ -99,12 +100,18 @@ fn run_ideal(
         }
         now = next;
     }
-    (master, slave, exchanges, sent)
+    Run {
+        slave,
+        exchanges,
+        sent,
+    }
 }
 
 #[test]
 fn a_perfect_link_gives_exact_exchanges() {
-    let (_, slave, exchanges, _) = run_ideal(3);
+    let Run {
+        slave, exchanges, ..
+    } = run_ideal(3);
     assert!(exchanges.len() > 250, "only {} exchanges", exchanges.len());
     for ex in &exchanges {
         assert_eq!(ex.offset(), Nanos(OFFSET));
@@ -118,7 +125,7 @@ fn a_perfect_link_gives_exact_exchanges() {
 
 #[test]
 fn master_bursts_at_start_then_keeps_to_sixteen_syncs_a_second() {
-    let (_, _, _, sent) = run_ideal(20);
+    let Run { sent, .. } = run_ideal(20);
     let start = sent[0].0;
     let syncs_in = |from_s: i64, to_s: i64| {
         sent.iter()

@@ -29,14 +29,14 @@ fn cross(a: Point, b: Point, c: Point) -> i128 {
 pub(crate) fn lower_hull(points: impl Iterator<Item = Point>, out: &mut Vec<Point>) {
     out.clear();
     for p in points {
-        if let Some(last) = out.last() {
-            if last.t == p.t {
-                // Same instant: only the lower sample can be on the lower hull.
-                if p.y >= last.y {
-                    continue;
-                }
-                out.pop();
+        if let Some(last) = out.last()
+            && last.t == p.t
+        {
+            // Same instant: only the lower sample can be on the lower hull.
+            if p.y >= last.y {
+                continue;
             }
+            out.pop();
         }
         while out.len() >= 2 && cross(out[out.len() - 2], out[out.len() - 1], p) <= 0 {
             out.pop();

@@ -239,10 +239,9 @@ impl<A: Copy + Eq> PtpMaster<A> {
             .awaiting
             .iter()
             .position(|w| w.sequence_id == tag.sequence_id)
+            && let Some(w) = self.awaiting.remove(i)
         {
-            if let Some(w) = self.awaiting.remove(i) {
-                self.follow_up(w.to, w.sequence_id, at);
-            }
+            self.follow_up(w.to, w.sequence_id, at);
         }
     }
 

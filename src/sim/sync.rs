@@ -256,9 +256,9 @@ pub fn run_sync(
 ) -> Result<SyncReport, SimConfigError> {
     let rng = SimRng::new(scenario.seed);
     let mut leader_model = scenario.leader_clock.clone();
-    leader_model.offset = leader_model.offset + LEADER_EPOCH;
+    leader_model.offset += LEADER_EPOCH;
     let mut follower_model = scenario.follower_model();
-    follower_model.offset = follower_model.offset + LEADER_EPOCH;
+    follower_model.offset += LEADER_EPOCH;
     let follower_drift_ppm = follower_model.drift_ppm;
     let mut leader = SimClock::new(leader_model, rng.fork(2))?;
     let mut follower = SimClock::new(follower_model, rng.fork(3))?;
@@ -323,17 +323,17 @@ pub fn run_sync(
             continue;
         }
 
-        if packet_at == Some(now) {
-            if let Some((_, pkt)) = queue.pop() {
-                match pkt {
-                    Packet::ToLeader(buf, len) => {
-                        let at = LeaderInstant::from_nanos(leader.reading(now));
-                        let _ = master.handle_receive(FOLLOWER, at, &buf[..len]);
-                    }
-                    Packet::ToFollower(buf, len) => {
-                        let at = LocalInstant::from_nanos(follower.reading(now));
-                        let _ = slave.handle_receive(LEADER, at, &buf[..len]);
-                    }
+        if packet_at == Some(now)
+            && let Some((_, pkt)) = queue.pop()
+        {
+            match pkt {
+                Packet::ToLeader(buf, len) => {
+                    let at = LeaderInstant::from_nanos(leader.reading(now));
+                    let _ = master.handle_receive(FOLLOWER, at, &buf[..len]);
+                }
+                Packet::ToFollower(buf, len) => {
+                    let at = LocalInstant::from_nanos(follower.reading(now));
+                    let _ = slave.handle_receive(LEADER, at, &buf[..len]);
                 }
             }
         }
