@@ -5,14 +5,17 @@
 //! return delay). Queuing only ever adds delay, so the samples with the least delay carry the
 //! clock relation; the rest are noise to be discarded, not averaged. Per direction the
 //! estimator keeps, for every block of a few exchanges, the sample nearest the envelope, and
-//! fits the straight line that lies under all kept samples of the last minute and is highest
-//! at a point inside the window (a lower-hull edge, see [`super::hull`]). The two lines give
-//! the offset (their midpoint) and the rate (their mean slope). Working per direction matters
-//! on Wi-Fi: a sample whose *own* direction was quick is common, one where both were quick
-//! is rare.
+//! builds the lower convex hull of the kept samples of the window (see [`super::hull`]). Each
+//! direction's line runs through the hull's values at two instants well inside the window (a
+//! long baseline for the rate; the hull's ends are pinned to single noisy samples) and is
+//! extrapolated to now. The two lines give the offset (their midpoint) and the rate (their
+//! mean slope). Working per direction matters on Wi-Fi: a sample whose *own* direction was
+//! quick is common, one where both were quick is rare. The window adapts to the path's noise:
+//! 30 s on a quiet LAN (the crystal's wander dominates), up to 120 s on Wi-Fi.
 //!
-//! Costs are fixed: the window is a pair of fixed rings, a refit walks them once per block
-//! (every 8 exchanges in steady state), and nothing allocates after construction.
+//! Costs are fixed: the window is a pair of fixed rings, a refit walks them a few times once
+//! a second in steady state (every block while the window is young), and nothing allocates
+//! after construction.
 //!
 //! A leader clock step shows as samples on the impossible side of an envelope (a delay
 //! shorter than the path's base delay); a few of those in a short run start a new epoch.
@@ -74,12 +77,12 @@ impl Default for EnvelopeConfig {
             window: Nanos::from_secs(120),
             min_window: Nanos::from_secs(30),
             quiet_residual: Nanos::from_micros(50),
-            block_samples: 2,
+            block_samples: 4,
             block_span: Nanos::from_millis(500),
             max_blocks: 1024,
             fit_margin: 0.35,
             fit_support: 16,
-            refit_every: 8,
+            refit_every: 16,
             warm_samples: 128,
             step_threshold: Nanos::from_micros(20),
             step_confirm: 3,
