@@ -243,9 +243,25 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-enum Packet {
-    ToLeader([u8; MAX_MESSAGE_LEN], usize),
-    ToFollower([u8; MAX_MESSAGE_LEN], usize),
+/// A datagram in flight.
+#[derive(Clone, Copy)]
+struct Packet {
+    to_leader: bool,
+    buf: [u8; MAX_MESSAGE_LEN],
+    len: usize,
+}
+
+impl Packet {
+    fn new(to_leader: bool, payload: &[u8]) -> Packet {
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        let len = payload.len().min(MAX_MESSAGE_LEN);
+        buf[..len].copy_from_slice(&payload[..len]);
+        Packet {
+            to_leader,
+            buf,
+            len,
+        }
+    }
 }
 
 /// Runs `scenario` with `estimators` all fed from one trace, and measures each. Fails only
@@ -326,15 +342,15 @@ pub fn run_sync(
         if packet_at == Some(now)
             && let Some((_, pkt)) = queue.pop()
         {
-            match pkt {
-                Packet::ToLeader(buf, len) => {
-                    let at = LeaderInstant::from_nanos(leader.reading(now));
-                    let _ = master.handle_receive(FOLLOWER, at, &buf[..len]);
-                }
-                Packet::ToFollower(buf, len) => {
-                    let at = LocalInstant::from_nanos(follower.reading(now));
-                    let _ = slave.handle_receive(LEADER, at, &buf[..len]);
-                }
+            // What a peer makes of a datagram is its own business (and counted in its
+            // stats); the experiment only moves bytes.
+            let data = &pkt.buf[..pkt.len];
+            if pkt.to_leader {
+                let at = LeaderInstant::from_nanos(leader.reading(now));
+                let _ = master.handle_receive(FOLLOWER, at, data);
+            } else {
+                let at = LocalInstant::from_nanos(follower.reading(now));
+                let _ = slave.handle_receive(LEADER, at, data);
             }
         }
         let leader_now = LeaderInstant::from_nanos(leader.reading(now));
@@ -346,26 +362,12 @@ pub fn run_sync(
             slave.handle_timeout(local_now);
         }
         while let Some(tx) = master.poll_transmit(leader_now) {
-            let mut buf = [0u8; MAX_MESSAGE_LEN];
-            let len = tx.payload().len();
-            buf[..len].copy_from_slice(tx.payload());
-            schedule(
-                &mut queue,
-                down.transmit(now),
-                Packet::ToFollower(buf, len),
-                |b| Packet::ToFollower(b, len),
-            );
+            let pkt = Packet::new(false, tx.payload());
+            schedule(&mut queue, down.transmit(now), pkt);
         }
         while let Some(tx) = slave.poll_transmit(local_now) {
-            let mut buf = [0u8; MAX_MESSAGE_LEN];
-            let len = tx.payload().len();
-            buf[..len].copy_from_slice(tx.payload());
-            schedule(
-                &mut queue,
-                up.transmit(now),
-                Packet::ToLeader(buf, len),
-                |b| Packet::ToLeader(b, len),
-            );
+            let pkt = Packet::new(true, tx.payload());
+            schedule(&mut queue, up.transmit(now), pkt);
         }
         while let Some(ex) = slave.poll_exchange() {
             for (est, tr) in estimators.iter_mut().zip(trackers.iter_mut()) {
@@ -392,21 +394,13 @@ pub fn run_sync(
     })
 }
 
-fn schedule(
-    queue: &mut EventQueue<Packet>,
-    delivery: Delivery,
-    packet: Packet,
-    copy: impl Fn([u8; MAX_MESSAGE_LEN]) -> Packet,
-) {
+fn schedule(queue: &mut EventQueue<Packet>, delivery: Delivery, packet: Packet) {
     match delivery {
         Delivery::Lost => {}
         Delivery::Once(at) => queue.push(at, packet),
         Delivery::Twice(a, b) => {
-            let bytes = match &packet {
-                Packet::ToLeader(buf, _) | Packet::ToFollower(buf, _) => *buf,
-            };
             queue.push(a, packet);
-            queue.push(b, copy(bytes));
+            queue.push(b, packet);
         }
     }
 }
