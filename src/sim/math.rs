@@ -57,16 +57,23 @@ pub(crate) fn ln(x: f64) -> f64 {
     let f = m - 1.0;
     let s = f / (2.0 + f);
     let z = s * s;
-    let tail = z
-        * (1.0 / 3.0
-            + z * (1.0 / 5.0
-                + z * (1.0 / 7.0
-                    + z * (1.0 / 9.0
-                        + z * (1.0 / 11.0
-                            + z * (1.0 / 13.0
-                                + z * (1.0 / 15.0
-                                    + z * (1.0 / 17.0
-                                        + z * (1.0 / 19.0 + z * (1.0 / 21.0 + z / 23.0))))))))));
+    // Horner's scheme from the innermost term out (a loop: the nested expression defeats
+    // rustfmt); the order of operations, and so every bit, is that of the nested form.
+    let mut p = 1.0 / 21.0 + z / 23.0;
+    for c in [
+        1.0 / 19.0,
+        1.0 / 17.0,
+        1.0 / 15.0,
+        1.0 / 13.0,
+        1.0 / 11.0,
+        1.0 / 9.0,
+        1.0 / 7.0,
+        1.0 / 5.0,
+        1.0 / 3.0,
+    ] {
+        p = c + z * p;
+    }
+    let tail = z * p;
     let ln_m = 2.0 * s + 2.0 * s * tail;
     let e = e as f64;
     e * LN2_HI + (e * LN2_LO + ln_m)
