@@ -57,8 +57,9 @@ fn first(d: lockstep::sim::Delivery) -> Option<SimTime> {
 }
 
 fn estimator_update(c: &mut Criterion) {
-    let warm = trace(2_000);
-    let more = trace(4_000)[2_000..].to_vec();
+    // 250 s: longer than the estimator's longest window (240 s).
+    let warm = trace(4_000);
+    let more = trace(6_000)[4_000..].to_vec();
     let mut g = c.benchmark_group("estimator_update");
     type Make = fn() -> Box<dyn ClockEstimator>;
     let makers: [(&str, Make); 4] = [
@@ -69,8 +70,8 @@ fn estimator_update(c: &mut Criterion) {
     ];
     g.throughput(criterion::Throughput::Elements(more.len() as u64));
     for (name, make) in makers {
-        // A warmed-up estimator (a full window) takes the next 2000 exchanges (two minutes of
-        // steady traffic) one at a time; time per element is the mean cost of one update,
+        // A warmed-up estimator (a full window) takes the next 2000 exchanges (two more
+        // minutes of steady traffic) one at a time; time per element is the mean cost of one update,
         // refits included.
         g.bench_function(name, |b| {
             b.iter_batched_ref(

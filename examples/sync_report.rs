@@ -5,13 +5,18 @@
 //! ```
 //!
 //! Ground truth comes from the simulated clocks. Options override the preset's network and
-//! clock so that you can model your own setup.
+//! clock so that you can model your own setup. `--seeds N` runs N seeds from `--seed` on and
+//! prints each estimator's worst figures over them:
+//!
+//! ```text
+//! cargo run --release --example sync_report -- --scenario wifi --seeds 100
+//! ```
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use lockstep::sim::plot::{Series, log_plot_svg};
-use lockstep::sim::sync::{SyncScenario, default_estimators, run_sync};
+use lockstep::sim::sync::{SyncReport, SyncScenario, default_estimators, run_sync};
 use lockstep::sim::{Jitter, LinkConfig, Loss, PathConfig};
 use lockstep::time::Nanos;
 
@@ -40,6 +45,10 @@ struct Args {
     /// Fix the follower's crystal drift, ppm (instead of drawing it from ±100 ppm).
     #[arg(long, allow_negative_numbers = true)]
     drift_ppm: Option<f64>,
+    /// Run this many seeds, from `--seed` on, and print each estimator's worst figures
+    /// over them (with `--json`: every run's objects in one array).
+    #[arg(long, value_name = "N")]
+    seeds: Option<u64>,
     /// Print JSON (one object per estimator) instead of a table.
     #[arg(long)]
     json: bool,
@@ -79,6 +88,70 @@ fn override_link(link: &mut LinkConfig, args: &Args) {
     }
 }
 
+/// Builds the scenario the options describe for `seed` and runs it.
+fn run(args: &Args, seed: u64) -> Result<SyncReport, ExitCode> {
+    let mut scenario =
+        SyncScenario::preset(&args.scenario, seed, Nanos::from_secs_f64(args.seconds))
+            .ok_or(ExitCode::from(2))?;
+    override_link(&mut scenario.path.to_follower, args);
+    override_link(&mut scenario.path.to_leader, args);
+    if let Some(ppm) = args.drift_ppm {
+        let mut model = scenario.follower_model();
+        model.drift_ppm = ppm;
+        scenario.follower_clock = Some(model);
+    }
+    run_sync(&scenario, default_estimators()).map_err(|e| {
+        eprintln!("error: invalid scenario: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Each estimator's median and worst p99, worst max and worst convergence times over the
+/// runs ("never" if any run never settled within the bound).
+fn worst_table(reports: &[SyncReport]) -> String {
+    use std::fmt::Write;
+    let first = &reports[0];
+    let mut out = format!(
+        "scenario {}  seeds {}..={}  {:.0} s simulated each\n",
+        first.scenario,
+        first.seed,
+        reports[reports.len() - 1].seed,
+        first.seconds
+    );
+    let _ = writeln!(
+        out,
+        "{:<10} {:>12} {:>12} {:>12} {:>14} {:>14}",
+        "estimator", "p99 med µs", "p99 worst", "max worst", "≤100µs worst s", "≤20µs worst s"
+    );
+    for (i, r) in first.results.iter().enumerate() {
+        let all: Vec<_> = reports.iter().map(|rep| &rep.results[i]).collect();
+        let mut p99: Vec<f64> = all.iter().map(|e| e.p99_us).collect();
+        p99.sort_by(f64::total_cmp);
+        let max = all.iter().map(|e| e.max_us).fold(f64::NAN, f64::max);
+        let worst = |f: &dyn Fn(&&lockstep::sim::sync::EstimatorResult) -> Option<f64>| {
+            let mut w = Some(0.0f64);
+            for e in &all {
+                w = match (w, f(e)) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+            w.map_or("never".to_string(), |v| format!("{v:.2}"))
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:>12.2} {:>12.2} {:>12.2} {:>14} {:>14}",
+            r.estimator,
+            lockstep::sim::sync::percentile(&p99, 0.5),
+            p99[p99.len() - 1],
+            max,
+            worst(&|e| e.converge_100us_s),
+            worst(&|e| e.converge_20us_s),
+        );
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if !(args.seconds > 0.0 && args.seconds.is_finite()) {
@@ -88,32 +161,47 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let Some(mut scenario) = SyncScenario::preset(
-        &args.scenario,
-        args.seed,
-        Nanos::from_secs_f64(args.seconds),
-    ) else {
+    if args.seeds == Some(0) {
+        eprintln!("error: --seeds must be at least 1");
+        return ExitCode::from(2);
+    }
+    if !PathConfig::PRESETS.contains(&args.scenario.as_str()) {
         eprintln!(
             "error: unknown scenario {:?}; choose one of {}",
             args.scenario,
             PathConfig::PRESETS.join(", ")
         );
         return ExitCode::from(2);
-    };
-    override_link(&mut scenario.path.to_follower, &args);
-    override_link(&mut scenario.path.to_leader, &args);
-    if let Some(ppm) = args.drift_ppm {
-        let mut model = scenario.follower_model();
-        model.drift_ppm = ppm;
-        scenario.follower_clock = Some(model);
     }
-
-    let report = match run_sync(&scenario, default_estimators()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: invalid scenario: {e}");
-            return ExitCode::from(2);
+    if let Some(n) = args.seeds {
+        let mut reports = Vec::new();
+        for seed in args.seed..args.seed.saturating_add(n) {
+            match run(&args, seed) {
+                Ok(r) => reports.push(r),
+                Err(code) => return code,
+            }
         }
+        if args.json {
+            let all: Vec<String> = reports
+                .iter()
+                .map(|r| {
+                    r.to_json()
+                        .trim()
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .trim()
+                        .to_string()
+                })
+                .collect();
+            println!("[{}]", all.join(",\n"));
+        } else {
+            print!("{}", worst_table(&reports));
+        }
+        return ExitCode::SUCCESS;
+    }
+    let report = match run(&args, args.seed) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     if args.json {
         println!("{}", report.to_json());

@@ -125,7 +125,7 @@ fn a_perfect_link_gives_exact_exchanges() {
 
 #[test]
 fn master_bursts_at_start_then_keeps_to_sixteen_syncs_a_second() {
-    let Run { sent, .. } = run_ideal(20);
+    let Run { sent, .. } = run_ideal(90);
     let start = sent[0].0;
     let syncs_in = |from_s: i64, to_s: i64| {
         sent.iter()
@@ -136,12 +136,17 @@ fn master_bursts_at_start_then_keeps_to_sixteen_syncs_a_second() {
             })
             .count()
     };
-    // The burst tapers: 128 a second for 2 s, 64 for 4 s, 32 for 8 s, then the steady 16.
-    for (second, expected) in [(0, 128), (1, 128), (3, 64), (5, 64), (7, 32), (13, 32)] {
+    // The burst tapers: 1024 Syncs each at 384, 192, 96, 48 and 24 a second (ending at
+    // 2.7, 8, 18.7, 40 and 82.7 s), then the steady 16.
+    let stages = [(0, 384), (1, 384), (3, 192), (7, 192), (9, 96), (17, 96)];
+    let stages = stages
+        .into_iter()
+        .chain([(19, 48), (39, 48), (41, 24), (81, 24)]);
+    for (second, expected) in stages {
         let n = syncs_in(second, second + 1);
         assert!(n.abs_diff(expected) <= 1, "second {second}: {n} Syncs");
     }
-    for s in 15..19 {
+    for s in 84..89 {
         let n = syncs_in(s, s + 1);
         assert!((15..=16).contains(&n), "second {s}: {n} Syncs");
     }
@@ -155,14 +160,14 @@ fn master_bursts_at_start_then_keeps_to_sixteen_syncs_a_second() {
             )
         })
         .count();
-    assert_eq!(follow_ups, syncs_in(0, 20));
+    assert_eq!(follow_ups, syncs_in(0, 90));
     let announces = sent
         .iter()
         .filter(|(_, t)| matches!(Message::parse(t.payload()).unwrap().body, Body::Announce(_)))
         .count();
     assert!(
-        (19..=21).contains(&announces),
-        "{announces} Announces in 20 s"
+        (89..=91).contains(&announces),
+        "{announces} Announces in 90 s"
     );
 }
 

@@ -5,13 +5,20 @@
 //! return delay). Queuing only ever adds delay, so the samples with the least delay carry the
 //! clock relation; the rest are noise to be discarded, not averaged. Per direction the
 //! estimator keeps, for every block of a few exchanges, the sample nearest the envelope, and
-//! builds the lower convex hull of the kept samples of the window (see [`super::hull`]). Each
-//! direction's line runs through the hull's values at two instants well inside the window (a
-//! long baseline for the rate; the hull's ends are pinned to single noisy samples) and is
-//! extrapolated to now. The two lines give the offset (their midpoint) and the rate (their
-//! mean slope). Working per direction matters on Wi-Fi: a sample whose *own* direction was
-//! quick is common, one where both were quick is rare. The window adapts to the path's noise:
-//! 30 s on a quiet LAN (the crystal's wander dominates), up to 120 s on Wi-Fi.
+//! builds the lower convex hull of the kept samples of the window (see [`super::hull`]).
+//! Working per direction matters on Wi-Fi: a sample whose *own* direction was quick is
+//! common, one where both were quick is rare.
+//!
+//! The two envelopes are lines sharing one rate (with opposite signs). With exponential
+//! queuing the likelihood of a rate and offset is explicit, and the best single line is the
+//! linear programme of Moon, Skelly and Towsley; but that optimum rests on two hull vertices
+//! and jumps as the hull changes, leaving a rate error that grows into an offset error
+//! between jumps. The estimator instead takes the posterior mean of rate and offset over
+//! every line the data allow (see [`posterior`]), which is exact and cheap because the
+//! likelihood is piecewise exponential between the hulls' edge slopes. Its spread, plus an
+//! allowance for crystal wander, is the reported uncertainty. The window adapts to the
+//! path's noise: 30 s on a quiet LAN (the crystal's wander dominates), up to 240 s (about
+//! 150 s on the wifi preset) on noisy paths.
 //!
 //! Costs are fixed: the window is a pair of fixed rings, a refit walks them a few times once
 //! a second in steady state (every block while the window is young), and nothing allocates
@@ -21,7 +28,7 @@
 //! shorter than the path's base delay); a few of those in a short run start a new epoch.
 //! A different leader port starts a new epoch at once.
 
-use super::hull::{Line, Point, lower_hull, support_at};
+use super::hull::{Line, Point, lower_hull};
 use super::ring::Ring;
 use super::{ClockEstimate, ClockEstimator, Exchange};
 use crate::ptp::PortIdentity;
@@ -45,19 +52,15 @@ pub struct EnvelopeConfig {
     pub block_span: Nanos,
     /// Most blocks kept (bounds memory when exchanges come fast).
     pub max_blocks: usize,
-    /// Where the envelope is read, as a fraction of the window's span in from each end. The
-    /// envelope is pinned to single (noisy) samples at its ends, so each line is drawn
-    /// through the envelope's values at two points inside the window — a long baseline for
-    /// the rate — and extrapolated to the newest sample.
-    pub fit_margin: f64,
-    /// ...and each envelope point has at least this many kept samples beyond it, so it never
-    /// sits where samples are still sparse (just after a burst ends).
-    pub fit_support: usize,
     /// Refit after this many exchanges...
     pub refit_every: u32,
     /// ...except while the window holds fewer samples than this: then every block refits,
     /// as the first seconds need every sample.
     pub warm_samples: usize,
+    /// The crystals' frequency wander, in ppm per square root of a second (a random walk):
+    /// it bends the clock relation away from a straight line over the window, which the
+    /// reported uncertainty allows for. 0.01 suits ordinary crystal oscillators.
+    pub wander_ppm: f64,
     /// Smallest envelope violation that can count towards a leader clock step.
     pub step_threshold: Nanos,
     /// Violations (same sign) among the last [`STEP_HISTORY`] exchanges that confirm a step.
@@ -74,25 +77,32 @@ const STEP_MIN_SAMPLES: usize = 32;
 impl Default for EnvelopeConfig {
     fn default() -> Self {
         EnvelopeConfig {
-            window: Nanos::from_secs(120),
+            window: Nanos::from_secs(240),
             min_window: Nanos::from_secs(30),
-            quiet_residual: Nanos::from_micros(50),
+            quiet_residual: Nanos::from_micros(20),
             block_samples: 4,
             block_span: Nanos::from_millis(500),
             max_blocks: 1024,
-            fit_margin: 0.35,
-            fit_support: 16,
             refit_every: 16,
             warm_samples: 128,
+            wander_ppm: 0.01,
             step_threshold: Nanos::from_micros(20),
             step_confirm: 3,
         }
     }
 }
 
-/// Scales the mean envelope residual into an uncertainty; calibrated in the simulator so the
-/// reported span covers the true error about 95% of the time (see tests/estimator_scenarios.rs).
+/// The reported uncertainty in standard deviations of the offset: the posterior's, which
+/// knows only exponential queuing and a straight clock line, and the crystal wander's (see
+/// [`WANDER_SHAPE`]). Real delays have heavier tails than the posterior assumes, so the span
+/// is wide: over 600 s in the simulator it covers the true error 85–100% of the time (about
+/// 96% typically) on every preset (see tests/estimator_scenarios.rs). Before the posterior
+/// exists, it scales the mean envelope residual per kept sample.
 const UNCERTAINTY_GAIN: f64 = 4.0;
+/// Standard deviation of a line fitted over a window of `W` seconds, at its newest end, from
+/// a clock whose frequency random-walks by `σ` per √s, as a multiple of `σ·W^1.5`
+/// (calibrated in the simulator).
+const WANDER_SHAPE: f64 = 0.05;
 /// The reported uncertainty never goes below this: the crystal wanders between refits.
 const UNCERTAINTY_FLOOR_NS: f64 = 50.0;
 
@@ -126,6 +136,9 @@ struct Fit {
     fwd: Line,
     /// Lower envelope of `reverse - origin_offset`: `offset + return delay`.
     rev: Line,
+    /// Mean residuals of the samples above each envelope (typical queuing delays), ns.
+    res_f: f64,
+    res_r: f64,
     uncertainty: f64,
 }
 
@@ -157,7 +170,8 @@ pub struct EnvelopeEstimator {
     fit: Option<Fit>,
     /// Scratch: the window's samples in time order, and their hull.
     sorted: Vec<Point>,
-    hull: Vec<Point>,
+    hull_f: Vec<Point>,
+    hull_r: Vec<Point>,
     /// Bit i set: exchange i back violated the envelope upwards / downwards.
     step_up: u32,
     step_down: u32,
@@ -191,7 +205,8 @@ impl EnvelopeEstimator {
             block: Block::default(),
             fit: None,
             sorted: Vec::with_capacity(cap + 1),
-            hull: Vec::with_capacity(cap + 1),
+            hull_f: Vec::with_capacity(cap + 1),
+            hull_r: Vec::with_capacity(cap + 1),
             step_up: 0,
             step_down: 0,
             since_refit: 0,
@@ -289,44 +304,57 @@ impl EnvelopeEstimator {
         let Some(last) = self.fwd.iter().chain(extra_f).map(|p| p.t).max() else {
             return;
         };
-        let (margin, support) = (self.config.fit_margin, self.config.fit_support);
-        let rate = self.fit.map_or(0.0, |f| f.rate());
+        let previous = self.fit.map(|f| (f.rate(), f.res_f, f.res_r));
         let fixed = self.prior_rate.filter(|_| {
             let first = self.fwd.iter().chain(extra_f).map(|p| p.t).min();
             first.is_none_or(|f| last - f < PRIOR_RATE_SPAN.as_nanos())
         });
-        let (rate, margin) = match fixed {
-            // A slope known from before the step: no chord, just the highest line of that
-            // slope under the samples (margin 0 puts both chord points on the newest).
-            Some(r) => (r, -1.0),
-            None => (rate, margin),
-        };
-
-        let Some((fwd, res_f, n_f)) = fit_direction(
-            &self.fwd,
-            extra_f,
-            (margin, support),
-            -rate,
-            &mut self.sorted,
-            &mut self.hull,
-        ) else {
+        let Some(fwd) = Side::build(&self.fwd, extra_f, last, &mut self.sorted, &mut self.hull_f)
+        else {
             return;
         };
-        let Some((rev, res_r, n_r)) = fit_direction(
-            &self.rev,
-            extra_r,
-            (margin, support),
-            rate,
-            &mut self.sorted,
-            &mut self.hull,
-        ) else {
+        let Some(rev) = Side::build(&self.rev, extra_r, last, &mut self.sorted, &mut self.hull_r)
+        else {
             return;
         };
+        // Each direction's samples weigh by the inverse of its typical queuing delay: that
+        // is the maximum-likelihood fit when queuing is exponential.
+        let (fallback, wf, wr) = match previous {
+            Some((rate, res_f, res_r)) => (
+                rate,
+                1.0 / res_f.max(WEIGHT_FLOOR_NS),
+                1.0 / res_r.max(WEIGHT_FLOOR_NS),
+            ),
+            None => (0.0, 1.0, 1.0),
+        };
+        // A rate known from before a leader step: only the offset is fitted.
+        let post = if fixed.is_none() {
+            posterior(&fwd, wf, &rev, wr)
+        } else {
+            None
+        };
+        let rate = fixed.or(post.as_ref().map(|p| p.rate)).unwrap_or(fallback);
+        // Each direction's envelope: the highest line of the rate under its samples...
+        let (mut fwd_line, res_f) = fwd.line(-rate);
+        let (mut rev_line, res_r) = rev.line(rate);
+        let sd = post.map(|p| {
+            // ...shifted apart so that their midpoint is the posterior offset.
+            let mid = (rev_line.eval(last) - fwd_line.eval(last)) * 0.5;
+            let shift = p.offset - mid;
+            fwd_line.value -= shift;
+            rev_line.value += shift;
+            p.offset_sd
+        });
+        let (n_f, n_r) = (fwd.n as usize, rev.n as usize);
         let at = last;
-        let uncertainty = if n_f < 2 || n_r < 2 {
+        let span_s = (last - fwd.hull[0].t.min(rev.hull[0].t)) as f64 * 1e-9;
+        let wander = WANDER_SHAPE * self.config.wander_ppm * 1e3 * span_s.powf(1.5);
+        let uncertainty = if let Some(sd) = sd {
+            UNCERTAINTY_GAIN * (sd * sd + wander * wander).sqrt()
+        } else if n_f < 2 || n_r < 2 {
             // One sample per direction: all we know is that the offset lies within half the
             // round trip of the midpoint.
-            ((fwd.eval(at) + rev.eval(at)) * 0.5).abs()
+            ((fwd_line.eval(at) + rev_line.eval(at)) * 0.5).abs()
         } else {
             let n = (n_f.min(n_r)) as f64;
             UNCERTAINTY_GAIN * (res_f * res_f + res_r * res_r).sqrt() / n
@@ -341,82 +369,249 @@ impl EnvelopeEstimator {
         }
         self.fit = Some(Fit {
             at,
-            fwd,
-            rev,
+            fwd: fwd_line,
+            rev: rev_line,
+            res_f,
+            res_r,
             uncertainty: uncertainty.max(UNCERTAINTY_FLOOR_NS),
         });
         self.stats.refits += 1;
     }
 }
 
-/// Fits one direction's envelope: the line through the envelope's values at two instants
-/// `margin` (a fraction of the span) in from either end, each with at least `support`
-/// samples beyond it so that neither lands where samples are still sparse. Returns the
-/// line, the mean residual of the kept samples above it and their count.
-fn fit_direction(
-    ring: &Ring<Point>,
-    extra: Option<Point>,
-    (margin, support): (f64, usize),
-    fallback_slope: f64,
-    sorted: &mut Vec<Point>,
-    hull: &mut Vec<Point>,
-) -> Option<(Line, f64, usize)> {
-    // Exchanges complete in the order their replies arrive, which is not quite the order of
-    // their timestamps: sort (insertion sort, linear on nearly sorted input).
-    sorted.clear();
-    sorted.extend(ring.iter().chain(extra));
-    for i in 1..sorted.len() {
-        let mut j = i;
-        while j > 0 && sorted[j - 1].t > sorted[j].t {
-            sorted.swap(j - 1, j);
-            j -= 1;
-        }
+/// The posterior means of the rate and of the offset at the newest sample, given the
+/// window, when each direction's queuing delay is exponential with mean `1/w` and the prior
+/// is flat.
+///
+/// For a rate `r` the forward envelope has slope `-r` and the reverse `r`; each is the
+/// highest line of its slope under its samples, and the true one lies below it by an
+/// exponential of mean `1/(w·n)`. Integrating those out leaves the rate's posterior
+/// `exp(-G(r))`, where `G` is the weighted total residual of all samples above the two
+/// envelopes. `G`'s minimum is the linear-programming fit of Moon, Skelly and Towsley with
+/// the two directions sharing one rate (the maximum-likelihood estimate), but that optimum
+/// sits on one hull edge and jumps from edge to edge as samples come in; its mean over the
+/// rates the data allow is steadier and more accurate. `G` is linear between the hulls'
+/// edge slopes, so the integrals are exact sums over those pieces. `None` when the
+/// posterior is not proper (one sample a direction).
+fn posterior(fwd: &Side, wf: f64, rev: &Side, wr: f64) -> Option<Posterior> {
+    if fwd.hull.len() < 2 && rev.hull.len() < 2 {
+        return None;
     }
-    let n = sorted.len();
-    let (first, last) = (sorted.first()?.t, sorted[n - 1].t);
-    if margin < 0.0 {
-        // Slope given: the highest line of that slope lying under every sample.
-        let value = sorted
-            .iter()
-            .map(|p| p.y as f64 - fallback_slope * (p.t - last) as f64)
-            .fold(f64::INFINITY, f64::min);
-        let line = Line {
-            at: last,
-            value,
-            slope: fallback_slope,
-        };
-        let sum: f64 = sorted.iter().map(|p| p.y as f64 - line.eval(p.t)).sum();
-        return Some((line, sum / n as f64, n));
-    }
-    let edge = ((last - first) as f64 * margin) as i64;
-    let k = support.min(n.saturating_sub(1) / 2);
-    let mut t_a = (first + edge).max(sorted[k].t);
-    let mut t_b = (last - edge).min(sorted[n - 1 - k].t);
-    if t_a >= t_b {
-        // Too few samples for both rules: fall back to counting alone.
-        let k = ((n as f64 * margin) as usize).min(n.saturating_sub(1) / 2);
-        (t_a, t_b) = (sorted[k].t, sorted[n - 1 - k].t);
-    }
-    lower_hull(sorted.iter().copied(), hull);
-    let at_b = support_at(hull, t_b, fallback_slope)?;
-    let line = if t_b > t_a && hull.len() > 1 {
-        let a = support_at(hull, t_a, fallback_slope)?.eval(t_a);
-        let b = at_b.eval(t_b);
-        Line {
-            at: t_b,
-            value: b,
-            slope: (b - a) / (t_b - t_a) as f64,
-        }
-    } else {
-        at_b
+    // On one piece both contacts are fixed: G(r) = c + b·r and offset(r) = o0 + o1·r.
+    let piece = |cf: Point, cr: Point| {
+        let (tf, tr) = ((cf.t - fwd.last) as f64, (cr.t - rev.last) as f64);
+        let c = -wf * fwd.n * cf.y as f64 - wr * rev.n * cr.y as f64;
+        let b = wf * (fwd.sum_t - fwd.n * tf) - wr * (rev.sum_t - rev.n * tr);
+        let o0 = (cr.y - cf.y) as f64 * 0.5;
+        let o1 = -(tr + tf) * 0.5;
+        (c, b, o0, o1)
     };
-    let mut sum = 0.0;
-    let mut n = 0usize;
-    for p in ring.iter().chain(extra) {
-        sum += p.y as f64 - line.eval(p.t);
-        n += 1;
+    // Piece boundaries: the forward hull's edge slopes negated (descending as the edges
+    // ascend) and the reverse hull's, merged in ascending order. Between two boundaries
+    // the contacts are the vertices the walk stands on.
+    let (hf, hr) = (fwd.hull, rev.hull);
+    let edge = |h: &[Point], i: usize| (h[i + 1].y - h[i].y) as f64 / (h[i + 1].t - h[i].t) as f64;
+    let walk = |visit: &mut dyn FnMut(f64, f64, Point, Point)| {
+        let (mut i, mut j) = (hf.len() - 1, 0usize);
+        let mut a = -RATE_BOUND;
+        loop {
+            let next_f = if i > 0 {
+                -edge(hf, i - 1)
+            } else {
+                f64::INFINITY
+            };
+            let next_r = if j + 1 < hr.len() {
+                edge(hr, j)
+            } else {
+                f64::INFINITY
+            };
+            let b = next_f.min(next_r).min(RATE_BOUND);
+            if b > a {
+                visit(a, b, hf[i], hr[j]);
+                a = b;
+            }
+            if b >= RATE_BOUND {
+                break;
+            }
+            if next_f <= next_r {
+                i -= 1;
+            } else {
+                j += 1;
+            }
+        }
+    };
+    // The peak (the linear programme's optimum) and the offset there, which the moments
+    // are taken about so that they stay small.
+    let (mut g_min, mut o_ref) = (f64::INFINITY, 0.0);
+    walk(&mut |a, b, cf, cr| {
+        let (c, s, o0, o1) = piece(cf, cr);
+        for r in [a, b] {
+            if c + s * r < g_min {
+                g_min = c + s * r;
+                o_ref = o0 + o1 * r;
+            }
+        }
+    });
+    // Each piece is integrated from its end where the density is higher (so exponents stay
+    // negative): r = from + step·u for u in 0..1, density e^-(g0 + x·u), and there
+    // offset(r) - o_ref = p + q·u.
+    let (mut mass, mut m_rate, mut m_off, mut m_off2) = (0.0, 0.0, 0.0, 0.0);
+    walk(&mut |a, b, cf, cr| {
+        let (c, s, o0, o1) = piece(cf, cr);
+        let (ga, gb) = (c + s * a - g_min, c + s * b - g_min);
+        let (from, step, g0) = if ga <= gb {
+            (a, b - a, ga)
+        } else {
+            (b, a - b, gb)
+        };
+        if g0 > NEGLIGIBLE {
+            return;
+        }
+        let x = (ga - gb).abs();
+        let scale = (-g0).exp() * (b - a);
+        let (f1, f2, f3) = (phi1(x), phi2(x), phi3(x));
+        let (p, q) = (o0 + o1 * from - o_ref, o1 * step);
+        mass += scale * f1;
+        m_rate += scale * (from * f1 + step * f2);
+        m_off += scale * (p * f1 + q * f2);
+        m_off2 += scale * (p * p * f1 + 2.0 * p * q * f2 + q * q * f3);
+    });
+    if mass.is_nan() || mass <= 0.0 {
+        return None;
     }
-    Some((line, sum / n.max(1) as f64, n))
+    let mean = m_off / mass;
+    let var = (m_off2 / mass - mean * mean).max(0.0);
+    // Each highest line sits above its envelope by an exponential of mean 1/(w·n).
+    let (ef, er) = (1.0 / (wf * fwd.n), 1.0 / (wr * rev.n));
+    Some(Posterior {
+        rate: m_rate / mass,
+        offset: o_ref + mean + 0.5 * (ef - er),
+        offset_sd: (var + 0.25 * (ef * ef + er * er)).sqrt(),
+    })
+}
+
+/// What [`posterior`] finds: means of the rate and of the offset at the newest sample, and
+/// the offset's standard deviation.
+struct Posterior {
+    rate: f64,
+    offset: f64,
+    offset_sd: f64,
+}
+
+/// Where the posterior density is below `e^-NEGLIGIBLE` of its peak it is left out.
+const NEGLIGIBLE: f64 = 40.0;
+
+/// `∫₀¹ e^(-x·u) du`.
+fn phi1(x: f64) -> f64 {
+    if x < 1e-4 {
+        1.0 - x * 0.5 + x * x / 6.0
+    } else {
+        -(-x).exp_m1() / x
+    }
+}
+
+/// `∫₀¹ u²·e^(-x·u) du`.
+fn phi3(x: f64) -> f64 {
+    if x < 1e-2 {
+        1.0 / 3.0 - x / 4.0 + x * x / 10.0 - x * x * x / 36.0
+    } else {
+        (2.0 - (x * x + 2.0 * x + 2.0) * (-x).exp()) / (x * x * x)
+    }
+}
+
+/// `∫₀¹ u·e^(-x·u) du`.
+fn phi2(x: f64) -> f64 {
+    if x < 1e-3 {
+        0.5 - x / 3.0 + x * x / 8.0
+    } else {
+        (1.0 - (1.0 + x) * (-x).exp()) / (x * x)
+    }
+}
+
+/// A direction's typical queuing delay is taken as at least this when weighing it.
+const WEIGHT_FLOOR_NS: f64 = 100.0;
+/// Rates considered, as a fraction: ±2000 ppm is far beyond any crystal.
+const RATE_BOUND: f64 = 2e-3;
+
+/// One direction's window, summarised for the fit: its lower hull and the sums the
+/// objective needs. Times are relative to the newest sample, so the sums stay small.
+struct Side<'a> {
+    hull: &'a [Point],
+    last: i64,
+    n: f64,
+    sum_t: f64,
+    sum_y: f64,
+}
+
+impl<'a> Side<'a> {
+    /// Sorts the ring's samples (plus `extra`) into `sorted` and builds their hull in `hull`.
+    fn build(
+        ring: &Ring<Point>,
+        extra: Option<Point>,
+        last: i64,
+        sorted: &mut Vec<Point>,
+        hull: &'a mut Vec<Point>,
+    ) -> Option<Side<'a>> {
+        // Exchanges complete in the order their replies arrive, which is not quite the order
+        // of their timestamps: sort (insertion sort, linear on nearly sorted input).
+        sorted.clear();
+        sorted.extend(ring.iter().chain(extra));
+        for i in 1..sorted.len() {
+            let mut j = i;
+            while j > 0 && sorted[j - 1].t > sorted[j].t {
+                sorted.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        if sorted.is_empty() {
+            return None;
+        }
+        let (mut sum_t, mut sum_y) = (0.0, 0.0);
+        for p in sorted.iter() {
+            sum_t += (p.t - last) as f64;
+            sum_y += p.y as f64;
+        }
+        lower_hull(sorted.iter().copied(), hull);
+        Some(Side {
+            hull,
+            last,
+            n: sorted.len() as f64,
+            sum_t,
+            sum_y,
+        })
+    }
+
+    /// The hull vertex where the lowest line of `slope` under the samples touches them.
+    fn contact(&self, slope: f64) -> Point {
+        let h = self.hull;
+        // Edge slopes rise left to right; the contact is the first vertex whose right edge
+        // is at least as steep as `slope`.
+        let (mut lo, mut hi) = (0usize, h.len() - 1);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (a, b) = (h[mid], h[mid + 1]);
+            let edge = (b.y - a.y) as f64 / (b.t - a.t) as f64;
+            if edge < slope {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        h[lo]
+    }
+
+    /// The highest line of `slope` under the samples, and the samples' mean residual above it.
+    fn line(&self, slope: f64) -> (Line, f64) {
+        let c = self.contact(slope);
+        let line = Line {
+            at: c.t,
+            value: c.y as f64,
+            slope,
+        };
+        let offset = (c.t - self.last) as f64;
+        let residual = self.sum_y - self.n * line.value - slope * (self.sum_t - self.n * offset);
+        (line, (residual / self.n).max(0.0))
+    }
 }
 
 impl ClockEstimator for EnvelopeEstimator {
@@ -496,5 +691,108 @@ impl ClockEstimator for EnvelopeEstimator {
             leader: self.leader?,
             epoch: self.epoch,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Samples of `y = a + slope·t` plus exponential delay of mean `mean` (xorshift noise),
+    /// `n` of them 10 ms apart; every 50th has no delay at all.
+    fn ring(a: f64, slope: f64, mean: f64, n: usize, seed: u64) -> Ring<Point> {
+        let mut r = Ring::new(n);
+        let mut x = seed;
+        for i in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let delay = if i % 50 == 0 { 0.0 } else { -mean * u.ln() };
+            let t = i as i64 * 10_000_000;
+            r.push(Point {
+                t,
+                y: (a + slope * t as f64 + delay).round() as i64,
+            });
+        }
+        r
+    }
+
+    fn sides<'a>(
+        f: &Ring<Point>,
+        r: &Ring<Point>,
+        scratch: &mut Vec<Point>,
+        hf: &'a mut Vec<Point>,
+        hr: &'a mut Vec<Point>,
+    ) -> (Side<'a>, Side<'a>) {
+        let last = f.back().unwrap().t;
+        let fwd = Side::build(f, None, last, scratch, hf).unwrap();
+        let rev = Side::build(r, None, last, scratch, hr).unwrap();
+        (fwd, rev)
+    }
+
+    #[test]
+    fn both_directions_share_one_rate_and_give_the_offset() {
+        // Offset 40 µs rising at 50 ppm; 1.5 ms base delay each way, 2 ms mean queuing.
+        let rate = 50e-6;
+        let (offset, base) = (40_000.0, 1_500_000.0);
+        let f = ring(base - offset, -rate, 2e6, 1000, 1);
+        let r = ring(base + offset, rate, 2e6, 1000, 2);
+        let (mut s, mut hf, mut hr) = (Vec::new(), Vec::new(), Vec::new());
+        let (fwd, rev) = sides(&f, &r, &mut s, &mut hf, &mut hr);
+        let w = 1.0 / 2e6;
+        let post = posterior(&fwd, w, &rev, w).unwrap();
+        let (post_rate, post_offset) = (post.rate, post.offset);
+        assert!(
+            (post_rate - rate).abs() < 2e-6,
+            "posterior rate {post_rate}"
+        );
+        let last = f.back().unwrap().t as f64;
+        let truth = offset + rate * last;
+        assert!(
+            (post_offset - truth).abs() < 10_000.0,
+            "offset {post_offset} vs {truth}"
+        );
+        // Noise-free, the highest lines are the true ones and the offset is exact.
+        let f = ring(base - offset, -rate, 0.0, 200, 3);
+        let r = ring(base + offset, rate, 0.0, 200, 4);
+        let (fwd, rev) = sides(&f, &r, &mut s, &mut hf, &mut hr);
+        // (A tiny mean residual makes the posterior as narrow as the data.)
+        let post = posterior(&fwd, 1.0, &rev, 1.0).unwrap();
+        assert!((post.rate - rate).abs() < 1e-8, "exact rate {}", post.rate);
+        let truth = offset + rate * f.back().unwrap().t as f64;
+        assert!(
+            (post.offset - truth).abs() < 2.0,
+            "exact offset {}",
+            post.offset
+        );
+        assert!(post.offset_sd < 2.0, "sd {}", post.offset_sd);
+    }
+
+    #[test]
+    fn one_sample_a_direction_has_no_posterior() {
+        let f = ring(0.0, 0.0, 0.0, 1, 5);
+        let r = ring(10.0, 0.0, 0.0, 1, 6);
+        let (mut s, mut hf, mut hr) = (Vec::new(), Vec::new(), Vec::new());
+        let (fwd, rev) = sides(&f, &r, &mut s, &mut hf, &mut hr);
+        assert!(posterior(&fwd, 1.0, &rev, 1.0).is_none());
+    }
+
+    #[test]
+    fn exponential_moments_match_their_integrals() {
+        for x in [0.0, 1e-5, 1e-3, 0.5, 3.0, 40.0] {
+            // Midpoint rule with many steps.
+            let steps = 20_000;
+            let (mut m0, mut m1, mut m2) = (0.0, 0.0, 0.0);
+            for i in 0..steps {
+                let u = (i as f64 + 0.5) / steps as f64;
+                m0 += (-x * u).exp() / steps as f64;
+                m1 += u * (-x * u).exp() / steps as f64;
+                m2 += u * u * (-x * u).exp() / steps as f64;
+            }
+            assert!((phi1(x) - m0).abs() < 1e-6, "phi1({x})");
+            assert!((phi2(x) - m1).abs() < 1e-6, "phi2({x})");
+            assert!((phi3(x) - m2).abs() < 1e-6, "phi3({x})");
+        }
     }
 }
