@@ -1,0 +1,16 @@
+//! The media path: how audio travels from the leader's source to each follower's output.
+//!
+//! For now this is the [`codec`](crate::media::codec) layer: a
+//! [`Codec`](crate::media::Codec) turns interleaved `f32` PCM frames into the payload of one
+//! RTP packet and back, into buffers the caller owns, allocating nothing.
+//! [`L16`](crate::media::L16) and [`L24`](crate::media::L24) are linear PCM (RFC 3551,
+//! RFC 3190/AES67); Opus is named in [`CodecKind`](crate::media::CodecKind) and arrives later
+//! behind the `opus` feature. Like the rest of the core it is sans-IO: bytes in, bytes out,
+//! no sockets and no clocks.
+
+pub mod codec;
+
+pub use codec::{
+    AudioFormat, Codec, CodecError, CodecKind, L16, L24, MAX_CHANNELS, SUPPORTED_SAMPLE_RATES,
+    new_codec,
+};
