@@ -9,8 +9,14 @@
 //! no sockets and no clocks.
 
 pub mod codec;
+/// Wrap-around extension of RTP sequence numbers and timestamps to monotonic 64-bit values.
+pub mod extend;
+/// The 64-bit NTP timestamp format (RFC 5905) used by RTCP sender reports and RFC 6051.
+pub mod ntp;
 
 pub use codec::{
     AudioFormat, Codec, CodecError, CodecKind, L16, L24, MAX_CHANNELS, SUPPORTED_SAMPLE_RATES,
     new_codec,
 };
+pub use extend::{EXTENDED_BASE, SequenceExtender, TimestampExtender};
+pub use ntp::{NTP_UNIX_OFFSET_SECS, NtpTimestamp};
