@@ -34,14 +34,16 @@ pub const MAX_CHANNELS: u16 = 8;
 /// Why a format could not be made or a buffer could not be encoded or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum CodecError {
-    /// The sample rate is not one of [`SUPPORTED_SAMPLE_RATES`].
-    #[error("unsupported sample rate {rate} Hz (supported: 44100, 48000, 96000)")]
+    /// The sample rate is not one of [`SUPPORTED_SAMPLE_RATES`], or the codec does not run at
+    /// it (Opus runs at 48 kHz only).
+    #[error("unsupported sample rate {rate} Hz (supported: 44100, 48000, 96000; Opus: 48000 only)")]
     UnsupportedSampleRate {
         /// The rate asked for, in Hz.
         rate: u32,
     },
-    /// The channel count is outside `1..=`[`MAX_CHANNELS`].
-    #[error("unsupported channel count {channels} (supported: 1 to 8)")]
+    /// The channel count is outside `1..=`[`MAX_CHANNELS`], or more than the codec takes
+    /// (Opus takes 1 or 2).
+    #[error("unsupported channel count {channels} (supported: 1 to 8; Opus: 1 or 2)")]
     UnsupportedChannels {
         /// The channel count asked for.
         channels: u16,
@@ -71,6 +73,35 @@ pub enum CodecError {
         /// Bytes per frame for this codec and format.
         frame_bytes: usize,
     },
+    /// The PCM to encode is a whole number of frames but not the number the codec takes in
+    /// one packet (Opus encodes exactly one frame of its configured duration per packet).
+    #[error("{frames} frames given, but one packet takes exactly {expected} frames")]
+    FrameCount {
+        /// Frames given.
+        frames: usize,
+        /// Frames one packet takes.
+        expected: usize,
+    },
+    /// A codec setting is out of range; `field` names it (for Opus, a field of
+    /// `OpusConfig`: `frame_ms`, `bitrate` or `expected_loss_percent`).
+    #[error("invalid codec setting `{field}`: {reason}")]
+    InvalidConfig {
+        /// The setting that is out of range.
+        field: &'static str,
+        /// What it must be.
+        reason: &'static str,
+    },
+    /// libopus refused: a malformed payload to decode, or an internal failure. `code` is the
+    /// libopus error code (`OPUS_INVALID_PACKET` = -4 for a corrupt packet, `OPUS_BAD_ARG` =
+    /// -1, `OPUS_BUFFER_TOO_SMALL` = -2, `OPUS_INTERNAL_ERROR` = -3, ...), `function` the
+    /// libopus call that returned it.
+    #[error("libopus error {code} ({}) in {function}", opus_error_text(*code))]
+    Opus {
+        /// The libopus function that failed.
+        function: &'static str,
+        /// The libopus error code (negative).
+        code: i32,
+    },
     /// The codec is not available in this build.
     #[error("the {codec} codec is unavailable: {hint}")]
     Unavailable {
@@ -81,6 +112,20 @@ pub enum CodecError {
     },
 }
 
+/// What a libopus error code means, as libopus's `opus_strerror` says it.
+fn opus_error_text(code: i32) -> &'static str {
+    match code {
+        -1 => "invalid argument",
+        -2 => "buffer too small",
+        -3 => "internal error",
+        -4 => "corrupted stream",
+        -5 => "request not implemented",
+        -6 => "invalid state",
+        -7 => "memory allocation failed",
+        _ => "unknown error",
+    }
+}
+
 /// Which codec a stream uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CodecKind {
@@ -88,7 +133,8 @@ pub enum CodecKind {
     L16,
     /// 24-bit linear PCM, big-endian (RFC 3190; AES67).
     L24,
-    /// Opus (RFC 7587). Needs the `opus` feature; not implemented yet.
+    /// Opus (RFC 7587): 48 kHz, mono or stereo, 10 or 20 ms packets. Needs the `opus`
+    /// feature; the codec is `media::opus::Opus`.
     Opus,
 }
 
@@ -157,14 +203,41 @@ pub trait Codec: Send {
     /// The RTP timestamp clock rate, in Hz (for L16 and L24, the sample rate).
     fn rtp_clock_rate(&self) -> u32;
 
-    /// The encoding name for SDP's `a=rtpmap` ("L16", "L24").
+    /// The encoding name for SDP's `a=rtpmap` ("L16", "L24", "opus").
     fn encoding_name(&self) -> &'static str;
+
+    /// How many frames `payload` decodes to, read from its bytes (its length for PCM, the
+    /// table-of-contents byte for Opus), or `None` if the payload is malformed.
+    fn frames_of(&self, payload: &[u8]) -> Option<usize> {
+        self.frames_in(payload.len())
+    }
+
+    /// Rebuilds `frames` frames of audio that were lost just before the packet whose payload
+    /// is `next` (`None` when it has not arrived), writing interleaved samples to `out`, and
+    /// returns how many samples it wrote.
+    ///
+    /// A codec that can rebuild lost audio (Opus: in-band FEC from `next`, then its
+    /// packet-loss concealment) writes `frames` frames. A codec that cannot (L16, L24)
+    /// returns `Ok(0)` and leaves the concealment to the caller, which fades out and back
+    /// in. Allocates nothing.
+    fn conceal(
+        &mut self,
+        next: Option<&[u8]>,
+        frames: usize,
+        out: &mut [f32],
+    ) -> Result<usize, CodecError> {
+        let _ = (next, frames, out);
+        Ok(0)
+    }
 }
 
 /// Builds the codec `kind` for `format`.
 ///
-/// Opus is refused with [`CodecError::Unavailable`]: without the `opus` feature it is not
-/// compiled in, and with it the implementation has not landed yet.
+/// Opus needs the `opus` feature; without it, [`CodecKind::Opus`] is refused with
+/// [`CodecError::Unavailable`]. With it, Opus is built with the default `OpusConfig`
+/// (20 ms packets, 128 kbit/s, in-band FEC for 5 % expected loss) and refuses formats it
+/// cannot run: any rate but 48 kHz ([`CodecError::UnsupportedSampleRate`]) and more than two
+/// channels ([`CodecError::UnsupportedChannels`]).
 pub fn new_codec(kind: CodecKind, format: AudioFormat) -> Result<Box<dyn Codec>, CodecError> {
     match kind {
         CodecKind::L16 => Ok(Box::new(L16::new(format))),
@@ -175,10 +248,10 @@ pub fn new_codec(kind: CodecKind, format: AudioFormat) -> Result<Box<dyn Codec>,
             hint: "this build lacks it; build with `--features opus`",
         }),
         #[cfg(feature = "opus")]
-        CodecKind::Opus => Err(CodecError::Unavailable {
-            codec: "Opus",
-            hint: "not implemented yet",
-        }),
+        CodecKind::Opus => Ok(Box::new(crate::media::opus::Opus::new(
+            format,
+            crate::media::opus::OpusConfig::default(),
+        )?)),
     }
 }
 

@@ -1,18 +1,30 @@
 //! The media path: how audio travels from the leader's source to each follower's output.
 //!
-//! For now this is the [`codec`](crate::media::codec) layer: a
-//! [`Codec`](crate::media::Codec) turns interleaved `f32` PCM frames into the payload of one
-//! RTP packet and back, into buffers the caller owns, allocating nothing.
-//! [`L16`](crate::media::L16) and [`L24`](crate::media::L24) are linear PCM (RFC 3551,
-//! RFC 3190/AES67); Opus is named in [`CodecKind`](crate::media::CodecKind) and arrives later
-//! behind the `opus` feature. Like the rest of the core it is sans-IO: bytes in, bytes out,
-//! no sockets and no clocks.
+//! On the leader, an [`RtpSender`](crate::media::sender::RtpSender) takes interleaved `f32`
+//! PCM with the leader-clock instant its first frame is to be played, encodes it with a
+//! [`Codec`](crate::media::Codec) and emits RTP packets that carry that instant in an
+//! RFC 6051 header extension, plus RTCP sender reports; a
+//! [`SessionDescription`](crate::media::sdp::SessionDescription) describes the stream in
+//! SDP, so that ffmpeg, GStreamer or VLC can play it. On each follower, an
+//! [`RtpReceiver`](crate::media::receiver::RtpReceiver) validates datagrams, orders them in
+//! a [`JitterBuffer`](crate::media::jitter::JitterBuffer), decodes them, conceals losses and
+//! hands out samples with their presentation time.
+//!
+//! Codecs: [`L16`](crate::media::L16) and [`L24`](crate::media::L24) (linear PCM, RFC 3551,
+//! RFC 3190/AES67) are always built; Opus (RFC 7587) needs the `opus` feature. Like the rest
+//! of the core, all of it is sans-IO (bytes in, bytes out, no sockets and no clocks) and
+//! allocates nothing per packet.
 
 pub mod codec;
-/// Wrap-around extension of RTP sequence numbers and timestamps to monotonic 64-bit values.
 pub mod extend;
-/// The 64-bit NTP timestamp format (RFC 5905) used by RTCP sender reports and RFC 6051.
+pub mod jitter;
 pub mod ntp;
+#[cfg(feature = "opus")]
+pub mod opus;
+pub mod receiver;
+pub mod rtcp;
+pub mod sdp;
+pub mod sender;
 
 pub use codec::{
     AudioFormat, Codec, CodecError, CodecKind, L16, L24, MAX_CHANNELS, SUPPORTED_SAMPLE_RATES,
@@ -20,3 +32,8 @@ pub use codec::{
 };
 pub use extend::{EXTENDED_BASE, SequenceExtender, TimestampExtender};
 pub use ntp::{NTP_UNIX_OFFSET_SECS, NtpTimestamp};
+#[cfg(feature = "opus")]
+pub use opus::{Opus, OpusConfig};
+pub use receiver::{ReceiverConfig, ReceiverStats, RtpReceiver};
+pub use sdp::SessionDescription;
+pub use sender::{RtpSender, SenderConfig};

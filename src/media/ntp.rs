@@ -3,7 +3,7 @@
 //!
 //! An [`NtpTimestamp`] is 32 bits of whole seconds since 1900-01-01 00:00:00 UTC followed by a
 //! 32-bit binary fraction of a second (one unit is `2^-32` s, about 233 ps).
-//! [`LeaderInstant`](crate::time::LeaderInstant) counts nanoseconds from the Unix epoch (1970-01-01), which is
+//! [`LeaderInstant`] counts nanoseconds from the Unix epoch (1970-01-01), which is
 //! [`NTP_UNIX_OFFSET_SECS`] seconds after the NTP epoch.
 //!
 //! # Eras

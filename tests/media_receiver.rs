@@ -1,0 +1,546 @@
+//! The RTP receiver from the outside: packets built by hand (so the test does not share the
+//! sender's code), fed with arrival times, and the decoded audio and counters checked.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use lockstep::media::receiver::{Outcome, ReceiverConfig, RejectReason, RtpReceiver};
+use lockstep::media::{AudioFormat, Codec, CodecKind, L24, NtpTimestamp};
+use lockstep::time::{LeaderInstant, Nanos};
+
+/// Counts allocations (and live bytes) made on threads that asked to be watched, so tests
+/// running in parallel do not disturb each other.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+thread_local! {
+    static WATCHED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn watched() -> bool {
+    WATCHED.try_with(|w| w.get()).unwrap_or(false)
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if watched() {
+            ALLOCS.fetch_add(1, Ordering::SeqCst);
+            LIVE.fetch_add(layout.size() as i64, Ordering::SeqCst);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if watched() {
+            LIVE.fetch_sub(layout.size() as i64, Ordering::SeqCst);
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if watched() {
+            ALLOCS.fetch_add(1, Ordering::SeqCst);
+            LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::SeqCst);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` with this thread watched; returns (allocations, net live bytes) it made.
+fn watch<T>(f: impl FnOnce() -> T) -> (T, u64, i64) {
+    let a0 = ALLOCS.load(Ordering::SeqCst);
+    let l0 = LIVE.load(Ordering::SeqCst);
+    WATCHED.with(|w| w.set(true));
+    let out = f();
+    WATCHED.with(|w| w.set(false));
+    (
+        out,
+        ALLOCS.load(Ordering::SeqCst) - a0,
+        LIVE.load(Ordering::SeqCst) - l0,
+    )
+}
+
+const RATE: u32 = 48_000;
+const FRAMES: usize = 240; // 5 ms
+const PT: u8 = 97;
+const SSRC: u32 = 0x1234_5678;
+
+fn fmt() -> AudioFormat {
+    AudioFormat::new(RATE, 2).unwrap()
+}
+
+fn config() -> ReceiverConfig {
+    ReceiverConfig::new(CodecKind::L24, fmt(), PT)
+}
+
+/// RTP packet with an optional RFC 8285 one-byte extension carrying the 64-bit NTP time.
+fn rtp(seq: u16, ts: u32, ssrc: u32, ntp: Option<LeaderInstant>, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80 | if ntp.is_some() { 0x10 } else { 0 }, PT];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    if let Some(at) = ntp {
+        p.extend_from_slice(&[0xBE, 0xDE, 0, 3, 0x17]);
+        p.extend_from_slice(&NtpTimestamp::from_instant(at).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0]);
+    }
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A 997 Hz stereo sine at half scale, quantised to L24 so it round-trips exactly.
+fn sine(frames: usize) -> Vec<f32> {
+    let mut codec = L24::new(fmt());
+    let raw: Vec<f32> = (0..frames)
+        .flat_map(|i| {
+            let x = 0.5 * (2.0 * std::f64::consts::PI * 997.0 * i as f64 / RATE as f64).sin();
+            [x as f32, -x as f32]
+        })
+        .collect();
+    let mut bytes = vec![0u8; codec.payload_len(frames)];
+    codec.encode(&raw, &mut bytes).unwrap();
+    let mut out = vec![0f32; raw.len()];
+    codec.decode(&bytes, &mut out).unwrap();
+    out
+}
+
+struct Stream {
+    packets: Vec<(Vec<u8>, LeaderInstant)>,
+    source: Vec<f32>,
+    base: LeaderInstant,
+}
+
+/// `n` packets of 5 ms L24 stereo, sequence from `seq0`, timestamp from `ts0`, each to be
+/// played 5 ms after the previous from `base`; arrival time is 50 ms before presentation.
+fn stream(n: usize, seq0: u16, ts0: u32, ssrc: u32, with_ntp: bool) -> Stream {
+    let base = LeaderInstant::from_nanos(1_700_000_000_000_000_000);
+    let source = sine(n * FRAMES);
+    let mut codec = L24::new(fmt());
+    let packets = (0..n)
+        .map(|k| {
+            let pcm = &source[k * FRAMES * 2..(k + 1) * FRAMES * 2];
+            let mut payload = vec![0u8; codec.payload_len(FRAMES)];
+            codec.encode(pcm, &mut payload).unwrap();
+            let at = base + Nanos::from_micros(5_000 * k as i64);
+            let p = rtp(
+                seq0.wrapping_add(k as u16),
+                ts0.wrapping_add((k * FRAMES) as u32),
+                ssrc,
+                with_ntp.then_some(at),
+                &payload,
+            );
+            (p, at - Nanos::from_millis(50))
+        })
+        .collect();
+    Stream {
+        packets,
+        source,
+        base,
+    }
+}
+
+/// Asserts two sample vectors are equal without printing them whole.
+fn assert_same(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("first difference at sample {i}: {} vs {}", got[i], want[i]);
+    }
+}
+
+/// Output: samples and the presentation time of each block's first frame.
+struct Played {
+    samples: Vec<f32>,
+    blocks: Vec<(LeaderInstant, usize)>,
+}
+
+fn read_all(rx: &mut RtpReceiver, played: &mut Played) {
+    let mut buf = [0f32; 2 * 128];
+    while let Some(b) = rx.read(&mut buf) {
+        played.samples.extend_from_slice(&buf[..b.frames * 2]);
+        played.blocks.push((b.presentation, b.frames));
+    }
+}
+
+fn play(rx: &mut RtpReceiver, packets: &[(Vec<u8>, LeaderInstant)]) -> Played {
+    let mut played = Played {
+        samples: Vec::new(),
+        blocks: Vec::new(),
+    };
+    for (p, now) in packets {
+        rx.receive(p, *now);
+        read_all(rx, &mut played);
+    }
+    // Time passes: whatever gap is left becomes due.
+    let end = packets.last().unwrap().1 + Nanos::from_secs(1);
+    rx.poll(end);
+    read_all(rx, &mut played);
+    played
+}
+
+/// Every block's presentation time follows from the first one and the frames before it.
+fn assert_timeline(played: &Played, first: LeaderInstant) {
+    let mut frames = 0i64;
+    for &(at, n) in &played.blocks {
+        let expect = first + Nanos::from_nanos(frames * 1_000_000_000 / RATE as i64);
+        assert!(
+            (at - expect).abs() <= Nanos::from_nanos(1),
+            "block at {at} expected {expect}"
+        );
+        frames += n as i64;
+    }
+}
+
+#[test]
+fn in_order_stream_comes_out_exactly_with_its_times() {
+    let s = stream(200, 100, 5_000, SSRC, true);
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let played = play(&mut rx, &s.packets);
+    assert_same(&played.samples, &s.source);
+    assert_timeline(&played, s.base);
+    let st = rx.stats();
+    assert_eq!(st.received, 200);
+    assert_eq!(st.decoded, 200);
+    assert_eq!((st.lost, st.late, st.duplicate, st.reordered), (0, 0, 0, 0));
+    assert_eq!(st.rejected.total(), 0);
+}
+
+#[test]
+fn reordered_and_duplicated_packets_come_out_once_in_order() {
+    let s = stream(200, 7, 0, SSRC, true);
+    let mut packets = Vec::new();
+    for pair in s.packets.chunks(2) {
+        // Swap each pair, deliver the first of each pair twice; arrival times stay sorted.
+        let t = pair[0].1;
+        if pair.len() == 2 {
+            packets.push((pair[1].0.clone(), t));
+        }
+        packets.push((pair[0].0.clone(), t));
+        packets.push((pair[0].0.clone(), t));
+    }
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let played = play(&mut rx, &packets);
+    assert_same(&played.samples, &s.source);
+    let st = rx.stats();
+    assert_eq!(st.duplicate, 100);
+    assert_eq!(st.reordered, 100);
+    assert_eq!(st.lost, 0);
+}
+
+#[test]
+fn sequence_and_timestamp_wrap_is_invisible() {
+    let s = stream(300, 65_500, u32::MAX - 10_000, SSRC, true);
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let played = play(&mut rx, &s.packets);
+    assert_same(&played.samples, &s.source);
+    assert_timeline(&played, s.base);
+}
+
+/// Largest step between consecutive samples of channel 0.
+fn max_step(x: &[f32]) -> f32 {
+    x.chunks(2)
+        .zip(x.chunks(2).skip(1))
+        .map(|(a, b)| (b[0] - a[0]).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn a_lost_pcm_packet_is_faded_without_a_click() {
+    let s = stream(200, 0, 0, SSRC, true);
+    let mut packets = s.packets.clone();
+    packets.remove(100);
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let played = play(&mut rx, &packets);
+    // The timeline is whole: the gap is filled, not skipped.
+    assert_eq!(played.samples.len(), s.source.len());
+    assert_timeline(&played, s.base);
+    let st = rx.stats();
+    assert_eq!(st.lost, 1);
+    assert_eq!(st.concealed_frames, FRAMES as u64);
+    // Outside the concealed packet and the fade-in after it, the audio is the source.
+    let gap = 100 * FRAMES * 2..101 * FRAMES * 2;
+    let fade = 96 * 2; // 2 ms at 48 kHz
+    assert_same(&played.samples[..gap.start], &s.source[..gap.start]);
+    assert_same(
+        &played.samples[gap.end + fade..],
+        &s.source[gap.end + fade..],
+    );
+    // No click: no step larger than the sine's own largest step (plus a little for the
+    // fades' slope), and the concealed stretch settles at zero (no DC).
+    let natural = max_step(&s.source);
+    let around = &played.samples[gap.start - 200..gap.end + fade + 200];
+    assert!(
+        max_step(around) <= 1.5 * natural,
+        "step {} vs natural {natural}",
+        max_step(around)
+    );
+    let middle = &played.samples[gap.start + fade..gap.end];
+    assert!(middle.iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn a_burst_of_losses_is_concealed_and_counted() {
+    let s = stream(300, 0, 0, SSRC, true);
+    let packets: Vec<_> = s
+        .packets
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !(50..55).contains(k) && k % 37 != 5)
+        .map(|(_, p)| p.clone())
+        .collect();
+    let dropped = 300 - packets.len();
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let played = play(&mut rx, &packets);
+    assert_eq!(played.samples.len(), s.source.len());
+    assert_timeline(&played, s.base);
+    assert_eq!(rx.stats().lost, dropped as u64);
+    assert_eq!(rx.stats().concealed_frames, (dropped * FRAMES) as u64);
+}
+
+#[test]
+fn late_packets_are_dropped_and_counted() {
+    let s = stream(100, 0, 0, SSRC, true);
+    let mut packets = s.packets.clone();
+    // Packet 40 arrives after its presentation time.
+    packets[40].1 = s.base + Nanos::from_micros(40 * 5_000 + 1_000);
+    let late = packets.remove(40);
+    packets.insert(60, late);
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let played = play(&mut rx, &packets);
+    assert_eq!(rx.stats().late, 1);
+    assert_eq!(rx.stats().lost, 1);
+    assert_eq!(played.samples.len(), s.source.len());
+    // A packet whose slot was already concealed is late too, even if its own time is not.
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let mut packets = s.packets.clone();
+    let p = packets.remove(10);
+    packets.push((p.0, packets.last().unwrap().1));
+    play(&mut rx, &packets);
+    assert_eq!(rx.stats().late, 1);
+}
+
+#[test]
+fn a_full_jitter_buffer_drops_the_oldest() {
+    let mut cfg = config();
+    cfg.max_depth = 8;
+    cfg.fifo_frames = FRAMES; // room for one packet: the rest must wait in the buffer
+    let s = stream(40, 0, 0, SSRC, true);
+    let mut rx = RtpReceiver::new(cfg).unwrap();
+    for (p, now) in &s.packets {
+        rx.receive(p, *now);
+        assert!(rx.buffered_packets() <= 8);
+    }
+    let st = rx.stats();
+    assert!(st.overflow > 0, "{st:?}");
+    assert_eq!(st.overflow + rx.buffered_packets() as u64 + st.decoded, 40);
+}
+
+#[test]
+fn a_new_ssrc_relocks_and_junk_ssrcs_do_not() {
+    let a = stream(100, 0, 0, SSRC, true);
+    let mut b = stream(100, 5_000, 77_777, 0xB0B, true);
+    // Stream B starts right where A stops.
+    let shift = Nanos::from_secs(1);
+    for p in &mut b.packets {
+        p.1 += shift;
+        // Rebuild with shifted NTP times.
+    }
+    let mut b_packets = Vec::new();
+    for (k, (p, now)) in b.packets.iter().enumerate() {
+        let at = b.base + shift + Nanos::from_micros(5_000 * k as i64);
+        let mut q = rtp(
+            u16::from_be_bytes([p[2], p[3]]),
+            u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+            0xB0B,
+            Some(at),
+            &p[28..],
+        );
+        q.truncate(p.len());
+        b_packets.push((q, *now));
+    }
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let mut played = Played {
+        samples: Vec::new(),
+        blocks: Vec::new(),
+    };
+    for (k, (p, now)) in a.packets.iter().enumerate() {
+        rx.receive(p, *now);
+        // Junk SSRCs with random sequence numbers interleaved: rejected, no relock.
+        let junk = rtp((k * 7919) as u16, 0, 0xDEAD_0000 + k as u32, None, &p[28..]);
+        assert_eq!(
+            rx.receive(&junk, *now),
+            Outcome::Rejected(RejectReason::WrongSsrc)
+        );
+        read_all(&mut rx, &mut played);
+    }
+    assert_eq!(rx.stats().relocks, 0);
+    let mut outcomes = Vec::new();
+    for (p, now) in &b_packets {
+        outcomes.push(rx.receive(p, *now));
+        read_all(&mut rx, &mut played);
+    }
+    assert_eq!(rx.stats().relocks, 1);
+    assert_eq!(rx.ssrc(), Some(0xB0B));
+    // A fell silent 505 ms before B's first packet: the relock is immediate.
+    assert_eq!(outcomes[0], Outcome::Relocked);
+    assert_eq!(played.samples.len(), a.source.len() + b.source.len());
+    assert_same(&played.samples[a.source.len()..], &b.source);
+}
+
+#[test]
+fn a_new_ssrc_during_a_live_stream_takes_over_after_a_few_packets() {
+    let a = stream(50, 0, 0, SSRC, true);
+    let b = stream(50, 900, 123, 0xB0B, true);
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    for (k, ((pa, now), (pb, _))) in a.packets.iter().zip(&b.packets).enumerate() {
+        rx.receive(pa, *now);
+        if k >= 10 {
+            rx.receive(pb, *now);
+        }
+    }
+    assert_eq!(rx.stats().relocks, 1);
+    assert_eq!(rx.ssrc(), Some(0xB0B));
+    // B's first three packets wait; from B's fourth on, A's packets are the strangers.
+    assert_eq!(rx.stats().rejected.get(RejectReason::WrongSsrc), 3 + 36);
+}
+
+#[test]
+fn a_stream_without_timing_plays_at_arrival_plus_latency() {
+    let s = stream(50, 0, 0, SSRC, false);
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let played = play(&mut rx, &s.packets);
+    assert_same(&played.samples, &s.source);
+    let first_arrival = s.packets[0].1;
+    assert_timeline(&played, first_arrival + Nanos::from_millis(100));
+}
+
+#[test]
+fn malformed_datagrams_are_rejected_by_reason() {
+    let good = stream(1, 0, 0, SSRC, true).packets[0].0.clone();
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let now = LeaderInstant::from_nanos(1_700_000_000_000_000_000 - 50_000_000);
+    let mut cases: Vec<(Vec<u8>, RejectReason)> = Vec::new();
+    cases.push((good[..11].to_vec(), RejectReason::TooShort));
+    let mut v = good.clone();
+    v[0] = (v[0] & 0x3f) | 0x40;
+    cases.push((v, RejectReason::BadVersion));
+    let mut v = good.clone();
+    v[1] = 0;
+    cases.push((v, RejectReason::WrongPayloadType));
+    let mut v = good[..24].to_vec();
+    v[0] |= 0x0f; // 15 CSRCs claimed
+    cases.push((v, RejectReason::CsrcOverrun));
+    let mut v = good.clone();
+    v[14] = 0xff; // extension length in words overruns
+    cases.push((v, RejectReason::ExtensionOverrun));
+    let mut v = good[..30].to_vec();
+    v[16] = 0x1F; // element of 16 bytes inside a 12-byte block
+    cases.push((v, RejectReason::ExtensionOverrun));
+    let mut v = good.clone();
+    v[0] |= 0x20;
+    *v.last_mut().unwrap() = 0; // padding count zero
+    cases.push((v, RejectReason::BadPadding));
+    let mut v = good[..34].to_vec();
+    v[0] |= 0x20;
+    *v.last_mut().unwrap() = 7; // longer than the 6-byte payload
+    cases.push((v, RejectReason::BadPadding));
+    cases.push((good[..28].to_vec(), RejectReason::EmptyPayload));
+    let mut v = good.clone();
+    v.extend_from_slice(&[0; 2000]);
+    cases.push((v, RejectReason::TooLarge));
+    let mut v = good.clone();
+    v.push(0); // not a whole number of 6-byte frames
+    cases.push((v, RejectReason::MalformedPayload));
+    for (datagram, reason) in &cases {
+        assert_eq!(
+            rx.receive(datagram, now),
+            Outcome::Rejected(*reason),
+            "{reason}"
+        );
+    }
+    for reason in RejectReason::ALL {
+        let expect = cases.iter().filter(|(_, r)| *r == reason).count() as u64;
+        assert_eq!(rx.stats().rejected.get(reason), expect, "{reason}");
+    }
+    assert_eq!(rx.stats().received, 0);
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    let mut c = config();
+    c.payload_type = 128;
+    let e = RtpReceiver::new(c).unwrap_err().to_string();
+    assert!(e.contains("payload_type"), "{e}");
+    let mut c = config();
+    c.ntp_extension_id = Some(15);
+    let e = RtpReceiver::new(c).unwrap_err().to_string();
+    assert!(e.contains("ntp_extension_id"), "{e}");
+    let mut c = config();
+    c.max_depth = 0;
+    let e = RtpReceiver::new(c).unwrap_err().to_string();
+    assert!(e.contains("max_depth"), "{e}");
+}
+
+#[test]
+fn steady_state_receive_and_read_allocate_nothing() {
+    let s = stream(400, 0, 0, SSRC, true);
+    let mut packets = s.packets.clone();
+    packets.remove(200); // a loss, concealed, is part of steady state
+    packets.swap(300, 301);
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let mut buf = vec![0f32; 2 * 128];
+    for (p, now) in &packets[..100] {
+        rx.receive(p, *now);
+        while rx.read(&mut buf).is_some() {}
+    }
+    let ((), allocs, _) = watch(|| {
+        for (p, now) in &packets[100..] {
+            rx.receive(p, *now);
+            rx.receive(p, *now); // duplicate
+            rx.receive(&p[..20], *now); // junk
+            while rx.read(&mut buf).is_some() {}
+        }
+    });
+    assert_eq!(allocs, 0, "allocations on the receive path");
+    assert_eq!(rx.stats().lost, 1);
+}
+
+#[test]
+fn memory_at_defaults_is_under_a_mebibyte_and_flat_under_junk() {
+    let (rx, _, live) = watch(|| RtpReceiver::new(config()).unwrap());
+    println!(
+        "receiver at defaults: {live} bytes allocated, {} in its own buffers",
+        rx.heap_bytes()
+    );
+    assert!(live > 0 && live <= 1 << 20, "{live} bytes");
+    let mut rx = rx;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut datagram = [0u8; 1600];
+    let ((), allocs, grew) = watch(|| {
+        for i in 0..100_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 1600) as usize;
+            for (j, b) in datagram[..len].iter_mut().enumerate() {
+                *b = (x >> (j % 8 * 8)) as u8 ^ j as u8;
+            }
+            // Some look like RTP of our type and SSRC, to reach deeper checks.
+            if i % 3 == 0 && len >= 12 {
+                datagram[0] = 0x80 | (datagram[0] & 0x3f);
+                datagram[1] = PT | (datagram[1] & 0x80);
+                datagram[8..12].copy_from_slice(&SSRC.to_be_bytes());
+            }
+            let now = LeaderInstant::from_nanos((x >> 8) as i64);
+            rx.receive(&datagram[..len], now);
+            let mut out = [0f32; 64];
+            rx.read(&mut out);
+        }
+    });
+    assert_eq!(allocs, 0);
+    assert_eq!(grew, 0);
+    assert!(rx.buffered_packets() <= 256);
+}
