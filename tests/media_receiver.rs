@@ -544,3 +544,121 @@ fn memory_at_defaults_is_under_a_mebibyte_and_flat_under_junk() {
     assert_eq!(grew, 0);
     assert!(rx.buffered_packets() <= 256);
 }
+
+// ------------------------------------------------------------ with the real sender
+
+use lockstep::media::rtcp::SenderReport;
+use lockstep::media::sender::{RtpSender, SenderConfig};
+
+/// Packets from our sender for `source`, with arrival 30 ms before presentation.
+fn send(
+    codec: CodecKind,
+    source: &[f32],
+    base: LeaderInstant,
+    tweak: impl Fn(&mut SenderConfig),
+) -> Vec<(Vec<u8>, LeaderInstant)> {
+    let mut config = SenderConfig::new(codec, fmt(), 0xC0DE);
+    config.payload_type = PT;
+    tweak(&mut config);
+    let mut tx = RtpSender::new(config).unwrap();
+    let fpp = tx.frames_per_packet();
+    let mut packets = Vec::new();
+    for (k, chunk) in source.chunks(2 * fpp).enumerate() {
+        let at = base + Nanos::from_nanos((k * fpp) as i64 * 1_000_000_000 / i64::from(RATE));
+        tx.push(chunk, at, &mut |p: &[u8]| {
+            packets.push((p.to_vec(), at - Nanos::from_millis(30)))
+        })
+        .unwrap();
+    }
+    packets
+}
+
+#[test]
+fn our_sender_to_our_receiver_across_wraps() {
+    let source = sine(48_000 * 3);
+    let base = LeaderInstant::from_nanos(1_700_000_000_000_000_000);
+    let packets = send(CodecKind::L24, &source, base, |c| {
+        c.initial_sequence = 65_000;
+        c.media_clock_offset = u32::MAX - 50_000;
+    });
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let played = play(&mut rx, &packets);
+    assert_same(&played.samples, &source);
+    assert_timeline(&played, base);
+    assert_eq!(rx.stats().decoded, 600);
+}
+
+#[test]
+fn without_extensions_an_rtcp_sender_report_gives_the_timing() {
+    let source = sine(48_000);
+    let base = LeaderInstant::from_nanos(1_700_000_000_000_000_000);
+    let mut packets = send(CodecKind::L24, &source, base, |_| {});
+    let mut cfg = config();
+    cfg.ntp_extension_id = None; // ignore the extension: timing must come from the SR
+    let mut rx = RtpReceiver::new(cfg).unwrap();
+    // The first packet arrives and is anchored at arrival + latency, then an SR says when
+    // its timestamp really plays.
+    let (first, arrival) = packets.remove(0);
+    rx.receive(&first, arrival);
+    let ts0 = u32::from_be_bytes([first[4], first[5], first[6], first[7]]);
+    let sr = SenderReport {
+        ssrc: 0xC0DE,
+        ntp: NtpTimestamp::from_instant(base),
+        rtp_timestamp: ts0,
+        packet_count: 1,
+        octet_count: 1440,
+    };
+    let mut buf = [0u8; 128];
+    let n = sr.write_compound("test", &mut buf).unwrap();
+    assert!(rx.receive_rtcp(&buf[..n]));
+    let mut played = Played {
+        samples: Vec::new(),
+        blocks: Vec::new(),
+    };
+    for (p, now) in &packets {
+        rx.receive(p, *now);
+        read_all(&mut rx, &mut played);
+    }
+    rx.poll(base + Nanos::from_secs(2));
+    read_all(&mut rx, &mut played);
+    assert_same(&played.samples, &source);
+    assert_timeline(&played, base);
+    // An SR from another source, or garbage, changes nothing.
+    let other = SenderReport { ssrc: 1, ..sr };
+    let n = other.write_compound("x", &mut buf).unwrap();
+    assert!(!rx.receive_rtcp(&buf[..n]));
+    assert!(!rx.receive_rtcp(&[0x80, 200, 0, 1]));
+}
+
+#[cfg(feature = "opus")]
+#[test]
+fn opus_losses_are_rebuilt_by_the_decoder() {
+    // A 440 Hz tone through Opus at 20 ms; drop two single packets and a pair.
+    let source: Vec<f32> = (0..48_000 * 2)
+        .flat_map(|i| {
+            let x = 0.4 * (std::f32::consts::TAU * 440.0 * i as f32 / RATE as f32).sin();
+            [x, x]
+        })
+        .collect();
+    let base = LeaderInstant::from_nanos(1_700_000_000_000_000_000);
+    let mut packets = send(CodecKind::Opus, &source, base, |_| {});
+    assert_eq!(packets.len(), 100);
+    for k in [70, 61, 60, 30] {
+        packets.remove(k);
+    }
+    let cfg = ReceiverConfig::new(CodecKind::Opus, fmt(), PT);
+    let mut rx = RtpReceiver::new(cfg).unwrap();
+    let played = play(&mut rx, &packets);
+    assert_eq!(played.samples.len(), source.len(), "the timeline is whole");
+    assert_timeline(&played, base);
+    let st = rx.stats();
+    assert_eq!(st.lost, 4);
+    assert_eq!(st.concealed_frames, 4 * 960);
+    // Where packets were lost the decoder's concealment keeps the tone going: the
+    // concealed stretches are not silent, and their level is near the tone's.
+    for k in [30usize, 60, 61, 70] {
+        let seg = &played.samples[k * 960 * 2..(k + 1) * 960 * 2];
+        let rms = (seg.iter().map(|x| x * x).sum::<f32>() / seg.len() as f32).sqrt();
+        assert!(rms > 0.1, "packet {k}: concealed rms {rms}");
+    }
+}

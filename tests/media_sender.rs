@@ -1101,35 +1101,3 @@ fn steady_state_allocates_nothing() {
     );
     assert_eq!(sender.stats().resyncs, 9);
 }
-
-#[test]
-#[ignore = "timing; run with --release -- --ignored --nocapture"]
-fn packets_per_second_l24_48k_stereo_5ms() {
-    let mut sender =
-        RtpSender::new(SenderConfig::new(CodecKind::L24, format(48_000, 2), 3)).unwrap();
-    let pcm = l24_exact_pcm(48_000, 2, 5);
-    let mut bytes = 0u64;
-    let mut packets = 0usize;
-    let start = std::time::Instant::now();
-    let mut frame = 0u64;
-    let seconds = 300;
-    for _ in 0..seconds {
-        for piece in pcm.chunks(2 * 240) {
-            let now = at(frame_time(T0, frame, 48_000));
-            packets += sender
-                .push(piece, now, &mut |p: &[u8]| bytes += p.len() as u64)
-                .unwrap();
-            frame += 240;
-        }
-    }
-    let elapsed = start.elapsed();
-    let rate = packets as f64 / elapsed.as_secs_f64();
-    println!(
-        "L24 48 kHz stereo 5 ms: {packets} packets ({bytes} bytes) in {:.3} s = {:.0} packets/s, {:.0} ns/packet, {:.0}x real time",
-        elapsed.as_secs_f64(),
-        rate,
-        elapsed.as_nanos() as f64 / packets as f64,
-        rate / 200.0
-    );
-    assert_eq!(packets, seconds * 200);
-}
