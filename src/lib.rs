@@ -2,8 +2,8 @@
 #![warn(missing_docs)]
 
 pub mod clock;
-/// The media path: codecs that turn PCM frames into RTP payloads and back.
 pub mod media;
+pub mod playout;
 pub mod ptp;
 pub mod sim;
 pub mod time;

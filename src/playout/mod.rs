@@ -1,0 +1,15 @@
+//! Playout: from decoded, time-stamped samples to a DAC that emits each one at its
+//! leader-clock instant.
+//!
+//! A follower's samples pass through its [`Chain`](crate::playout::stage::Chain) of
+//! [`Stage`](crate::playout::stage::Stage)s (stereo-pair split, crossover, gain, delay trim),
+//! then a drift-correcting resampler steered by the playout controller, into a sink. The
+//! sync meter measures, from the emitted audio alone, how far apart two speakers play.
+
+pub mod controller;
+pub mod corrector;
+pub mod dac;
+pub mod meter;
+pub mod stage;
+pub mod stages;
+pub mod thdn;
