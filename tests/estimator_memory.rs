@@ -1,7 +1,6 @@
 //! Estimators keep fixed windows: after warm-up, taking exchanges allocates nothing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
 
 use lockstep::clock::{
     ClockEstimator, EnvelopeEstimator, Exchange, NaiveEstimator, NtpEstimator, SnapcastEstimator,
@@ -9,26 +8,7 @@ use lockstep::clock::{
 use lockstep::ptp::{ClockIdentity, PortIdentity};
 use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use common::alloc::watch;
 
 /// A pseudo-random exchange at step `i`: 16 a second, delays of 1.5 ms plus up to ~8 ms.
 fn exchange(i: i64, x: &mut u64) -> Exchange {
@@ -73,16 +53,16 @@ fn estimators_allocate_nothing_per_exchange_over_hours() {
         }
         i += 1;
     }
-    let before = ALLOCS.load(Ordering::Relaxed);
-    // Two simulated hours more.
-    while i < 4_000 + 115_200 {
-        let ex = exchange(i, &mut x);
-        for e in estimators.iter_mut() {
-            e.handle_exchange(&ex);
-            assert!(e.estimate().is_some());
+    let ((), allocs, _) = watch(|| {
+        // Two simulated hours more.
+        while i < 4_000 + 115_200 {
+            let ex = exchange(i, &mut x);
+            for e in estimators.iter_mut() {
+                e.handle_exchange(&ex);
+                assert!(e.estimate().is_some());
+            }
+            i += 1;
         }
-        i += 1;
-    }
-    let after = ALLOCS.load(Ordering::Relaxed);
-    assert_eq!(after - before, 0, "allocations while taking exchanges");
+    });
+    assert_eq!(allocs, 0, "allocations while taking exchanges");
 }

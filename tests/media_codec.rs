@@ -1,45 +1,13 @@
 //! A leader encodes a stereo tone packet by packet; a follower decodes it. The tone comes
 //! back within the codec's quantisation noise, and nothing allocates on the way.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::f64::consts::TAU;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use lockstep::media::{AudioFormat, Codec, CodecKind, new_codec};
 
-/// Counts allocations made on threads that asked to be watched, so that tests running in
-/// parallel on other threads do not disturb the count.
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_alloc() {
-    if WATCHED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use common::alloc::watch;
 
 const RATE: u32 = 48_000;
 /// 1 ms packets, as AES67 sends them.
@@ -118,20 +86,18 @@ fn encoding_and_decoding_allocate_nothing() {
     let mut decoded = vec![0f32; PACKET_FRAMES * 2];
     let mut samples = 0usize;
 
-    let before = ALLOCS.load(Ordering::Relaxed);
-    WATCHED.with(|w| w.set(true));
-    for codec in codecs.iter_mut() {
-        for packet in tone.chunks_exact(PACKET_FRAMES * 2) {
-            let len = codec.encode(packet, &mut payload).unwrap();
-            samples += codec.decode(&payload[..len], &mut decoded).unwrap();
+    let ((), allocs, _) = watch(|| {
+        for codec in codecs.iter_mut() {
+            for packet in tone.chunks_exact(PACKET_FRAMES * 2) {
+                let len = codec.encode(packet, &mut payload).unwrap();
+                samples += codec.decode(&payload[..len], &mut decoded).unwrap();
+            }
+            // Errors are values too: refusing a short buffer must not allocate either.
+            assert!(codec.encode(&tone[..4], &mut payload[..1]).is_err());
+            assert!(codec.decode(&payload[..5], &mut decoded).is_err());
         }
-        // Errors are values too: refusing a short buffer must not allocate either.
-        assert!(codec.encode(&tone[..4], &mut payload[..1]).is_err());
-        assert!(codec.decode(&payload[..5], &mut decoded).is_err());
-    }
-    WATCHED.with(|w| w.set(false));
-    let after = ALLOCS.load(Ordering::Relaxed);
+    });
 
     assert_eq!(samples, 2 * tone.len());
-    assert_eq!(after - before, 0, "allocations while encoding and decoding");
+    assert_eq!(allocs, 0, "allocations while encoding and decoding");
 }

@@ -4,47 +4,15 @@
 
 #![cfg(feature = "opus")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::f64::consts::TAU;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use lockstep::media::opus::{MAX_PACKET_BYTES, OPUS_RATE, Opus, OpusConfig};
 use lockstep::media::{AudioFormat, Codec, CodecError, CodecKind, new_codec};
 
-/// Counts allocations made on threads that asked to be watched, so that tests running in
-/// parallel on other threads do not disturb the count.
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_alloc() {
-    if WATCHED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use common::alloc::watch;
 
 const RATE: usize = OPUS_RATE as usize;
 
@@ -669,30 +637,28 @@ fn encoding_decoding_and_concealing_allocate_nothing() {
     codec.decode(&payload[..len], &mut decoded).unwrap();
     let mut samples = 0usize;
 
-    let before = ALLOCS.load(Ordering::Relaxed);
-    WATCHED.with(|w| w.set(true));
-    let mut packets = tone.chunks_exact(1_920);
-    while let (Some(a), Some(b)) = (packets.next(), packets.next()) {
-        let len = codec.encode(a, &mut payload).unwrap();
-        let next_len = codec.encode(b, &mut next).unwrap();
-        samples += codec.decode(&payload[..len], &mut decoded).unwrap();
-        // As if a packet before `b` was lost: FEC from `b`, then PLC alone.
-        samples += codec
-            .conceal(Some(&next[..next_len]), 960, &mut decoded)
-            .unwrap();
-        samples += codec.conceal(None, 1_000, &mut decoded).unwrap();
-        let _ = codec.frames_of(&next[..next_len]);
-    }
-    // Errors are values too: refusing must not allocate either.
-    assert!(codec.encode(&tone[..4], &mut payload).is_err());
-    assert!(codec.encode(&tone[..1_920], &mut payload[..5]).is_err());
-    let _ = codec.decode(&garbage, &mut decoded);
-    assert!(codec.decode(&[], &mut decoded).is_err());
-    WATCHED.with(|w| w.set(false));
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let ((), allocs, _) = watch(|| {
+        let mut packets = tone.chunks_exact(1_920);
+        while let (Some(a), Some(b)) = (packets.next(), packets.next()) {
+            let len = codec.encode(a, &mut payload).unwrap();
+            let next_len = codec.encode(b, &mut next).unwrap();
+            samples += codec.decode(&payload[..len], &mut decoded).unwrap();
+            // As if a packet before `b` was lost: FEC from `b`, then PLC alone.
+            samples += codec
+                .conceal(Some(&next[..next_len]), 960, &mut decoded)
+                .unwrap();
+            samples += codec.conceal(None, 1_000, &mut decoded).unwrap();
+            let _ = codec.frames_of(&next[..next_len]);
+        }
+        // Errors are values too: refusing must not allocate either.
+        assert!(codec.encode(&tone[..4], &mut payload).is_err());
+        assert!(codec.encode(&tone[..1_920], &mut payload[..5]).is_err());
+        let _ = codec.decode(&garbage, &mut decoded);
+        assert!(codec.decode(&[], &mut decoded).is_err());
+    });
 
     assert_eq!(samples, 25 * (1_920 + 1_920 + 2_000));
-    assert_eq!(after - before, 0, "allocations while encoding and decoding");
+    assert_eq!(allocs, 0, "allocations while encoding and decoding");
 }
 
 #[test]

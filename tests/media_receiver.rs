@@ -1,68 +1,13 @@
 //! The RTP receiver from the outside: packets built by hand (so the test does not share the
 //! sender's code), fed with arrival times, and the decoded audio and counters checked.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+mod common;
 
 use lockstep::media::receiver::{Outcome, ReceiverConfig, RejectReason, RtpReceiver};
 use lockstep::media::{AudioFormat, Codec, CodecKind, L24, NtpTimestamp};
 use lockstep::time::{LeaderInstant, Nanos};
 
-/// Counts allocations (and live bytes) made on threads that asked to be watched, so tests
-/// running in parallel do not disturb each other.
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn watched() -> bool {
-    WATCHED.try_with(|w| w.get()).unwrap_or(false)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if watched() {
-            ALLOCS.fetch_add(1, Ordering::SeqCst);
-            LIVE.fetch_add(layout.size() as i64, Ordering::SeqCst);
-        }
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if watched() {
-            LIVE.fetch_sub(layout.size() as i64, Ordering::SeqCst);
-        }
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if watched() {
-            ALLOCS.fetch_add(1, Ordering::SeqCst);
-            LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::SeqCst);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` with this thread watched; returns (allocations, net live bytes) it made.
-fn watch<T>(f: impl FnOnce() -> T) -> (T, u64, i64) {
-    let a0 = ALLOCS.load(Ordering::SeqCst);
-    let l0 = LIVE.load(Ordering::SeqCst);
-    WATCHED.with(|w| w.set(true));
-    let out = f();
-    WATCHED.with(|w| w.set(false));
-    (
-        out,
-        ALLOCS.load(Ordering::SeqCst) - a0,
-        LIVE.load(Ordering::SeqCst) - l0,
-    )
-}
+use common::alloc::watch;
 
 const RATE: u32 = 48_000;
 const FRAMES: usize = 240; // 5 ms

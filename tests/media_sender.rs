@@ -2,9 +2,7 @@
 //! with the `rtp` crate the sender writes them with), so the wire format is checked
 //! independently.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
 
 use lockstep::media::rtcp::{
     MAX_COMPOUND_LEN, PT_BYE, PT_RR, PT_SDES, RtcpError, SR_LEN, SenderReport, compound_len,
@@ -15,41 +13,7 @@ use lockstep::media::sender::{
 use lockstep::media::{AudioFormat, Codec, CodecError, CodecKind, NtpTimestamp, new_codec};
 use lockstep::time::LeaderInstant;
 
-// ---------------------------------------------------------------------------------------
-// Allocation counting (same pattern as tests/media_codec.rs).
-
-/// Counts allocations made on threads that asked to be watched, so that tests running in
-/// parallel on other threads do not disturb the count.
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_alloc() {
-    if WATCHED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use common::alloc::watch;
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
@@ -1069,31 +1033,30 @@ fn steady_state_allocates_nothing() {
     let mut packets = 0usize;
     let mut reports = 0usize;
 
-    let before = ALLOCS.load(Ordering::Relaxed);
-    WATCHED.with(|w| w.set(true));
-    let mut emit = |p: &[u8]| checksum = checksum.wrapping_add(p.len() as u64 + u64::from(p[31]));
-    let mut frame = 0u64;
-    for round in 0..100 {
-        for piece in pcm.chunks(2 * 37) {
-            let now = frame_time(T0, frame, 48_000);
-            packets += sender.push(piece, at(now), &mut emit).unwrap();
-            frame += (piece.len() / 2) as u64;
-            if sender.poll_rtcp(at(now), &mut out).is_some() {
-                reports += 1;
+    let ((), allocs, _) = watch(|| {
+        let mut emit =
+            |p: &[u8]| checksum = checksum.wrapping_add(p.len() as u64 + u64::from(p[31]));
+        let mut frame = 0u64;
+        for round in 0..100 {
+            for piece in pcm.chunks(2 * 37) {
+                let now = frame_time(T0, frame, 48_000);
+                packets += sender.push(piece, at(now), &mut emit).unwrap();
+                frame += (piece.len() / 2) as u64;
+                if sender.poll_rtcp(at(now), &mut out).is_some() {
+                    reports += 1;
+                }
+            }
+            if round % 10 == 9 {
+                // A discontinuity with its flush, then an explicit flush.
+                frame += 1_000;
+                packets += sender.flush(&mut emit).unwrap();
             }
         }
-        if round % 10 == 9 {
-            // A discontinuity with its flush, then an explicit flush.
-            frame += 1_000;
-            packets += sender.flush(&mut emit).unwrap();
-        }
-    }
-    // Errors are values too.
-    assert!(sender.push(&pcm[..3], at(T0), &mut emit).is_err());
-    WATCHED.with(|w| w.set(false));
-    let after = ALLOCS.load(Ordering::Relaxed);
+        // Errors are values too.
+        assert!(sender.push(&pcm[..3], at(T0), &mut emit).is_err());
+    });
 
-    assert_eq!(after - before, 0, "allocations while sending");
+    assert_eq!(allocs, 0, "allocations while sending");
     assert_eq!(sender.stats().packets as usize, packets);
     assert!(
         packets > 1_000 && reports >= 10 && checksum > 0,
