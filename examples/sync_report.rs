@@ -11,10 +11,20 @@
 //! ```text
 //! cargo run --release --example sync_report -- --scenario wifi --seeds 100
 //! ```
+//!
+//! `--playout` runs the whole group instead (a stereo pair, a subwoofer and a speaker in
+//! another room, each on its own drifting crystal) and reports the inter-speaker skew that
+//! the sync meter measures from the emitted audio:
+//!
+//! ```text
+//! cargo run --release --example sync_report -- --playout --scenario wifi --seconds 600 --json
+//! ```
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use lockstep::playout::corrector::CorrectorKind;
+use lockstep::sim::playout::{PlayoutReport, PlayoutScenario, run_playout};
 use lockstep::sim::plot::{Series, log_plot_svg};
 use lockstep::sim::sync::{SyncReport, SyncScenario, default_estimators, run_sync};
 use lockstep::sim::{Jitter, LinkConfig, Loss, PathConfig};
@@ -52,9 +62,27 @@ struct Args {
     /// Print JSON (one object per estimator) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Draw the error over time of every estimator into this SVG file.
+    /// Draw the error over time of every estimator into this SVG file (with `--playout`:
+    /// the worst inter-speaker skew over time).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<std::path::PathBuf>,
+    /// Run the playout experiment: the standard group of four followers, skew measured
+    /// from their emitted audio.
+    #[arg(long)]
+    playout: bool,
+    /// With `--playout`: the drift corrector every follower uses (sinc, poly, slip,
+    /// drop_dup).
+    #[arg(long, default_value = "sinc", value_parser = parse_corrector)]
+    corrector: CorrectorKind,
+    /// With `--playout`: the leader's target latency in ms (default 100; 150 on
+    /// congested_wifi).
+    #[arg(long)]
+    latency_ms: Option<f64>,
+}
+
+fn parse_corrector(s: &str) -> Result<CorrectorKind, String> {
+    CorrectorKind::parse(s)
+        .ok_or_else(|| format!("unknown corrector {s:?}; choose one of sinc, poly, slip, drop_dup"))
 }
 
 fn override_link(link: &mut LinkConfig, args: &Args) {
@@ -104,6 +132,78 @@ fn run(args: &Args, seed: u64) -> Result<SyncReport, ExitCode> {
         eprintln!("error: invalid scenario: {e}");
         ExitCode::from(2)
     })
+}
+
+/// Builds the playout scenario the options describe for `seed` and runs it.
+fn run_group(args: &Args, seed: u64) -> Result<PlayoutReport, ExitCode> {
+    let mut scenario =
+        PlayoutScenario::preset(&args.scenario, seed, Nanos::from_secs_f64(args.seconds))
+            .ok_or(ExitCode::from(2))?;
+    override_link(&mut scenario.path.to_follower, args);
+    override_link(&mut scenario.path.to_leader, args);
+    if let Some(ppm) = args.drift_ppm {
+        for s in &mut scenario.speakers {
+            s.drift_ppm = ppm;
+        }
+    }
+    if let Some(ms) = args.latency_ms {
+        scenario.latency = Nanos::from_secs_f64(ms * 1e-3);
+    }
+    scenario.corrector = args.corrector;
+    run_playout(&scenario).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+/// The playout experiment's part of `main`.
+fn main_playout(args: &Args) -> ExitCode {
+    if args.seconds < 10.0 {
+        eprintln!("error: --playout needs --seconds of at least 10 (skew is measured from 5 s on)");
+        return ExitCode::from(2);
+    }
+    if let Some(ms) = args.latency_ms
+        && !(ms > 0.0 && ms <= 5_000.0)
+    {
+        eprintln!("error: --latency-ms must be above 0 and at most 5000, got {ms}");
+        return ExitCode::from(2);
+    }
+    let first = args.seed;
+    let count = args.seeds.unwrap_or(1);
+    let mut reports = Vec::new();
+    for seed in first..first.saturating_add(count) {
+        match run_group(args, seed) {
+            Ok(r) => {
+                if args.json {
+                    println!("{}", r.to_json());
+                } else {
+                    print!("{}", r.to_table());
+                }
+                reports.push(r);
+            }
+            Err(code) => return code,
+        }
+    }
+    if let Some(path) = &args.plot {
+        let report = &reports[0];
+        let points: Vec<(f64, f64)> = report.series.clone();
+        let series = [Series {
+            name: "worst pair |skew|",
+            points: &points,
+        }];
+        let title = format!(
+            "inter-speaker |skew| from the audio — {} seed {} ({})",
+            report.scenario,
+            report.seed,
+            report.corrector.name()
+        );
+        let svg = log_plot_svg(&title, "seconds", "|skew| µs", 0.01, 1e4, &series);
+        if let Err(e) = std::fs::write(path, svg) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Each estimator's median and worst p99, worst max and worst convergence times over the
@@ -172,6 +272,9 @@ fn main() -> ExitCode {
             PathConfig::PRESETS.join(", ")
         );
         return ExitCode::from(2);
+    }
+    if args.playout {
+        return main_playout(&args);
     }
     if let Some(n) = args.seeds {
         let mut reports = Vec::new();

@@ -119,8 +119,10 @@ fn play(rx: &mut RtpReceiver, packets: &[(Vec<u8>, LeaderInstant)]) -> Played {
         rx.receive(p, *now);
         read_all(rx, &mut played);
     }
-    // Time passes: whatever gap is left becomes due.
-    let end = packets.last().unwrap().1 + Nanos::from_secs(1);
+    // Time passes until just before the last packet plays (packets arrive 30 or 50 ms
+    // ahead; gaps are concealed 20 ms ahead): every gap before it is due, and the stream
+    // has not yet run dry, which would start concealing after its end.
+    let end = packets.last().unwrap().1 + Nanos::from_millis(10);
     rx.poll(end);
     read_all(rx, &mut played);
     played
@@ -490,6 +492,75 @@ fn memory_at_defaults_is_under_a_mebibyte_and_flat_under_junk() {
     assert!(rx.buffered_packets() <= 256);
 }
 
+#[test]
+fn a_stream_that_runs_dry_is_concealed_on_time_then_stops_after_max_conceal() {
+    let s = stream(200, 0, 0, SSRC, true);
+    // Packets 100..110 are held up until 10 ms after the last of them should have played:
+    // nothing is buffered behind them, so no later packet shows the gap.
+    let held_until = s.base + Nanos::from_millis(110 * 5 + 10);
+    let mut events: Vec<(LeaderInstant, &[u8])> = s
+        .packets
+        .iter()
+        .enumerate()
+        .map(|(k, (p, at))| {
+            let at = if (100..110).contains(&k) {
+                held_until
+            } else {
+                *at
+            };
+            (at, p.as_slice())
+        })
+        .collect();
+    events.sort_by_key(|e| e.0);
+    let mut rx = RtpReceiver::new(config()).unwrap();
+    let mut played = Played {
+        samples: Vec::new(),
+        blocks: Vec::new(),
+    };
+    // A driver that polls every millisecond, as a playout loop would, for 2 s after the
+    // last packet.
+    let mut next = 0;
+    let mut now = events[0].0;
+    let end = events.last().unwrap().0 + Nanos::from_secs(2);
+    while now <= end {
+        while next < events.len() && events[next].0 <= now {
+            rx.receive(events[next].1, now);
+            next += 1;
+        }
+        rx.poll(now);
+        read_all(&mut rx, &mut played);
+        now += Nanos::from_millis(1);
+    }
+    let st = rx.stats();
+    assert_eq!(st.late, 10, "the held-up packets come too late: {st:?}");
+    assert_eq!(st.decoded, 190);
+    // Concealed: the ten held-up packets, then one second (max_conceal) after the end.
+    assert_eq!(st.concealed_frames, (10 * FRAMES + 48_000) as u64);
+    assert_eq!(played.samples.len(), s.source.len() + 48_000 * 2);
+    assert_timeline(&played, s.base);
+    // The audio around the dry stretch is the source's, apart from the fade-in after it.
+    let (gap_start, gap_end) = (100 * FRAMES * 2, 110 * FRAMES * 2);
+    let fade = 96 * 2;
+    assert_same(&played.samples[..gap_start], &s.source[..gap_start]);
+    assert_same(
+        &played.samples[gap_end + fade..s.source.len()],
+        &s.source[gap_end + fade..],
+    );
+    assert!(
+        played.samples[gap_start + fade..gap_end]
+            .iter()
+            .all(|&x| x == 0.0)
+    );
+    // After the stream ends: a fade, then silence, and nothing once max_conceal is spent.
+    assert!(
+        played.samples[s.source.len() + fade..]
+            .iter()
+            .all(|&x| x == 0.0)
+    );
+    rx.poll(end + Nanos::from_secs(5));
+    assert_eq!(rx.buffered_frames(), 0);
+}
+
 // ------------------------------------------------------------ with the real sender
 
 use lockstep::media::rtcp::SenderReport;
@@ -564,7 +635,8 @@ fn without_extensions_an_rtcp_sender_report_gives_the_timing() {
         rx.receive(p, *now);
         read_all(&mut rx, &mut played);
     }
-    rx.poll(base + Nanos::from_secs(2));
+    // Just before the last packet plays: nothing left to conceal, the stream not yet dry.
+    rx.poll(packets.last().unwrap().1 + Nanos::from_millis(10));
     read_all(&mut rx, &mut played);
     assert_same(&played.samples, &source);
     assert_timeline(&played, base);

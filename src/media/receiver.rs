@@ -28,7 +28,10 @@
 //!    is within [`ReceiverConfig::conceal_lead`] of now: Opus rebuilds it (in-band FEC from
 //!    the next packet, then the decoder's concealment); for L16 and L24 the last packet is
 //!    played backwards under a raised-cosine fade to zero, silence fills the rest, and the
-//!    audio after the gap fades back in. Either way there is no click and no DC step.
+//!    audio after the gap fades back in. Either way there is no click and no DC step. When
+//!    the buffer runs dry in mid-stream (every packet of a stretch delayed or lost) the
+//!    receiver conceals on the same schedule, for at most [`ReceiverConfig::max_conceal`];
+//!    packets that arrive for a stretch already concealed are dropped as late.
 //! 6. **Output.** [`RtpReceiver::read`] pops interleaved samples with their presentation
 //!    time; [`RtpReceiver::stats`] counts what happened.
 //!
@@ -798,7 +801,10 @@ impl RtpReceiver {
         for _ in 0..4 * self.jitter.capacity() + 1024 {
             let vacant = self.fifo.vacant_len() / self.channels;
             let (meta, gap_seq) = match self.jitter.front() {
-                Front::Empty => return,
+                Front::Empty => {
+                    self.conceal_tail(now, max_conceal);
+                    return;
+                }
                 Front::Ready(meta, _) => (meta, None),
                 Front::Gap { seq, next, .. } => (next, Some(seq)),
             };
@@ -857,6 +863,30 @@ impl RtpReceiver {
                 return;
             }
         }
+    }
+
+    /// Nothing is buffered but the stream is running: conceal what falls due before the
+    /// next packet can arrive, up to `max_conceal` frames in all. A packet that turns up
+    /// later for that stretch is dropped as late.
+    fn conceal_tail(&mut self, now: LeaderInstant, max_conceal: u64) {
+        let (Some(mut write_ts), Some(a)) = (self.write_ts, self.anchor) else {
+            return;
+        };
+        // The first timestamp not yet due.
+        let horizon = now + self.config.conceal_lead;
+        let ahead = i128::from(horizon.since(a.at).as_nanos()) * i128::from(self.clock_rate);
+        let due_end = i128::from(a.ts) + ahead.div_euclid(i128::from(NANOS_PER_SEC)) + 1;
+        let due_end = due_end.clamp(0, i128::from(u64::MAX)) as u64;
+        while write_ts < due_end && (self.gap_pos as u64) < max_conceal {
+            let vacant = self.fifo.vacant_len() / self.channels;
+            let missing = (due_end - write_ts).min(max_conceal - self.gap_pos as u64);
+            let wrote = self.conceal(missing as usize, vacant);
+            if wrote == 0 {
+                break;
+            }
+            write_ts += wrote as u64;
+        }
+        self.write_ts = Some(write_ts);
     }
 
     fn skip_to(&mut self, seq: u64) {

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod corrector;
 pub mod dac;
 pub mod meter;
+pub mod pipeline;
 pub mod stage;
 pub mod stages;
 pub mod thdn;

@@ -34,6 +34,7 @@ mod clock;
 mod error;
 mod math;
 mod network;
+pub mod playout;
 pub mod plot;
 mod queue;
 mod rng;
