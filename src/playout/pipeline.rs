@@ -254,7 +254,8 @@ impl Playout {
             self.prepend_left = prepend;
             self.position = -(self.chain.delay_frames() + self.corrector.delay_frames());
             self.fade_in_left = self.fade_frames;
-            self.corrector.set_ratio(ratio);
+            // The ratio is set in `finish_block`, which accounts for the ramp from the
+            // reset corrector's 1.0 to it over the first block.
             plan = Plan::Play { ratio };
         }
         let (ratio, fade_out) = match plan {

@@ -22,7 +22,7 @@ use crate::media::sender::{RtpSender, SenderConfig};
 use crate::media::{AudioFormat, CodecKind};
 use crate::playout::corrector::CorrectorKind;
 use crate::playout::dac::{Crystal, VirtualDac};
-use crate::playout::meter::{Capture, MeterConfig, measure_skew};
+use crate::playout::meter::{Capture, MeterConfig, SkewWindow, measure_skew};
 use crate::playout::pipeline::{Playout, PlayoutConfig};
 use crate::playout::stage::{Chain, ChainError, Stage};
 use crate::playout::stages::{ChannelSplit, Crossover, CrossoverKind, SplitMode};
@@ -104,6 +104,24 @@ pub struct PlayoutScenario {
     pub corrector: CorrectorKind,
     /// Skew is measured from this time on.
     pub measure_from: Nanos,
+    /// What the leader plays.
+    pub signal: TestSignal,
+}
+
+/// What the leader plays in the experiment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TestSignal {
+    /// White noise at −12 dBFS RMS, the same on both channels: broadband, so the meter
+    /// finds one unambiguous correlation peak.
+    Noise,
+    /// A sine of this frequency (Hz) and peak amplitude (full scale 1.0) on both channels,
+    /// for measuring distortion.
+    Sine {
+        /// Frequency, Hz.
+        freq_hz: f64,
+        /// Peak amplitude, 0 to 1.
+        amplitude: f64,
+    },
 }
 
 impl PlayoutScenario {
@@ -130,6 +148,7 @@ impl PlayoutScenario {
             latency: Nanos::from_millis(if name == "congested_wifi" { 150 } else { 100 }),
             corrector: CorrectorKind::Sinc,
             measure_from: Nanos::from_secs(5),
+            signal: TestSignal::Noise,
         })
     }
 }
@@ -171,6 +190,11 @@ pub struct SpeakerResult {
     pub lost_packets: u64,
     /// Packets dropped as late by its receiver.
     pub late_packets: u64,
+    /// For a full-range speaker: its emission time minus the leader's intended instant
+    /// for the same audio, measured by the meter against the leader's source, as
+    /// (p50 |error|, p99 |error|, mean signed error), µs. Shows a speaker that is off
+    /// on its own, which inter-speaker skew cannot.
+    pub abs_error_us: Option<(f64, f64, f64)>,
 }
 
 /// The skew between two speakers.
@@ -262,20 +286,94 @@ impl Follower {
     }
 }
 
-/// White noise, the same on both channels, from a fixed generator.
-struct Noise(u64);
+/// The leader's signal generator.
+struct Source {
+    signal: TestSignal,
+    state: u64,
+    frame: u64,
+}
 
-impl Noise {
+impl Source {
+    /// The next sample (the same on every channel).
     fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
+        let n = self.frame;
+        self.frame += 1;
+        match self.signal {
+            TestSignal::Noise => {
+                self.state ^= self.state << 13;
+                self.state ^= self.state >> 7;
+                self.state ^= self.state << 17;
+                // Uniform in ±0.433: −12 dBFS RMS.
+                ((self.state >> 40) as f64 / (1u64 << 24) as f64 - 0.5) as f32 * 0.866
+            }
+            TestSignal::Sine { freq_hz, amplitude } => {
+                let cycles = (n as f64 * freq_hz / f64::from(RATE)).fract();
+                (amplitude * (std::f64::consts::TAU * cycles).sin()) as f32
+            }
+        }
     }
 }
 
-/// Runs the experiment.
+/// What a group run recorded: the leader's source and each speaker's output, with true
+/// times. [`run_group`] returns it; [`run_playout`] measures it.
+#[derive(Debug, Clone)]
+pub struct GroupRun {
+    /// The leader's source, channel 0, as played: frame `k` is meant to leave every DAC
+    /// at true time `source_first_ns + k / 48000 s`.
+    pub source: Vec<f32>,
+    /// True time at which the source's frame 0 is meant to be played.
+    pub source_first_ns: i64,
+    /// Each speaker, in the scenario's order.
+    pub speakers: Vec<SpeakerRun>,
+}
+
+/// One speaker's recording and counters.
+#[derive(Debug, Clone)]
+pub struct SpeakerRun {
+    /// Its counters (the absolute error is filled in by [`run_playout`]).
+    pub result: SpeakerResult,
+    /// Channel 0 of everything its DAC emitted (full-range speakers only; empty for a
+    /// subwoofer).
+    pub samples: Vec<f32>,
+    /// (index of the block's first frame in `samples`, true emission time in ns) of every
+    /// block.
+    pub timeline: Vec<(u64, i64)>,
+}
+
+impl SpeakerRun {
+    /// The recording between true times `from` and `to` (ns), widened to whole blocks,
+    /// as a meter capture at the true emission rate of that stretch.
+    pub fn capture(&self, from: i64, to: i64) -> Option<Capture<'_>> {
+        let tl = &self.timeline;
+        let i0 = tl.partition_point(|&(_, t)| t <= from).checked_sub(1)?;
+        let i1 = tl.partition_point(|&(_, t)| t < to);
+        if i1 >= tl.len() || i1 <= i0 {
+            return None;
+        }
+        let (k0, t0) = tl[i0];
+        let (k1, t1) = tl[i1];
+        let (a, b) = (k0 as usize, k1 as usize);
+        if b > self.samples.len() {
+            return None;
+        }
+        Some(Capture {
+            samples: &self.samples[a..b],
+            channels: 1,
+            channel: 0,
+            first_ns: t0,
+            rate_hz: (k1 - k0) as f64 * 1e9 / (t1 - t0) as f64,
+        })
+    }
+}
+
+/// Runs the experiment and measures the skew from the recordings.
 pub fn run_playout(s: &PlayoutScenario) -> Result<PlayoutReport, PlayoutSimError> {
+    let run = run_group(s)?;
+    measure(s, run)
+}
+
+/// Runs the experiment and returns what the DACs emitted, unmeasured.
+pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
     let rng = SimRng::new(s.seed);
     let format = AudioFormat::new(RATE, CHANNELS as u16).expect("48 kHz stereo");
     let mut leader_model = ClockModel::ideal();
@@ -342,7 +440,13 @@ pub fn run_playout(s: &PlayoutScenario) -> Result<PlayoutReport, PlayoutSimError
 
     let end = SimTime(s.duration.as_nanos());
     let mut queue: EventQueue<Packet> = EventQueue::new();
-    let mut noise = Noise(0x9E37_79B9_7F4A_7C15 ^ s.seed);
+    let mut source = Source {
+        signal: s.signal,
+        state: 0x9E37_79B9_7F4A_7C15 ^ s.seed,
+        frame: 0,
+    };
+    let source_len = (s.duration.as_secs_f64().max(0.0) * f64::from(RATE)) as usize + 1;
+    let mut source_rec: Vec<f32> = Vec::with_capacity(source_len);
     let chunk = (RATE as i64 * PTIME_MS / 1000) as usize;
     let mut pcm = vec![0f32; chunk * CHANNELS];
     // The leader captures chunk k during [k, k+1) × ptime and sends it at the end of it.
@@ -377,8 +481,11 @@ pub fn run_playout(s: &PlayoutScenario) -> Result<PlayoutReport, PlayoutSimError
         if now == media_at(next_chunk) {
             let k = next_chunk - 1;
             for frame in pcm.chunks_exact_mut(CHANNELS) {
-                let x = noise.next();
+                let x = source.next();
                 frame.fill(x);
+                if source_rec.len() < source_rec.capacity() {
+                    source_rec.push(x);
+                }
             }
             let captured = LEADER_EPOCH + Nanos::from_millis(k * PTIME_MS);
             let at = LeaderInstant::from_nanos(0) + captured + s.latency;
@@ -473,7 +580,39 @@ pub fn run_playout(s: &PlayoutScenario) -> Result<PlayoutReport, PlayoutSimError
         }
     }
 
-    finish(s, followers)
+    Ok(GroupRun {
+        source: source_rec,
+        // Chunk 0 is captured at leader time LEADER_EPOCH (true time 0) and played
+        // `latency` later; the leader's clock is ideal.
+        source_first_ns: s.latency.as_nanos(),
+        speakers: followers.into_iter().map(Follower::finish).collect(),
+    })
+}
+
+impl Follower {
+    fn finish(self) -> SpeakerRun {
+        let r = self.playout.controller().report();
+        let st = self.rx.stats();
+        let base = self.timeline.first().map_or(0, |t| t.0);
+        SpeakerRun {
+            result: SpeakerResult {
+                name: self.spec.name,
+                role: self.spec.role,
+                drift_ppm: self.spec.drift_ppm,
+                underruns: r.underruns,
+                realigns: r.realigns.saturating_sub(self.first_realigns),
+                lost_packets: st.lost,
+                late_packets: st.late,
+                abs_error_us: None,
+            },
+            samples: self.capture,
+            timeline: self
+                .timeline
+                .into_iter()
+                .map(|(k, t)| (k - base, t))
+                .collect(),
+        }
+    }
 }
 
 /// Renders one DAC block for follower `f` at true time `now` and schedules the next.
@@ -539,77 +678,97 @@ fn schedule(queue: &mut EventQueue<Packet>, delivery: Delivery, packet: Packet) 
     }
 }
 
-/// A capture's samples between true times `from` and `to` (ns), as a meter capture with
-/// the local emission rate of that stretch.
-fn slice(f: &Follower, from: i64, to: i64) -> Option<Capture<'_>> {
-    let tl = &f.timeline;
-    // First block starting at or before `from`, last block starting at or after `to`.
-    let i0 = tl.partition_point(|&(_, t)| t <= from).checked_sub(1)?;
-    let i1 = tl.partition_point(|&(_, t)| t < to);
-    if i1 >= tl.len() || i1 <= i0 {
-        return None;
+/// The meter settings for the experiment: half-second windows, ±2 ms search.
+const METER: MeterConfig = MeterConfig {
+    window_s: 0.5,
+    hop_s: 0.5,
+    max_skew_us: 2_000.0,
+    start_ns: None,
+    min_rms: 1e-3,
+};
+
+/// Measures `b` against `a` over `[from, to)` in 2 s pieces (each piece's rate from its
+/// own stretch of the timeline, so crystal wander does not bend the timeline); returns
+/// every window.
+fn skew_windows<'a>(
+    a: impl Fn(i64, i64) -> Option<Capture<'a>>,
+    b: impl Fn(i64, i64) -> Option<Capture<'a>>,
+    from: i64,
+    to: i64,
+) -> Vec<SkewWindow> {
+    let piece = 2_000_000_000i64;
+    let margin = 10_000_000;
+    let mut out = Vec::new();
+    let mut t = from;
+    while t + piece <= to {
+        if let (Some(ca), Some(cb)) = (a(t, t + piece), b(t - margin, t + piece + margin))
+            && let Ok(r) = measure_skew(&ca, &cb, &METER)
+        {
+            out.extend_from_slice(&r.windows);
+        }
+        t += piece;
     }
-    let (k0, t0) = tl[i0];
-    let (k1, t1) = tl[i1];
-    let base = tl[0].0;
-    let (a, b) = ((k0 - base) as usize, (k1 - base) as usize);
-    if b > f.capture.len() {
-        return None;
-    }
-    Some(Capture {
-        samples: &f.capture[a..b],
-        channels: 1,
-        channel: 0,
-        first_ns: t0,
-        rate_hz: (k1 - k0) as f64 * 1e9 / (t1 - t0) as f64,
-    })
+    out
 }
 
-fn finish(s: &PlayoutScenario, followers: Vec<Follower>) -> Result<PlayoutReport, PlayoutSimError> {
-    let full: Vec<&Follower> = followers
-        .iter()
-        .filter(|f| f.spec.role.full_range())
-        .collect();
+fn sorted_abs(windows: &[SkewWindow]) -> Vec<f64> {
+    let mut v: Vec<f64> = windows.iter().map(|w| w.skew_us.abs()).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn measure(s: &PlayoutScenario, mut run: GroupRun) -> Result<PlayoutReport, PlayoutSimError> {
     let start = s.measure_from.as_nanos();
     let end = s.duration.as_nanos() - 200_000_000;
-    let chunk = 2_000_000_000i64;
-    let meter = MeterConfig {
-        window_s: 0.5,
-        hop_s: 0.5,
-        max_skew_us: 2_000.0,
-        start_ns: None,
-        min_rms: 1e-3,
+    let source = |from: i64, to: i64| {
+        let first = run.source_first_ns;
+        let k0 = ((from - first).max(0) as i128 * i128::from(RATE) / 1_000_000_000) as usize;
+        let k1 = ((to - first).max(0) as i128 * i128::from(RATE) / 1_000_000_000) as usize;
+        let k1 = k1.min(run.source.len());
+        (k1 > k0).then(|| Capture {
+            samples: &run.source[k0..k1],
+            channels: 1,
+            channel: 0,
+            first_ns: first + (k0 as i128 * 1_000_000_000 / i128::from(RATE)) as i64,
+            rate_hz: f64::from(RATE),
+        })
     };
+    let full: Vec<usize> = (0..run.speakers.len())
+        .filter(|&i| run.speakers[i].result.role.full_range())
+        .collect();
+    let mut abs = Vec::new();
+    for &i in &full {
+        let sp = &run.speakers[i];
+        let w = skew_windows(&source, |f, t| sp.capture(f, t), start, end);
+        let v = sorted_abs(&w);
+        let mean = w.iter().map(|w| w.skew_us).sum::<f64>() / w.len().max(1) as f64;
+        abs.push((
+            i,
+            (!v.is_empty()).then(|| (percentile(&v, 0.5), percentile(&v, 0.99), mean)),
+        ));
+    }
+    for (i, e) in abs {
+        run.speakers[i].result.abs_error_us = e;
+    }
     let mut pairs = Vec::new();
     let mut all = Vec::new();
     let mut series: Vec<(f64, f64)> = Vec::new();
-    for (x, a) in full.iter().enumerate() {
-        for b in full.iter().skip(x + 1) {
-            let mut skews = Vec::new();
-            let mut t = start;
-            while t + chunk <= end {
-                let margin = 10_000_000;
-                if let (Some(ca), Some(cb)) = (
-                    slice(a, t, t + chunk),
-                    slice(b, t - margin, t + chunk + margin),
-                ) && let Ok(r) = measure_skew(&ca, &cb, &meter)
-                {
-                    for w in &r.windows {
-                        skews.push(w.skew_us.abs());
-                        let slot = (w.t_ns as f64 * 1e-9 * 2.0).round() / 2.0;
-                        match series.iter_mut().find(|(ts, _)| *ts == slot) {
-                            Some(e) => e.1 = e.1.max(w.skew_us.abs()),
-                            None => series.push((slot, w.skew_us.abs())),
-                        }
-                    }
+    for (x, &i) in full.iter().enumerate() {
+        for &j in &full[x + 1..] {
+            let (a, b) = (&run.speakers[i], &run.speakers[j]);
+            let windows = skew_windows(|f, t| a.capture(f, t), |f, t| b.capture(f, t), start, end);
+            for w in &windows {
+                let slot = (w.t_ns as f64 * 1e-9 * 2.0).round() / 2.0;
+                match series.iter_mut().find(|(ts, _)| *ts == slot) {
+                    Some(e) => e.1 = e.1.max(w.skew_us.abs()),
+                    None => series.push((slot, w.skew_us.abs())),
                 }
-                t += chunk;
             }
+            let skews = sorted_abs(&windows);
             all.extend_from_slice(&skews);
-            skews.sort_by(f64::total_cmp);
             pairs.push(PairResult {
-                a: a.spec.name.clone(),
-                b: b.spec.name.clone(),
+                a: a.result.name.clone(),
+                b: b.result.name.clone(),
                 p50_us: percentile(&skews, 0.5),
                 p99_us: percentile(&skews, 0.99),
                 max_us: skews.last().copied().unwrap_or(f64::NAN),
@@ -624,22 +783,7 @@ fn finish(s: &PlayoutScenario, followers: Vec<Follower>) -> Result<PlayoutReport
     }
     all.sort_by(f64::total_cmp);
     series.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let speakers: Vec<SpeakerResult> = followers
-        .iter()
-        .map(|f| {
-            let r = f.playout.controller().report();
-            let st = f.rx.stats();
-            SpeakerResult {
-                name: f.spec.name.clone(),
-                role: f.spec.role,
-                drift_ppm: f.spec.drift_ppm,
-                underruns: r.underruns,
-                realigns: r.realigns.saturating_sub(f.first_realigns),
-                lost_packets: st.lost,
-                late_packets: st.late,
-            }
-        })
-        .collect();
+    let speakers: Vec<SpeakerResult> = run.speakers.into_iter().map(|s| s.result).collect();
     Ok(PlayoutReport {
         scenario: s.name.clone(),
         seed: s.seed,
@@ -694,7 +838,8 @@ impl PlayoutReport {
             let _ = write!(
                 s,
                 "{}{{\"name\": {}, \"role\": {}, \"drift_ppm\": {}, \"underruns\": {}, \
-                 \"realigns\": {}, \"lost_packets\": {}, \"late_packets\": {}}}",
+                 \"realigns\": {}, \"lost_packets\": {}, \"late_packets\": {}, \
+                 \"abs_error_p50_us\": {}, \"abs_error_p99_us\": {}, \"abs_error_mean_us\": {}}}",
                 if i > 0 { ", " } else { "" },
                 json_str(&f.name),
                 json_str(f.role.name()),
@@ -702,7 +847,10 @@ impl PlayoutReport {
                 f.underruns,
                 f.realigns,
                 f.lost_packets,
-                f.late_packets
+                f.late_packets,
+                json_num(f.abs_error_us.map_or(f64::NAN, |e| e.0)),
+                json_num(f.abs_error_us.map_or(f64::NAN, |e| e.1)),
+                json_num(f.abs_error_us.map_or(f64::NAN, |e| e.2))
             );
         }
         s.push_str("]}");
@@ -733,14 +881,18 @@ impl PlayoutReport {
         for f in &self.speakers {
             let _ = writeln!(
                 s,
-                "  {:>10} {:<5} {:+7.1} ppm  underruns {}  realigns {}  lost {}  late {}",
+                "  {:>10} {:<5} {:+7.1} ppm  underruns {}  realigns {}  lost {}  late {}{}",
                 f.name,
                 f.role.name(),
                 f.drift_ppm,
                 f.underruns,
                 f.realigns,
                 f.lost_packets,
-                f.late_packets
+                f.late_packets,
+                f.abs_error_us
+                    .map_or(String::new(), |(p50, p99, mean)| format!(
+                        "  vs leader: p50 {p50:.2} µs p99 {p99:.2} µs mean {mean:+.2} µs"
+                    ))
             );
         }
         s
