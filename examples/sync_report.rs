@@ -76,7 +76,7 @@ struct Args {
     corrector: CorrectorKind,
     /// With `--playout`: the leader's target latency in ms (default 100; 150 on
     /// congested_wifi).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     latency_ms: Option<f64>,
 }
 

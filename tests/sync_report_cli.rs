@@ -173,3 +173,60 @@ fn several_seeds_give_each_estimators_worst_figures() {
     let zero = sync_report().args(["--seeds", "0"]).output().unwrap();
     assert_eq!(zero.status.code(), Some(2));
 }
+
+#[test]
+fn playout_json_is_one_object_per_run_with_the_documented_keys() {
+    let out = sync_report()
+        .args([
+            "--playout",
+            "--scenario",
+            "lan",
+            "--seconds",
+            "12",
+            "--seed",
+            "5",
+            "--seeds",
+            "2",
+            "--json",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let runs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(runs.len(), 2);
+    for (run, seed) in runs.iter().zip([5, 6]) {
+        assert_eq!(run["scenario"], "lan");
+        assert_eq!(run["seed"], seed);
+        for k in ["skew_p50_us", "skew_p99_us", "skew_max_us"] {
+            let v = run[k].as_f64().unwrap_or(f64::NAN);
+            assert!(v >= 0.0 && v < 5.0, "{k} = {v} in {run}");
+        }
+        assert_eq!(run["underruns"], 0);
+        assert_eq!(run["realigns"], 0);
+        assert_eq!(run["speakers"].as_array().unwrap().len(), 4);
+    }
+}
+
+#[test]
+fn playout_refuses_a_bad_corrector_or_latency() {
+    let out = sync_report()
+        .args(["--playout", "--corrector", "cubic"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("drop_dup"));
+    let out = sync_report()
+        .args(["--playout", "--latency-ms", "-5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--latency-ms"));
+}

@@ -109,10 +109,10 @@ impl Playout {
     /// A playout path through `chain` (fed with the receiver's channels), with every buffer
     /// allocated now.
     pub fn new(config: PlayoutConfig, chain: Chain) -> Result<Playout, PlayoutError> {
-        if config.block_frames == 0 || config.block_frames > MAX_BLOCK_FRAMES / 2 {
+        if config.block_frames == 0 || config.block_frames > MAX_BLOCK_FRAMES {
             return Err(PlayoutError::InvalidConfig {
                 field: "block_frames",
-                reason: "must be 1 to 4096",
+                reason: "must be 1 to 8192",
             });
         }
         if config.fade < Nanos::ZERO || config.fade > Nanos::from_millis(100) {

@@ -332,8 +332,7 @@ pub struct GroupRun {
 pub struct SpeakerRun {
     /// Its counters (the absolute error is filled in by [`run_playout`]).
     pub result: SpeakerResult,
-    /// Channel 0 of everything its DAC emitted (full-range speakers only; empty for a
-    /// subwoofer).
+    /// Channel 0 of everything its DAC emitted.
     pub samples: Vec<f32>,
     /// (index of the block's first frame in `samples`, true emission time in ns) of every
     /// block.
@@ -411,11 +410,7 @@ pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
         let playout = Playout::new(config, chain)?;
         let channels = playout.channels_out();
         let seconds = s.duration.as_secs_f64().max(0.0);
-        let capture_len = if spec.role.full_range() {
-            (seconds * f64::from(RATE) * 1.001) as usize + BLOCK
-        } else {
-            0
-        };
+        let capture_len = (seconds * f64::from(RATE) * 1.001) as usize + BLOCK;
         followers.push(Follower {
             spec: spec.clone(),
             clock,
@@ -642,7 +637,7 @@ fn render(f: &mut Follower, now: SimTime) {
         .dac
         .emit(&f.out, &mut f.clock as &mut dyn Crystal)
         .expect("started");
-    if f.spec.role.full_range() && f.capture.len() + BLOCK <= f.capture.capacity() {
+    if f.capture.len() + BLOCK <= f.capture.capacity() {
         f.timeline.push((emission.first_frame, emission.true_ns));
         f.capture
             .extend(f.out.chunks_exact(channels).map(|frame| frame[0]));

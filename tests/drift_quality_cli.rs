@@ -1,0 +1,71 @@
+//! The `drift_quality` example as a user runs it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn drift_quality() -> Command {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin: PathBuf = dir
+        .join("examples")
+        .join(format!("drift_quality{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} not built", bin.display());
+    Command::new(bin)
+}
+
+#[test]
+fn json_rows_per_corrector_drift_and_tone_and_sinc_beats_drop_dup() {
+    let out = drift_quality()
+        .args([
+            "--json",
+            "--seconds",
+            "8",
+            "--skip",
+            "3",
+            "--correctors",
+            "sinc,drop_dup",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let rows = v.as_array().expect("an array");
+    // 2 correctors × 2 tones × 2 drifts.
+    assert_eq!(rows.len(), 8);
+    let thdn = |c: &str, f: f64, ppm: f64| {
+        rows.iter()
+            .find(|r| r["corrector"] == c && r["freq_hz"] == f && r["ppm"] == ppm)
+            .and_then(|r| r["thdn_db"].as_f64())
+            .unwrap_or_else(|| panic!("no row {c} {f} {ppm}: {v}"))
+    };
+    for f in [1000.0, 15000.0] {
+        for ppm in [150.0, -150.0] {
+            let (s, d) = (thdn("sinc", f, ppm), thdn("drop_dup", f, ppm));
+            // Even in the servo's fast start the sinc corrector is clean, and a dropped
+            // or repeated frame is a click.
+            assert!(
+                s < -80.0 && d > -40.0 && s < d - 45.0,
+                "{f} Hz {ppm} ppm: {s} vs {d}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_options_are_refused() {
+    let out = drift_quality()
+        .args(["--correctors", "linear"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown corrector"));
+    let out = drift_quality()
+        .args(["--seconds", "5", "--skip", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
