@@ -145,7 +145,7 @@ fn main() -> ExitCode {
         eprintln!("error: --seconds must be at least --skip + 1");
         return ExitCode::from(2);
     }
-    if !(args.ppm.abs() <= 900.0) {
+    if !(args.ppm.is_finite() && args.ppm.abs() <= 900.0) {
         eprintln!("error: --ppm must be within ±900 (the servo corrects up to ±1000 ppm)");
         return ExitCode::from(2);
     }

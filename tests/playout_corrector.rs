@@ -1,63 +1,25 @@
 //! Drift corrector and THD+N meter tests.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::collections::HashMap;
 use std::f64::consts::TAU;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lockstep::playout::corrector::{
     CorrectorConfig, CorrectorError, CorrectorKind, DriftCorrector,
 };
 use lockstep::playout::thdn::{thdn_db, thdn_windows};
 
+use common::alloc::watch;
+
 const FS: u32 = 48_000;
 const BLOCK: usize = 480;
 
-// ---------------------------------------------------------------------------------------
-// A counting allocator: counts allocations made on a thread while it is being watched.
-
-struct Counting;
-
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-static WATCHED_ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-fn note_alloc() {
-    if WATCHED.try_with(Cell::get).unwrap_or(false) {
-        WATCHED_ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Runs `f` with this thread watched; returns its result and the allocations it made.
+/// Runs `f`; returns its result and the allocations it made on this thread (the shared
+/// counting allocator).
 fn count_allocs<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = WATCHED_ALLOCS.load(Ordering::Relaxed);
-    WATCHED.with(|w| w.set(true));
-    let r = f();
-    WATCHED.with(|w| w.set(false));
-    (r, WATCHED_ALLOCS.load(Ordering::Relaxed) - before)
+    let (r, allocs, _) = watch(f);
+    (r, allocs as usize)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 //! The playout stages (split, crossover, gain, delay) and the chain that runs them.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::f64::consts::PI;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use lockstep::playout::stage::{Chain, ChainError, MAX_BLOCK_FRAMES, Stage};
 use lockstep::playout::stages::{
@@ -11,62 +10,15 @@ use lockstep::playout::stages::{
     SplitMode,
 };
 
+use common::alloc::watch;
+
 // ---------------------------------------------------------------------------------------
 // A counting allocator: counts allocations made by threads that are being watched.
 // ---------------------------------------------------------------------------------------
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static WATCHED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    if WATCHED.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; counting touches only an
-// atomic and a const-initialised thread-local, neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note_allocation();
-        // SAFETY: the caller's contract is passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations (and frees) made by this thread while running `f`.
+/// Allocations `f` makes on this thread (the shared counting allocator).
 fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    WATCHED.with(|w| w.set(true));
-    f();
-    WATCHED.with(|w| w.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    watch(f).1
 }
 
 // ---------------------------------------------------------------------------------------

@@ -207,7 +207,7 @@ fn playout_json_is_one_object_per_run_with_the_documented_keys() {
         assert_eq!(run["seed"], seed);
         for k in ["skew_p50_us", "skew_p99_us", "skew_max_us"] {
             let v = run[k].as_f64().unwrap_or(f64::NAN);
-            assert!(v >= 0.0 && v < 5.0, "{k} = {v} in {run}");
+            assert!((0.0..5.0).contains(&v), "{k} = {v} in {run}");
         }
         assert_eq!(run["underruns"], 0);
         assert_eq!(run["realigns"], 0);

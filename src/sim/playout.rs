@@ -734,7 +734,7 @@ fn measure(s: &PlayoutScenario, mut run: GroupRun) -> Result<PlayoutReport, Play
     let mut abs = Vec::new();
     for &i in &full {
         let sp = &run.speakers[i];
-        let w = skew_windows(&source, |f, t| sp.capture(f, t), start, end);
+        let w = skew_windows(source, |f, t| sp.capture(f, t), start, end);
         let v = sorted_abs(&w);
         let mean = w.iter().map(|w| w.skew_us).sum::<f64>() / w.len().max(1) as f64;
         abs.push((
