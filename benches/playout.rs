@@ -8,7 +8,7 @@
 //! a Linkwitz–Riley high-pass at 80 Hz, a gain, a 250 µs delay trim, then the drift
 //! corrector at a ratio 150 ppm off 1, in 10 ms blocks. Each iteration processes one second
 //! of audio, so the real-time factor is one second divided by the time criterion reports.
-//! `stages` times the chain without a corrector.
+//! `stages` times the chain without a corrector, and `stage/…` each stage alone.
 
 use std::hint::black_box;
 
@@ -114,5 +114,40 @@ fn playout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, playout);
+/// Each stage alone, one second of 48 kHz stereo per iteration, in 10 ms blocks.
+fn stages(c: &mut Criterion) {
+    let src = source();
+    let mut group = c.benchmark_group("stage/48k_stereo_1s");
+    group.throughput(Throughput::Elements(u64::from(RATE)));
+    let (gain, _control) = Gain::new(2, RATE, -6.0).expect("gain");
+    let all: Vec<(&str, Box<dyn Stage>)> = vec![
+        (
+            "split_swap",
+            Box::new(ChannelSplit::new(SplitMode::Swap, 2).expect("split")),
+        ),
+        (
+            "crossover_hp",
+            Box::new(Crossover::new(CrossoverKind::HighPass, 80.0, RATE, 2).expect("crossover")),
+        ),
+        ("gain", Box::new(gain)),
+        (
+            "delay_250us",
+            Box::new(Delay::new(2, RATE, 250.0).expect("delay")),
+        ),
+    ];
+    for (name, mut stage) in all {
+        let mut out = vec![0f32; 2 * BLOCK];
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for block in src[..2 * RATE as usize].chunks_exact(2 * BLOCK) {
+                    stage.process(block, &mut out);
+                }
+                black_box(out[0])
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, playout, stages);
 criterion_main!(benches);

@@ -42,9 +42,7 @@ fn a_stereo_pair_on_congested_wifi_stays_within_a_sample_without_underruns() {
 
 #[test]
 fn the_roles_shape_what_each_speaker_plays() {
-    let mut s = scenario("lan", 8, 3);
-    s.corrector = CorrectorKind::Poly;
-    let run = run_group(&s).expect("runs");
+    let run = run_group(&scenario("lan", 8, 3)).expect("runs");
     let rms =
         |x: &[f32]| (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
     for sp in &run.speakers {

@@ -208,7 +208,13 @@ impl Playout {
 
     /// Fills `out` (one block: `block_frames × channels_out` samples) with what the DAC
     /// should emit next. `dac_next` is when the block's first frame will leave (local
-    /// clock); `dac_frames` how many frames the DAC has emitted so far. Allocates nothing.
+    /// clock); `dac_frames` how many frames the DAC has emitted so far. Without an
+    /// estimate the block is silent. Returns the controller's report for the block.
+    /// Allocates nothing.
+    ///
+    /// # Panics
+    ///
+    /// If `out` holds fewer than `block_frames × channels_out` samples.
     pub fn render(
         &mut self,
         rx: &mut RtpReceiver,
@@ -268,11 +274,11 @@ impl Playout {
             Plan::Start { .. } => unreachable!("handled above"),
         };
         // The stream under us must still be the one the segment started on.
-        let fifo_index = self.seg_fed.saturating_sub(0) as f64;
         if self.prepend_left == 0
             && let Some(head) = rx.head_presentation()
         {
-            let expect = self.at_index(fifo_index);
+            // The FIFO's head is the segment's next unfed frame.
+            let expect = self.at_index(self.seg_fed as f64);
             if head.since(expect).abs() > Nanos::from_millis(1) {
                 // A gap or a new stream: fade out on what we have, start afresh.
                 return self.finish_block(rx, ratio, true, out);
