@@ -595,3 +595,28 @@ fn integer_wavs_without_sidecar_use_the_nominal_timeline() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_wav_sink_writes_what_the_meter_reads() {
+    use lockstep::playout::dac::WavSink;
+    let dir = temp_dir("sink");
+    let path = dir.join("speaker.wav");
+    let mut sink = WavSink::create(&path, 48_000, 2).unwrap();
+    sink.set_rate_hz(48_007.2);
+    let block: Vec<f32> = (0..960).map(|i| (i as f32 / 960.0) - 0.5).collect();
+    sink.write(&block, 1_234_567_890).unwrap();
+    sink.write(&block, 1_244_567_890).unwrap(); // only the first block's time is kept
+    sink.finish().unwrap();
+    let c = load_capture_wav(&path).unwrap();
+    assert!(c.from_sidecar);
+    assert_eq!((c.channels, c.nominal_rate_hz), (2, 48_000));
+    assert_eq!(c.first_ns, 1_234_567_890);
+    assert_eq!(c.rate_hz, 48_007.2);
+    let mut both = block.clone();
+    both.extend_from_slice(&block);
+    assert_eq!(c.samples, both);
+    // A file that cannot be created is an error that names it.
+    let err = WavSink::create(&dir.join("no/such/dir.wav"), 48_000, 2).unwrap_err();
+    assert!(err.to_string().contains("dir.wav"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

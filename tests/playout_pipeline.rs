@@ -77,14 +77,33 @@ struct Run {
 /// latency is 60 ms plus a block. The allocations of the last second's receive and render
 /// are counted.
 fn run(drift_ppm: f64, kind: CorrectorKind, seconds: usize, block: usize) -> Run {
+    run_with(
+        drift_ppm,
+        kind,
+        seconds,
+        block,
+        noise(RATE as usize * seconds, 7),
+        None,
+    )
+}
+
+/// As [`run`], playing `source` (interleaved stereo), and with the estimate jumping by
+/// `jump.1` ns at true time `jump.0` ns, if given.
+fn run_with(
+    drift_ppm: f64,
+    kind: CorrectorKind,
+    seconds: usize,
+    block: usize,
+    source: Vec<f32>,
+    jump: Option<(i64, i64)>,
+) -> Run {
     let latency_ms = 61 + block as i64 * 1000 / i64::from(RATE);
     let format = AudioFormat::new(RATE, 2).unwrap();
     let mut crystal = LinearCrystal {
         drift_ppm,
         offset_ns: 123_456_789_012,
     };
-    let est = truth(&crystal);
-    let source = noise(RATE as usize * seconds, 7);
+    let exact = truth(&crystal);
     // Every packet, sent when its audio is captured, to play LATENCY_MS later.
     let mut sender = RtpSender::new(SenderConfig::new(CodecKind::L24, format, 0xAB)).unwrap();
     let mut packets: Vec<(i64, Vec<u8>)> = Vec::new();
@@ -119,6 +138,12 @@ fn run(drift_ppm: f64, kind: CorrectorKind, seconds: usize, block: usize) -> Run
         // Render one block ahead of emission.
         let now_true = crystal.true_at(dac_next.as_nanos()) - 10_000_000;
         let measured = out.len() as u64 + u64::from(RATE) >= total_frames;
+        let mut est = exact;
+        if let Some((at, by)) = jump
+            && now_true >= at
+        {
+            est.anchor_leader += Nanos::from_nanos(by);
+        }
         let ((), allocs, _) = watch(|| {
             let now = LeaderInstant::from_nanos(EPOCH + now_true);
             while next_packet < packets.len() && packets[next_packet].0 <= now_true {
@@ -230,4 +255,45 @@ fn receive_and_render_allocate_nothing_in_steady_state() {
         assert_eq!(r.allocations, 0, "{kind}");
         assert!(r.out.iter().any(|&x| x != 0.0), "{kind}: it played");
     }
+}
+
+#[test]
+fn a_realign_fades_out_and_in_without_a_click() {
+    // A 1 kHz tone; at 2 s the estimate jumps by 15 ms (beyond the 10 ms re-align
+    // threshold), as after a leader clock step.
+    let amp = 0.5f32;
+    let tone: Vec<f32> = (0..RATE as usize * 5)
+        .flat_map(|i| {
+            let x = amp * (std::f32::consts::TAU * 1000.0 * i as f32 / RATE as f32).sin();
+            [x, x]
+        })
+        .collect();
+    let r = run_with(
+        60.0,
+        CorrectorKind::Sinc,
+        5,
+        480,
+        tone,
+        Some((2_000_000_000, 15_000_000)),
+    );
+    let report = r.playout.controller().report();
+    assert_eq!(report.realigns, 2, "the start and the jump");
+    // The tone's own largest step is 2π·1000/48000 × 0.5 = 0.065; a cut would be up to 1,
+    // and the fades add their own slope (a 5 ms raised cosine: about a tenth more).
+    let natural = std::f32::consts::TAU * 1000.0 / RATE as f32 * amp;
+    let worst = r
+        .out
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1.25 * natural,
+        "step {worst} vs the tone's {natural}"
+    );
+    // It went silent around the jump (faded out, then started afresh) and played again.
+    // The DAC started at 0.3 s, so the jump is 1.7 s into its output.
+    let around = &r.out[(1.6 * f64::from(RATE)) as usize..(1.9 * f64::from(RATE)) as usize];
+    assert!(around.iter().any(|x| x.abs() < 1e-6));
+    let tail = &r.out[r.out.len() - 4_800..];
+    assert!(tail.iter().fold(0.0f32, |m, x| m.max(x.abs())) > 0.45);
 }
