@@ -426,11 +426,13 @@ fn receive_from(name: &str, mut child: Child, port: u16, codec: CodecKind, pt: u
     let output = child.wait_with_output().expect("sender output");
     let stats = rx.stats();
     println!(
-        "{name}: {} packets, {} frames decoded, lost {}, concealed {} frames, late {}, rejected {}",
+        "{name}: {} packets, {} frames decoded, lost {}, concealed {} frames, dry {} frames, \
+         late {}, rejected {}",
         stats.received,
         decoded.len() / 2,
         stats.lost,
         stats.concealed_frames,
+        stats.dry_frames,
         stats.late,
         stats.rejected.total()
     );
@@ -444,6 +446,11 @@ fn receive_from(name: &str, mut child: Child, port: u16, codec: CodecKind, pt: u
         stats.concealed_frames == 0 || stats.lost > 0,
         "{name}: concealment without loss: {stats:?}"
     );
+    // Once the sender stopped, letting time run on made the receiver conceal the dry
+    // stream (a fade to silence, up to max_conceal): that tail is not the sender's audio.
+    let dry = 2 * stats.dry_frames as usize;
+    assert!(dry <= decoded.len() / 2, "{name}: mostly dry: {stats:?}");
+    decoded.truncate(decoded.len() - dry);
     decoded
 }
 

@@ -273,8 +273,11 @@ pub struct ReceiverStats {
     pub decoded: u64,
     /// Packets that never arrived in time and were concealed or skipped.
     pub lost: u64,
-    /// Frames produced by concealment.
+    /// Frames produced by concealment of a gap between packets (lost ones).
     pub concealed_frames: u64,
+    /// Frames produced by concealment while nothing was buffered: the stream ran dry,
+    /// because a stretch of packets was late or because the sender stopped.
+    pub dry_frames: u64,
     /// Packets dropped because they arrived after their presentation time or after their
     /// place had been concealed.
     pub late: u64,
@@ -884,6 +887,9 @@ impl RtpReceiver {
             if wrote == 0 {
                 break;
             }
+            // `conceal` counts a gap between packets; this is the stream running dry.
+            self.stats.concealed_frames -= wrote as u64;
+            self.stats.dry_frames += wrote as u64;
             write_ts += wrote as u64;
         }
         self.write_ts = Some(write_ts);
