@@ -1,16 +1,12 @@
 //! The `drift_quality` example as a user runs it.
 
-use std::path::PathBuf;
+#[path = "common/bin.rs"]
+mod bin;
+
 use std::process::Command;
 
 fn drift_quality() -> Command {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin: PathBuf = dir
-        .join("examples")
-        .join(format!("drift_quality{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not built", bin.display());
-    Command::new(bin)
+    bin::example("drift_quality")
 }
 
 #[test]

@@ -1,18 +1,14 @@
 //! The `sync_meter` example as a user runs it, on WAV captures with timeline sidecars.
 
-use std::path::PathBuf;
+#[path = "common/bin.rs"]
+mod bin;
+
 use std::process::Command;
 
 use lockstep::playout::meter::write_capture_wav;
 
 fn sync_meter() -> Command {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin: PathBuf = dir
-        .join("examples")
-        .join(format!("sync_meter{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not built", bin.display());
-    Command::new(bin)
+    bin::example("sync_meter")
 }
 
 #[test]

@@ -1,17 +1,12 @@
 //! The `sync_report` example as a user runs it.
 
-use std::path::PathBuf;
+#[path = "common/bin.rs"]
+mod bin;
+
 use std::process::Command;
 
-/// The example binary cargo built next to this test (`cargo test` builds examples).
 fn sync_report() -> Command {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin: PathBuf = dir
-        .join("examples")
-        .join(format!("sync_report{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not built", bin.display());
-    Command::new(bin)
+    bin::example("sync_report")
 }
 
 #[test]
