@@ -224,11 +224,14 @@ fn each_sample_leaves_the_drifting_dac_at_its_leader_instant() {
 
 #[test]
 fn every_corrector_keeps_time() {
-    // Slip and drop/dup move in whole frames: within one frame (20.8 µs) of the instant.
+    // Slip and drop/dup move in whole frames, so each sample is up to a frame (20.8 µs)
+    // off; over a meter window their error averages out to within a few µs, unless their
+    // accounting is biased (a slip waits for a whole frame of error: half a frame of bias
+    // if the path took its own ratio for the truth).
     for (kind, bound_us) in [
-        (CorrectorKind::Poly, 0.1),
-        (CorrectorKind::Slip, 21.0),
-        (CorrectorKind::DropDup, 21.0),
+        (CorrectorKind::Poly, 0.2),
+        (CorrectorKind::Slip, 3.0),
+        (CorrectorKind::DropDup, 3.0),
     ] {
         let r = run(-120.0, kind, 6, 480);
         let s = skews(&r, 1.0);

@@ -5,9 +5,10 @@
 //! the DAC's local emission time to the leader's clock) and the DAC's report of when the
 //! block's first frame will leave. It keeps an exact account of which input frame the next
 //! output frame is made of: the input is numbered from the start of the current segment,
-//! and the corrector's position in it advances by `1 / ratio` per output frame, ramped
-//! across a block the way the resampler ramps it. So the presentation time of what is
-//! about to leave the DAC is known to a fraction of a sample, without measuring the audio.
+//! and after each block the corrector says where in its input the next output frame is
+//! (its fractional read position, mirrored from the resampler's own arithmetic). So the
+//! presentation time of what is about to leave the DAC is known to a fraction of a sample,
+//! without measuring the audio.
 //!
 //! A segment starts when the controller says so: the head of the FIFO is dropped (late
 //! audio) or silence is fed ahead of it (early audio) so that the first frame leaves on
@@ -295,9 +296,7 @@ impl Playout {
         out: &mut [f32],
     ) -> BlockReport {
         let block = self.config.block_frames;
-        let old = self.corrector.ratio();
         self.corrector.set_ratio(ratio);
-        let new = self.corrector.ratio();
         let need = self.corrector.input_frames_next();
         let from_silence = need.min(self.prepend_left);
         let from_fifo = need - from_silence;
@@ -331,10 +330,14 @@ impl Playout {
         if self.corrector.process(staged, out).is_err() {
             out.fill(0.0);
         }
-        // Where the corrector is now: the resampler steps 1/ratio input frames per output
-        // frame, ramped linearly across the block, with the half-step its ramp adds.
-        let (a, b) = (1.0 / old, 1.0 / new);
-        self.position += block as f64 * 0.5 * (a + b) + 0.5 * (b - a);
+        // Where the corrector is now, as it accounts for itself: its read position,
+        // fraction included, for the resamplers; for slip and drop/dup the frame a slip
+        // has or has not yet happened at, which their own accounting of the ratio would
+        // miss by up to a frame (a slip waits for a whole frame of error: half a frame of
+        // bias on average).
+        self.position = self.seg_fed as f64
+            - self.corrector.delay_frames() / self.corrector.ratio()
+            - self.chain.delay_frames();
 
         let co = self.channels_out;
         if self.fade_in_left > 0 {
