@@ -235,6 +235,10 @@ impl Playout {
         let ratio_ff = self.feed_forward(est, dac_next, dac_frames);
 
         let mut plan = if self.controller.state() == State::Idle {
+            // A start resets the corrector; plan with the delay it will have then.
+            if self.corrector.frames_out() > 0 {
+                self.corrector.reset();
+            }
             let delay = self.chain.delay_frames() + self.corrector.delay_frames();
             self.controller
                 .plan_start(emit, rx.head_presentation(), delay, ratio_ff, block)
