@@ -484,44 +484,38 @@ impl Kernel {
     }
 }
 
-/// Dot product in f32, written so that it vectorizes.
-fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0f32; LANES];
+/// Dot product in `LANES` independent sums, written so that it vectorizes.
+fn dot<T, const LANES: usize>(a: &[T], b: &[T]) -> T
+where
+    T: Copy + Default + std::ops::AddAssign + std::ops::Mul<Output = T> + std::iter::Sum,
+{
+    let mut acc = [T::default(); LANES];
     let ca = a.chunks_exact(LANES);
     let cb = b.chunks_exact(LANES);
-    let tail: f32 = ca
+    let tail: T = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(&x, &y)| x * y)
         .sum();
     for (x, y) in ca.zip(cb) {
-        for ((s, p), q) in acc.iter_mut().zip(x).zip(y) {
+        for ((s, &p), &q) in acc.iter_mut().zip(x).zip(y) {
             *s += p * q;
         }
     }
-    acc.iter().sum::<f32>() + tail
+    let mut total: T = acc.into_iter().sum();
+    total += tail;
+    total
+}
+
+/// Dot product in f32.
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    dot::<f32, 16>(a, b)
 }
 
 /// Dot product in f64.
 fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
-    const LANES: usize = 8;
-    let mut acc = [0f64; LANES];
-    let ca = a.chunks_exact(LANES);
-    let cb = b.chunks_exact(LANES);
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for ((s, p), q) in acc.iter_mut().zip(x).zip(y) {
-            *s += p * q;
-        }
-    }
-    acc.iter().sum::<f64>() + tail
+    dot::<f64, 8>(a, b)
 }
 
 /// What became of one window.
