@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod control;
 pub mod media;
 pub mod playout;
 pub mod ptp;

@@ -1,0 +1,741 @@
+//! The control messages and their payload encodings (the frame header is in `wire`).
+
+use super::error::ControlError;
+use super::field::{
+    MAX_DETAIL_LEN, MAX_GROUP_LEN, MAX_NAME_LEN, Reader, put_bool, put_nanos, put_opt_f64,
+    put_opt_nanos, put_str, put_volume,
+};
+use super::role::Role;
+use crate::media::CodecKind;
+use crate::time::Nanos;
+
+/// A fresh random value that makes each handshake's proofs unique.
+pub type Nonce = [u8; 16];
+
+/// An HMAC-SHA256 tag.
+pub type Mac = [u8; 32];
+
+/// What a follower can play, sent in its Hello.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capabilities {
+    /// Hardware model (at most 64 bytes); both halves of a stereo pair must match.
+    pub model: String,
+    /// Human-readable device name (at most 64 bytes).
+    pub name: String,
+    /// Output channels the device has.
+    pub channels: u8,
+    /// Highest sample rate it plays, in Hz.
+    pub max_rate: u32,
+    /// Delay from handing a sample to the output until it is heard.
+    pub output_latency: Nanos,
+}
+
+/// The codec of a stream, as named on the wire. Unlike [`CodecKind`] it is fixed by the
+/// protocol, so its codes do not depend on which features a build has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodecId {
+    /// 16-bit linear PCM.
+    L16,
+    /// 24-bit linear PCM.
+    L24,
+    /// Opus.
+    Opus,
+}
+
+impl CodecId {
+    /// The media-path codec for this id. Always `Some` today; `None` is kept for a wire codec
+    /// this build has no [`CodecKind`] for.
+    pub fn to_kind(self) -> Option<CodecKind> {
+        Some(match self {
+            CodecId::L16 => CodecKind::L16,
+            CodecId::L24 => CodecKind::L24,
+            CodecId::Opus => CodecKind::Opus,
+        })
+    }
+
+    /// The wire id for a media-path codec.
+    pub fn from_kind(kind: CodecKind) -> CodecId {
+        match kind {
+            CodecKind::L16 => CodecId::L16,
+            CodecKind::L24 => CodecId::L24,
+            CodecKind::Opus => CodecId::Opus,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            CodecId::L16 => 0,
+            CodecId::L24 => 1,
+            CodecId::Opus => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<CodecId> {
+        [CodecId::L16, CodecId::L24, CodecId::Opus]
+            .into_iter()
+            .find(|c| c.code() == code)
+    }
+}
+
+/// Where and how a follower receives the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamParams {
+    /// The codec of the RTP payload.
+    pub codec: CodecId,
+    /// Sample rate, in Hz.
+    pub sample_rate: u32,
+    /// Channels in the stream (before the follower picks its [`Role`]'s part).
+    pub channels: u8,
+    /// RTP payload type.
+    pub payload_type: u8,
+    /// RTP synchronisation source of the stream; a new one marks a new source.
+    pub ssrc: u32,
+    /// UDP port the RTP stream arrives on.
+    pub rtp_port: u16,
+    /// UDP port of the leader's PTP event messages.
+    pub ptp_event_port: u16,
+    /// UDP port of the leader's PTP general messages.
+    pub ptp_general_port: u16,
+    /// Delay from a packet's leader timestamp to its playout.
+    pub target_latency: Nanos,
+    /// Audio duration in one RTP packet.
+    pub ptime: Nanos,
+}
+
+/// Which receive timestamps a follower uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimestampKind {
+    /// Taken by the kernel when the packet arrived (SO_TIMESTAMPNS): less jitter.
+    Kernel,
+    /// Taken in user space after the read returned.
+    User,
+}
+
+impl TimestampKind {
+    fn code(self) -> u8 {
+        match self {
+            TimestampKind::Kernel => 0,
+            TimestampKind::User => 1,
+        }
+    }
+}
+
+/// A follower's health, answered to a StatusQuery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowerStatus {
+    /// Estimated offset of the leader clock from the local clock, once there is one.
+    pub clock_offset: Option<Nanos>,
+    /// Estimated rate of the leader clock against the local one, in ppm (finite).
+    pub clock_rate_ppm: Option<f64>,
+    /// Uncertainty of the offset estimate.
+    pub uncertainty: Option<Nanos>,
+    /// Audio buffered ahead of the output.
+    pub buffer_level: Nanos,
+    /// RTP packets received.
+    pub packets_received: u64,
+    /// RTP packets never received.
+    pub packets_lost: u64,
+    /// RTP packets that came after their playout time.
+    pub packets_late: u64,
+    /// Packets from an unexpected source (wrong SSRC or address).
+    pub unknown_source: u64,
+    /// Times the output ran dry.
+    pub underruns: u64,
+    /// Estimated error of the output against the leader's schedule.
+    pub skew_estimate: Option<Nanos>,
+    /// Whether audio is playing.
+    pub playing: bool,
+    /// Volume in 0.0..=1.0.
+    pub volume: f32,
+    /// Whether output is muted.
+    pub muted: bool,
+    /// Per-speaker delay trim.
+    pub trim: Nanos,
+    /// Which receive timestamps the follower uses.
+    pub timestamping: TimestampKind,
+}
+
+/// Why the leader refuses a follower; travels in [`Message::Refused`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// The follower's HMAC proof did not verify: it does not hold the household key.
+    WrongKey,
+    /// The follower's nonce was seen before: a replayed handshake.
+    Replay,
+    /// The follower speaks a protocol version the leader does not.
+    UnsupportedVersion {
+        /// The version the follower sent.
+        got: u8,
+        /// The version the leader speaks.
+        supported: u8,
+    },
+    /// The follower would make a stereo pair with a speaker of another model.
+    ModelMismatch {
+        /// The follower's model.
+        model: String,
+        /// The model of the speaker already holding the other half.
+        partner_model: String,
+    },
+    /// Another follower already holds this role (a second Left, say).
+    RoleTaken {
+        /// The role asked for.
+        role: Role,
+    },
+    /// The follower asked for a group this leader does not lead.
+    WrongGroup {
+        /// The group asked for.
+        requested: String,
+        /// The group this leader leads.
+        group: String,
+    },
+    /// The follower's capabilities cannot play the stream (channels, rate).
+    Unsupported {
+        /// What is missing, for the logs (at most 256 bytes).
+        what: String,
+    },
+    /// A frame from the follower did not decode.
+    Malformed,
+    /// The leader has as many sessions as it takes.
+    Busy,
+}
+
+/// One control message; [`Message::encode`](Message::encode) and
+/// [`decode_frame`](super::decode_frame) frame it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// Follower → leader, the first frame: who it is and what it asks for.
+    Hello {
+        /// What the follower can play.
+        caps: Capabilities,
+        /// The role it asks for.
+        role: Role,
+        /// The group it asks to join (at most 64 bytes).
+        group: String,
+        /// The follower's fresh nonce.
+        nonce: Nonce,
+    },
+    /// Leader → follower: the leader's fresh nonce to prove the key against.
+    Challenge {
+        /// The leader's fresh nonce.
+        nonce: Nonce,
+    },
+    /// Follower → leader: the follower's proof that it holds the household key.
+    Auth {
+        /// [`HouseholdKey::follower_proof`](super::HouseholdKey::follower_proof).
+        mac: Mac,
+    },
+    /// Leader → follower: admitted, with everything needed to start playing.
+    Welcome {
+        /// Identifier of this session, bound into the leader's proof.
+        session: u64,
+        /// The group joined (at most 64 bytes).
+        group: String,
+        /// The role granted (may differ from the one asked for).
+        role: Role,
+        /// The stream to receive.
+        stream: StreamParams,
+        /// Initial volume, 0.0..=1.0.
+        volume: f32,
+        /// Initial mute state.
+        muted: bool,
+        /// Initial delay trim.
+        trim: Nanos,
+        /// [`HouseholdKey::leader_proof`](super::HouseholdKey::leader_proof): the leader
+        /// holds the key too.
+        mac: Mac,
+    },
+    /// Leader → follower: not admitted; the leader closes after sending it.
+    Refused {
+        /// Why.
+        refusal: Refusal,
+    },
+    /// Set the output volume.
+    SetVolume {
+        /// 0.0..=1.0.
+        volume: f32,
+    },
+    /// Mute or unmute the output.
+    SetMute {
+        /// Whether to mute.
+        muted: bool,
+    },
+    /// Set the per-speaker delay trim.
+    SetTrim {
+        /// The trim.
+        trim: Nanos,
+    },
+    /// Play another part of the stream.
+    SetRole {
+        /// The new role.
+        role: Role,
+    },
+    /// New stream parameters (a source switch comes with a new SSRC).
+    Stream {
+        /// The new parameters.
+        stream: StreamParams,
+    },
+    /// Stop playing, keep the session.
+    Pause,
+    /// Play again after a Pause.
+    Resume,
+    /// Either side: the session ends; the sender closes after it.
+    Leave,
+    /// Leader → follower: send a Status.
+    StatusQuery {
+        /// Echoed in the Status, to match answers to queries.
+        id: u32,
+    },
+    /// Follower → leader: the answer to a StatusQuery.
+    Status {
+        /// The id of the query.
+        id: u32,
+        /// The follower's status.
+        status: FollowerStatus,
+    },
+    /// Either side: liveness check.
+    Ping {
+        /// Echoed in the Pong.
+        id: u64,
+    },
+    /// The answer to a Ping.
+    Pong {
+        /// The id of the Ping.
+        id: u64,
+    },
+}
+
+/// The message type codes of the frame header (the table is in the `wire` docs).
+pub(crate) mod code {
+    /// [`Message::Hello`](super::Message::Hello).
+    pub const HELLO: u8 = 0x01;
+    /// [`Message::Challenge`](super::Message::Challenge).
+    pub const CHALLENGE: u8 = 0x02;
+    /// [`Message::Auth`](super::Message::Auth).
+    pub const AUTH: u8 = 0x03;
+    /// [`Message::Welcome`](super::Message::Welcome).
+    pub const WELCOME: u8 = 0x04;
+    /// [`Message::Refused`](super::Message::Refused).
+    pub const REFUSED: u8 = 0x05;
+    /// [`Message::SetVolume`](super::Message::SetVolume).
+    pub const SET_VOLUME: u8 = 0x10;
+    /// [`Message::SetMute`](super::Message::SetMute).
+    pub const SET_MUTE: u8 = 0x11;
+    /// [`Message::SetTrim`](super::Message::SetTrim).
+    pub const SET_TRIM: u8 = 0x12;
+    /// [`Message::SetRole`](super::Message::SetRole).
+    pub const SET_ROLE: u8 = 0x13;
+    /// [`Message::Stream`](super::Message::Stream).
+    pub const STREAM: u8 = 0x14;
+    /// [`Message::Pause`](super::Message::Pause).
+    pub const PAUSE: u8 = 0x15;
+    /// [`Message::Resume`](super::Message::Resume).
+    pub const RESUME: u8 = 0x16;
+    /// [`Message::Leave`](super::Message::Leave).
+    pub const LEAVE: u8 = 0x17;
+    /// [`Message::StatusQuery`](super::Message::StatusQuery).
+    pub const STATUS_QUERY: u8 = 0x20;
+    /// [`Message::Status`](super::Message::Status).
+    pub const STATUS: u8 = 0x21;
+    /// [`Message::Ping`](super::Message::Ping).
+    pub const PING: u8 = 0x22;
+    /// [`Message::Pong`](super::Message::Pong).
+    pub const PONG: u8 = 0x23;
+
+    /// Every code, so that a header can be checked before its payload is read.
+    pub const ALL: [u8; 17] = [
+        HELLO,
+        CHALLENGE,
+        AUTH,
+        WELCOME,
+        REFUSED,
+        SET_VOLUME,
+        SET_MUTE,
+        SET_TRIM,
+        SET_ROLE,
+        STREAM,
+        PAUSE,
+        RESUME,
+        LEAVE,
+        STATUS_QUERY,
+        STATUS,
+        PING,
+        PONG,
+    ];
+}
+
+/// Codes of the [`Refusal`] variants inside a Refused payload.
+mod refusal_code {
+    pub const WRONG_KEY: u8 = 0;
+    pub const REPLAY: u8 = 1;
+    pub const UNSUPPORTED_VERSION: u8 = 2;
+    pub const MODEL_MISMATCH: u8 = 3;
+    pub const ROLE_TAKEN: u8 = 4;
+    pub const WRONG_GROUP: u8 = 5;
+    pub const UNSUPPORTED: u8 = 6;
+    pub const MALFORMED: u8 = 7;
+    pub const BUSY: u8 = 8;
+}
+
+impl Message {
+    /// The message's name, for logs ("Hello", "SetVolume", ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Challenge { .. } => "Challenge",
+            Message::Auth { .. } => "Auth",
+            Message::Welcome { .. } => "Welcome",
+            Message::Refused { .. } => "Refused",
+            Message::SetVolume { .. } => "SetVolume",
+            Message::SetMute { .. } => "SetMute",
+            Message::SetTrim { .. } => "SetTrim",
+            Message::SetRole { .. } => "SetRole",
+            Message::Stream { .. } => "Stream",
+            Message::Pause => "Pause",
+            Message::Resume => "Resume",
+            Message::Leave => "Leave",
+            Message::StatusQuery { .. } => "StatusQuery",
+            Message::Status { .. } => "Status",
+            Message::Ping { .. } => "Ping",
+            Message::Pong { .. } => "Pong",
+        }
+    }
+
+    /// The message's type code in the frame header.
+    pub fn type_code(&self) -> u8 {
+        match self {
+            Message::Hello { .. } => code::HELLO,
+            Message::Challenge { .. } => code::CHALLENGE,
+            Message::Auth { .. } => code::AUTH,
+            Message::Welcome { .. } => code::WELCOME,
+            Message::Refused { .. } => code::REFUSED,
+            Message::SetVolume { .. } => code::SET_VOLUME,
+            Message::SetMute { .. } => code::SET_MUTE,
+            Message::SetTrim { .. } => code::SET_TRIM,
+            Message::SetRole { .. } => code::SET_ROLE,
+            Message::Stream { .. } => code::STREAM,
+            Message::Pause => code::PAUSE,
+            Message::Resume => code::RESUME,
+            Message::Leave => code::LEAVE,
+            Message::StatusQuery { .. } => code::STATUS_QUERY,
+            Message::Status { .. } => code::STATUS,
+            Message::Ping { .. } => code::PING,
+            Message::Pong { .. } => code::PONG,
+        }
+    }
+
+    /// Appends the payload (no header).
+    pub(crate) fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), ControlError> {
+        match self {
+            Message::Hello {
+                caps,
+                role,
+                group,
+                nonce,
+            } => {
+                put_caps(out, caps)?;
+                out.push(role.code());
+                put_str(out, "group", group, MAX_GROUP_LEN)?;
+                out.extend_from_slice(nonce);
+            }
+            Message::Challenge { nonce } => out.extend_from_slice(nonce),
+            Message::Auth { mac } => out.extend_from_slice(mac),
+            Message::Welcome {
+                session,
+                group,
+                role,
+                stream,
+                volume,
+                muted,
+                trim,
+                mac,
+            } => {
+                out.extend_from_slice(&session.to_be_bytes());
+                put_str(out, "group", group, MAX_GROUP_LEN)?;
+                out.push(role.code());
+                put_stream(out, stream);
+                put_volume(out, *volume)?;
+                put_bool(out, *muted);
+                put_nanos(out, *trim);
+                out.extend_from_slice(mac);
+            }
+            Message::Refused { refusal } => put_refusal(out, refusal)?,
+            Message::SetVolume { volume } => put_volume(out, *volume)?,
+            Message::SetMute { muted } => put_bool(out, *muted),
+            Message::SetTrim { trim } => put_nanos(out, *trim),
+            Message::SetRole { role } => out.push(role.code()),
+            Message::Stream { stream } => put_stream(out, stream),
+            Message::Pause | Message::Resume | Message::Leave => {}
+            Message::StatusQuery { id } => out.extend_from_slice(&id.to_be_bytes()),
+            Message::Status { id, status } => {
+                out.extend_from_slice(&id.to_be_bytes());
+                put_status(out, status)?;
+            }
+            Message::Ping { id } | Message::Pong { id } => out.extend_from_slice(&id.to_be_bytes()),
+        }
+        Ok(())
+    }
+
+    /// Decodes the payload of a frame whose header carried `type_code`. The whole payload
+    /// must be used: trailing bytes are malformed.
+    pub(crate) fn decode_payload(type_code: u8, payload: &[u8]) -> Result<Message, ControlError> {
+        let mut r = Reader::new(payload);
+        let msg = match type_code {
+            code::HELLO => Message::Hello {
+                caps: read_caps(&mut r)?,
+                role: read_role(&mut r)?,
+                group: r.string("group", MAX_GROUP_LEN)?,
+                nonce: r.array()?,
+            },
+            code::CHALLENGE => Message::Challenge { nonce: r.array()? },
+            code::AUTH => Message::Auth { mac: r.array()? },
+            code::WELCOME => Message::Welcome {
+                session: r.u64()?,
+                group: r.string("group", MAX_GROUP_LEN)?,
+                role: read_role(&mut r)?,
+                stream: read_stream(&mut r)?,
+                volume: r.volume()?,
+                muted: r.bool("muted flag not 0 or 1")?,
+                trim: r.nanos()?,
+                mac: r.array()?,
+            },
+            code::REFUSED => Message::Refused {
+                refusal: read_refusal(&mut r)?,
+            },
+            code::SET_VOLUME => Message::SetVolume {
+                volume: r.volume()?,
+            },
+            code::SET_MUTE => Message::SetMute {
+                muted: r.bool("muted flag not 0 or 1")?,
+            },
+            code::SET_TRIM => Message::SetTrim { trim: r.nanos()? },
+            code::SET_ROLE => Message::SetRole {
+                role: read_role(&mut r)?,
+            },
+            code::STREAM => Message::Stream {
+                stream: read_stream(&mut r)?,
+            },
+            code::PAUSE => Message::Pause,
+            code::RESUME => Message::Resume,
+            code::LEAVE => Message::Leave,
+            code::STATUS_QUERY => Message::StatusQuery { id: r.u32()? },
+            code::STATUS => Message::Status {
+                id: r.u32()?,
+                status: read_status(&mut r)?,
+            },
+            code::PING => Message::Ping { id: r.u64()? },
+            code::PONG => Message::Pong { id: r.u64()? },
+            code => return Err(ControlError::UnknownType { code }),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+fn put_caps(out: &mut Vec<u8>, caps: &Capabilities) -> Result<(), ControlError> {
+    put_str(out, "model", &caps.model, MAX_NAME_LEN)?;
+    put_str(out, "name", &caps.name, MAX_NAME_LEN)?;
+    out.push(caps.channels);
+    out.extend_from_slice(&caps.max_rate.to_be_bytes());
+    put_nanos(out, caps.output_latency);
+    Ok(())
+}
+
+fn read_caps(r: &mut Reader<'_>) -> Result<Capabilities, ControlError> {
+    Ok(Capabilities {
+        model: r.string("model", MAX_NAME_LEN)?,
+        name: r.string("name", MAX_NAME_LEN)?,
+        channels: r.u8()?,
+        max_rate: r.u32()?,
+        output_latency: r.nanos()?,
+    })
+}
+
+fn read_role(r: &mut Reader<'_>) -> Result<Role, ControlError> {
+    Role::from_code(r.u8()?).ok_or(ControlError::Malformed {
+        what: "unknown role code",
+    })
+}
+
+fn put_stream(out: &mut Vec<u8>, s: &StreamParams) {
+    out.push(s.codec.code());
+    out.extend_from_slice(&s.sample_rate.to_be_bytes());
+    out.push(s.channels);
+    out.push(s.payload_type);
+    out.extend_from_slice(&s.ssrc.to_be_bytes());
+    out.extend_from_slice(&s.rtp_port.to_be_bytes());
+    out.extend_from_slice(&s.ptp_event_port.to_be_bytes());
+    out.extend_from_slice(&s.ptp_general_port.to_be_bytes());
+    put_nanos(out, s.target_latency);
+    put_nanos(out, s.ptime);
+}
+
+fn read_stream(r: &mut Reader<'_>) -> Result<StreamParams, ControlError> {
+    Ok(StreamParams {
+        codec: CodecId::from_code(r.u8()?).ok_or(ControlError::Malformed {
+            what: "unknown codec code",
+        })?,
+        sample_rate: r.u32()?,
+        channels: r.u8()?,
+        payload_type: r.u8()?,
+        ssrc: r.u32()?,
+        rtp_port: r.u16()?,
+        ptp_event_port: r.u16()?,
+        ptp_general_port: r.u16()?,
+        target_latency: r.nanos()?,
+        ptime: r.nanos()?,
+    })
+}
+
+fn put_status(out: &mut Vec<u8>, s: &FollowerStatus) -> Result<(), ControlError> {
+    put_opt_nanos(out, s.clock_offset);
+    put_opt_f64(out, "clock rate not finite", s.clock_rate_ppm)?;
+    put_opt_nanos(out, s.uncertainty);
+    put_nanos(out, s.buffer_level);
+    for counter in [
+        s.packets_received,
+        s.packets_lost,
+        s.packets_late,
+        s.unknown_source,
+        s.underruns,
+    ] {
+        out.extend_from_slice(&counter.to_be_bytes());
+    }
+    put_opt_nanos(out, s.skew_estimate);
+    put_bool(out, s.playing);
+    put_volume(out, s.volume)?;
+    put_bool(out, s.muted);
+    put_nanos(out, s.trim);
+    out.push(s.timestamping.code());
+    Ok(())
+}
+
+fn read_status(r: &mut Reader<'_>) -> Result<FollowerStatus, ControlError> {
+    Ok(FollowerStatus {
+        clock_offset: r.opt_nanos("clock offset presence not 0 or 1")?,
+        clock_rate_ppm: r.opt_f64("clock rate presence not 0 or 1, or rate not finite")?,
+        uncertainty: r.opt_nanos("uncertainty presence not 0 or 1")?,
+        buffer_level: r.nanos()?,
+        packets_received: r.u64()?,
+        packets_lost: r.u64()?,
+        packets_late: r.u64()?,
+        unknown_source: r.u64()?,
+        underruns: r.u64()?,
+        skew_estimate: r.opt_nanos("skew presence not 0 or 1")?,
+        playing: r.bool("playing flag not 0 or 1")?,
+        volume: r.volume()?,
+        muted: r.bool("muted flag not 0 or 1")?,
+        trim: r.nanos()?,
+        timestamping: match r.u8()? {
+            0 => TimestampKind::Kernel,
+            1 => TimestampKind::User,
+            _ => {
+                return Err(ControlError::Malformed {
+                    what: "unknown timestamp kind",
+                });
+            }
+        },
+    })
+}
+
+fn put_refusal(out: &mut Vec<u8>, refusal: &Refusal) -> Result<(), ControlError> {
+    match refusal {
+        Refusal::WrongKey => out.push(refusal_code::WRONG_KEY),
+        Refusal::Replay => out.push(refusal_code::REPLAY),
+        Refusal::UnsupportedVersion { got, supported } => {
+            out.extend_from_slice(&[refusal_code::UNSUPPORTED_VERSION, *got, *supported]);
+        }
+        Refusal::ModelMismatch {
+            model,
+            partner_model,
+        } => {
+            out.push(refusal_code::MODEL_MISMATCH);
+            put_str(out, "model", model, MAX_NAME_LEN)?;
+            put_str(out, "partner_model", partner_model, MAX_NAME_LEN)?;
+        }
+        Refusal::RoleTaken { role } => {
+            out.extend_from_slice(&[refusal_code::ROLE_TAKEN, role.code()])
+        }
+        Refusal::WrongGroup { requested, group } => {
+            out.push(refusal_code::WRONG_GROUP);
+            put_str(out, "requested", requested, MAX_GROUP_LEN)?;
+            put_str(out, "group", group, MAX_GROUP_LEN)?;
+        }
+        Refusal::Unsupported { what } => {
+            out.push(refusal_code::UNSUPPORTED);
+            put_str(out, "what", what, MAX_DETAIL_LEN)?;
+        }
+        Refusal::Malformed => out.push(refusal_code::MALFORMED),
+        Refusal::Busy => out.push(refusal_code::BUSY),
+    }
+    Ok(())
+}
+
+fn read_refusal(r: &mut Reader<'_>) -> Result<Refusal, ControlError> {
+    Ok(match r.u8()? {
+        refusal_code::WRONG_KEY => Refusal::WrongKey,
+        refusal_code::REPLAY => Refusal::Replay,
+        refusal_code::UNSUPPORTED_VERSION => Refusal::UnsupportedVersion {
+            got: r.u8()?,
+            supported: r.u8()?,
+        },
+        refusal_code::MODEL_MISMATCH => Refusal::ModelMismatch {
+            model: r.string("model", MAX_NAME_LEN)?,
+            partner_model: r.string("partner_model", MAX_NAME_LEN)?,
+        },
+        refusal_code::ROLE_TAKEN => Refusal::RoleTaken {
+            role: read_role(r)?,
+        },
+        refusal_code::WRONG_GROUP => Refusal::WrongGroup {
+            requested: r.string("requested", MAX_GROUP_LEN)?,
+            group: r.string("group", MAX_GROUP_LEN)?,
+        },
+        refusal_code::UNSUPPORTED => Refusal::Unsupported {
+            what: r.string("what", MAX_DETAIL_LEN)?,
+        },
+        refusal_code::MALFORMED => Refusal::Malformed,
+        refusal_code::BUSY => Refusal::Busy,
+        _ => {
+            return Err(ControlError::Malformed {
+                what: "unknown refusal code",
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_id_converts_both_ways() {
+        for id in [CodecId::L16, CodecId::L24, CodecId::Opus] {
+            let kind = id.to_kind().expect("every wire codec has a kind");
+            assert_eq!(CodecId::from_kind(kind), id);
+            assert_eq!(CodecId::from_code(id.code()), Some(id));
+        }
+        assert_eq!(CodecId::L24.to_kind(), Some(CodecKind::L24));
+        assert_eq!(CodecId::from_code(3), None);
+    }
+
+    #[test]
+    fn type_codes_are_distinct() {
+        let mut codes = code::ALL.to_vec();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), code::ALL.len());
+    }
+
+    #[test]
+    fn payload_decode_rejects_unknown_enum_codes() {
+        // SetRole with role code 9.
+        assert!(matches!(
+            Message::decode_payload(code::SET_ROLE, &[9]),
+            Err(ControlError::Malformed { .. })
+        ));
+        // Refused with refusal code 200.
+        assert!(matches!(
+            Message::decode_payload(code::REFUSED, &[200]),
+            Err(ControlError::Malformed { .. })
+        ));
+    }
+}
