@@ -199,6 +199,46 @@ pub enum Refusal {
     Busy,
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::WrongKey => f.write_str("wrong household key"),
+            Refusal::Replay => f.write_str("replayed handshake (a nonce seen before)"),
+            Refusal::UnsupportedVersion { got, supported } => write!(
+                f,
+                "control protocol version {got} is not supported (the leader speaks {supported})"
+            ),
+            Refusal::ModelMismatch {
+                model,
+                partner_model,
+            } => write!(
+                f,
+                "a stereo pair needs two speakers of the same model: this one is {model:?}, \
+                 its partner is {partner_model:?}"
+            ),
+            Refusal::RoleTaken { role } => write!(f, "another speaker already plays {role}"),
+            Refusal::WrongGroup { requested, group } => {
+                write!(f, "asked for group {requested:?}, the leader leads {group:?}")
+            }
+            Refusal::Unsupported { what } => write!(f, "cannot play the stream: {what}"),
+            Refusal::Malformed => f.write_str("malformed control frame"),
+            Refusal::Busy => f.write_str("the leader has no free session"),
+        }
+    }
+}
+
+/// The follower's UDP ports, sent in its Hello: the leader sends the stream and its PTP
+/// messages there, to the address the control connection came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerPorts {
+    /// Where RTP arrives.
+    pub rtp: u16,
+    /// The follower's PTP event port (Sync arrives, Delay_Req leaves).
+    pub ptp_event: u16,
+    /// The follower's PTP general port (Follow_Up, Delay_Resp, Announce arrive).
+    pub ptp_general: u16,
+}
+
 /// One control message; [`Message::encode`](Message::encode) and
 /// [`decode_frame`](super::decode_frame) frame it.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +253,8 @@ pub enum Message {
         group: String,
         /// The follower's fresh nonce.
         nonce: Nonce,
+        /// Where the follower receives the stream and the clock messages.
+        ports: PeerPorts,
     },
     /// Leader → follower: the leader's fresh nonce to prove the key against.
     Challenge {
@@ -431,11 +473,15 @@ impl Message {
                 role,
                 group,
                 nonce,
+                ports,
             } => {
                 put_caps(out, caps)?;
                 out.push(role.code());
                 put_str(out, "group", group, MAX_GROUP_LEN)?;
                 out.extend_from_slice(nonce);
+                for p in [ports.rtp, ports.ptp_event, ports.ptp_general] {
+                    out.extend_from_slice(&p.to_be_bytes());
+                }
             }
             Message::Challenge { nonce } => out.extend_from_slice(nonce),
             Message::Auth { mac } => out.extend_from_slice(mac),
@@ -485,6 +531,11 @@ impl Message {
                 role: read_role(&mut r)?,
                 group: r.string("group", MAX_GROUP_LEN)?,
                 nonce: r.array()?,
+                ports: PeerPorts {
+                    rtp: r.u16()?,
+                    ptp_event: r.u16()?,
+                    ptp_general: r.u16()?,
+                },
             },
             code::CHALLENGE => Message::Challenge { nonce: r.array()? },
             code::AUTH => Message::Auth { mac: r.array()? },

@@ -61,7 +61,7 @@ pub mod wire;
 pub use auth::{HouseholdKey, KeyError, ReplayGuard, new_nonce};
 pub use error::ControlError;
 pub use message::{
-    Capabilities, CodecId, FollowerStatus, Mac, Message, Nonce, Refusal, StreamParams,
+    Capabilities, CodecId, FollowerStatus, Mac, Message, Nonce, PeerPorts, Refusal, StreamParams,
     TimestampKind,
 };
 pub use role::{Role, UnknownRole};

@@ -10,7 +10,7 @@
 //!
 //! | code | message     | direction          | payload                                                           |
 //! |------|-------------|--------------------|-------------------------------------------------------------------|
-//! | 0x01 | Hello       | follower → leader  | caps, role, group, nonce                                          |
+//! | 0x01 | Hello       | follower → leader  | caps, role, group, nonce, ports                                   |
 //! | 0x02 | Challenge   | leader → follower  | nonce                                                             |
 //! | 0x03 | Auth        | follower → leader  | mac                                                               |
 //! | 0x04 | Welcome     | leader → follower  | session u64, group, role, stream, volume, muted, trim, mac        |
@@ -218,7 +218,7 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::super::message::{
-        Capabilities, CodecId, FollowerStatus, Refusal, StreamParams, TimestampKind,
+        Capabilities, CodecId, FollowerStatus, PeerPorts, Refusal, StreamParams, TimestampKind,
     };
     use super::super::role::Role;
     use super::*;
@@ -304,6 +304,7 @@ mod tests {
                 role: Role::Right,
                 group: "living room".into(),
                 nonce: [7; 16],
+                ports: PeerPorts { rtp: 5004, ptp_event: 319, ptp_general: 320 },
             },
             Message::Challenge { nonce: [0xa5; 16] },
             Message::Auth { mac: [0x3c; 32] },
@@ -433,6 +434,7 @@ mod tests {
             role: Role::Left,
             group: "g".into(),
             nonce: [0; 16],
+            ports: PeerPorts { rtp: 5004, ptp_event: 319, ptp_general: 320 },
         });
         let payload_len = bytes.len() - HEADER_LEN;
         let mut scratch = Vec::new();
@@ -616,6 +618,7 @@ mod tests {
             role: Role::Full,
             group: "g".into(),
             nonce: [0; 16],
+            ports: PeerPorts { rtp: 1, ptp_event: 2, ptp_general: 3 },
         };
         assert!(matches!(
             hello.encode(&mut out),
@@ -654,6 +657,7 @@ mod tests {
             role: Role::Full,
             group: name.clone(),
             nonce: [0; 16],
+            ports: PeerPorts { rtp: 1, ptp_event: 2, ptp_general: 3 },
         };
         let refused = Message::Refused {
             refusal: Refusal::Unsupported {

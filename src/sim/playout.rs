@@ -286,16 +286,28 @@ impl Follower {
     }
 }
 
-/// The leader's signal generator.
-struct Source {
+/// The leader's signal generator (also the leader node's built-in test signal).
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
     signal: TestSignal,
     state: u64,
     frame: u64,
+    rate: u32,
 }
 
 impl Source {
+    /// `signal` at `rate` Hz; `seed` picks the noise.
+    pub(crate) fn new(signal: TestSignal, seed: u64, rate: u32) -> Source {
+        Source {
+            signal,
+            state: 0x9E37_79B9_7F4A_7C15 ^ seed,
+            frame: 0,
+            rate: rate.max(1),
+        }
+    }
+
     /// The next sample (the same on every channel).
-    fn next(&mut self) -> f32 {
+    pub(crate) fn next(&mut self) -> f32 {
         let n = self.frame;
         self.frame += 1;
         match self.signal {
@@ -307,7 +319,7 @@ impl Source {
                 ((self.state >> 40) as f64 / (1u64 << 24) as f64 - 0.5) as f32 * 0.866
             }
             TestSignal::Sine { freq_hz, amplitude } => {
-                let cycles = (n as f64 * freq_hz / f64::from(RATE)).fract();
+                let cycles = (n as f64 * freq_hz / f64::from(self.rate)).fract();
                 (amplitude * (std::f64::consts::TAU * cycles).sin()) as f32
             }
         }
@@ -435,11 +447,7 @@ pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
 
     let end = SimTime(s.duration.as_nanos());
     let mut queue: EventQueue<Packet> = EventQueue::new();
-    let mut source = Source {
-        signal: s.signal,
-        state: 0x9E37_79B9_7F4A_7C15 ^ s.seed,
-        frame: 0,
-    };
+    let mut source = Source::new(s.signal, s.seed, RATE);
     let source_len = (s.duration.as_secs_f64().max(0.0) * f64::from(RATE)) as usize + 1;
     let mut source_rec: Vec<f32> = Vec::with_capacity(source_len);
     let chunk = (RATE as i64 * PTIME_MS / 1000) as usize;

@@ -1,0 +1,85 @@
+//! The nodes' error type: what a leader or follower reports to the program that runs it.
+
+use std::net::SocketAddr;
+
+use crate::control::{ControlError, Refusal};
+use crate::net::NetError;
+use crate::node::source::SourceError;
+use crate::playout::dac::SinkError;
+
+/// Why a node could not start or an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A port the node needs is taken.
+    #[error("address {addr} is already in use (is another leader or follower running?)")]
+    AddrInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// A socket could not be set up.
+    #[error("network: {0}")]
+    Socket(String),
+    /// The leader's control port did not answer.
+    #[error("leader {addr} unreachable: {source}")]
+    Unreachable {
+        /// The control address tried.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The leader refused to let this follower join.
+    #[error("the leader refused to let us join: {0}")]
+    Refused(Refusal),
+    /// The leader did not prove it holds the household key; nothing it says is trusted.
+    #[error("the leader at {addr} could not prove the household key")]
+    LeaderNotAuthenticated {
+        /// The control address.
+        addr: SocketAddr,
+    },
+    /// Two speakers of different models cannot form a stereo pair.
+    #[error("a stereo pair needs two speakers of the same model: {model} and {partner_model}")]
+    ModelMismatch {
+        /// One speaker's model.
+        model: String,
+        /// The other's.
+        partner_model: String,
+    },
+    /// No joined follower has this id.
+    #[error("no follower with id {id}")]
+    UnknownFollower {
+        /// The id asked for.
+        id: u64,
+    },
+    /// The control connection failed or carried something wrong.
+    #[error("control connection: {0}")]
+    Control(#[from] ControlError),
+    /// The leader's input could not be opened.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The follower's output could not be written.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// A setting is out of range.
+    #[error("invalid {field}: {reason}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The media or playout path refused its settings.
+    #[error("media: {0}")]
+    Media(String),
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(String),
+}
+
+impl NodeError {
+    pub(crate) fn from_net(e: NetError) -> NodeError {
+        match e {
+            NetError::AddrInUse { addr } => NodeError::AddrInUse { addr },
+            other => NodeError::Socket(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! The [`Follower`]: joins a leader's group and plays its stream in step.
+//!
+//! [`Follower::start`] binds the follower's sockets, connects to the leader's control port
+//! and runs the handshake before it returns, so a wrong household key, a refused stereo
+//! pair or an unreachable leader is an error the caller sees. Then four threads run: the
+//! PTP slave ([`ClockFollower`]), the media receiver, the audio output and the control
+//! session. When the control connection drops (the leader restarted), the session thread
+//! reconnects by itself, every 100 ms, and the new session's stream replaces the old.
+
+use std::io::Write;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::control::{
+    Capabilities, ControlError, FollowerStatus, HouseholdKey, Message, PeerPorts, Role,
+    StreamParams, new_nonce, read_message, write_message,
+};
+use crate::media::receiver::{ReceiverConfig, RtpReceiver};
+use crate::media::AudioFormat;
+use crate::net::{Dscp, UdpConfig, UdpSocket};
+use crate::node::NodeError;
+use crate::node::clock::{LocalClock, NodeClock};
+use crate::node::follower_io::{MediaLoop, OutputLoop, OutputShared};
+use crate::node::ptp::{ClockFollower, ClockFollowerConfig, PtpPeer, PtpSocketConfig, lock};
+use crate::playout::corrector::CorrectorKind;
+use crate::ptp::ClockIdentity;
+use crate::time::Nanos;
+
+/// Where a follower's audio goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Nowhere (the timing still runs, on the virtual DAC).
+    Null,
+    /// A 32-bit float WAV file, with a sidecar `<file>.json` holding the true emission time
+    /// of its first sample and its rate, for the sync meter.
+    Wav(PathBuf),
+}
+
+/// How a [`Follower`] is set up. [`FollowerConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// The leader's control address.
+    pub leader: SocketAddr,
+    /// The household key.
+    pub key: HouseholdKey,
+    /// The role asked for.
+    pub role: Role,
+    /// The group asked for; empty takes the leader's.
+    pub group: String,
+    /// The device's name.
+    pub name: String,
+    /// The device's model id (both halves of a stereo pair must have the same).
+    pub model: String,
+    /// Where the audio goes.
+    pub output: Output,
+    /// The local clock; [`LocalClock::Drifting`] simulates a crystal for tests and the demo.
+    pub clock: LocalClock,
+    /// Address to bind the UDP sockets to.
+    pub bind: IpAddr,
+    /// The drift corrector.
+    pub corrector: CorrectorKind,
+    /// DAC block, in frames (at 48 kHz, 240 is 5 ms).
+    pub block_frames: usize,
+    /// How long before a block leaves the DAC it is rendered.
+    pub render_lead: Nanos,
+    /// Delay from the DAC to the ear, reported to the leader.
+    pub output_latency: Nanos,
+}
+
+impl FollowerConfig {
+    /// Defaults: full range, no output, monotonic clock, sockets on the leader's side of
+    /// loopback or any address, sinc corrector, 5 ms blocks rendered 3 ms ahead.
+    pub fn new(leader: SocketAddr, key: HouseholdKey, role: Role) -> FollowerConfig {
+        let bind = if leader.ip().is_loopback() {
+            leader.ip()
+        } else {
+            IpAddr::from([0, 0, 0, 0])
+        };
+        FollowerConfig {
+            leader,
+            key,
+            role,
+            group: String::new(),
+            name: "lockstep speaker".into(),
+            model: "lockstep-generic".into(),
+            output: Output::Null,
+            clock: LocalClock::Monotonic,
+            bind,
+            corrector: CorrectorKind::Sinc,
+            block_frames: 240,
+            render_lead: Nanos::from_millis(3),
+            output_latency: Nanos::ZERO,
+        }
+    }
+}
+
+/// The session a follower holds with its leader.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    /// The session id.
+    pub session: u64,
+    /// The group.
+    pub group: String,
+    /// The role granted.
+    pub role: Role,
+    /// The stream.
+    pub stream: StreamParams,
+    /// The leader's address (its IP is where the stream comes from).
+    pub leader: SocketAddr,
+}
+
+/// What a stopped follower played.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowerReport {
+    /// The WAV file, if the output was one.
+    pub wav: Option<PathBuf>,
+    /// When its first sample left the DAC, on the machine's monotonic clock (ns).
+    pub first_sample_ns: Option<i64>,
+    /// Frames per second of the monotonic clock the DAC emitted at.
+    pub rate_hz: f64,
+    /// Frames emitted.
+    pub frames: u64,
+    /// Its status at the end.
+    pub status: FollowerStatus,
+    /// Sessions held (more than 1 after reconnections).
+    pub sessions: u64,
+}
+
+pub(crate) struct FollowerShared {
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) session: Mutex<Option<SessionInfo>>,
+    /// Bumped for every new session: the output and media threads start afresh.
+    pub(crate) generation: AtomicU64,
+    pub(crate) paused: AtomicBool,
+    pub(crate) volume_bits: AtomicU32,
+    pub(crate) muted: AtomicBool,
+    pub(crate) trim_ns: AtomicI64,
+    pub(crate) rx: Mutex<Option<RtpReceiver>>,
+    pub(crate) unknown_source: AtomicU64,
+    pub(crate) output: Mutex<OutputShared>,
+    pub(crate) sessions: AtomicU64,
+    pub(crate) clock: ClockFollower,
+}
+
+impl FollowerShared {
+    pub(crate) fn volume(&self) -> f32 {
+        f32::from_bits(self.volume_bits.load(Ordering::Relaxed))
+    }
+
+    fn status(&self) -> FollowerStatus {
+        let est = self.clock.estimate();
+        let out = lock(&self.output).clone();
+        let rx_stats = lock(&self.rx).as_ref().map(|r| r.stats()).unwrap_or_default();
+        let now = self.clock_now();
+        FollowerStatus {
+            clock_offset: est.map(|e| e.offset_at(now)),
+            clock_rate_ppm: est.map(|e| e.rate_ppm).filter(|r| r.is_finite()),
+            uncertainty: est.map(|e| e.uncertainty),
+            buffer_level: out.buffer_level,
+            packets_received: rx_stats.received,
+            packets_lost: rx_stats.lost,
+            packets_late: rx_stats.late,
+            unknown_source: self.unknown_source.load(Ordering::Relaxed)
+                + rx_stats
+                    .rejected
+                    .get(crate::media::receiver::RejectReason::WrongSsrc),
+            underruns: out.underruns,
+            skew_estimate: out.error,
+            playing: out.playing,
+            volume: self.volume(),
+            muted: self.muted.load(Ordering::Relaxed),
+            trim: Nanos(self.trim_ns.load(Ordering::Relaxed)),
+            timestamping: self.clock.timestamping(),
+        }
+    }
+
+    fn clock_now(&self) -> crate::time::LocalInstant {
+        lock(&self.output).clock.now()
+    }
+}
+
+/// A follower node. See the [module docs](self).
+pub struct Follower {
+    shared: Arc<FollowerShared>,
+    threads: Vec<JoinHandle<()>>,
+    control: Arc<Mutex<Option<TcpStream>>>,
+    output: Output,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("session", &*lock(&self.shared.session))
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a connect or a handshake step may take.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between reconnection attempts.
+const RECONNECT_EVERY: Duration = Duration::from_millis(100);
+
+/// A follower's fixed identity, as it introduces itself.
+#[derive(Clone)]
+struct Identity {
+    leader: SocketAddr,
+    key: HouseholdKey,
+    caps: Capabilities,
+    role: Role,
+    group: String,
+    ports: PeerPorts,
+}
+
+impl Follower {
+    /// Binds the sockets, joins the leader's group and starts playing.
+    ///
+    /// Errors: [`NodeError::Unreachable`] if the leader's control port does not answer,
+    /// [`NodeError::Refused`] with the leader's reason (a wrong household key, a stereo
+    /// pair of two models, ...), [`NodeError::LeaderNotAuthenticated`] if the leader cannot
+    /// prove the key, [`NodeError::AddrInUse`] if a port is taken.
+    pub fn start(config: FollowerConfig) -> Result<Follower, NodeError> {
+        if config.block_frames == 0 || config.block_frames > 4096 {
+            return Err(NodeError::Config {
+                field: "block_frames",
+                reason: format!("must be 1 to 4096, got {}", config.block_frames),
+            });
+        }
+        let clock = NodeClock::new(config.clock);
+        let media = UdpSocket::bind(&UdpConfig {
+            bind: SocketAddr::new(config.bind, 0),
+            reuse_addr: false,
+            dscp: Dscp::Af41,
+            rx_timestamps: true,
+            tx_timestamps: false,
+            multicast: None,
+            recv_buffer: Some(1 << 20),
+        })
+        .map_err(NodeError::from_net)?;
+        let nonce = new_nonce().map_err(|e| NodeError::Socket(e.to_string()))?;
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&nonce[..8]);
+        let ptp = ClockFollower::start(
+            ClockFollowerConfig {
+                sockets: PtpSocketConfig::new(config.bind),
+                master: None,
+                clock_identity: ClockIdentity(id),
+            },
+            clock,
+        )?;
+        let (ptp_event, ptp_general) = ptp.ports();
+        let channels = match config.role {
+            Role::Full => 2,
+            _ => 1,
+        };
+        let identity = Identity {
+            leader: config.leader,
+            key: config.key.clone(),
+            caps: Capabilities {
+                model: config.model.clone(),
+                name: config.name.clone(),
+                channels,
+                max_rate: 192_000,
+                output_latency: config.output_latency,
+            },
+            role: config.role,
+            group: config.group.clone(),
+            ports: PeerPorts {
+                rtp: media.local_addr().port(),
+                ptp_event,
+                ptp_general,
+            },
+        };
+        let (stream, session) = connect(&identity)?;
+
+        let shared = Arc::new(FollowerShared {
+            shutdown: AtomicBool::new(false),
+            session: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+            volume_bits: AtomicU32::new(1.0f32.to_bits()),
+            muted: AtomicBool::new(false),
+            trim_ns: AtomicI64::new(0),
+            rx: Mutex::new(None),
+            unknown_source: AtomicU64::new(0),
+            output: Mutex::new(OutputShared::new(clock)),
+            sessions: AtomicU64::new(0),
+            clock: ptp,
+        });
+        begin_session(&shared, session)?;
+        let control = Arc::new(Mutex::new(Some(stream.try_clone().map_err(|e| {
+            NodeError::Socket(e.to_string())
+        })?)));
+
+        let mut threads = Vec::new();
+        let media_loop = MediaLoop {
+            shared: Arc::clone(&shared),
+            socket: media,
+            clock,
+        };
+        threads.push(spawn("lockstep-rx", move || media_loop.run())?);
+        let output_loop = OutputLoop::new(
+            Arc::clone(&shared),
+            clock,
+            config.output.clone(),
+            config.corrector,
+            config.block_frames,
+            config.render_lead,
+            config.role,
+        )?;
+        threads.push(spawn("lockstep-out", move || output_loop.run())?);
+        let (s, c) = (Arc::clone(&shared), Arc::clone(&control));
+        threads.push(spawn("lockstep-control", move || {
+            control_loop(&s, &c, stream, &identity)
+        })?);
+        Ok(Follower {
+            shared,
+            threads,
+            control,
+            output: config.output,
+        })
+    }
+
+    /// The session held now (`None` while reconnecting).
+    pub fn session(&self) -> Option<SessionInfo> {
+        lock(&self.shared.session).clone()
+    }
+
+    /// Sessions held since the start (more than 1 after reconnections).
+    pub fn sessions(&self) -> u64 {
+        self.shared.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Its status, as the leader's status query gets it.
+    pub fn status(&self) -> FollowerStatus {
+        self.shared.status()
+    }
+
+    /// The clock estimate of the leader, if any.
+    pub fn clock_estimate(&self) -> Option<crate::clock::ClockEstimate> {
+        self.shared.clock.estimate()
+    }
+
+    /// Leaves the group, stops the threads and finishes the output file.
+    pub fn stop(mut self) -> Result<FollowerReport, NodeError> {
+        self.halt();
+        let out = lock(&self.shared.output).clone();
+        if let Some(e) = out.sink_error.clone() {
+            return Err(NodeError::Media(e));
+        }
+        Ok(FollowerReport {
+            wav: match &self.output {
+                Output::Wav(p) => Some(p.clone()),
+                Output::Null => None,
+            },
+            first_sample_ns: out.first_sample_ns,
+            rate_hz: out.rate_hz,
+            frames: out.frames,
+            status: self.shared.status(),
+            sessions: self.sessions(),
+        })
+    }
+
+    fn halt(&mut self) {
+        if self.shared.shutdown.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(s) = lock(&self.control).as_mut() {
+            let mut scratch = Vec::new();
+            let _ = write_message(s, &Message::Leave, &mut scratch);
+            let _ = s.flush();
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, NodeError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| NodeError::Thread(e.to_string()))
+}
+
+/// Connects and runs the follower's half of the handshake.
+fn connect(id: &Identity) -> Result<(TcpStream, SessionInfo), NodeError> {
+    let mut stream = TcpStream::connect_timeout(&id.leader, CONTROL_TIMEOUT).map_err(|source| {
+        NodeError::Unreachable {
+            addr: id.leader,
+            source,
+        }
+    })?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(CONTROL_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(CONTROL_TIMEOUT));
+    let nonce = new_nonce().map_err(|e| NodeError::Socket(e.to_string()))?;
+    let hello = Message::Hello {
+        caps: id.caps.clone(),
+        role: id.role,
+        group: id.group.clone(),
+        nonce,
+        ports: id.ports,
+    };
+    let mut hello_bytes = Vec::new();
+    hello.encode(&mut hello_bytes)?;
+    stream
+        .write_all(&hello_bytes)
+        .map_err(|e| NodeError::Control(ControlError::Io(e)))?;
+    let mut scratch = Vec::new();
+    let leader_nonce = match read_message(&mut stream, &mut scratch)? {
+        Message::Challenge { nonce } => nonce,
+        Message::Refused { refusal } => return Err(NodeError::Refused(refusal)),
+        other => return Err(unexpected(other)),
+    };
+    let mac = id.key.follower_proof(&leader_nonce, &nonce, &hello_bytes);
+    write_message(&mut stream, &Message::Auth { mac }, &mut scratch)?;
+    match read_message(&mut stream, &mut scratch)? {
+        Message::Welcome {
+            session,
+            group,
+            role,
+            stream: params,
+            volume: _,
+            muted: _,
+            trim: _,
+            mac,
+        } => {
+            if !id.key.verify_leader(&leader_nonce, &nonce, session, &mac) {
+                return Err(NodeError::LeaderNotAuthenticated { addr: id.leader });
+            }
+            let _ = stream.set_read_timeout(None);
+            Ok((
+                stream,
+                SessionInfo {
+                    session,
+                    group,
+                    role,
+                    stream: params,
+                    leader: id.leader,
+                },
+            ))
+        }
+        Message::Refused { refusal } => Err(NodeError::Refused(refusal)),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(m: Message) -> NodeError {
+    NodeError::Control(ControlError::Malformed {
+        what: match m {
+            Message::Welcome { .. } => "a Welcome out of turn",
+            _ => "an unexpected message during the handshake",
+        },
+    })
+}
+
+/// Makes `session` the current one: a new receiver for its stream, the clock on its leader.
+fn begin_session(shared: &FollowerShared, session: SessionInfo) -> Result<(), NodeError> {
+    let s = &session.stream;
+    let codec = s.codec.to_kind().ok_or(NodeError::Media(format!(
+        "the leader's codec {:?} is not built in",
+        s.codec
+    )))?;
+    let format = AudioFormat::new(s.sample_rate, u16::from(s.channels))
+        .map_err(|e| NodeError::Media(e.to_string()))?;
+    let mut rc = ReceiverConfig::new(codec, format, s.payload_type);
+    rc.ssrc = Some(s.ssrc);
+    // Conceal a gap only when the output is about to need it: with a short target latency
+    // the default 20 ms lead would conceal packets that are merely on their way.
+    rc.conceal_lead = (s.target_latency / 2).min(Nanos::from_millis(20));
+    rc.fifo_frames = (s.sample_rate as usize).max(format.sample_rate() as usize / 2);
+    let rx = RtpReceiver::new(rc).map_err(|e| NodeError::Media(e.to_string()))?;
+    *lock(&shared.rx) = Some(rx);
+    shared.clock.follow(Some(PtpPeer::new(
+        session.leader.ip(),
+        s.ptp_event_port,
+        s.ptp_general_port,
+    )));
+    *lock(&shared.session) = Some(session);
+    shared.paused.store(false, Ordering::Release);
+    shared.sessions.fetch_add(1, Ordering::Relaxed);
+    shared.generation.fetch_add(1, Ordering::AcqRel);
+    Ok(())
+}
+
+/// The session thread: obeys the leader, answers status queries, reconnects.
+fn control_loop(
+    shared: &FollowerShared,
+    writer: &Mutex<Option<TcpStream>>,
+    mut stream: TcpStream,
+    id: &Identity,
+) {
+    let mut scratch = Vec::new();
+    while !shared.shutdown.load(Ordering::Acquire) {
+        match read_message(&mut stream, &mut scratch) {
+            Ok(msg) => handle(shared, writer, msg),
+            Err(_) => {
+                if shared.shutdown.load(Ordering::Acquire) {
+                    break;
+                }
+                // The leader went away: keep playing what is buffered, and reconnect.
+                *lock(&shared.session) = None;
+                match reconnect(shared, id) {
+                    Some(s) => {
+                        if let Ok(w) = s.try_clone() {
+                            *lock(writer) = Some(w);
+                        }
+                        stream = s;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+}
+
+fn reconnect(shared: &FollowerShared, id: &Identity) -> Option<TcpStream> {
+    while !shared.shutdown.load(Ordering::Acquire) {
+        std::thread::sleep(RECONNECT_EVERY);
+        if let Ok((stream, session)) = connect(id)
+            && begin_session(shared, session).is_ok()
+        {
+            return Some(stream);
+        }
+    }
+    None
+}
+
+fn handle(shared: &FollowerShared, writer: &Mutex<Option<TcpStream>>, msg: Message) {
+    match msg {
+        Message::SetVolume { volume } => shared
+            .volume_bits
+            .store(volume.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed),
+        Message::SetMute { muted } => shared.muted.store(muted, Ordering::Relaxed),
+        Message::SetTrim { trim } => shared.trim_ns.store(trim.as_nanos(), Ordering::Relaxed),
+        Message::SetRole { role } => {
+            if let Some(s) = lock(&shared.session).as_mut() {
+                s.role = role;
+            }
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        Message::Pause => shared.paused.store(true, Ordering::Release),
+        Message::Resume => shared.paused.store(false, Ordering::Release),
+        Message::StatusQuery { id } => {
+            let status = shared.status();
+            if let Some(w) = lock(writer).as_mut() {
+                let _ = write_message(w, &Message::Status { id, status }, &mut Vec::new());
+            }
+        }
+        Message::Ping { id } => {
+            if let Some(w) = lock(writer).as_mut() {
+                let _ = write_message(w, &Message::Pong { id }, &mut Vec::new());
+            }
+        }
+        Message::Stream { stream } => {
+            let session = lock(&shared.session).clone();
+            if let Some(mut s) = session {
+                s.stream = stream;
+                let _ = begin_session(shared, s);
+            }
+        }
+        // Handshake messages out of turn, and a Leave from the leader's side, are ignored:
+        // the connection's end is what ends a session.
+        _ => {}
+    }
+}

@@ -1,0 +1,311 @@
+//! A follower's media receiver and audio output threads.
+//!
+//! The receiver stamps each RTP datagram with its arrival (the kernel's receive time when
+//! the socket has it), maps that onto the leader's clock with the current estimate and
+//! hands it to the [`RtpReceiver`]. Datagrams from anyone but the leader's RTP socket are
+//! counted and dropped; the receiver itself drops other SSRCs.
+//!
+//! The output runs a virtual DAC on the node's clock: block `n` leaves when that clock reads
+//! `start + n·block/rate`, and is rendered `render_lead` before. Rendering is the
+//! [`Playout`] path; the emitted block goes to the sink with its true (monotonic) time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::control::Role;
+use crate::net::UdpSocket;
+use crate::node::NodeError;
+use crate::node::clock::{LocalClock, NodeClock};
+use crate::node::follower::{FollowerShared, Output};
+use crate::node::ptp::lock;
+use crate::playout::controller::State;
+use crate::playout::corrector::CorrectorKind;
+use crate::playout::dac::{VirtualDac, WavSink};
+use crate::playout::pipeline::{Playout, PlayoutConfig};
+use crate::playout::stage::{Chain, ChainError, Stage};
+use crate::playout::stages::{
+    ChannelSplit, Crossover, CrossoverKind, Gain, GainControl, SplitMode,
+};
+use crate::time::Nanos;
+
+/// What the output thread publishes for status queries and the final report.
+#[derive(Debug, Clone)]
+pub(crate) struct OutputShared {
+    pub(crate) clock: NodeClock,
+    pub(crate) buffer_level: Nanos,
+    pub(crate) underruns: u64,
+    pub(crate) error: Option<Nanos>,
+    pub(crate) playing: bool,
+    pub(crate) first_sample_ns: Option<i64>,
+    pub(crate) rate_hz: f64,
+    pub(crate) frames: u64,
+    pub(crate) sink_error: Option<String>,
+}
+
+impl OutputShared {
+    pub(crate) fn new(clock: NodeClock) -> OutputShared {
+        OutputShared {
+            clock,
+            buffer_level: Nanos::ZERO,
+            underruns: 0,
+            error: None,
+            playing: false,
+            first_sample_ns: None,
+            rate_hz: 0.0,
+            frames: 0,
+            sink_error: None,
+        }
+    }
+}
+
+pub(crate) struct MediaLoop {
+    pub(crate) shared: Arc<FollowerShared>,
+    pub(crate) socket: UdpSocket,
+    pub(crate) clock: NodeClock,
+}
+
+impl MediaLoop {
+    pub(crate) fn run(self) {
+        let mut buf = vec![0u8; 2048];
+        let mut expect: Option<std::net::SocketAddr> = None;
+        let mut generation = u64::MAX;
+        while !self.shared.shutdown.load(Ordering::Acquire) {
+            let g = self.shared.generation.load(Ordering::Acquire);
+            if g != generation {
+                generation = g;
+                expect = lock(&self.shared.session)
+                    .as_ref()
+                    .map(|s| std::net::SocketAddr::new(s.leader.ip(), s.stream.rtp_port));
+            }
+            let Ok(Some(d)) = self.socket.recv(&mut buf, Some(Duration::from_millis(20))) else {
+                continue;
+            };
+            if Some(d.from) != expect {
+                self.shared.unknown_source.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let at = match d.rx_realtime_ns {
+                Some(rt) => self.clock.from_realtime(rt),
+                None => self.clock.now(),
+            };
+            let Some(est) = self.shared.clock.estimate() else {
+                // No clock yet: the packet cannot be placed on the timeline.
+                continue;
+            };
+            if let Some(rx) = lock(&self.shared.rx).as_mut() {
+                rx.receive(&buf[..d.len.min(buf.len())], est.to_leader(at));
+            }
+        }
+    }
+}
+
+/// The stage chain of a role for a stream of `channels` channels, ending in the gain.
+pub(crate) fn role_chain(
+    role: Role,
+    channels: usize,
+    rate: u32,
+) -> Result<(Chain, GainControl), ChainError> {
+    let mut stages: Vec<Box<dyn Stage>> = match role {
+        Role::Full => Vec::new(),
+        Role::Left => vec![Box::new(ChannelSplit::new(SplitMode::Left, channels)?)],
+        Role::Right => vec![Box::new(ChannelSplit::new(SplitMode::Right, channels)?)],
+        Role::Mono => vec![Box::new(ChannelSplit::new(SplitMode::MonoDownmix, channels)?)],
+        Role::Sub => vec![
+            Box::new(ChannelSplit::new(SplitMode::MonoDownmix, channels)?),
+            Box::new(Crossover::new(CrossoverKind::LowPass, 80.0, rate, 1)?),
+        ],
+    };
+    let out = if role == Role::Full { channels } else { 1 };
+    let (gain, control) = Gain::new(out, rate, 0.0)?;
+    stages.push(Box::new(gain));
+    Ok((Chain::new(channels, stages)?, control))
+}
+
+enum Sink {
+    Null,
+    Wav(WavSink),
+}
+
+pub(crate) struct OutputLoop {
+    shared: Arc<FollowerShared>,
+    clock: NodeClock,
+    corrector: CorrectorKind,
+    block: usize,
+    lead: Nanos,
+    /// Channels the output device has (fixed by the role asked for at the start).
+    channels: usize,
+    sink: Sink,
+    rate_hz: f64,
+    wav: Option<PathBuf>,
+}
+
+impl OutputLoop {
+    pub(crate) fn new(
+        shared: Arc<FollowerShared>,
+        clock: NodeClock,
+        output: Output,
+        corrector: CorrectorKind,
+        block: usize,
+        lead: Nanos,
+        role: Role,
+    ) -> Result<OutputLoop, NodeError> {
+        let (rate, stream_channels) = lock(&shared.session)
+            .as_ref()
+            .map(|s| (s.stream.sample_rate, usize::from(s.stream.channels)))
+            .unwrap_or((48_000, 2));
+        let channels = if role == Role::Full { stream_channels } else { 1 };
+        let drift = match clock.kind() {
+            LocalClock::Drifting { drift_ppm, .. } => drift_ppm,
+            _ => 0.0,
+        };
+        let rate_hz = f64::from(rate) * (1.0 + drift * 1e-6);
+        let (sink, wav) = match output {
+            Output::Null => (Sink::Null, None),
+            Output::Wav(path) => {
+                let mut w = WavSink::create(&path, rate, channels as u16)?;
+                w.set_rate_hz(rate_hz);
+                (Sink::Wav(w), Some(path))
+            }
+        };
+        Ok(OutputLoop {
+            shared,
+            clock,
+            corrector,
+            block,
+            lead,
+            channels,
+            sink,
+            rate_hz,
+            wav,
+        })
+    }
+
+    fn build(&self) -> Option<(Playout, GainControl, u32)> {
+        let session = lock(&self.shared.session).clone()?;
+        let rate = session.stream.sample_rate;
+        let (chain, gain) =
+            role_chain(session.role, usize::from(session.stream.channels), rate).ok()?;
+        let mut pc = PlayoutConfig::new(rate);
+        pc.corrector = self.corrector;
+        pc.block_frames = self.block;
+        Playout::new(pc, chain).ok().map(|p| (p, gain, rate))
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut dac = VirtualDac::new(48_000, self.channels);
+        let mut out = vec![0f32; self.block * 2];
+        let mut sink_buf = vec![0f32; self.block * self.channels];
+        let mut current: Option<(Playout, GainControl, u32)> = None;
+        let mut generation = u64::MAX;
+        let mut was_paused = false;
+        let mut first_ns = None;
+        let mut frames = 0u64;
+        let mut sink_error = None;
+        while !self.shared.shutdown.load(Ordering::Acquire) {
+            let g = self.shared.generation.load(Ordering::Acquire);
+            if g != generation {
+                generation = g;
+                // A new session or role: build the path for it (allocation here is off the
+                // steady-state path: it happens once per session).
+                if let Some(built) = self.build() {
+                    if current.as_ref().is_none_or(|c| c.2 != built.2) || !dac.started() {
+                        dac = VirtualDac::new(built.2, self.channels);
+                        dac.start(self.clock.now() + Nanos::from_millis(20));
+                    }
+                    let ch = built.0.channels_out();
+                    out.resize(self.block * ch, 0.0);
+                    current = Some(built);
+                }
+            }
+            let Some((playout, gain, rate)) = current.as_mut() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let Some(next) = dac.next_local() else {
+                break;
+            };
+            self.clock.sleep_until(next - self.lead);
+
+            let volume = self.shared.volume();
+            gain.set_volume_db(if volume <= 0.0 {
+                f32::NEG_INFINITY
+            } else {
+                20.0 * volume.log10()
+            });
+            gain.set_mute(self.shared.muted.load(Ordering::Relaxed));
+            playout
+                .controller_mut()
+                .set_trim(Nanos(self.shared.trim_ns.load(Ordering::Relaxed)));
+
+            let paused = self.shared.paused.load(Ordering::Acquire);
+            let est = self.shared.clock.estimate();
+            let mut buffered = 0usize;
+            let report = if paused {
+                out.fill(0.0);
+                if !was_paused {
+                    playout.controller_mut().reset();
+                }
+                None
+            } else {
+                let mut rx = lock(&self.shared.rx);
+                match rx.as_mut() {
+                    Some(rx) => {
+                        if let Some(e) = est.as_ref() {
+                            rx.poll(e.to_leader(self.clock.now()));
+                        }
+                        let r = playout.render(rx, est.as_ref(), next, dac.frames_emitted(), &mut out);
+                        buffered = rx.buffered_frames();
+                        Some(r)
+                    }
+                    None => {
+                        out.fill(0.0);
+                        None
+                    }
+                }
+            };
+            was_paused = paused;
+            let ch = playout.channels_out();
+            // The device's channels: a chain with fewer (a role change) repeats its last.
+            for (dst, src) in sink_buf
+                .chunks_exact_mut(self.channels)
+                .zip(out.chunks_exact(ch))
+            {
+                for (c, d) in dst.iter_mut().enumerate() {
+                    *d = src[c.min(ch - 1)];
+                }
+            }
+            let Some(emission) = dac.emit(&sink_buf, &mut self.clock) else {
+                break;
+            };
+            first_ns.get_or_insert(emission.true_ns);
+            frames += emission.frames as u64;
+            if let Sink::Wav(w) = &mut self.sink
+                && sink_error.is_none()
+                && let Err(e) = w.write(&sink_buf, emission.true_ns)
+            {
+                sink_error = Some(e.to_string());
+            }
+            let mut o = lock(&self.shared.output);
+            o.buffer_level = Nanos(buffered as i64 * 1_000_000_000 / i64::from((*rate).max(1)));
+            if let Some(r) = report {
+                o.underruns = r.underruns;
+                o.playing = r.state != State::Idle;
+                o.error = Some(Nanos(r.error_ns.round() as i64));
+            } else {
+                o.playing = false;
+            }
+            o.first_sample_ns = first_ns;
+            o.frames = frames;
+            o.rate_hz = self.rate_hz;
+            o.sink_error = sink_error.clone();
+        }
+        if let Sink::Wav(w) = std::mem::replace(&mut self.sink, Sink::Null)
+            && let Err(e) = w.finish()
+        {
+            lock(&self.shared.output).sink_error = Some(e.to_string());
+        }
+        let _ = &self.wav;
+    }
+}

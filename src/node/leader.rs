@@ -1,0 +1,814 @@
+//! The [`Leader`]: serves its clock, streams its source and admits followers.
+//!
+//! Control sessions: the acceptor thread takes TCP connections on the control port and
+//! gives each its own thread, up to [`LeaderConfig::max_sessions`] at once (more are closed
+//! at once, so a flood of connections costs little and never touches the media or clock
+//! threads). A session first runs the handshake of [`crate::control`] with a deadline; a
+//! follower that fails it gets a typed [`Refusal`] and a closed connection. An admitted one
+//! is added as a PTP peer and an RTP destination until it leaves or its connection drops.
+
+use std::io::Write;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::control::{
+    FollowerStatus, HouseholdKey, Message, Refusal, ReplayGuard,
+    Role, StreamParams, new_nonce, read_message, write_message,
+};
+use crate::media::sdp::{PtpReference, SessionDescription};
+use crate::media::sender::{RtpSender, SenderConfig};
+use crate::media::{AudioFormat, CodecKind};
+use crate::net::{Dscp, UdpConfig, UdpSocket};
+use crate::node::NodeError;
+use crate::node::clock::{LocalClock, NodeClock};
+use crate::node::leader_media::MediaLoop;
+use crate::node::ptp::{ClockLeader, ClockLeaderConfig, PtpPeer, PtpSocketConfig, lock};
+use crate::node::source::AudioSource;
+use crate::ptp::{ClockIdentity, PtpStats};
+use crate::time::Nanos;
+
+/// How a [`Leader`] is set up. [`LeaderConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct LeaderConfig {
+    /// The group's name; followers asking for another group are refused.
+    pub group: String,
+    /// The household key followers must prove.
+    pub key: HouseholdKey,
+    /// TCP address of the control port. Its IP is also where the UDP sockets bind.
+    pub control: SocketAddr,
+    /// PTP event and general ports (0: any free port; 319 and 320 for linuxptp).
+    pub ptp_ports: (u16, u16),
+    /// Source port of the RTP stream (0: any).
+    pub rtp_port: u16,
+    /// The codec.
+    pub codec: CodecKind,
+    /// Sample rate, Hz.
+    pub sample_rate: u32,
+    /// Channels of the stream.
+    pub channels: u16,
+    /// Audio per packet.
+    pub ptime: Nanos,
+    /// From capture to playout on every follower: the group's target latency.
+    pub latency: Nanos,
+    /// Static destinations that get the stream without joining (a standard player).
+    pub dests: Vec<SocketAddr>,
+    /// Where to write an SDP file describing the stream for the static destinations.
+    pub sdp: Option<PathBuf>,
+    /// The leader's clock.
+    pub clock: LocalClock,
+    /// Most control sessions (handshaking or joined) at once.
+    pub max_sessions: usize,
+    /// How long a connecting follower has to finish the handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl LeaderConfig {
+    /// Defaults: control on `control`, L24 48 kHz stereo in 5 ms packets, the default
+    /// latency ([`DEFAULT_LATENCY`]), monotonic clock, 64 sessions, 2 s handshakes.
+    pub fn new(group: &str, key: HouseholdKey, control: SocketAddr) -> LeaderConfig {
+        LeaderConfig {
+            group: group.into(),
+            key,
+            control,
+            ptp_ports: (0, 0),
+            rtp_port: 0,
+            codec: CodecKind::L24,
+            sample_rate: 48_000,
+            channels: 2,
+            ptime: Nanos::from_millis(5),
+            latency: DEFAULT_LATENCY,
+            dests: Vec::new(),
+            sdp: None,
+            clock: LocalClock::Monotonic,
+            max_sessions: 64,
+            handshake_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The default target latency. See the README ("Latency") for why: it covers a Wi-Fi
+/// retransmission burst and a busy machine's scheduling stalls with room to spare, yet is
+/// short enough that pressing play feels immediate. Loopback runs down to 20 ms.
+pub const DEFAULT_LATENCY: Nanos = Nanos(100_000_000);
+
+/// A joined follower, as the leader sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowerInfo {
+    /// The session id the leader gave it.
+    pub id: u64,
+    /// Its device name.
+    pub name: String,
+    /// Its model id.
+    pub model: String,
+    /// Its role.
+    pub role: Role,
+    /// Its control connection's address.
+    pub addr: SocketAddr,
+    /// Volume, 0 to 1.
+    pub volume: f32,
+    /// Muted or not.
+    pub muted: bool,
+    /// Latency trim.
+    pub trim: Nanos,
+}
+
+/// The leader's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaderStats {
+    /// RTP datagrams sent (each destination counts).
+    pub rtp_packets: u64,
+    /// RTP sends that failed.
+    pub rtp_send_errors: u64,
+    /// Followers admitted since the start.
+    pub admitted: u64,
+    /// Handshakes refused because the key proof failed.
+    pub refused_wrong_key: u64,
+    /// Handshakes refused for another reason (replay, role, model, group, version, malformed).
+    pub refused_other: u64,
+    /// Connections closed at once because every session slot was taken.
+    pub refused_busy: u64,
+    /// The PTP master's counters.
+    pub ptp: PtpStats,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) rtp_packets: AtomicU64,
+    pub(crate) rtp_send_errors: AtomicU64,
+    admitted: AtomicU64,
+    refused_wrong_key: AtomicU64,
+    refused_other: AtomicU64,
+    refused_busy: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Dests {
+    /// Joined followers' RTP addresses, by session id.
+    pub(crate) followers: Vec<(u64, SocketAddr)>,
+    /// Static destinations.
+    pub(crate) fixed: Vec<SocketAddr>,
+}
+
+/// What the handshake hands the session loop.
+struct Admitted {
+    id: u64,
+    peer: PtpPeer,
+    status: StatusSlot,
+}
+
+/// Where a session's reader leaves the latest Status answer for [`Leader::status`].
+type StatusSlot = Arc<(Mutex<Option<(u32, FollowerStatus)>>, Condvar)>;
+
+struct Session {
+    info: FollowerInfo,
+    writer: Arc<Mutex<TcpStream>>,
+    peer: PtpPeer,
+    status: StatusSlot,
+}
+
+pub(crate) struct LeaderShared {
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) paused: AtomicBool,
+    pub(crate) next_source: Mutex<Option<Box<dyn AudioSource>>>,
+    pub(crate) dests: Mutex<Dests>,
+    pub(crate) dest_version: AtomicU64,
+    pub(crate) counters: Counters,
+    sessions: Mutex<Vec<Session>>,
+    /// Connections being served (handshaking or joined).
+    open: AtomicU64,
+    next_id: AtomicU64,
+    next_query: AtomicU64,
+    replay: Mutex<ReplayGuard>,
+    key: HouseholdKey,
+    group: String,
+    stream: StreamParams,
+    handshake_timeout: Duration,
+    max_sessions: usize,
+    clock: Arc<ClockLeader>,
+}
+
+/// A leader node. See the [module docs](self).
+pub struct Leader {
+    shared: Arc<LeaderShared>,
+    threads: Vec<JoinHandle<()>>,
+    control: SocketAddr,
+    stream: StreamParams,
+}
+
+impl std::fmt::Debug for Leader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leader")
+            .field("control", &self.control)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ssrc_from(nonce: &[u8; 16]) -> u32 {
+    u32::from_be_bytes([nonce[0], nonce[1], nonce[2], nonce[3]])
+}
+
+impl Leader {
+    /// Binds its ports, starts its threads and begins streaming `source`.
+    ///
+    /// Fails with [`NodeError::AddrInUse`] if a port is taken.
+    pub fn start(config: LeaderConfig, source: Box<dyn AudioSource>) -> Result<Leader, NodeError> {
+        let ip = config.control.ip();
+        let clock = NodeClock::new(config.clock);
+        let format = AudioFormat::new(config.sample_rate, config.channels)
+            .map_err(|e| NodeError::Media(e.to_string()))?;
+        let ptime_ms = (config.ptime.as_nanos() / 1_000_000) as u32;
+        let nonce = new_nonce().map_err(|e| NodeError::Socket(e.to_string()))?;
+        let mut sc = SenderConfig::new(config.codec, format, ssrc_from(&nonce));
+        sc.ptime_ms = Some(ptime_ms);
+        sc.initial_sequence = u16::from_be_bytes([nonce[4], nonce[5]]);
+        let sender = RtpSender::new(sc).map_err(|e| NodeError::Media(e.to_string()))?;
+        if config.latency < config.ptime + Nanos::from_millis(5) || config.latency > Nanos::from_secs(5)
+        {
+            return Err(NodeError::Config {
+                field: "latency",
+                reason: format!(
+                    "must be from ptime + 5 ms to 5 s, got {} ms",
+                    config.latency.as_nanos() / 1_000_000
+                ),
+            });
+        }
+
+        let listener = TcpListener::bind(config.control).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => NodeError::AddrInUse {
+                addr: config.control,
+            },
+            _ => NodeError::Socket(format!("control port {}: {e}", config.control)),
+        })?;
+        let control = listener
+            .local_addr()
+            .map_err(|e| NodeError::Socket(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| NodeError::Socket(e.to_string()))?;
+
+        let mut ptp_sockets = PtpSocketConfig::new(ip);
+        (ptp_sockets.event_port, ptp_sockets.general_port) = config.ptp_ports;
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&nonce[8..16]);
+        let clock_identity = ClockIdentity(id);
+        let ptp = ClockLeader::start(
+            ClockLeaderConfig {
+                sockets: ptp_sockets,
+                clock_identity,
+            },
+            clock,
+        )?;
+        let rtp = UdpSocket::bind(&UdpConfig {
+            bind: SocketAddr::new(ip, config.rtp_port),
+            reuse_addr: false,
+            dscp: Dscp::Af41,
+            rx_timestamps: false,
+            tx_timestamps: false,
+            multicast: None,
+            recv_buffer: None,
+        })
+        .map_err(NodeError::from_net)?;
+        let rtp_port = rtp.local_addr().port();
+        let rtcp = if config.dests.is_empty() {
+            None
+        } else {
+            Some(
+                std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+                    .map_err(|e| NodeError::Socket(format!("RTCP socket: {e}")))?,
+            )
+        };
+        let (ev, gen_port) = ptp.ports();
+        let stream = StreamParams {
+            codec: crate::control::CodecId::from_kind(config.codec),
+            sample_rate: config.sample_rate,
+            channels: config.channels as u8,
+            payload_type: sender.payload_type(),
+            ssrc: sender.ssrc(),
+            rtp_port,
+            ptp_event_port: ev,
+            ptp_general_port: gen_port,
+            target_latency: config.latency,
+            ptime: config.ptime,
+        };
+        if let Some(path) = &config.sdp {
+            write_sdp(path, &config, &stream, clock_identity, ip)?;
+        }
+
+        let shared = Arc::new(LeaderShared {
+            shutdown: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            next_source: Mutex::new(None),
+            dests: Mutex::new(Dests {
+                followers: Vec::new(),
+                fixed: config.dests.clone(),
+            }),
+            dest_version: AtomicU64::new(0),
+            counters: Counters::default(),
+            sessions: Mutex::new(Vec::new()),
+            open: AtomicU64::new(0),
+            next_id: AtomicU64::new(1),
+            next_query: AtomicU64::new(1),
+            replay: Mutex::new(ReplayGuard::new(4096)),
+            key: config.key.clone(),
+            group: config.group.clone(),
+            stream: stream.clone(),
+            handshake_timeout: config.handshake_timeout,
+            max_sessions: config.max_sessions.max(1),
+            clock: Arc::new(ptp),
+        });
+
+        let frames = (u64::from(config.sample_rate) * config.ptime.as_nanos() as u64
+            / 1_000_000_000) as usize;
+        let media = MediaLoop {
+            shared: Arc::clone(&shared),
+            clock,
+            sender,
+            rtp,
+            rtcp,
+            source,
+            channels: usize::from(config.channels),
+            ptime: config.ptime,
+            latency: config.latency,
+            frames,
+            rate: config.sample_rate,
+        };
+        let mut threads = Vec::new();
+        threads.push(spawn("lockstep-media", move || media.run())?);
+        let s = Arc::clone(&shared);
+        threads.push(spawn("lockstep-accept", move || accept_loop(&s, &listener))?);
+        Ok(Leader {
+            shared,
+            threads,
+            control,
+            stream,
+        })
+    }
+
+    /// The control port's address (with the port picked, if 0 was asked for).
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control
+    }
+
+    /// The stream's parameters, as followers are told them.
+    pub fn stream(&self) -> &StreamParams {
+        &self.stream
+    }
+
+    /// The joined followers.
+    pub fn followers(&self) -> Vec<FollowerInfo> {
+        lock(&self.shared.sessions)
+            .iter()
+            .map(|s| s.info.clone())
+            .collect()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> LeaderStats {
+        let c = &self.shared.counters;
+        LeaderStats {
+            rtp_packets: c.rtp_packets.load(Ordering::Relaxed),
+            rtp_send_errors: c.rtp_send_errors.load(Ordering::Relaxed),
+            admitted: c.admitted.load(Ordering::Relaxed),
+            refused_wrong_key: c.refused_wrong_key.load(Ordering::Relaxed),
+            refused_other: c.refused_other.load(Ordering::Relaxed),
+            refused_busy: c.refused_busy.load(Ordering::Relaxed),
+            ptp: self.shared.clock.stats(),
+        }
+    }
+
+    fn send_to(&self, id: u64, msg: &Message, update: impl FnOnce(&mut FollowerInfo)) -> Result<(), NodeError> {
+        let writer = {
+            let mut sessions = lock(&self.shared.sessions);
+            let s = sessions
+                .iter_mut()
+                .find(|s| s.info.id == id)
+                .ok_or(NodeError::UnknownFollower { id })?;
+            update(&mut s.info);
+            Arc::clone(&s.writer)
+        };
+        let mut scratch = Vec::new();
+        write_message(&mut *lock(&writer), msg, &mut scratch)?;
+        Ok(())
+    }
+
+    /// Sets follower `id`'s volume (0 to 1).
+    pub fn set_volume(&self, id: u64, volume: f32) -> Result<(), NodeError> {
+        if !(0.0..=1.0).contains(&volume) {
+            return Err(NodeError::Config {
+                field: "volume",
+                reason: format!("must be 0 to 1, got {volume}"),
+            });
+        }
+        self.send_to(id, &Message::SetVolume { volume }, |i| i.volume = volume)
+    }
+
+    /// Mutes or unmutes follower `id`.
+    pub fn set_mute(&self, id: u64, muted: bool) -> Result<(), NodeError> {
+        self.send_to(id, &Message::SetMute { muted }, |i| i.muted = muted)
+    }
+
+    /// Sets follower `id`'s latency trim: positive plays later (a speaker nearer the
+    /// listener), within ±100 ms.
+    pub fn set_trim(&self, id: u64, trim: Nanos) -> Result<(), NodeError> {
+        if trim.abs() > Nanos::from_millis(100) {
+            return Err(NodeError::Config {
+                field: "trim",
+                reason: "must be within ±100 ms".into(),
+            });
+        }
+        self.send_to(id, &Message::SetTrim { trim }, |i| i.trim = trim)
+    }
+
+    /// Makes followers `left` and `right` a stereo pair. Two different models are refused
+    /// with [`NodeError::ModelMismatch`] and nothing changes.
+    pub fn pair(&self, left: u64, right: u64) -> Result<(), NodeError> {
+        {
+            let sessions = lock(&self.shared.sessions);
+            let find = |id| {
+                sessions
+                    .iter()
+                    .find(|s| s.info.id == id)
+                    .ok_or(NodeError::UnknownFollower { id })
+            };
+            let (l, r) = (find(left)?, find(right)?);
+            if l.info.model != r.info.model {
+                return Err(NodeError::ModelMismatch {
+                    model: l.info.model.clone(),
+                    partner_model: r.info.model.clone(),
+                });
+            }
+        }
+        self.send_to(left, &Message::SetRole { role: Role::Left }, |i| i.role = Role::Left)?;
+        self.send_to(right, &Message::SetRole { role: Role::Right }, |i| {
+            i.role = Role::Right
+        })
+    }
+
+    /// Pauses the group: the stream stops and every follower fades out.
+    pub fn pause(&self) {
+        self.shared.paused.store(true, Ordering::Release);
+        self.broadcast(&Message::Pause);
+    }
+
+    /// Resumes the group after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.broadcast(&Message::Resume);
+        self.shared.paused.store(false, Ordering::Release);
+    }
+
+    /// Whether paused.
+    pub fn is_paused(&self) -> bool {
+        self.shared.paused.load(Ordering::Acquire)
+    }
+
+    /// Switches to `source`, with a 50 ms crossfade; the followers carry on.
+    pub fn switch_source(&self, source: Box<dyn AudioSource>) {
+        *lock(&self.shared.next_source) = Some(source);
+    }
+
+    fn broadcast(&self, msg: &Message) {
+        let writers: Vec<_> = lock(&self.shared.sessions)
+            .iter()
+            .map(|s| Arc::clone(&s.writer))
+            .collect();
+        let mut scratch = Vec::new();
+        for w in writers {
+            // A follower whose connection fails is dropped by its session thread.
+            let _ = write_message(&mut *lock(&w), msg, &mut scratch);
+        }
+    }
+
+    /// Asks every joined follower for its status and waits up to `timeout` for the answers;
+    /// a follower that does not answer in time has `None`.
+    pub fn status(&self, timeout: Duration) -> Vec<(FollowerInfo, Option<FollowerStatus>)> {
+        let asked: Vec<_> = lock(&self.shared.sessions)
+            .iter()
+            .map(|s| {
+                let id = self.shared.next_query.fetch_add(1, Ordering::Relaxed) as u32;
+                (s.info.clone(), Arc::clone(&s.writer), Arc::clone(&s.status), id)
+            })
+            .collect();
+        let mut scratch = Vec::new();
+        for (_, w, _, id) in &asked {
+            let _ = write_message(&mut *lock(w), &Message::StatusQuery { id: *id }, &mut scratch);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        asked
+            .into_iter()
+            .map(|(info, _, slot, id)| {
+                let (m, cv) = &*slot;
+                let mut got = lock(m);
+                loop {
+                    if let Some((qid, st)) = got.as_ref()
+                        && *qid == id
+                    {
+                        let st = st.clone();
+                        return (info, Some(st));
+                    }
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return (info, None);
+                    }
+                    got = cv.wait_timeout(got, left).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+                }
+            })
+            .collect()
+    }
+
+    /// Stops streaming, closes every session and joins the threads.
+    pub fn shutdown(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for s in lock(&self.shared.sessions).iter() {
+            let _ = lock(&s.writer).shutdown(Shutdown::Both);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // Session threads end when their sockets close; wait a little for them to
+        // deregister so that the ports are free for a restart.
+        for _ in 0..100 {
+            if self.shared.open.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, NodeError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| NodeError::Thread(e.to_string()))
+}
+
+fn write_sdp(
+    path: &std::path::Path,
+    config: &LeaderConfig,
+    stream: &StreamParams,
+    clock: ClockIdentity,
+    origin: IpAddr,
+) -> Result<(), NodeError> {
+    let Some(dest) = config.dests.first() else {
+        return Err(NodeError::Config {
+            field: "sdp",
+            reason: "an SDP file describes a static destination: give --dest too".into(),
+        });
+    };
+    let format = AudioFormat::new(config.sample_rate, config.channels)
+        .map_err(|e| NodeError::Media(e.to_string()))?;
+    let sdp = SessionDescription {
+        session_name: config.group.clone(),
+        session_id: u64::from(stream.ssrc),
+        origin,
+        destination: *dest,
+        multicast_ttl: None,
+        payload_type: stream.payload_type,
+        codec: config.codec,
+        format,
+        ptime_ms: Some((config.ptime.as_nanos() / 1_000_000) as u32),
+        ntp_extension_id: Some(1),
+        ptp_reference: Some(PtpReference {
+            clock_identity: clock.0,
+            domain: 0,
+        }),
+        media_clock_offset: Some(0),
+    };
+    std::fs::write(path, sdp.to_sdp()).map_err(|e| NodeError::Config {
+        field: "sdp",
+        reason: format!("cannot write {}: {e}", path.display()),
+    })
+}
+
+fn accept_loop(shared: &Arc<LeaderShared>, listener: &TcpListener) {
+    while !shared.shutdown.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, addr)) => {
+                if shared.open.load(Ordering::Acquire) as usize >= shared.max_sessions {
+                    // Full: close at once. A refusal frame would cost a write per flood
+                    // connection; the follower sees the close and retries.
+                    shared.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
+                    let mut s = stream;
+                    let mut scratch = Vec::new();
+                    let _ = s.set_write_timeout(Some(Duration::from_millis(50)));
+                    let _ = write_message(&mut s, &Message::Refused { refusal: Refusal::Busy }, &mut scratch);
+                    continue;
+                }
+                shared.open.fetch_add(1, Ordering::AcqRel);
+                let s = Arc::clone(shared);
+                let spawned = std::thread::Builder::new()
+                    .name("lockstep-session".into())
+                    .spawn(move || {
+                        serve(&s, stream, addr);
+                        s.open.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    shared.open.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// One control session: the handshake, then messages until the follower leaves.
+fn serve(shared: &Arc<LeaderShared>, mut stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(shared.handshake_timeout));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut scratch = Vec::new();
+    let admitted = match handshake(shared, &mut stream, addr, &mut scratch) {
+        Ok(a) => a,
+        Err(refusal) => {
+            if let Some(r) = refusal {
+                if r == Refusal::WrongKey {
+                    shared.counters.refused_wrong_key.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    shared.counters.refused_other.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = write_message(&mut stream, &Message::Refused { refusal: r }, &mut scratch);
+                let _ = stream.flush();
+            }
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    let Admitted { id, peer, status } = admitted;
+    shared.counters.admitted.fetch_add(1, Ordering::Relaxed);
+    shared.dest_version.fetch_add(1, Ordering::AcqRel);
+    shared.clock.add_peer(peer);
+
+    // Joined: read until the follower leaves or the connection fails. Writes come from the
+    // Leader's methods through the shared writer.
+    let _ = stream.set_read_timeout(None);
+    while !shared.shutdown.load(Ordering::Acquire) {
+        match read_message(&mut stream, &mut scratch) {
+            Ok(Message::Status { id: qid, status: st }) => {
+                let (m, cv) = &*status;
+                *lock(m) = Some((qid, st));
+                cv.notify_all();
+            }
+            Ok(Message::Leave) => break,
+            Ok(Message::Ping { id: p }) => {
+                let w = lock(&shared.sessions)
+                    .iter()
+                    .find(|s| s.info.id == id)
+                    .map(|s| Arc::clone(&s.writer));
+                if let Some(w) = w {
+                    let _ = write_message(&mut *lock(&w), &Message::Pong { id: p }, &mut Vec::new());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(r) = e.refusal() {
+                    shared.counters.refused_other.fetch_add(1, Ordering::Relaxed);
+                    let w = lock(&shared.sessions)
+                        .iter()
+                        .find(|s| s.info.id == id)
+                        .map(|s| Arc::clone(&s.writer));
+                    if let Some(w) = w {
+                        let _ = write_message(&mut *lock(&w), &Message::Refused { refusal: r }, &mut Vec::new());
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    lock(&shared.sessions).retain(|s| s.info.id != id);
+    lock(&shared.dests).followers.retain(|(sid, _)| *sid != id);
+    shared.dest_version.fetch_add(1, Ordering::AcqRel);
+    shared.clock.remove_peer(peer);
+}
+
+/// Runs the leader's half of the handshake. `Err(Some(r))`: refuse with `r`;
+/// `Err(None)`: the connection failed, close quietly.
+fn handshake(
+    shared: &LeaderShared,
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    scratch: &mut Vec<u8>,
+) -> Result<Admitted, Option<Refusal>> {
+    let hello = read_message(stream, scratch).map_err(|e| e.refusal())?;
+    let Message::Hello {
+        caps,
+        role,
+        group,
+        nonce: follower_nonce,
+        ports,
+    } = hello.clone()
+    else {
+        return Err(Some(Refusal::Malformed));
+    };
+    if !group.is_empty() && group != shared.group {
+        return Err(Some(Refusal::WrongGroup {
+            requested: group,
+            group: shared.group.clone(),
+        }));
+    }
+    let leader_nonce = new_nonce().map_err(|_| None)?;
+    write_message(stream, &Message::Challenge { nonce: leader_nonce }, scratch).map_err(|_| None)?;
+    let mac = match read_message(stream, scratch).map_err(|e| e.refusal())? {
+        Message::Auth { mac } => mac,
+        _ => return Err(Some(Refusal::Malformed)),
+    };
+    // The proof covers the Hello exactly as the follower encoded it; the encoding is
+    // canonical, so encoding what we decoded gives the same bytes.
+    let mut hello_bytes = Vec::new();
+    hello.encode(&mut hello_bytes).map_err(|_| Some(Refusal::Malformed))?;
+    if !shared
+        .key
+        .verify_follower(&leader_nonce, &follower_nonce, &hello_bytes, &mac)
+    {
+        return Err(Some(Refusal::WrongKey));
+    }
+    lock(&shared.replay).check(&follower_nonce)?;
+    if u32::from(caps.max_rate) < shared.stream.sample_rate || caps.channels == 0 {
+        return Err(Some(Refusal::Unsupported {
+            what: format!(
+                "the stream is {} Hz; the speaker plays up to {} Hz on {} channels",
+                shared.stream.sample_rate, caps.max_rate, caps.channels
+            ),
+        }));
+    }
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let info = FollowerInfo {
+        id,
+        name: caps.name.clone(),
+        model: caps.model.clone(),
+        role,
+        addr,
+        volume: 1.0,
+        muted: false,
+        trim: Nanos::ZERO,
+    };
+    let writer = stream.try_clone().map_err(|_| None)?;
+    let peer = PtpPeer::new(addr.ip(), ports.ptp_event, ports.ptp_general);
+    let status = Arc::new((Mutex::new(None), Condvar::new()));
+    {
+        // The role rules are checked and the session registered under one lock, so two
+        // followers racing for the halves of a pair cannot both slip through.
+        let mut sessions = lock(&shared.sessions);
+        let partner = match role {
+            Role::Left => Some(Role::Right),
+            Role::Right => Some(Role::Left),
+            _ => None,
+        };
+        if partner.is_some() {
+            if sessions.iter().any(|s| s.info.role == role) {
+                return Err(Some(Refusal::RoleTaken { role }));
+            }
+            if let Some(p) = sessions.iter().find(|s| Some(s.info.role) == partner)
+                && p.info.model != caps.model
+            {
+                return Err(Some(Refusal::ModelMismatch {
+                    model: caps.model.clone(),
+                    partner_model: p.info.model.clone(),
+                }));
+            }
+        }
+        sessions.push(Session {
+            info,
+            writer: Arc::new(Mutex::new(writer)),
+            peer,
+            status: Arc::clone(&status),
+        });
+    }
+    let welcome = Message::Welcome {
+        session: id,
+        group: shared.group.clone(),
+        role,
+        stream: shared.stream.clone(),
+        volume: 1.0,
+        muted: false,
+        trim: Nanos::ZERO,
+        mac: shared.key.leader_proof(&leader_nonce, &follower_nonce, id),
+    };
+    if write_message(stream, &welcome, scratch).is_err() {
+        lock(&shared.sessions).retain(|s| s.info.id != id);
+        return Err(None);
+    }
+    lock(&shared.dests)
+        .followers
+        .push((id, SocketAddr::new(addr.ip(), ports.rtp)));
+    Ok(Admitted { id, peer, status })
+}

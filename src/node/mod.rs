@@ -1,0 +1,38 @@
+//! Nodes: the [`Leader`] and [`Follower`] a speaker project embeds, assembled from the
+//! sans-IO core on real UDP sockets, TCP control connections and threads.
+//!
+//! A leader serves its clock over PTP ([`ClockLeader`]), streams its [`AudioSource`] over
+//! RTP to every joined follower and to static destinations, and accepts followers on a TCP
+//! control port after they prove the household key ([`crate::control`]). A follower joins
+//! with a role and its capabilities, learns the leader's clock ([`ClockFollower`]), receives
+//! the stream, and plays it through its role's stage chain and the drift corrector into its
+//! [`Output`], emitting each sample at the leader-clock instant it was meant for.
+//!
+//! Threads per node:
+//! - leader: the PTP master, the media pacer, the control acceptor, one per control session;
+//! - follower: the PTP slave, the media receiver, the audio output, the control session
+//!   (which reconnects by itself when the leader goes away).
+//!
+//! Every node reads time through one [`NodeClock`]; [`LocalClock::Drifting`] gives each
+//! follower on one machine a crystal of its own for tests and the demo.
+
+mod clock;
+mod error;
+mod follower;
+mod follower_io;
+mod leader;
+mod leader_media;
+mod ptp;
+mod skew;
+mod source;
+
+pub use clock::{LocalClock, NodeClock};
+pub use error::NodeError;
+pub use follower::{Follower, FollowerConfig, FollowerReport, Output, SessionInfo};
+pub use leader::{FollowerInfo, Leader, LeaderConfig, LeaderStats};
+pub use ptp::{
+    ClockFollower, ClockFollowerConfig, ClockLeader, ClockLeaderConfig, PTP_MULTICAST, PtpPeer,
+    PtpSocketConfig,
+};
+pub use skew::{GroupSkew, PairSkew, Recording, SkewError, measure_recordings, recording};
+pub use source::{AudioSource, RawS16Source, SourceError, TestSource, WavSource};

@@ -1,0 +1,573 @@
+//! The clock side of the nodes: a PTP master or slave driven on a pair of UDP sockets
+//! (event and general ports) by a thread of its own.
+//!
+//! The sans-IO [`PtpMaster`] and [`PtpSlave`] decide what to send and when; this module
+//! gives them real time (the node's [`NodeClock`]), kernel receive and transmit timestamps
+//! where the socket has them (user-space readings otherwise), and moves their datagrams.
+//! The thread wakes at the protocol's next deadline or when a datagram arrives.
+//!
+//! [`ClockFollower`] and [`ClockLeader`] are public so that a speaker project (or an interop
+//! test against linuxptp) can run the clock protocol alone; [`Follower`](super::Follower) and
+//! [`Leader`](super::Leader) run them inside.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::clock::{ClockEstimate, ClockEstimator, EnvelopeEstimator};
+use crate::control::TimestampKind;
+use crate::net::{self, Datagram, Dscp, Multicast, TimestampSource, UdpConfig, UdpSocket};
+use crate::node::clock::NodeClock;
+use crate::node::NodeError;
+use crate::ptp::{
+    ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpPort, PtpSlave, PtpStats,
+    SlaveConfig, Transmit, TxTag,
+};
+use crate::time::{LeaderInstant, LocalInstant};
+
+/// Where a PTP peer listens: its event and general ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PtpPeer {
+    /// Event messages (Sync, Delay_Req) go here.
+    pub event: SocketAddr,
+    /// General messages (Follow_Up, Delay_Resp, Announce) go here.
+    pub general: SocketAddr,
+}
+
+impl PtpPeer {
+    /// The peer at `ip` with ports `event` and `general`.
+    pub fn new(ip: IpAddr, event: u16, general: u16) -> PtpPeer {
+        PtpPeer {
+            event: SocketAddr::new(ip, event),
+            general: SocketAddr::new(ip, general),
+        }
+    }
+
+    fn port(&self, port: PtpPort) -> SocketAddr {
+        match port {
+            PtpPort::Event => self.event,
+            PtpPort::General => self.general,
+        }
+    }
+}
+
+/// How a clock node's sockets are set up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PtpSocketConfig {
+    /// Address to bind both sockets to.
+    pub ip: IpAddr,
+    /// Event port (319 for linuxptp; 0 picks a free one).
+    pub event_port: u16,
+    /// General port (320 for linuxptp; 0 picks a free one).
+    pub general_port: u16,
+    /// Join the PTP multicast group 224.0.1.129 on the interface with this address (for
+    /// peers that send to it, as linuxptp does). Never joined on a default route.
+    pub multicast_interface: Option<Ipv4Addr>,
+    /// Ask the kernel for receive and transmit timestamps (falls back to user space).
+    pub kernel_timestamps: bool,
+}
+
+impl PtpSocketConfig {
+    /// Any free ports on `ip`, kernel timestamps on, no multicast.
+    pub fn new(ip: IpAddr) -> PtpSocketConfig {
+        PtpSocketConfig {
+            ip,
+            event_port: 0,
+            general_port: 0,
+            multicast_interface: None,
+            kernel_timestamps: true,
+        }
+    }
+}
+
+/// The IPv4 multicast group of PTP (IEEE 1588 annex D).
+pub const PTP_MULTICAST: Ipv4Addr = Ipv4Addr::new(224, 0, 1, 129);
+
+/// Transmit ids remembered while their kernel timestamps are outstanding.
+const TX_RING: usize = 64;
+
+/// The event and general sockets of a clock node, with the bookkeeping that matches
+/// transmit timestamps to the messages they belong to.
+pub(crate) struct PtpSockets {
+    event: UdpSocket,
+    general: UdpSocket,
+    clock: NodeClock,
+    tx_ring: [Option<(u32, TxTag)>; TX_RING],
+    tx_next: usize,
+    buf: [u8; 1500],
+}
+
+impl PtpSockets {
+    pub(crate) fn bind(cfg: &PtpSocketConfig, clock: NodeClock) -> Result<PtpSockets, NodeError> {
+        let multicast = match (cfg.multicast_interface, cfg.ip) {
+            (Some(interface), _) => Some(Multicast {
+                group: PTP_MULTICAST,
+                interface,
+                ttl: 1,
+                loopback: false,
+            }),
+            _ => None,
+        };
+        let udp = |port: u16, timestamps: bool| UdpConfig {
+            bind: SocketAddr::new(cfg.ip, port),
+            reuse_addr: multicast.is_some(),
+            dscp: Dscp::Ef,
+            rx_timestamps: timestamps,
+            tx_timestamps: timestamps,
+            multicast,
+            recv_buffer: None,
+        };
+        let bind = |port: u16, timestamps: bool| {
+            UdpSocket::bind(&udp(port, timestamps)).map_err(NodeError::from_net)
+        };
+        let event = bind(cfg.event_port, cfg.kernel_timestamps)?;
+        // General messages carry their timestamps inside; only their arrival matters.
+        let general = bind(cfg.general_port, false)?;
+        if multicast.is_some() {
+            // A multicast socket bound to a unicast address would not see the group's
+            // traffic: bind_ip must then be the wildcard or the group, which UdpConfig does.
+        }
+        Ok(PtpSockets {
+            event,
+            general,
+            clock,
+            tx_ring: [None; TX_RING],
+            tx_next: 0,
+            buf: [0; 1500],
+        })
+    }
+
+    pub(crate) fn event_port(&self) -> u16 {
+        self.event.local_addr().port()
+    }
+
+    pub(crate) fn general_port(&self) -> u16 {
+        self.general.local_addr().port()
+    }
+
+    /// Which receive timestamps the event socket delivers.
+    pub(crate) fn timestamping(&self) -> TimestampKind {
+        match self.event.rx_source() {
+            TimestampSource::Kernel => TimestampKind::Kernel,
+            TimestampSource::User => TimestampKind::User,
+        }
+    }
+
+    /// Whether transmit timestamps come from the kernel.
+    pub(crate) fn kernel_tx(&self) -> bool {
+        self.event.tx_source() == TimestampSource::Kernel
+    }
+
+    /// Sends `tx` to `peer`, remembering its tag under the kernel's transmit id.
+    pub(crate) fn send<A>(&mut self, tx: &Transmit<A>, peer: &PtpPeer) {
+        let (sock, to) = match tx.port {
+            PtpPort::Event => (&self.event, peer.port(PtpPort::Event)),
+            PtpPort::General => (&self.general, peer.port(PtpPort::General)),
+        };
+        // A send that fails (peer gone, buffer full) is a lost datagram: the protocol
+        // times it out and counts it.
+        if let Ok(Some(id)) = sock.send_to(tx.payload(), to)
+            && let Some(tag) = tx.tag
+            && tx.port == PtpPort::Event
+        {
+            self.tx_ring[self.tx_next % TX_RING] = Some((id, tag));
+            self.tx_next += 1;
+        }
+    }
+
+    /// Waits until a datagram arrives on either socket or `timeout` passes.
+    pub(crate) fn wait(&self, timeout: Duration) {
+        net::wait_readable(&[&self.event, &self.general], timeout);
+    }
+
+    /// Hands each kernel transmit timestamp, as a local instant, to `f` with its tag.
+    pub(crate) fn drain_tx(&mut self, f: &mut dyn FnMut(TxTag, LocalInstant)) {
+        let (ring, clock) = (&mut self.tx_ring, self.clock);
+        let _ = self.event.drain_tx_timestamps(&mut |id, rt_ns| {
+            if let Some(slot) = ring.iter_mut().find(|s| s.is_some_and(|(i, _)| i == id))
+                && let Some((_, tag)) = slot.take()
+            {
+                f(tag, clock.from_realtime(rt_ns));
+            }
+        });
+    }
+
+    /// Receives every datagram waiting on either socket: `f(from, local arrival, bytes)`.
+    pub(crate) fn drain_rx(&mut self, f: &mut dyn FnMut(SocketAddr, LocalInstant, &[u8])) {
+        for which in 0..2 {
+            loop {
+                let sock = if which == 0 { &self.event } else { &self.general };
+                let got: Option<Datagram> = match sock.recv(&mut self.buf, None) {
+                    Ok(d) => d,
+                    Err(_) => None,
+                };
+                let Some(d) = got else { break };
+                let at = match d.rx_realtime_ns {
+                    Some(rt) => self.clock.from_realtime(rt),
+                    None => self.clock.now(),
+                };
+                f(d.from, at, &self.buf[..d.len.min(self.buf.len())]);
+            }
+        }
+    }
+}
+
+/// What a clock node shares with its owner.
+#[derive(Debug, Default)]
+pub(crate) struct ClockShared {
+    pub(crate) estimate: Mutex<Option<ClockEstimate>>,
+    pub(crate) stats: Mutex<PtpStats>,
+    pub(crate) shutdown: AtomicBool,
+    /// Bumped by the owner to make the slave start afresh (a new leader).
+    pub(crate) generation: std::sync::atomic::AtomicU64,
+    pub(crate) master: Mutex<Option<PtpPeer>>,
+    pub(crate) unknown_source: std::sync::atomic::AtomicU64,
+}
+
+/// How a [`ClockFollower`] runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockFollowerConfig {
+    /// Its sockets.
+    pub sockets: PtpSocketConfig,
+    /// The master to follow. `None` follows the first master heard (multicast), as a
+    /// linuxptp slave does.
+    pub master: Option<PtpPeer>,
+    /// Its port identity's clock id.
+    pub clock_identity: ClockIdentity,
+}
+
+/// A PTP slave and clock estimator on their own thread: learns the leader's clock.
+pub struct ClockFollower {
+    shared: Arc<ClockShared>,
+    thread: Option<JoinHandle<()>>,
+    timestamping: TimestampKind,
+    ports: (u16, u16),
+}
+
+impl std::fmt::Debug for ClockFollower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClockFollower")
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClockFollower {
+    /// Binds its sockets and starts its thread, reading `clock`.
+    pub fn start(config: ClockFollowerConfig, clock: NodeClock) -> Result<ClockFollower, NodeError> {
+        let sockets = PtpSockets::bind(&config.sockets, clock)?;
+        let shared = Arc::new(ClockShared::default());
+        *shared.master.lock().unwrap_or_else(|e| e.into_inner()) = config.master;
+        let timestamping = sockets.timestamping();
+        let ports = (sockets.event_port(), sockets.general_port());
+        let s = Arc::clone(&shared);
+        let port = PortIdentity {
+            clock_identity: config.clock_identity,
+            port_number: 1,
+        };
+        let thread = std::thread::Builder::new()
+            .name("lockstep-ptp-slave".into())
+            .spawn(move || run_slave(sockets, clock, port, &s))
+            .map_err(|e| NodeError::Thread(e.to_string()))?;
+        Ok(ClockFollower {
+            shared,
+            thread: Some(thread),
+            timestamping,
+            ports,
+        })
+    }
+
+    /// The current estimate of the leader's clock, if any.
+    pub fn estimate(&self) -> Option<ClockEstimate> {
+        *lock(&self.shared.estimate)
+    }
+
+    /// The slave's counters.
+    pub fn stats(&self) -> PtpStats {
+        *lock(&self.shared.stats)
+    }
+
+    /// Which receive timestamps it uses.
+    pub fn timestamping(&self) -> TimestampKind {
+        self.timestamping
+    }
+
+    /// Its bound event and general ports.
+    pub fn ports(&self) -> (u16, u16) {
+        self.ports
+    }
+
+    /// Datagrams from anyone but the master, ignored.
+    pub fn unknown_source(&self) -> u64 {
+        self.shared.unknown_source.load(Ordering::Relaxed)
+    }
+
+    /// Follows `master` from now on, starting the estimate afresh.
+    pub fn follow(&self, master: Option<PtpPeer>) {
+        *lock(&self.shared.master) = master;
+        *lock(&self.shared.estimate) = None;
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Stops its thread.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ClockFollower {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicked thread leaves plain data behind, still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Longest sleep between checks of the shutdown flag.
+const MAX_WAIT: Duration = Duration::from_millis(20);
+
+fn wait_for(clock: &NodeClock, deadline: Option<LocalInstant>) -> Duration {
+    let now = clock.now();
+    match deadline {
+        Some(t) if t <= now => Duration::ZERO,
+        Some(t) => Duration::from_nanos((t - now).as_nanos() as u64).min(MAX_WAIT),
+        None => MAX_WAIT,
+    }
+}
+
+fn run_slave(mut sockets: PtpSockets, clock: NodeClock, port: PortIdentity, shared: &ClockShared) {
+    let new_slave = || PtpSlave::<SocketAddr>::new(SlaveConfig::new(port));
+    let mut slave = new_slave();
+    let mut estimator = EnvelopeEstimator::default();
+    let mut generation = shared.generation.load(Ordering::Acquire);
+    let mut master = *lock(&shared.master);
+    // With no configured master, the one first heard (its event and general addresses).
+    let mut heard: Option<PtpPeer> = None;
+    while !shared.shutdown.load(Ordering::Acquire) {
+        let g = shared.generation.load(Ordering::Acquire);
+        if g != generation {
+            generation = g;
+            slave = new_slave();
+            estimator = EnvelopeEstimator::default();
+            master = *lock(&shared.master);
+            heard = None;
+        }
+        sockets.wait(wait_for(&clock, slave.poll_timeout()));
+        sockets.drain_tx(&mut |tag, at| slave.handle_transmitted(tag, at));
+        sockets.drain_rx(&mut |from, at, bytes| {
+            let known = match master {
+                Some(m) => from.ip() == m.event.ip(),
+                None => heard.is_none_or(|h| h.event.ip() == from.ip()),
+            };
+            if !known {
+                shared.unknown_source.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // The slave keys its master by the event address; general messages come from
+            // the master's general port, so both map to one key.
+            let key = SocketAddr::new(from.ip(), 0);
+            if slave.handle_receive(key, at, bytes).is_ok() && master.is_none() && heard.is_none()
+            {
+                heard = Some(PtpPeer::new(
+                    from.ip(),
+                    crate::ptp::EVENT_PORT,
+                    crate::ptp::GENERAL_PORT,
+                ));
+            }
+        });
+        let now = clock.now();
+        if slave.poll_timeout().is_some_and(|t| t <= now) {
+            slave.handle_timeout(now);
+        }
+        while let Some(tx) = slave.poll_transmit(now) {
+            if let Some(peer) = master.or(heard) {
+                sockets.send(&tx, &peer);
+            }
+        }
+        sockets.drain_tx(&mut |tag, at| slave.handle_transmitted(tag, at));
+        let mut fresh = false;
+        while let Some(ex) = slave.poll_exchange() {
+            if estimator.wants(ex.completed_at()) {
+                estimator.handle_exchange(&ex);
+                fresh = true;
+            }
+        }
+        if fresh {
+            *lock(&shared.estimate) = estimator.estimate();
+        }
+        *lock(&shared.stats) = *slave.stats();
+    }
+}
+
+/// How a [`ClockLeader`] runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockLeaderConfig {
+    /// Its sockets.
+    pub sockets: PtpSocketConfig,
+    /// Its clock identity.
+    pub clock_identity: ClockIdentity,
+}
+
+/// What the owner of a clock leader tells its thread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PeerCommand {
+    Add(PtpPeer),
+    Remove(PtpPeer),
+}
+
+/// A PTP master on its own thread: serves its clock to the peers it is given.
+pub struct ClockLeader {
+    shared: Arc<ClockShared>,
+    commands: Arc<Mutex<Vec<PeerCommand>>>,
+    thread: Option<JoinHandle<()>>,
+    timestamping: TimestampKind,
+    ports: (u16, u16),
+}
+
+impl std::fmt::Debug for ClockLeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClockLeader")
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClockLeader {
+    /// Binds its sockets and starts its thread, serving `clock`.
+    pub fn start(config: ClockLeaderConfig, clock: NodeClock) -> Result<ClockLeader, NodeError> {
+        let sockets = PtpSockets::bind(&config.sockets, clock)?;
+        let shared = Arc::new(ClockShared::default());
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let timestamping = sockets.timestamping();
+        let ports = (sockets.event_port(), sockets.general_port());
+        let mut mc = MasterConfig::new(config.clock_identity);
+        mc.tx_timestamps = sockets.kernel_tx();
+        let (s, c) = (Arc::clone(&shared), Arc::clone(&commands));
+        let thread = std::thread::Builder::new()
+            .name("lockstep-ptp-master".into())
+            .spawn(move || run_master(sockets, clock, mc, &s, &c))
+            .map_err(|e| NodeError::Thread(e.to_string()))?;
+        Ok(ClockLeader {
+            shared,
+            commands,
+            thread: Some(thread),
+            timestamping,
+            ports,
+        })
+    }
+
+    /// Starts serving `peer` (with the burst of fast Syncs a new follower gets).
+    pub fn add_peer(&self, peer: PtpPeer) {
+        lock(&self.commands).push(PeerCommand::Add(peer));
+    }
+
+    /// Stops serving `peer`.
+    pub fn remove_peer(&self, peer: PtpPeer) {
+        lock(&self.commands).push(PeerCommand::Remove(peer));
+    }
+
+    /// The master's counters.
+    pub fn stats(&self) -> PtpStats {
+        *lock(&self.shared.stats)
+    }
+
+    /// Which receive timestamps it uses.
+    pub fn timestamping(&self) -> TimestampKind {
+        self.timestamping
+    }
+
+    /// Its bound event and general ports.
+    pub fn ports(&self) -> (u16, u16) {
+        self.ports
+    }
+
+    /// Stops its thread.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ClockLeader {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn leader_time(t: LocalInstant) -> LeaderInstant {
+    // The leader's own clock is the group's timeline.
+    LeaderInstant::from_nanos(t.as_nanos())
+}
+
+fn run_master(
+    mut sockets: PtpSockets,
+    clock: NodeClock,
+    config: MasterConfig,
+    shared: &ClockShared,
+    commands: &Mutex<Vec<PeerCommand>>,
+) {
+    let mut master = PtpMaster::<PtpPeer>::new(config);
+    let mut peers: Vec<PtpPeer> = Vec::new();
+    let mut pending: Vec<PeerCommand> = Vec::new();
+    while !shared.shutdown.load(Ordering::Acquire) {
+        std::mem::swap(&mut pending, &mut *lock(commands));
+        for cmd in pending.drain(..) {
+            match cmd {
+                PeerCommand::Add(p) => {
+                    if !peers.contains(&p) {
+                        peers.push(p);
+                        master.add_slave(p, leader_time(clock.now()));
+                    }
+                }
+                PeerCommand::Remove(p) => {
+                    peers.retain(|q| *q != p);
+                    master.remove_slave(p);
+                }
+            }
+        }
+        let deadline = master
+            .poll_timeout()
+            .map(|t| LocalInstant::from_nanos(t.as_nanos()));
+        sockets.wait(wait_for(&clock, deadline));
+        sockets.drain_tx(&mut |tag, at| master.handle_transmitted(tag, leader_time(at)));
+        sockets.drain_rx(&mut |from, at, bytes| {
+            // A Delay_Req comes from the peer's event socket.
+            match peers.iter().find(|p| p.event == from || p.general == from) {
+                Some(p) => {
+                    let _ = master.handle_receive(*p, leader_time(at), bytes);
+                }
+                None => {
+                    shared.unknown_source.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let now = leader_time(clock.now());
+        if master.poll_timeout().is_some_and(|t| t <= now) {
+            master.handle_timeout(now);
+        }
+        while let Some(tx) = master.poll_transmit(now) {
+            let peer = tx.to;
+            sockets.send(&tx, &peer);
+        }
+        sockets.drain_tx(&mut |tag, at| master.handle_transmitted(tag, leader_time(at)));
+        *lock(&shared.stats) = *master.stats();
+    }
+}
