@@ -4,6 +4,9 @@
 pub mod clock;
 pub mod control;
 pub mod media;
+// The UDP driver: crate-private so that socket2 stays out of the public API; Linux-only.
+#[cfg(target_os = "linux")]
+mod net;
 pub mod playout;
 pub mod ptp;
 pub mod sim;

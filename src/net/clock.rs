@@ -1,0 +1,87 @@
+//! The two clocks the driver deals in.
+//!
+//! The kernel stamps packets with `CLOCK_REALTIME`, which an administrator or NTP may step;
+//! the rest of lockstep counts in `CLOCK_MONOTONIC`, which never steps. [`realtime_to_monotonic`]
+//! moves a kernel timestamp from the first to the second.
+
+use crate::time::NANOS_PER_SEC;
+
+/// Reads `clock` in nanoseconds.
+fn read(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    // clock_gettime cannot fail for the two clocks used here (both always exist on Linux), so
+    // its return value carries no information.
+    unsafe {
+        libc::clock_gettime(clock, &mut ts);
+    }
+    timespec_ns(&ts)
+}
+
+/// A timespec in nanoseconds, saturating (kernel values are trusted, but cheaply).
+// The conversions are identities on 64-bit Linux but widen time_t and c_long on 32-bit.
+#[allow(clippy::useless_conversion)]
+pub(crate) fn timespec_ns(ts: &libc::timespec) -> i64 {
+    i64::from(ts.tv_sec)
+        .saturating_mul(NANOS_PER_SEC)
+        .saturating_add(i64::from(ts.tv_nsec))
+}
+
+/// Now on `CLOCK_MONOTONIC`, in nanoseconds since an arbitrary point (boot, on Linux).
+pub(crate) fn monotonic_ns() -> i64 {
+    read(libc::CLOCK_MONOTONIC)
+}
+
+/// Now on `CLOCK_REALTIME`, in nanoseconds since the Unix epoch.
+pub(crate) fn realtime_ns() -> i64 {
+    read(libc::CLOCK_REALTIME)
+}
+
+/// Moves a `CLOCK_REALTIME` reading (a kernel packet timestamp) onto `CLOCK_MONOTONIC`.
+///
+/// It reads the real-time clock between two monotonic readings and takes their midpoint as
+/// the monotonic time of the real-time reading, which bounds the error by half the time the
+/// three reads take (well under a microsecond). It assumes the two clocks ran at the same
+/// rate between `rt_ns` and this call. They do: NTP slews both alike; only a step of the
+/// real-time clock (settimeofday, `chronyc makestep`) in between makes the result wrong, by
+/// the size of the step. So convert soon after receipt.
+pub(crate) fn realtime_to_monotonic(rt_ns: i64) -> i64 {
+    let before = monotonic_ns();
+    let rt_now = realtime_ns();
+    let after = monotonic_ns();
+    let mono_now = before + (after - before) / 2;
+    // How far the packet lies before now, on the real-time clock, carried over unchanged.
+    mono_now.saturating_sub(rt_now.saturating_sub(rt_ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realtime_now_converts_to_monotonic_now() {
+        let converted = realtime_to_monotonic(realtime_ns());
+        let mono = monotonic_ns();
+        assert!(
+            (mono - converted).abs() < 1_000_000,
+            "converted {converted}, monotonic {mono}"
+        );
+    }
+
+    #[test]
+    fn a_past_realtime_stays_as_far_in_the_past() {
+        let rt = realtime_ns();
+        let a = realtime_to_monotonic(rt);
+        let b = realtime_to_monotonic(rt - 5 * NANOS_PER_SEC);
+        assert!((a - b - 5 * NANOS_PER_SEC).abs() < 1_000_000, "{}", a - b);
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_overflow() {
+        realtime_to_monotonic(i64::MIN);
+        realtime_to_monotonic(i64::MAX);
+    }
+}

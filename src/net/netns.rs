@@ -1,0 +1,175 @@
+//! [`NetNs`]: a throwaway network namespace for tests that send multicast.
+//!
+//! A fresh namespace has only its own loopback interface, so whatever a test sends there can
+//! reach no real network. It is made and removed with iproute2's `ip netns`, which needs
+//! root; the tests that use it are ignored by default and run by CI with `--ignored`.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Numbers the namespaces of this process, so that parallel tests get distinct names.
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A named network namespace (`/run/netns/NAME`), deleted on drop.
+#[derive(Debug)]
+pub(crate) struct NetNs {
+    /// `PREFIX-PID-N`: the pid keeps concurrent test processes apart.
+    name: String,
+}
+
+/// Runs `ip ARGS`, turning a missing `ip` or a failure into an error that says which.
+fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip").args(args).output().map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::NotFound {
+            " (is iproute2 installed?)"
+        } else {
+            ""
+        };
+        io::Error::new(
+            e.kind(),
+            format!("cannot run `ip {}`{hint}: {e}", args.join(" ")),
+        )
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kind = if stderr.contains("not permitted") || stderr.contains("denied") {
+        io::ErrorKind::PermissionDenied
+    } else {
+        io::ErrorKind::Other
+    };
+    Err(io::Error::new(
+        kind,
+        format!(
+            "`ip {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            stderr.trim()
+        ),
+    ))
+}
+
+impl NetNs {
+    /// Creates the namespace `PREFIX-PID-N` with its loopback up, multicast-capable and
+    /// routing all multicast (224.0.0.0/4), so sockets inside can use groups on 127.0.0.1.
+    pub(crate) fn create(name_prefix: &str) -> io::Result<NetNs> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{name_prefix}-{}-{n}", std::process::id());
+        ip(&["netns", "add", &name])?;
+        // From here on, dropping `ns` deletes the namespace if a later step fails.
+        let ns = NetNs { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        ip(&["-n", &ns.name, "link", "set", "lo", "multicast", "on"])?;
+        ip(&["-n", &ns.name, "route", "add", "224.0.0.0/4", "dev", "lo"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name, as `ip netns list` shows it.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `f` on a new thread that has first entered the namespace, so that every socket
+    /// `f` creates lives there; returns what `f` returns.
+    ///
+    /// Fails without running `f` when the namespace cannot be entered: running it in the
+    /// host's namespace instead would send on the real network. A panic in `f` is passed on.
+    pub(crate) fn enter_thread<T: Send>(&self, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = File::open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {path}: {e}")))?;
+        std::thread::scope(|scope| {
+            let handle = scope.spawn(move || {
+                // SAFETY: `file` is an open namespace file for the whole call; setns only
+                // changes the calling thread's network namespace, which is this new thread's
+                // alone and ends with it.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                if rc != 0 {
+                    let e = io::Error::last_os_error();
+                    return Err(io::Error::new(e.kind(), format!("setns({path}): {e}")));
+                }
+                Ok(f())
+            });
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+impl Drop for NetNs {
+    /// Deletes the namespace; a failure is printed, since drop cannot return it.
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("lockstep: leaving network namespace {}: {e}", self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The identity of the calling thread's network namespace.
+    fn current_netns() -> std::path::PathBuf {
+        std::fs::read_link("/proc/thread-self/ns/net").expect("read /proc/thread-self/ns/net")
+    }
+
+    /// The names `ip netns list` prints.
+    fn listed() -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("run ip netns list");
+        assert!(out.status.success(), "ip netns list: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    #[ignore = "needs root and iproute2: run by .ci/run with --ignored"]
+    fn create_enter_and_drop() {
+        let ns = NetNs::create("lockstep-netns-test").expect("create a namespace");
+        let name = ns.name().to_owned();
+        assert!(listed().contains(&name), "{name} not in {:?}", listed());
+        let host = current_netns();
+        let (inside, links) = ns
+            .enter_thread(|| {
+                let links = std::fs::read_to_string("/proc/thread-self/net/dev")
+                    .expect("read /proc/thread-self/net/dev");
+                (current_netns(), links)
+            })
+            .expect("enter the namespace");
+        assert_ne!(inside, host, "the thread did not change namespace");
+        // Only the loopback lives there: nothing sent inside can reach a real network.
+        let interfaces: Vec<&str> = links
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(str::trim)
+            .collect();
+        assert_eq!(interfaces, ["lo"]);
+        assert_eq!(current_netns(), host, "the calling thread must stay put");
+        drop(ns);
+        assert!(!listed().contains(&name), "{name} still listed after drop");
+    }
+
+    #[test]
+    #[ignore = "needs root and iproute2: run by .ci/run with --ignored"]
+    fn a_panic_inside_is_passed_on_and_the_namespace_still_goes() {
+        let ns = NetNs::create("lockstep-netns-test").expect("create a namespace");
+        let name = ns.name().to_owned();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ns.enter_thread(|| -> u32 { panic!("inside") }).ok();
+        }));
+        assert!(caught.is_err());
+        drop(ns);
+        assert!(!listed().contains(&name));
+    }
+}
