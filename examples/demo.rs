@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use lockstep::control::{HouseholdKey, Role, new_nonce};
 use lockstep::node::{
-    Follower, FollowerConfig, FollowerReport, Leader, LeaderConfig, LocalClock, Output,
-    TestSource, measure_recordings, recording,
+    Follower, FollowerConfig, FollowerReport, Leader, LeaderConfig, LocalClock, Output, TestSource,
+    measure_recordings, recording,
 };
 use lockstep::sim::plot::{Series, log_plot_svg};
 use lockstep::time::Nanos;
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    if !(args.seconds >= args.measure_from_s + 2.0) {
+    if args.seconds.is_nan() || args.seconds < args.measure_from_s + 2.0 {
         return Err(format!(
             "--seconds must be at least --measure-from-s + 2 ({} s)",
             args.measure_from_s + 2.0
@@ -216,17 +216,18 @@ fn run(args: &Args) -> Result<(), String> {
     );
     let svg_path = args.out.join("skew.svg");
     std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
-    println!(
-        "wrote {} (WAVs, report.json, skew.svg)",
-        args.out.display()
-    );
+    println!("wrote {} (WAVs, report.json, skew.svg)", args.out.display());
     Ok(())
 }
 
 fn status_lines(elapsed: Duration, followers: &[Follower]) {
     for (f, s) in followers.iter().zip(&SPEAKERS) {
         let st = f.status();
-        let us = |n: Option<Nanos>| n.map_or("     -".to_string(), |n| format!("{:>8.1}", n.as_nanos() as f64 / 1e3));
+        let us = |n: Option<Nanos>| {
+            n.map_or("     -".to_string(), |n| {
+                format!("{:>8.1}", n.as_nanos() as f64 / 1e3)
+            })
+        };
         eprintln!(
             "[{:>5.1} s] {:<15} offset {} µs  rate {:>+8.2} ppm  ±{} µs  buffer {:>5.1} ms  lost {} late {}  underruns {}  error {} µs  {}",
             elapsed.as_secs_f64(),

@@ -218,7 +218,10 @@ impl std::fmt::Display for Refusal {
             ),
             Refusal::RoleTaken { role } => write!(f, "another speaker already plays {role}"),
             Refusal::WrongGroup { requested, group } => {
-                write!(f, "asked for group {requested:?}, the leader leads {group:?}")
+                write!(
+                    f,
+                    "asked for group {requested:?}, the leader leads {group:?}"
+                )
             }
             Refusal::Unsupported { what } => write!(f, "cannot play the stream: {what}"),
             Refusal::Malformed => f.write_str("malformed control frame"),

@@ -304,7 +304,11 @@ mod tests {
                 role: Role::Right,
                 group: "living room".into(),
                 nonce: [7; 16],
-                ports: PeerPorts { rtp: 5004, ptp_event: 319, ptp_general: 320 },
+                ports: PeerPorts {
+                    rtp: 5004,
+                    ptp_event: 319,
+                    ptp_general: 320,
+                },
             },
             Message::Challenge { nonce: [0xa5; 16] },
             Message::Auth { mac: [0x3c; 32] },
@@ -434,7 +438,11 @@ mod tests {
             role: Role::Left,
             group: "g".into(),
             nonce: [0; 16],
-            ports: PeerPorts { rtp: 5004, ptp_event: 319, ptp_general: 320 },
+            ports: PeerPorts {
+                rtp: 5004,
+                ptp_event: 319,
+                ptp_general: 320,
+            },
         });
         let payload_len = bytes.len() - HEADER_LEN;
         let mut scratch = Vec::new();
@@ -618,7 +626,11 @@ mod tests {
             role: Role::Full,
             group: "g".into(),
             nonce: [0; 16],
-            ports: PeerPorts { rtp: 1, ptp_event: 2, ptp_general: 3 },
+            ports: PeerPorts {
+                rtp: 1,
+                ptp_event: 2,
+                ptp_general: 3,
+            },
         };
         assert!(matches!(
             hello.encode(&mut out),
@@ -657,7 +669,11 @@ mod tests {
             role: Role::Full,
             group: name.clone(),
             nonce: [0; 16],
-            ports: PeerPorts { rtp: 1, ptp_event: 2, ptp_general: 3 },
+            ports: PeerPorts {
+                rtp: 1,
+                ptp_event: 2,
+                ptp_general: 3,
+            },
         };
         let refused = Message::Refused {
             refusal: Refusal::Unsupported {

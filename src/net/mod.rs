@@ -10,21 +10,17 @@
 //!
 //! Everything here is Linux-only (`SO_TIMESTAMPING`, `setns`) and crate-private: `socket2`
 //! must not show in the public API.
-// used by the nodes (issue 5); nothing calls the driver yet.
-#![allow(dead_code)]
 
 pub(crate) mod clock;
 mod error;
+#[cfg(test)]
 mod netns;
 mod timestamp;
 mod udp;
 
-// The re-exports are unused until the nodes are (issue 5), like the rest.
-#[allow(unused_imports)]
+pub(crate) use clock::{monotonic_ns, realtime_ns, realtime_to_monotonic};
 pub(crate) use error::NetError;
-#[allow(unused_imports)]
+#[cfg(test)]
 pub(crate) use netns::NetNs;
-#[allow(unused_imports)]
 pub(crate) use timestamp::TimestampSource;
-#[allow(unused_imports)]
-pub(crate) use udp::{Datagram, Dscp, Multicast, UdpConfig, UdpSocket};
+pub(crate) use udp::{Datagram, Dscp, Multicast, UdpConfig, UdpSocket, wait_readable};

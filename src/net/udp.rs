@@ -540,6 +540,7 @@ impl UdpSocket {
     }
 
     /// Leaves `group` on the interface with address `interface` (`IP_DROP_MEMBERSHIP`).
+    #[cfg_attr(not(test), allow(dead_code))] // the driver's API; tests use it
     pub(crate) fn leave_multicast(
         &self,
         group: Ipv4Addr,
@@ -554,14 +555,9 @@ impl UdpSocket {
             })
     }
 
-    /// Makes [`UdpSocket::send_to`] fail with `WouldBlock` instead of waiting when the send
-    /// buffer is full. Receiving never blocks beyond its timeout either way.
-    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> Result<(), NetError> {
-        Ok(self.socket.set_nonblocking(nonblocking)?)
-    }
-
     /// A second handle on the same kernel socket (for a receive thread beside a sending
     /// one); it shares the transmit counter and stashed timestamps.
+    #[cfg_attr(not(test), allow(dead_code))] // the driver's API; tests use it
     pub(crate) fn try_clone(&self) -> Result<UdpSocket, NetError> {
         Ok(UdpSocket {
             socket: self.socket.try_clone()?,
@@ -583,3 +579,28 @@ impl AsFd for UdpSocket {
 #[cfg(test)]
 #[path = "udp_tests.rs"]
 mod tests;
+
+/// Waits until any of `sockets` has something to read (a datagram, or a transmit timestamp
+/// on its error queue) or `timeout` passes. A node thread that serves two sockets (PTP's
+/// event and general ports) sleeps here instead of polling each in turn.
+pub(crate) fn wait_readable(sockets: &[&UdpSocket], timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 4];
+    let n = sockets.len().min(fds.len());
+    for (p, s) in fds.iter_mut().zip(sockets) {
+        p.fd = s.socket.as_raw_fd();
+        p.events = libc::POLLIN;
+    }
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // A timeout of less than a millisecond still waits a little rather than spinning.
+    let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
+    // SAFETY: `fds[..n]` are initialised pollfd structs that live across the call; poll
+    // writes only their `revents`.
+    unsafe {
+        libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, ms);
+    }
+}

@@ -19,8 +19,8 @@ use crate::control::{
     Capabilities, ControlError, FollowerStatus, HouseholdKey, Message, PeerPorts, Role,
     StreamParams, new_nonce, read_message, write_message,
 };
-use crate::media::receiver::{ReceiverConfig, RtpReceiver};
 use crate::media::AudioFormat;
+use crate::media::receiver::{ReceiverConfig, RtpReceiver};
 use crate::net::{Dscp, UdpConfig, UdpSocket};
 use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
@@ -154,7 +154,10 @@ impl FollowerShared {
     fn status(&self) -> FollowerStatus {
         let est = self.clock.estimate();
         let out = lock(&self.output).clone();
-        let rx_stats = lock(&self.rx).as_ref().map(|r| r.stats()).unwrap_or_default();
+        let rx_stats = lock(&self.rx)
+            .as_ref()
+            .map(|r| r.stats())
+            .unwrap_or_default();
         let now = self.clock_now();
         FollowerStatus {
             clock_offset: est.map(|e| e.offset_at(now)),
@@ -291,9 +294,11 @@ impl Follower {
             clock: ptp,
         });
         begin_session(&shared, session)?;
-        let control = Arc::new(Mutex::new(Some(stream.try_clone().map_err(|e| {
-            NodeError::Socket(e.to_string())
-        })?)));
+        let control = Arc::new(Mutex::new(Some(
+            stream
+                .try_clone()
+                .map_err(|e| NodeError::Socket(e.to_string()))?,
+        )));
 
         let mut threads = Vec::new();
         let media_loop = MediaLoop {
@@ -478,7 +483,7 @@ fn begin_session(shared: &FollowerShared, session: SessionInfo) -> Result<(), No
     rc.ssrc = Some(s.ssrc);
     // Conceal a gap only when the output is about to need it: with a short target latency
     // the default 20 ms lead would conceal packets that are merely on their way.
-    rc.conceal_lead = (s.target_latency / 2).min(Nanos::from_millis(20));
+    rc.conceal_lead = Nanos(s.target_latency.as_nanos() / 2).min(Nanos::from_millis(20));
     rc.fifo_frames = (s.sample_rate as usize).max(format.sample_rate() as usize / 2);
     let rx = RtpReceiver::new(rc).map_err(|e| NodeError::Media(e.to_string()))?;
     *lock(&shared.rx) = Some(rx);

@@ -111,7 +111,10 @@ pub(crate) fn role_chain(
         Role::Full => Vec::new(),
         Role::Left => vec![Box::new(ChannelSplit::new(SplitMode::Left, channels)?)],
         Role::Right => vec![Box::new(ChannelSplit::new(SplitMode::Right, channels)?)],
-        Role::Mono => vec![Box::new(ChannelSplit::new(SplitMode::MonoDownmix, channels)?)],
+        Role::Mono => vec![Box::new(ChannelSplit::new(
+            SplitMode::MonoDownmix,
+            channels,
+        )?)],
         Role::Sub => vec![
             Box::new(ChannelSplit::new(SplitMode::MonoDownmix, channels)?),
             Box::new(Crossover::new(CrossoverKind::LowPass, 80.0, rate, 1)?),
@@ -155,7 +158,11 @@ impl OutputLoop {
             .as_ref()
             .map(|s| (s.stream.sample_rate, usize::from(s.stream.channels)))
             .unwrap_or((48_000, 2));
-        let channels = if role == Role::Full { stream_channels } else { 1 };
+        let channels = if role == Role::Full {
+            stream_channels
+        } else {
+            1
+        };
         let drift = match clock.kind() {
             LocalClock::Drifting { drift_ppm, .. } => drift_ppm,
             _ => 0.0,
@@ -255,7 +262,8 @@ impl OutputLoop {
                         if let Some(e) = est.as_ref() {
                             rx.poll(e.to_leader(self.clock.now()));
                         }
-                        let r = playout.render(rx, est.as_ref(), next, dac.frames_emitted(), &mut out);
+                        let r =
+                            playout.render(rx, est.as_ref(), next, dac.frames_emitted(), &mut out);
                         buffered = rx.buffered_frames();
                         Some(r)
                     }

@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::control::{
-    FollowerStatus, HouseholdKey, Message, Refusal, ReplayGuard,
-    Role, StreamParams, new_nonce, read_message, write_message,
+    FollowerStatus, HouseholdKey, Message, Refusal, ReplayGuard, Role, StreamParams, new_nonce,
+    read_message, write_message,
 };
 use crate::media::sdp::{PtpReference, SessionDescription};
 use crate::media::sender::{RtpSender, SenderConfig};
@@ -166,7 +166,6 @@ type StatusSlot = Arc<(Mutex<Option<(u32, FollowerStatus)>>, Condvar)>;
 struct Session {
     info: FollowerInfo,
     writer: Arc<Mutex<TcpStream>>,
-    peer: PtpPeer,
     status: StatusSlot,
 }
 
@@ -227,7 +226,8 @@ impl Leader {
         sc.ptime_ms = Some(ptime_ms);
         sc.initial_sequence = u16::from_be_bytes([nonce[4], nonce[5]]);
         let sender = RtpSender::new(sc).map_err(|e| NodeError::Media(e.to_string()))?;
-        if config.latency < config.ptime + Nanos::from_millis(5) || config.latency > Nanos::from_secs(5)
+        if config.latency < config.ptime + Nanos::from_millis(5)
+            || config.latency > Nanos::from_secs(5)
         {
             return Err(NodeError::Config {
                 field: "latency",
@@ -264,13 +264,8 @@ impl Leader {
             clock,
         )?;
         let rtp = UdpSocket::bind(&UdpConfig {
-            bind: SocketAddr::new(ip, config.rtp_port),
-            reuse_addr: false,
             dscp: Dscp::Af41,
-            rx_timestamps: false,
-            tx_timestamps: false,
-            multicast: None,
-            recv_buffer: None,
+            ..UdpConfig::new(SocketAddr::new(ip, config.rtp_port))
         })
         .map_err(NodeError::from_net)?;
         let rtp_port = rtp.local_addr().port();
@@ -340,7 +335,9 @@ impl Leader {
         let mut threads = Vec::new();
         threads.push(spawn("lockstep-media", move || media.run())?);
         let s = Arc::clone(&shared);
-        threads.push(spawn("lockstep-accept", move || accept_loop(&s, &listener))?);
+        threads.push(spawn("lockstep-accept", move || {
+            accept_loop(&s, &listener)
+        })?);
         Ok(Leader {
             shared,
             threads,
@@ -381,7 +378,12 @@ impl Leader {
         }
     }
 
-    fn send_to(&self, id: u64, msg: &Message, update: impl FnOnce(&mut FollowerInfo)) -> Result<(), NodeError> {
+    fn send_to(
+        &self,
+        id: u64,
+        msg: &Message,
+        update: impl FnOnce(&mut FollowerInfo),
+    ) -> Result<(), NodeError> {
         let writer = {
             let mut sessions = lock(&self.shared.sessions);
             let s = sessions
@@ -443,7 +445,9 @@ impl Leader {
                 });
             }
         }
-        self.send_to(left, &Message::SetRole { role: Role::Left }, |i| i.role = Role::Left)?;
+        self.send_to(left, &Message::SetRole { role: Role::Left }, |i| {
+            i.role = Role::Left
+        })?;
         self.send_to(right, &Message::SetRole { role: Role::Right }, |i| {
             i.role = Role::Right
         })
@@ -490,12 +494,21 @@ impl Leader {
             .iter()
             .map(|s| {
                 let id = self.shared.next_query.fetch_add(1, Ordering::Relaxed) as u32;
-                (s.info.clone(), Arc::clone(&s.writer), Arc::clone(&s.status), id)
+                (
+                    s.info.clone(),
+                    Arc::clone(&s.writer),
+                    Arc::clone(&s.status),
+                    id,
+                )
             })
             .collect();
         let mut scratch = Vec::new();
         for (_, w, _, id) in &asked {
-            let _ = write_message(&mut *lock(w), &Message::StatusQuery { id: *id }, &mut scratch);
+            let _ = write_message(
+                &mut *lock(w),
+                &Message::StatusQuery { id: *id },
+                &mut scratch,
+            );
         }
         let deadline = std::time::Instant::now() + timeout;
         asked
@@ -514,7 +527,10 @@ impl Leader {
                     if left.is_zero() {
                         return (info, None);
                     }
-                    got = cv.wait_timeout(got, left).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+                    got = cv
+                        .wait_timeout(got, left)
+                        .map(|r| r.0)
+                        .unwrap_or_else(|e| e.into_inner().0);
                 }
             })
             .collect()
@@ -606,7 +622,13 @@ fn accept_loop(shared: &Arc<LeaderShared>, listener: &TcpListener) {
                     let mut s = stream;
                     let mut scratch = Vec::new();
                     let _ = s.set_write_timeout(Some(Duration::from_millis(50)));
-                    let _ = write_message(&mut s, &Message::Refused { refusal: Refusal::Busy }, &mut scratch);
+                    let _ = write_message(
+                        &mut s,
+                        &Message::Refused {
+                            refusal: Refusal::Busy,
+                        },
+                        &mut scratch,
+                    );
                     continue;
                 }
                 shared.open.fetch_add(1, Ordering::AcqRel);
@@ -641,9 +663,15 @@ fn serve(shared: &Arc<LeaderShared>, mut stream: TcpStream, addr: SocketAddr) {
         Err(refusal) => {
             if let Some(r) = refusal {
                 if r == Refusal::WrongKey {
-                    shared.counters.refused_wrong_key.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .refused_wrong_key
+                        .fetch_add(1, Ordering::Relaxed);
                 } else {
-                    shared.counters.refused_other.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .refused_other
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 let _ = write_message(&mut stream, &Message::Refused { refusal: r }, &mut scratch);
                 let _ = stream.flush();
@@ -662,7 +690,10 @@ fn serve(shared: &Arc<LeaderShared>, mut stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_read_timeout(None);
     while !shared.shutdown.load(Ordering::Acquire) {
         match read_message(&mut stream, &mut scratch) {
-            Ok(Message::Status { id: qid, status: st }) => {
+            Ok(Message::Status {
+                id: qid,
+                status: st,
+            }) => {
                 let (m, cv) = &*status;
                 *lock(m) = Some((qid, st));
                 cv.notify_all();
@@ -674,19 +705,27 @@ fn serve(shared: &Arc<LeaderShared>, mut stream: TcpStream, addr: SocketAddr) {
                     .find(|s| s.info.id == id)
                     .map(|s| Arc::clone(&s.writer));
                 if let Some(w) = w {
-                    let _ = write_message(&mut *lock(&w), &Message::Pong { id: p }, &mut Vec::new());
+                    let _ =
+                        write_message(&mut *lock(&w), &Message::Pong { id: p }, &mut Vec::new());
                 }
             }
             Ok(_) => {}
             Err(e) => {
                 if let Some(r) = e.refusal() {
-                    shared.counters.refused_other.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .refused_other
+                        .fetch_add(1, Ordering::Relaxed);
                     let w = lock(&shared.sessions)
                         .iter()
                         .find(|s| s.info.id == id)
                         .map(|s| Arc::clone(&s.writer));
                     if let Some(w) = w {
-                        let _ = write_message(&mut *lock(&w), &Message::Refused { refusal: r }, &mut Vec::new());
+                        let _ = write_message(
+                            &mut *lock(&w),
+                            &Message::Refused { refusal: r },
+                            &mut Vec::new(),
+                        );
                     }
                 }
                 break;
@@ -726,7 +765,14 @@ fn handshake(
         }));
     }
     let leader_nonce = new_nonce().map_err(|_| None)?;
-    write_message(stream, &Message::Challenge { nonce: leader_nonce }, scratch).map_err(|_| None)?;
+    write_message(
+        stream,
+        &Message::Challenge {
+            nonce: leader_nonce,
+        },
+        scratch,
+    )
+    .map_err(|_| None)?;
     let mac = match read_message(stream, scratch).map_err(|e| e.refusal())? {
         Message::Auth { mac } => mac,
         _ => return Err(Some(Refusal::Malformed)),
@@ -734,7 +780,9 @@ fn handshake(
     // The proof covers the Hello exactly as the follower encoded it; the encoding is
     // canonical, so encoding what we decoded gives the same bytes.
     let mut hello_bytes = Vec::new();
-    hello.encode(&mut hello_bytes).map_err(|_| Some(Refusal::Malformed))?;
+    hello
+        .encode(&mut hello_bytes)
+        .map_err(|_| Some(Refusal::Malformed))?;
     if !shared
         .key
         .verify_follower(&leader_nonce, &follower_nonce, &hello_bytes, &mac)
@@ -742,7 +790,7 @@ fn handshake(
         return Err(Some(Refusal::WrongKey));
     }
     lock(&shared.replay).check(&follower_nonce)?;
-    if u32::from(caps.max_rate) < shared.stream.sample_rate || caps.channels == 0 {
+    if caps.max_rate < shared.stream.sample_rate || caps.channels == 0 {
         return Err(Some(Refusal::Unsupported {
             what: format!(
                 "the stream is {} Hz; the speaker plays up to {} Hz on {} channels",
@@ -789,7 +837,6 @@ fn handshake(
         sessions.push(Session {
             info,
             writer: Arc::new(Mutex::new(writer)),
-            peer,
             status: Arc::clone(&status),
         });
     }

@@ -8,8 +8,8 @@
 //! discontinuity). A source switch crossfades from the old source to the new one.
 
 use std::net::{SocketAddr, UdpSocket as StdUdp};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::media::sender::RtpSender;
 use crate::node::clock::NodeClock;
@@ -95,8 +95,8 @@ impl MediaLoop {
                     }
                 }
                 None => {
-                    let got = self.source.fill(&mut pcm) * self.channels;
-                    pcm[got.min(pcm.len())..].fill(0.0);
+                    let got = (self.source.fill(&mut pcm) * self.channels).min(pcm.len());
+                    pcm[got..].fill(0.0);
                 }
             }
             let at = leader(captured + self.latency);

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use crate::clock::{ClockEstimate, ClockEstimator, EnvelopeEstimator};
 use crate::control::TimestampKind;
-use crate::net::{self, Datagram, Dscp, Multicast, TimestampSource, UdpConfig, UdpSocket};
-use crate::node::clock::NodeClock;
+use crate::net::{self, Dscp, Multicast, TimestampSource, UdpConfig, UdpSocket};
 use crate::node::NodeError;
+use crate::node::clock::NodeClock;
 use crate::ptp::{
-    ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpPort, PtpSlave, PtpStats,
-    SlaveConfig, Transmit, TxTag,
+    ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpPort, PtpSlave, PtpStats, SlaveConfig,
+    Transmit, TxTag,
 };
 use crate::time::{LeaderInstant, LocalInstant};
 
@@ -197,13 +197,19 @@ impl PtpSockets {
     /// Receives every datagram waiting on either socket: `f(from, local arrival, bytes)`.
     pub(crate) fn drain_rx(&mut self, f: &mut dyn FnMut(SocketAddr, LocalInstant, &[u8])) {
         for which in 0..2 {
-            loop {
-                let sock = if which == 0 { &self.event } else { &self.general };
-                let got: Option<Datagram> = match sock.recv(&mut self.buf, None) {
-                    Ok(d) => d,
-                    Err(_) => None,
+            // Bounded: a socket that keeps failing cannot hold the thread here.
+            for _ in 0..256 {
+                let sock = if which == 0 {
+                    &self.event
+                } else {
+                    &self.general
                 };
-                let Some(d) = got else { break };
+                let d = match sock.recv(&mut self.buf, None) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => break,
+                    // Oversized or failed: that datagram is gone, the next may be fine.
+                    Err(_) => continue,
+                };
                 let at = match d.rx_realtime_ns {
                     Some(rt) => self.clock.from_realtime(rt),
                     None => self.clock.now(),
@@ -256,7 +262,10 @@ impl std::fmt::Debug for ClockFollower {
 
 impl ClockFollower {
     /// Binds its sockets and starts its thread, reading `clock`.
-    pub fn start(config: ClockFollowerConfig, clock: NodeClock) -> Result<ClockFollower, NodeError> {
+    pub fn start(
+        config: ClockFollowerConfig,
+        clock: NodeClock,
+    ) -> Result<ClockFollower, NodeError> {
         let sockets = PtpSockets::bind(&config.sockets, clock)?;
         let shared = Arc::new(ClockShared::default());
         *shared.master.lock().unwrap_or_else(|e| e.into_inner()) = config.master;
@@ -378,8 +387,7 @@ fn run_slave(mut sockets: PtpSockets, clock: NodeClock, port: PortIdentity, shar
             // The slave keys its master by the event address; general messages come from
             // the master's general port, so both map to one key.
             let key = SocketAddr::new(from.ip(), 0);
-            if slave.handle_receive(key, at, bytes).is_ok() && master.is_none() && heard.is_none()
-            {
+            if slave.handle_receive(key, at, bytes).is_ok() && master.is_none() && heard.is_none() {
                 heard = Some(PtpPeer::new(
                     from.ip(),
                     crate::ptp::EVENT_PORT,

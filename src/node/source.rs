@@ -48,7 +48,7 @@ pub trait AudioSource: Send {
 /// a sine, for listening.
 #[derive(Debug, Clone)]
 pub struct TestSource {
-    gen: Source,
+    generator: Source,
     channels: usize,
     signal: TestSignal,
 }
@@ -62,7 +62,7 @@ impl TestSource {
     /// `signal` for `channels` channels at `rate` Hz.
     pub fn new(signal: TestSignal, channels: usize, rate: u32) -> TestSource {
         TestSource {
-            gen: Source::new(signal, 1, rate),
+            generator: Source::new(signal, 1, rate),
             channels: channels.max(1),
             signal,
         }
@@ -72,7 +72,7 @@ impl TestSource {
 impl AudioSource for TestSource {
     fn fill(&mut self, out: &mut [f32]) -> usize {
         for frame in out.chunks_exact_mut(self.channels) {
-            frame.fill(self.gen.next());
+            frame.fill(self.generator.next());
         }
         out.len() / self.channels
     }
@@ -99,7 +99,9 @@ pub struct WavSource {
 
 impl std::fmt::Debug for WavSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WavSource").field("path", &self.path).finish()
+        f.debug_struct("WavSource")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -308,7 +310,10 @@ impl Crossfade {
         out[got..].fill(0.0);
         let got = new.fill(scratch) * channels;
         scratch[got..].fill(0.0);
-        for (frame, nf) in out.chunks_exact_mut(channels).zip(scratch.chunks_exact(channels)) {
+        for (frame, nf) in out
+            .chunks_exact_mut(channels)
+            .zip(scratch.chunks_exact(channels))
+        {
             let x = (self.done as f32 / self.len as f32).min(1.0) * std::f32::consts::FRAC_PI_2;
             let (g_old, g_new) = (x.cos(), x.sin());
             for (o, &v) in frame.iter_mut().zip(nf) {
