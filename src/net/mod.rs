@@ -23,4 +23,4 @@ pub(crate) use error::NetError;
 #[cfg(test)]
 pub(crate) use netns::NetNs;
 pub(crate) use timestamp::TimestampSource;
-pub(crate) use udp::{Datagram, Dscp, Multicast, UdpConfig, UdpSocket, wait_readable};
+pub(crate) use udp::{Dscp, Multicast, UdpConfig, UdpSocket, wait_readable};
