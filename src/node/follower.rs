@@ -344,6 +344,11 @@ impl Follower {
         self.shared.status()
     }
 
+    /// The clock this follower reads (its simulated crystal, for a drifting one).
+    pub fn clock(&self) -> NodeClock {
+        lock(&self.shared.output).clock
+    }
+
     /// The clock estimate of the leader, if any.
     pub fn clock_estimate(&self) -> Option<crate::clock::ClockEstimate> {
         self.shared.clock.estimate()
