@@ -192,6 +192,7 @@ pub struct Follower {
     threads: Vec<JoinHandle<()>>,
     control: Arc<Mutex<Option<TcpStream>>>,
     output: Output,
+    ports: PeerPorts,
 }
 
 impl std::fmt::Debug for Follower {
@@ -317,6 +318,7 @@ impl Follower {
             config.role,
         )?;
         threads.push(spawn("lockstep-out", move || output_loop.run())?);
+        let ports = identity.ports;
         let (s, c) = (Arc::clone(&shared), Arc::clone(&control));
         threads.push(spawn("lockstep-control", move || {
             control_loop(&s, &c, stream, &identity)
@@ -326,7 +328,13 @@ impl Follower {
             threads,
             control,
             output: config.output,
+            ports,
         })
+    }
+
+    /// The UDP ports it receives the stream and the clock on.
+    pub fn ports(&self) -> PeerPorts {
+        self.ports
     }
 
     /// The session held now (`None` while reconnecting).

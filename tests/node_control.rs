@@ -1,0 +1,123 @@
+//! Scenarios: what a person does with a running group, through the leader. Volume, mute and
+//! trim reach the follower; pause silences the group and resume brings it back; the status
+//! query returns each follower's clock and buffer; a source switch crossfades without a
+//! click.
+
+#[path = "common/node.rs"]
+mod node;
+
+use std::time::Duration;
+
+use lockstep::control::Role;
+use lockstep::node::TestSource;
+use lockstep::playout::meter::load_capture_wav;
+use lockstep::sim::playout::TestSignal;
+use lockstep::time::Nanos;
+use node::*;
+
+#[test]
+fn volume_mute_trim_pause_and_status_reach_the_follower() {
+    let leader = leader();
+    let f = follower(follower_config(&leader, Role::Full, 40.0));
+    assert!(wait_until(Duration::from_secs(3), || f.status().playing).is_some());
+    let id = f.session().expect("joined").session;
+
+    leader.set_volume(id, 0.25).expect("volume");
+    leader.set_mute(id, true).expect("mute");
+    leader.set_trim(id, Nanos::from_millis(3)).expect("trim");
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            let s = f.status();
+            s.volume == 0.25 && s.muted && s.trim == Nanos::from_millis(3)
+        })
+        .is_some(),
+        "{:?}",
+        f.status()
+    );
+    assert!(
+        leader.set_volume(id, 1.5).is_err(),
+        "volume above 1 refused"
+    );
+    assert!(
+        leader.set_volume(id + 100, 0.5).is_err(),
+        "unknown follower"
+    );
+
+    let status = leader.status(Duration::from_secs(2));
+    assert_eq!(status.len(), 1);
+    let (info, st) = &status[0];
+    let st = st.as_ref().expect("the follower answered");
+    assert_eq!(info.volume, 0.25);
+    assert!(st.muted);
+    assert!(st.clock_offset.is_some() && st.clock_rate_ppm.is_some());
+    // The follower's crystal is 40 ppm fast: the leader's clock runs 40 ppm slow against it.
+    let rate = st.clock_rate_ppm.unwrap();
+    assert!((rate + 40.0).abs() < 1.0, "rate {rate} ppm");
+    assert!(st.buffer_level > Nanos::from_millis(20), "{st:?}");
+
+    leader.pause();
+    assert!(
+        wait_until(Duration::from_secs(2), || !f.status().playing).is_some(),
+        "paused: {:?}",
+        f.status()
+    );
+    leader.resume();
+    assert!(
+        wait_until(Duration::from_secs(3), || f.status().playing).is_some(),
+        "resumed: {:?}",
+        f.status()
+    );
+    let r = f.stop().expect("stops");
+    assert_eq!(r.status.underruns, 0, "a pause is not an underrun");
+}
+
+#[test]
+fn a_source_switch_crossfades_without_a_click() {
+    let dir = temp_dir("switch");
+    let sine = |f| TestSignal::Sine {
+        freq_hz: f,
+        amplitude: 0.5,
+    };
+    let leader = leader_on(
+        "127.0.0.1:0",
+        Box::new(TestSource::new(sine(440.0), 2, 48_000)),
+    );
+    let mut c = follower_config(&leader, Role::Full, 0.0);
+    c.output = wav(&dir, "switch.wav");
+    let f = follower(c);
+    assert!(wait_until(Duration::from_secs(3), || f.status().playing).is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    leader.switch_source(Box::new(TestSource::new(sine(1000.0), 2, 48_000)));
+    std::thread::sleep(Duration::from_millis(1500));
+    f.stop().expect("stops");
+    leader.shutdown();
+
+    let cap = load_capture_wav(dir.join("switch.wav")).expect("recording");
+    let x: Vec<f32> = cap
+        .samples
+        .chunks_exact(cap.channels)
+        .map(|f| f[0])
+        .collect();
+    // Skip the fade-in at the start: from the first loud sample on.
+    let start = x.iter().position(|s| s.abs() > 0.4).expect("sound") + 4_800;
+    let x = &x[start..];
+    // The largest step between samples: a sine of 0.5 at 1 kHz moves at most
+    // 0.5 × 2π × 1000 / 48000 ≈ 0.065 per sample; a cut between the two sines could jump
+    // by up to 1.0.
+    let max_step = x
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_step < 0.08, "a step of {max_step} in the output");
+    // And the switch happened: the end is the 1 kHz sine (zero crossings 2 kHz).
+    let tail = &x[x.len() - 24_000..];
+    let crossings = tail
+        .windows(2)
+        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+        .count();
+    assert!(
+        (900..1100).contains(&crossings),
+        "{crossings} crossings in 0.5 s"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
