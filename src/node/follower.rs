@@ -301,13 +301,8 @@ impl Follower {
                 .map_err(|e| NodeError::Socket(e.to_string()))?,
         )));
 
-        let mut threads = Vec::new();
-        let media_loop = MediaLoop {
-            shared: Arc::clone(&shared),
-            socket: media,
-            clock,
-        };
-        threads.push(spawn("lockstep-rx", move || media_loop.run())?);
+        // The output (and its file) is made before any thread starts, so that a failure
+        // here leaves nothing running.
         let output_loop = OutputLoop::new(
             Arc::clone(&shared),
             clock,
@@ -317,6 +312,13 @@ impl Follower {
             config.render_lead,
             config.role,
         )?;
+        let mut threads = Vec::new();
+        let media_loop = MediaLoop {
+            shared: Arc::clone(&shared),
+            socket: media,
+            clock,
+        };
+        threads.push(spawn("lockstep-rx", move || media_loop.run())?);
         threads.push(spawn("lockstep-out", move || output_loop.run())?);
         let ports = identity.ports;
         let (s, c) = (Arc::clone(&shared), Arc::clone(&control));

@@ -317,8 +317,8 @@ impl Leader {
             clock: Arc::new(ptp),
         });
 
-        let frames = (u64::from(config.sample_rate) * config.ptime.as_nanos() as u64
-            / 1_000_000_000) as usize;
+        // One packet per chunk: the sender's own frame count (it rounds 44.1 kHz down).
+        let frames = sender.frames_per_packet();
         let media = MediaLoop {
             shared: Arc::clone(&shared),
             clock,
@@ -327,7 +327,6 @@ impl Leader {
             rtcp,
             source,
             channels: usize::from(config.channels),
-            ptime: config.ptime,
             latency: config.latency,
             frames,
             rate: config.sample_rate,

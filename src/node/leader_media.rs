@@ -2,10 +2,10 @@
 //! stamps each chunk with the instant it is to be played, and sends the RTP packets to
 //! every destination.
 //!
-//! Chunk `k` is "captured" during `[t₀ + k·ptime, t₀ + (k+1)·ptime)` and sent at the end of
-//! it; its presentation time is `t₀ + k·ptime + latency`. While paused nothing is sent; on
-//! resume the stream carries on from the current time (the sender marks the
-//! discontinuity). A source switch crossfades from the old source to the new one.
+//! Chunk `k` (one packet's frames, lasting `d`) is "captured" during `[t₀ + k·d,
+//! t₀ + (k+1)·d)` and sent at the end of it; its presentation time is `t₀ + k·d + latency`.
+//! While paused nothing is sent; on resume the stream carries on from the current time
+//! (the sender marks the discontinuity). A source switch crossfades from the old source to the new one.
 
 use std::net::{SocketAddr, UdpSocket as StdUdp};
 use std::sync::Arc;
@@ -32,7 +32,6 @@ pub(crate) struct MediaLoop {
     pub(crate) rtcp: Option<StdUdp>,
     pub(crate) source: Box<dyn AudioSource>,
     pub(crate) channels: usize,
-    pub(crate) ptime: Nanos,
     pub(crate) latency: Nanos,
     pub(crate) frames: usize,
     pub(crate) rate: u32,
@@ -54,7 +53,7 @@ impl MediaLoop {
         let mut k: i64 = 0;
         let shared = Arc::clone(&self.shared);
         while !shared.shutdown.load(Ordering::Acquire) {
-            let end = t0 + Nanos(self.ptime.as_nanos() * (k + 1));
+            let end = t0 + self.span(k + 1);
             self.clock.sleep_until(end);
             let now = self.clock.now();
             if now - end > MAX_BEHIND {
@@ -80,7 +79,7 @@ impl MediaLoop {
                 static_dests.clear();
                 static_dests.extend(d.fixed.iter().copied());
             }
-            let captured = t0 + Nanos(self.ptime.as_nanos() * k);
+            let captured = t0 + self.span(k);
             k += 1;
             if shared.paused.load(Ordering::Acquire) {
                 continue;
@@ -123,6 +122,15 @@ impl MediaLoop {
                 }
             }
         }
+    }
+}
+
+impl MediaLoop {
+    /// The duration of `k` chunks, exact to the nanosecond (a chunk is a whole number of
+    /// frames, which at 44.1 kHz is not a whole number of nanoseconds or of ptimes).
+    fn span(&self, k: i64) -> Nanos {
+        let frames = i128::from(k) * self.frames as i128;
+        Nanos((frames * 1_000_000_000 / i128::from(self.rate.max(1))) as i64)
     }
 }
 

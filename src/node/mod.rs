@@ -29,7 +29,7 @@ mod source;
 pub use clock::{LocalClock, NodeClock};
 pub use error::NodeError;
 pub use follower::{Follower, FollowerConfig, FollowerReport, Output, SessionInfo};
-pub use leader::{FollowerInfo, Leader, LeaderConfig, LeaderStats};
+pub use leader::{DEFAULT_LATENCY, FollowerInfo, Leader, LeaderConfig, LeaderStats};
 pub use ptp::{
     ClockFollower, ClockFollowerConfig, ClockLeader, ClockLeaderConfig, PTP_MULTICAST, PtpPeer,
     PtpSocketConfig,

@@ -229,6 +229,8 @@ impl<A: Copy + Eq> PtpMaster<A> {
         header.correction = msg.header.correction;
         let resp = Message::delay_resp(header, receive_timestamp, msg.header.source_port);
         self.enqueue(from, resp);
+        // On the master's side an exchange is complete once its Delay_Req is answered.
+        self.stats.exchanges += 1;
         Ok(())
     }
 

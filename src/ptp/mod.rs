@@ -92,7 +92,8 @@ pub struct PtpStats {
     pub unknown_sequence: u64,
     /// Syncs whose Follow_Up never came, and Delay_Reqs never answered, in time.
     pub incomplete: u64,
-    /// Exchanges completed.
+    /// Exchanges completed: on a slave, exchanges handed to the estimator; on a master,
+    /// Delay_Reqs answered.
     pub exchanges: u64,
     /// Messages dropped because the outgoing queue was full.
     pub dropped_queue_full: u64,
