@@ -1,0 +1,435 @@
+//! What it costs a leader to feed many followers: the leader's CPU time while it streams to
+//! N unicast destinations on loopback.
+//!
+//! ```text
+//! cargo run --release --example fanout                       # 32 followers, 10 s, L24, 5 ms
+//! cargo run --release --example fanout -- --followers 64 --codec l16 --json
+//! ```
+//!
+//! The destinations are plain UDP sockets given to the leader as static destinations, all
+//! drained by one receiver thread that counts what arrives, so that almost all the work in
+//! the process is the leader's. After a one-second warm-up, the program reads the CPU time
+//! (user + system, from `/proc/self/task/<tid>/stat`) of each of the leader's threads
+//! (named `lockstep-*`), again at the end, and reports the leader's CPU as a percentage of
+//! one core, and its media thread's alone, against a target of 10 % for 32 followers of
+//! L24 in 5 ms packets. It also checks that every destination received its packets.
+//!
+//! Linux only (it reads `/proc`). Build it in release: a debug build measures the
+//! compiler's unoptimised code, not the leader.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use lockstep::control::{HouseholdKey, new_nonce};
+use lockstep::media::CodecKind;
+use lockstep::node::{Leader, LeaderConfig, TestSource};
+use lockstep::time::Nanos;
+
+/// Measures the leader's CPU cost of streaming to N unicast followers on loopback.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Unicast destinations (cheap stand-ins for followers), 1 to 512.
+    #[arg(long, default_value_t = 32)]
+    followers: usize,
+    /// Measured seconds (after a one-second warm-up), 1 to 600.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// The stream's codec (opus needs the `opus` cargo feature).
+    #[arg(long, value_enum, default_value_t = Codec::L24)]
+    codec: Codec,
+    /// Audio per packet, ms.
+    #[arg(long, default_value_t = 5)]
+    ptime: u32,
+    /// The target, in percent of one core, for the leader's threads together.
+    #[arg(long, default_value_t = 10.0)]
+    target_percent: f64,
+    /// Print one JSON object on standard output instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The codecs on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Codec {
+    /// 16-bit linear PCM.
+    L16,
+    /// 24-bit linear PCM (AES67).
+    L24,
+    /// Opus.
+    Opus,
+}
+
+impl Codec {
+    fn kind(self) -> CodecKind {
+        match self {
+            Codec::L16 => CodecKind::L16,
+            Codec::L24 => CodecKind::L24,
+            Codec::Opus => CodecKind::Opus,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Codec::L16 => "l16",
+            Codec::L24 => "l24",
+            Codec::Opus => "opus",
+        }
+    }
+}
+
+const WARM_UP: Duration = Duration::from_secs(1);
+/// Thread names of the leader (`comm` is cut to 15 bytes by the kernel).
+const LEADER_PREFIX: &str = "lockstep-";
+const MEDIA_THREAD: &str = "lockstep-media";
+/// The receiver thread's name, to tell it apart.
+const RECEIVER_THREAD: &str = "fanout-rx";
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fanout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Per-destination counts kept by the receiver thread.
+struct Counts {
+    packets: Vec<AtomicU64>,
+    bytes: Vec<AtomicU64>,
+}
+
+impl Counts {
+    fn snapshot(&self) -> Vec<(u64, u64)> {
+        self.packets
+            .iter()
+            .zip(&self.bytes)
+            .map(|(p, b)| (p.load(Ordering::Relaxed), b.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// CPU time of each thread of this process, by thread id: (name, ticks).
+type ThreadTimes = HashMap<u32, (String, u64)>;
+
+fn run(args: &Args) -> Result<(), String> {
+    if !(1..=512).contains(&args.followers) {
+        return Err(format!(
+            "--followers must be 1 to 512, got {}",
+            args.followers
+        ));
+    }
+    if !(args.seconds.is_finite() && (1.0..=600.0).contains(&args.seconds)) {
+        return Err(format!("--seconds must be 1 to 600, got {}", args.seconds));
+    }
+    if args.codec == Codec::Opus && !cfg!(feature = "opus") {
+        return Err(
+            "codec opus: this program was built without the opus feature \
+                    (cargo run --release --features opus --example fanout -- ...)"
+                .into(),
+        );
+    }
+    let ticks_per_s = clock_ticks()?;
+    if cfg!(debug_assertions) {
+        eprintln!("fanout: warning: a debug build; run with --release for a meaningful figure");
+    }
+
+    // The destinations.
+    let mut sockets = Vec::with_capacity(args.followers);
+    for _ in 0..args.followers {
+        let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("UDP socket: {e}"))?;
+        s.set_nonblocking(true)
+            .map_err(|e| format!("UDP socket: {e}"))?;
+        sockets.push(s);
+    }
+    let dests: Vec<SocketAddr> = sockets
+        .iter()
+        .map(|s| s.local_addr().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let counts = Arc::new(Counts {
+        packets: (0..args.followers).map(|_| AtomicU64::new(0)).collect(),
+        bytes: (0..args.followers).map(|_| AtomicU64::new(0)).collect(),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let receiver_error = Arc::new(Mutex::new(None::<String>));
+    let receiver = {
+        let (counts, stop, error) = (
+            Arc::clone(&counts),
+            Arc::clone(&stop),
+            Arc::clone(&receiver_error),
+        );
+        std::thread::Builder::new()
+            .name(RECEIVER_THREAD.into())
+            .spawn(move || drain(&sockets, &counts, &stop, &error))
+            .map_err(|e| format!("cannot start the receiver thread: {e}"))?
+    };
+
+    // The leader, on loopback, streaming the test signal to them.
+    let mut secret = Vec::new();
+    for _ in 0..2 {
+        secret.extend_from_slice(&new_nonce().map_err(|e| e.to_string())?);
+    }
+    let key = HouseholdKey::new(&secret).map_err(|e| e.to_string())?;
+    let mut config = LeaderConfig::new("fanout", key, "127.0.0.1:0".parse().unwrap());
+    config.codec = args.codec.kind();
+    config.ptime = Nanos::from_millis(i64::from(args.ptime));
+    config.dests = dests;
+    let rate = config.sample_rate;
+    let channels = config.channels;
+    let started = Leader::start(
+        config,
+        Box::new(TestSource::noise(usize::from(channels), rate)),
+    );
+    let leader = match started {
+        Ok(l) => l,
+        Err(e) => {
+            stop.store(true, Ordering::Release);
+            let _ = receiver.join();
+            return Err(format!("leader: {e}"));
+        }
+    };
+    if !args.json {
+        eprintln!(
+            "fanout: leader streaming {} {} Hz {} ch in {} ms packets to {} destinations; \
+             warming up for {} s, then measuring for {} s",
+            args.codec.name(),
+            rate,
+            channels,
+            args.ptime,
+            args.followers,
+            WARM_UP.as_secs(),
+            args.seconds
+        );
+    }
+
+    std::thread::sleep(WARM_UP);
+    let (t0, cpu0, sent0, rx0) = (
+        Instant::now(),
+        thread_times()?,
+        leader.stats().rtp_packets,
+        counts.snapshot(),
+    );
+    let measure = Duration::from_secs_f64(args.seconds);
+    while t0.elapsed() < measure {
+        std::thread::sleep(
+            measure
+                .saturating_sub(t0.elapsed())
+                .min(Duration::from_millis(200)),
+        );
+    }
+    let (wall, cpu1, stats, rx1) = (
+        t0.elapsed(),
+        thread_times()?,
+        leader.stats(),
+        counts.snapshot(),
+    );
+    leader.shutdown();
+    stop.store(true, Ordering::Release);
+    let _ = receiver.join();
+    if let Some(e) = receiver_error.lock().map(|e| e.clone()).unwrap_or(None) {
+        return Err(format!("receiver: {e}"));
+    }
+
+    // CPU per thread over the window; a thread born during it counts from zero.
+    let mut threads: Vec<(String, u64)> = Vec::new();
+    for (tid, (name, t1)) in &cpu1 {
+        let before = cpu0.get(tid).map_or(0, |(_, t)| *t);
+        threads.push((name.clone(), t1.saturating_sub(before)));
+    }
+    let wall_s = wall.as_secs_f64();
+    let percent = |ticks: u64| ticks as f64 / ticks_per_s as f64 / wall_s * 100.0;
+    let sum_where = |f: &dyn Fn(&str) -> bool| -> u64 {
+        threads.iter().filter(|(n, _)| f(n)).map(|(_, t)| *t).sum()
+    };
+    let leader_ticks = sum_where(&|n| n.starts_with(LEADER_PREFIX));
+    let media_ticks = sum_where(&|n| n == MEDIA_THREAD);
+    let receiver_ticks = sum_where(&|n| n == RECEIVER_THREAD);
+    let mut by_thread: HashMap<&str, u64> = HashMap::new();
+    for (n, t) in threads.iter().filter(|(n, _)| n.starts_with(LEADER_PREFIX)) {
+        *by_thread.entry(n.as_str()).or_default() += t;
+    }
+    let mut by_thread: Vec<(&str, u64)> = by_thread.into_iter().collect();
+    by_thread.sort();
+
+    let per_dest: Vec<(u64, u64)> = rx1
+        .iter()
+        .zip(&rx0)
+        .map(|(a, b)| (a.0 - b.0, a.1 - b.1))
+        .collect();
+    let expected = wall_s * 1000.0 / f64::from(args.ptime);
+    let min_rx = per_dest.iter().map(|d| d.0).min().unwrap_or(0);
+    let max_rx = per_dest.iter().map(|d| d.0).max().unwrap_or(0);
+    let bytes: u64 = per_dest.iter().map(|d| d.1).sum();
+    let sent = stats.rtp_packets - sent0;
+    let stream_kbps = per_dest
+        .first()
+        .map_or(0.0, |d| d.1 as f64 * 8.0 / wall_s / 1e3);
+    let total_mbps = bytes as f64 * 8.0 / wall_s / 1e6;
+    let leader_pct = percent(leader_ticks);
+    let media_pct = percent(media_ticks);
+    // Every destination within 2 % of its share (a scheduling hiccup at either end of
+    // the window moves a packet or two).
+    let delivered = min_rx as f64 >= expected * 0.98 && max_rx as f64 <= expected * 1.02 + 1.0;
+    let met = leader_pct <= args.target_percent;
+
+    if args.json {
+        let v = serde_json::json!({
+            "followers": args.followers,
+            "codec": args.codec.name(),
+            "ptime_ms": args.ptime,
+            "sample_rate": rate,
+            "channels": channels,
+            "seconds": wall_s,
+            "clock_ticks_per_s": ticks_per_s,
+            "leader_cpu_percent": leader_pct,
+            "media_cpu_percent": media_pct,
+            "receiver_cpu_percent": percent(receiver_ticks),
+            "threads": by_thread.iter().map(|(n, t)| serde_json::json!({
+                "name": n, "cpu_percent": percent(*t)
+            })).collect::<Vec<_>>(),
+            "packets_sent": sent,
+            "send_errors": stats.rtp_send_errors,
+            "packets_expected_per_destination": expected,
+            "packets_received_min": min_rx,
+            "packets_received_max": max_rx,
+            "all_delivered": delivered,
+            "stream_kbit_per_s": stream_kbps,
+            "total_mbit_per_s": total_mbps,
+            "target_percent": args.target_percent,
+            "target_met": met,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+
+    println!(
+        "leader CPU feeding {} unicast followers, {} {} Hz {} ch, {} ms packets, over {:.2} s",
+        args.followers,
+        args.codec.name(),
+        rate,
+        channels,
+        args.ptime,
+        wall_s
+    );
+    println!();
+    println!("  {:<22} {:>10}", "thread", "% of a core");
+    for (n, t) in &by_thread {
+        println!("  {n:<22} {:>10.2}", percent(*t));
+    }
+    println!("  {:<22} {:>10.2}", "leader, all threads", leader_pct);
+    println!(
+        "  {:<22} {:>10.2}   (not the leader's: the stand-in followers)",
+        RECEIVER_THREAD,
+        percent(receiver_ticks)
+    );
+    println!(
+        "  (CPU time in clock ticks of 1/{ticks_per_s} s: ±{:.2} % per thread)",
+        100.0 / ticks_per_s as f64 / wall_s
+    );
+    println!();
+    println!(
+        "  packets sent           {sent} ({} send errors)",
+        stats.rtp_send_errors
+    );
+    println!(
+        "  received per follower  min {min_rx}, max {max_rx} (expected {expected:.0}): {}",
+        if delivered {
+            "all delivered"
+        } else {
+            "SOME MISSING"
+        }
+    );
+    println!(
+        "  bitrate                {stream_kbps:.0} kbit/s per follower, {total_mbps:.1} Mbit/s in all"
+    );
+    println!();
+    println!(
+        "target: leader ≤ {:.1} % of one core: {} ({:.2} %)",
+        args.target_percent,
+        if met { "met" } else { "NOT met" },
+        leader_pct
+    );
+    Ok(())
+}
+
+/// The receiver: drains every destination socket, counting, until told to stop.
+fn drain(sockets: &[UdpSocket], counts: &Counts, stop: &AtomicBool, error: &Mutex<Option<String>>) {
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Acquire) {
+        for (i, s) in sockets.iter().enumerate() {
+            // Bounded: a socket holds at most what its buffer took since the last round.
+            for _ in 0..1024 {
+                match s.recv(&mut buf) {
+                    Ok(n) => {
+                        counts.packets[i].fetch_add(1, Ordering::Relaxed);
+                        counts.bytes[i].fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        if let Ok(mut slot) = error.lock() {
+                            slot.get_or_insert_with(|| format!("destination {i}: {e}"));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The kernel's clock ticks per second (the unit of `/proc/.../stat` CPU times).
+fn clock_ticks() -> Result<u64, String> {
+    // SAFETY: sysconf only reads a configuration value.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t <= 0 {
+        return Err("cannot read the clock tick rate (sysconf _SC_CLK_TCK)".into());
+    }
+    Ok(t as u64)
+}
+
+/// User + system CPU time of every thread of this process.
+fn thread_times() -> Result<ThreadTimes, String> {
+    let dir = "/proc/self/task";
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read {dir}: {e}"))?;
+    let mut out = HashMap::new();
+    for entry in entries.flatten() {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A thread may end between the listing and the reads: skip it.
+        let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ticks = cpu_ticks(&stat).ok_or_else(|| format!("cannot parse {}/{tid}/stat", dir))?;
+        out.insert(tid, (name.trim_end().to_string(), ticks));
+    }
+    Ok(out)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/task/<tid>/stat` line. The name
+/// (field 2) is in parentheses and may hold spaces, so fields are counted after its `)`.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After the name: field 3 (state) is index 0, so field 14 is index 11.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}

@@ -1,0 +1,328 @@
+//! A lockstep follower as a program: joins a leader's group and plays its stream in step
+//! with the other speakers.
+//!
+//! ```text
+//! cargo run --release --example follower -- --key household.key --leader 127.0.0.1:7700
+//! cargo run --release --example follower -- --key household.key --leader 127.0.0.1:7700 \
+//!     --role left --model lockstep-one --name "Living room L" --output left.wav --duration 30
+//! ```
+//!
+//! The follower proves the household key (`--key`, the same file as the leader's), asks for
+//! a role (`full`, `left`, `right`, `sub` or `mono`), learns the leader's clock over PTP and
+//! plays the RTP stream at the instants the leader stamped on it. Both halves of a stereo
+//! pair must be the same model (`--model`); the leader refuses a pair of two.
+//!
+//! Output: `null` (the timing runs, the audio goes nowhere), a WAV file (32-bit float, with
+//! a sidecar `<file>.json` for the sync meter: `cargo run --example sync_meter -- a.wav
+//! b.wav`), or `device` (a sound card; needs the `cpal` feature, not implemented yet).
+//! `--drift-ppm` runs the follower on a simulated crystal that fast (negative: slow), so
+//! that several followers on one machine each have a clock of their own to correct for.
+//!
+//! It runs for `--duration` seconds, or until interrupted (Ctrl-C). Once a second it prints
+//! its status on standard error; at the end it prints a summary on standard output. Exit
+//! codes: 0 done, 1 could not join or play (wrong key, unreachable leader, refused pair,
+//! port in use, unwritable output), 2 bad command line.
+
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use lockstep::control::{FollowerStatus, HouseholdKey, Refusal, Role, TimestampKind};
+use lockstep::node::{Follower, FollowerConfig, FollowerReport, LocalClock, NodeError, Output};
+use lockstep::time::Nanos;
+
+/// Joins a lockstep leader's group and plays its stream in step.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The leader's control address.
+    #[arg(long, value_name = "HOST:PORT")]
+    leader: String,
+    /// The role to play.
+    #[arg(long, default_value = "full", value_parser = parse_role, value_name = "full|left|right|sub|mono")]
+    role: Role,
+    /// The speaker's model; both halves of a stereo pair must have the same.
+    #[arg(long, default_value = "lockstep-generic")]
+    model: String,
+    /// The speaker's name, as the leader shows it [default: the library's].
+    #[arg(long)]
+    name: Option<String>,
+    /// The group to join (empty: whichever the leader leads).
+    #[arg(long, default_value = "")]
+    group: String,
+    /// Where the audio goes: a WAV file, `null`, or `device` (needs the cpal feature).
+    #[arg(long, default_value = "null", value_name = "FILE.wav|null|device")]
+    output: String,
+    /// Run on a simulated crystal this many ppm fast (negative: slow); 0 is the machine's
+    /// monotonic clock.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "X",
+        allow_negative_numbers = true
+    )]
+    drift_ppm: f64,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// The household key file (the same as the leader's).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse::<Role>().map_err(|e| e.to_string())
+}
+
+/// Largest simulated drift taken: real crystals are within ±100 ppm or so.
+const MAX_DRIFT_PPM: f64 = 1000.0;
+
+/// A failure, with the exit code it ends the program with.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// A mistake on the command line (exit code 2).
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    /// Something that went wrong while joining or playing (exit code 1).
+    fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("follower: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Failure> {
+    let duration = match args.duration {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            return Err(Failure::usage(format!(
+                "--duration must be a positive number of seconds, got {s}"
+            )));
+        }
+        Some(s) => Some(Duration::from_secs_f64(s)),
+        None => None,
+    };
+    if !(args.drift_ppm.is_finite() && args.drift_ppm.abs() <= MAX_DRIFT_PPM) {
+        return Err(Failure::usage(format!(
+            "--drift-ppm must be within ±{MAX_DRIFT_PPM}, got {}",
+            args.drift_ppm
+        )));
+    }
+    let output = parse_output(&args.output)?;
+    let leader = resolve(&args.leader)?;
+    let key = HouseholdKey::from_file(&args.key).map_err(|e| Failure::runtime(e.to_string()))?;
+    // Find out now whether the output can be written, before joining the group.
+    let created = match &output {
+        Output::Wav(path) => check_writable(path)?,
+        Output::Null => false,
+    };
+
+    let mut config = FollowerConfig::new(leader, key, args.role);
+    config.model = args.model.clone();
+    if let Some(name) = &args.name {
+        config.name = name.clone();
+    }
+    config.group = args.group.clone();
+    config.output = output.clone();
+    config.clock = if args.drift_ppm == 0.0 {
+        LocalClock::Monotonic
+    } else {
+        LocalClock::Drifting {
+            drift_ppm: args.drift_ppm,
+            offset: Nanos::ZERO,
+        }
+    };
+    let name = config.name.clone();
+    let follower = match Follower::start(config) {
+        Ok(f) => f,
+        Err(e) => {
+            if created && let Output::Wav(path) = &output {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(Failure::runtime(explain(&e, leader)));
+        }
+    };
+    match follower.session() {
+        Some(s) => eprintln!(
+            "follower: {name:?} (model {}) joined group {:?} at {leader} as {}, session {}: \
+             {:?} {} Hz {} ch, latency {} ms",
+            args.model,
+            s.group,
+            s.role.name(),
+            s.session,
+            s.stream.codec,
+            s.stream.sample_rate,
+            s.stream.channels,
+            s.stream.target_latency.as_nanos() / 1_000_000,
+        ),
+        None => eprintln!("follower: {name:?} joined {leader}"),
+    }
+
+    let terminal = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let mut next_line = Duration::from_secs(1);
+    loop {
+        let elapsed = start.elapsed();
+        if duration.is_some_and(|d| elapsed >= d) {
+            break;
+        }
+        if elapsed >= next_line {
+            next_line += Duration::from_secs(1);
+            let line = status_line(elapsed, &follower.status(), follower.session().is_some());
+            let mut err = std::io::stderr().lock();
+            if terminal {
+                let _ = write!(err, "\r\x1b[K{line}");
+            } else {
+                let _ = writeln!(err, "{line}");
+            }
+            let _ = err.flush();
+        }
+        let mut nap = Duration::from_millis(100);
+        if let Some(d) = duration {
+            nap = nap.min(d.saturating_sub(start.elapsed()));
+        }
+        std::thread::sleep(nap);
+    }
+    if terminal {
+        eprintln!();
+    }
+    let report = follower
+        .stop()
+        .map_err(|e| Failure::runtime(format!("output: {e}")))?;
+    print_report(&report);
+    Ok(())
+}
+
+/// `--output` to an [`Output`].
+fn parse_output(output: &str) -> Result<Output, Failure> {
+    match output {
+        "null" => Ok(Output::Null),
+        "device" => Err(if cfg!(feature = "cpal") {
+            Failure::usage("output 'device' is not implemented yet; use a WAV file or null")
+        } else {
+            Failure::usage("output 'device' needs the cpal feature (cargo run --features cpal ...)")
+        }),
+        "" => Err(Failure::usage("--output is empty")),
+        path => Ok(Output::Wav(PathBuf::from(path))),
+    }
+}
+
+/// Whether `path` can be written; creates it if needed and says whether it did.
+fn check_writable(path: &std::path::Path) -> Result<bool, Failure> {
+    let existed = path.exists();
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Failure::runtime(format!("cannot write output {}: {e}", path.display())))?;
+    Ok(!existed)
+}
+
+/// `HOST:PORT` to an address (the first the resolver gives).
+fn resolve(leader: &str) -> Result<SocketAddr, Failure> {
+    leader
+        .to_socket_addrs()
+        .map_err(|e| Failure::usage(format!("--leader {leader}: {e} (expected HOST:PORT)")))?
+        .next()
+        .ok_or_else(|| Failure::usage(format!("--leader {leader}: no address found")))
+}
+
+/// The library's error, with a hint where one helps.
+fn explain(e: &NodeError, leader: SocketAddr) -> String {
+    match e {
+        NodeError::Refused(Refusal::WrongKey) => {
+            format!("{e} (every speaker of the household needs the leader's key file; check --key)")
+        }
+        NodeError::Refused(Refusal::ModelMismatch { .. }) => {
+            format!("{e}; give both halves the same --model, or use --role full")
+        }
+        NodeError::Unreachable { .. } => {
+            format!("{e} (is a leader running with --control {leader}?)")
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn status_line(elapsed: Duration, st: &FollowerStatus, joined: bool) -> String {
+    let us = |n: Option<Nanos>| n.map_or("-".into(), |n| format!("{:.1} µs", n.as_micros_f64()));
+    format!(
+        "[{:>6.0} s] offset {}  rate {}  ±{}  buffer {:.1} ms  received {} lost {} late {}  \
+         underruns {}  {}  timestamps {}",
+        elapsed.as_secs_f64(),
+        us(st.clock_offset),
+        st.clock_rate_ppm
+            .map_or("-".into(), |r| format!("{r:+.2} ppm")),
+        us(st.uncertainty),
+        st.buffer_level.as_nanos() as f64 / 1e6,
+        st.packets_received,
+        st.packets_lost,
+        st.packets_late,
+        st.underruns,
+        match (joined, st.playing) {
+            (false, _) => "reconnecting",
+            (true, true) => "playing",
+            (true, false) => "waiting",
+        },
+        match st.timestamping {
+            TimestampKind::Kernel => "kernel",
+            TimestampKind::User => "user",
+        },
+    )
+}
+
+fn print_report(r: &FollowerReport) {
+    let st = &r.status;
+    let seconds = if r.rate_hz > 0.0 {
+        r.frames as f64 / r.rate_hz
+    } else {
+        0.0
+    };
+    println!("follower: stopped");
+    println!("  played       {} frames ({seconds:.2} s)", r.frames);
+    println!(
+        "  packets      received {}, lost {}, late {}, from unknown sources {}",
+        st.packets_received, st.packets_lost, st.packets_late, st.unknown_source
+    );
+    println!("  underruns    {}", st.underruns);
+    println!("  sessions     {}", r.sessions);
+    if let Some(e) = st.skew_estimate {
+        println!(
+            "  last error   {:.1} µs against the leader's schedule",
+            e.as_micros_f64()
+        );
+    }
+    if let Some(wav) = &r.wav {
+        let mut side = wav.clone().into_os_string();
+        side.push(".json");
+        println!(
+            "  recording    {} (timeline in {})",
+            wav.display(),
+            PathBuf::from(side).display()
+        );
+    }
+}
