@@ -314,7 +314,9 @@ impl Crossfade {
             .chunks_exact_mut(channels)
             .zip(scratch.chunks_exact(channels))
         {
-            let x = (self.done as f32 / self.len as f32).min(1.0) * std::f32::consts::FRAC_PI_2;
+            // The fade's last frame is wholly the new source.
+            let x = (self.done as f32 / (self.len - 1).max(1) as f32).min(1.0)
+                * std::f32::consts::FRAC_PI_2;
             let (g_old, g_new) = (x.cos(), x.sin());
             for (o, &v) in frame.iter_mut().zip(nf) {
                 *o = *o * g_old + v * g_new;
