@@ -23,6 +23,8 @@ mod follower_io;
 mod leader;
 mod leader_media;
 mod ptp;
+#[cfg(test)]
+mod ptp_interop;
 mod skew;
 mod source;
 
