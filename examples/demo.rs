@@ -132,6 +132,7 @@ fn run(args: &Args) -> Result<(), String> {
     );
 
     let mut followers = Vec::new();
+    let mut joined = Vec::new();
     for s in &SPEAKERS {
         let mut fc = FollowerConfig::new(leader.control_addr(), key.clone(), s.role);
         fc.group = "Downstairs".into();
@@ -142,12 +143,32 @@ fn run(args: &Args) -> Result<(), String> {
             drift_ppm: s.drift_ppm,
             offset: Nanos::from_millis(s.offset_ms),
         };
+        let t = Instant::now();
         let f = Follower::start(fc).map_err(|e| format!("{}: {e}", s.name))?;
+        joined.push(t);
         eprintln!(
             "{}: joined as {} (model {}, crystal {:+} ppm)",
             s.name, s.role, s.model, s.drift_ppm
         );
         followers.push(f);
+    }
+
+    // How long each speaker took from being started to playing in sync (its controller
+    // locked), polled every 5 ms for up to 5 s.
+    let mut to_play: Vec<Option<Duration>> = vec![None; followers.len()];
+    while to_play.iter().any(Option::is_none) && joined[0].elapsed() < Duration::from_secs(5) {
+        for ((f, t), slot) in followers.iter().zip(&joined).zip(to_play.iter_mut()) {
+            if slot.is_none() && f.status().playing {
+                *slot = Some(t.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for (s, t) in SPEAKERS.iter().zip(&to_play) {
+        match t {
+            Some(t) => eprintln!("{}: playing {} ms after it started", s.name, t.as_millis()),
+            None => eprintln!("{}: not playing 5 s after it started", s.name),
+        }
     }
 
     let start = Instant::now();
@@ -202,7 +223,13 @@ fn run(args: &Args) -> Result<(), String> {
         stats.rtp_packets, stats.ptp.received
     );
 
-    write_report(&args.out, &reports, &skew, args)?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    println!(
+        "  machine: {} cores, load average {load} (1, 5, 15 min)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    write_report(&args.out, &reports, &skew, &to_play, &load, args)?;
     let svg = log_plot_svg(
         "lockstep demo: worst pairwise skew per 0.5 s window",
         "time since measurement start (s)",
@@ -249,12 +276,15 @@ fn write_report(
     out: &Path,
     reports: &[FollowerReport],
     skew: &lockstep::node::GroupSkew,
+    to_play: &[Option<Duration>],
+    load: &str,
     args: &Args,
 ) -> Result<(), String> {
     let speakers: Vec<serde_json::Value> = reports
         .iter()
         .zip(&SPEAKERS)
-        .map(|(r, s)| {
+        .zip(to_play)
+        .map(|((r, s), t)| {
             serde_json::json!({
                 "name": s.name,
                 "role": s.role.name(),
@@ -267,6 +297,7 @@ fn write_report(
                 "underruns": r.status.underruns,
                 "packets_lost": r.status.packets_lost,
                 "packets_late": r.status.packets_late,
+                "start_to_playing_ms": t.map(|t| t.as_secs_f64() * 1e3),
             })
         })
         .collect();
@@ -289,6 +320,7 @@ fn write_report(
         "skew_p50_us": skew.p50_us,
         "skew_p99_us": skew.p99_us,
         "skew_max_us": skew.max_us,
+        "load_average": load,
     });
     let path = out.join("report.json");
     let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

@@ -275,7 +275,7 @@ mod tests {
     }
 
     /// At least one of every message, every refusal and both states of every option.
-    fn samples() -> Vec<Message> {
+    pub(super) fn samples() -> Vec<Message> {
         let refusals = [
             Refusal::WrongKey,
             Refusal::Replay,
@@ -724,5 +724,26 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), code::ALL.len());
+    }
+}
+#[cfg(test)]
+mod fuzz_seeds {
+    /// The fuzz target starts from `fuzz/seeds/control_message` (one frame per message
+    /// type; without them the fuzzer rarely gets past the magic). They must stay valid
+    /// frames as the format evolves, or the fuzzer would start from nothing again.
+    #[test]
+    fn the_fuzz_seeds_are_valid_frames_of_every_type() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/control_message");
+        let mut codes = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).expect("seed directory") {
+            let bytes = std::fs::read(entry.expect("entry").path()).expect("seed");
+            let (m, used) = super::decode_frame(&bytes)
+                .expect("a seed decodes")
+                .expect("a seed is a whole frame");
+            assert_eq!(used, bytes.len());
+            codes.insert(m.type_code());
+        }
+        let all: std::collections::BTreeSet<u8> = super::super::message::code::ALL.into_iter().collect();
+        assert_eq!(codes, all, "a seed for every message type");
     }
 }
