@@ -224,7 +224,11 @@ fn run(args: &Args) -> Result<(), String> {
     );
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     println!(
         "  machine: {} cores, load average {load} (1, 5, 15 min)",
         std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -733,7 +733,8 @@ mod fuzz_seeds {
     /// frames as the format evolves, or the fuzzer would start from nothing again.
     #[test]
     fn the_fuzz_seeds_are_valid_frames_of_every_type() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/control_message");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/control_message");
         let mut codes = std::collections::BTreeSet::new();
         for entry in std::fs::read_dir(&dir).expect("seed directory") {
             let bytes = std::fs::read(entry.expect("entry").path()).expect("seed");
@@ -743,7 +744,8 @@ mod fuzz_seeds {
             assert_eq!(used, bytes.len());
             codes.insert(m.type_code());
         }
-        let all: std::collections::BTreeSet<u8> = super::super::message::code::ALL.into_iter().collect();
+        let all: std::collections::BTreeSet<u8> =
+            super::super::message::code::ALL.into_iter().collect();
         assert_eq!(codes, all, "a seed for every message type");
     }
 }
