@@ -16,6 +16,7 @@ mod error;
 #[cfg(test)]
 mod netns;
 mod timestamp;
+mod transport;
 mod udp;
 
 pub(crate) use clock::{monotonic_ns, realtime_ns, realtime_to_monotonic};
@@ -23,4 +24,5 @@ pub(crate) use error::NetError;
 #[cfg(test)]
 pub(crate) use netns::NetNs;
 pub(crate) use timestamp::TimestampSource;
-pub(crate) use udp::{Dscp, Multicast, UdpConfig, UdpSocket, wait_readable};
+pub(crate) use transport::Transport;
+pub(crate) use udp::{Datagram, Dscp, Multicast, UdpConfig, UdpSocket, wait_readable};

@@ -25,6 +25,8 @@ mod leader_media;
 mod ptp;
 #[cfg(test)]
 mod ptp_interop;
+#[cfg(test)]
+mod simnet;
 mod skew;
 mod source;
 

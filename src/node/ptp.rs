@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::clock::{ClockEstimate, ClockEstimator, EnvelopeEstimator};
 use crate::control::TimestampKind;
-use crate::net::{self, Dscp, Multicast, TimestampSource, UdpConfig, UdpSocket};
+use crate::net::{Dscp, Multicast, TimestampSource, Transport, UdpConfig, UdpSocket};
 use crate::node::NodeError;
 use crate::node::clock::NodeClock;
 use crate::ptp::{
@@ -90,16 +90,16 @@ const TX_RING: usize = 64;
 
 /// The event and general sockets of a clock node, with the bookkeeping that matches
 /// transmit timestamps to the messages they belong to.
-pub(crate) struct PtpSockets {
-    event: UdpSocket,
-    general: UdpSocket,
+pub(crate) struct PtpSockets<T: Transport = UdpSocket> {
+    event: T,
+    general: T,
     clock: NodeClock,
     tx_ring: [Option<(u32, TxTag)>; TX_RING],
     tx_next: usize,
     buf: [u8; 1500],
 }
 
-impl PtpSockets {
+impl PtpSockets<UdpSocket> {
     pub(crate) fn bind(cfg: &PtpSocketConfig, clock: NodeClock) -> Result<PtpSockets, NodeError> {
         let multicast = match (cfg.multicast_interface, cfg.ip) {
             (Some(interface), _) => Some(Multicast {
@@ -129,14 +129,21 @@ impl PtpSockets {
             // A multicast socket bound to a unicast address would not see the group's
             // traffic: bind_ip must then be the wildcard or the group, which UdpConfig does.
         }
-        Ok(PtpSockets {
+        Ok(PtpSockets::new(event, general, clock))
+    }
+}
+
+impl<T: Transport> PtpSockets<T> {
+    /// The pair over any transport, for `clock`.
+    pub(crate) fn new(event: T, general: T, clock: NodeClock) -> PtpSockets<T> {
+        PtpSockets {
             event,
             general,
             clock,
             tx_ring: [None; TX_RING],
             tx_next: 0,
             buf: [0; 1500],
-        })
+        }
     }
 
     pub(crate) fn event_port(&self) -> u16 {
@@ -179,7 +186,7 @@ impl PtpSockets {
 
     /// Waits until a datagram arrives on either socket or `timeout` passes.
     pub(crate) fn wait(&self, timeout: Duration) {
-        net::wait_readable(&[&self.event, &self.general], timeout);
+        T::wait_any(&[&self.event, &self.general], timeout);
     }
 
     /// Hands each kernel transmit timestamp, as a local instant, to `f` with its tag.
@@ -267,6 +274,15 @@ impl ClockFollower {
         clock: NodeClock,
     ) -> Result<ClockFollower, NodeError> {
         let sockets = PtpSockets::bind(&config.sockets, clock)?;
+        ClockFollower::start_on(sockets, config, clock)
+    }
+
+    /// Starts on `sockets` of any transport (`config.sockets` is not used).
+    pub(crate) fn start_on<T: Transport>(
+        sockets: PtpSockets<T>,
+        config: ClockFollowerConfig,
+        clock: NodeClock,
+    ) -> Result<ClockFollower, NodeError> {
         let shared = Arc::new(ClockShared::default());
         *shared.master.lock().unwrap_or_else(|e| e.into_inner()) = config.master;
         let timestamping = sockets.timestamping();
@@ -356,7 +372,12 @@ fn wait_for(clock: &NodeClock, deadline: Option<LocalInstant>) -> Duration {
     }
 }
 
-fn run_slave(mut sockets: PtpSockets, clock: NodeClock, port: PortIdentity, shared: &ClockShared) {
+fn run_slave<T: Transport>(
+    mut sockets: PtpSockets<T>,
+    clock: NodeClock,
+    port: PortIdentity,
+    shared: &ClockShared,
+) {
     let new_slave = || PtpSlave::<SocketAddr>::new(SlaveConfig::new(port));
     let mut slave = new_slave();
     let mut estimator = EnvelopeEstimator::default();
@@ -456,6 +477,15 @@ impl ClockLeader {
     /// Binds its sockets and starts its thread, serving `clock`.
     pub fn start(config: ClockLeaderConfig, clock: NodeClock) -> Result<ClockLeader, NodeError> {
         let sockets = PtpSockets::bind(&config.sockets, clock)?;
+        ClockLeader::start_on(sockets, config, clock)
+    }
+
+    /// Starts on `sockets` of any transport (`config.sockets` is not used).
+    pub(crate) fn start_on<T: Transport>(
+        sockets: PtpSockets<T>,
+        config: ClockLeaderConfig,
+        clock: NodeClock,
+    ) -> Result<ClockLeader, NodeError> {
         let shared = Arc::new(ClockShared::default());
         let commands = Arc::new(Mutex::new(Vec::new()));
         let timestamping = sockets.timestamping();
@@ -525,8 +555,8 @@ fn leader_time(t: LocalInstant) -> LeaderInstant {
     LeaderInstant::from_nanos(t.as_nanos())
 }
 
-fn run_master(
-    mut sockets: PtpSockets,
+fn run_master<T: Transport>(
+    mut sockets: PtpSockets<T>,
     clock: NodeClock,
     config: MasterConfig,
     shared: &ClockShared,
