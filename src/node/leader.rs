@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::control::{
-    FollowerStatus, HouseholdKey, Message, Refusal, ReplayGuard, Role, StreamParams, new_nonce,
-    read_message, write_message,
+    FollowerStatus, HouseholdKey, Message, Refusal, ReplayGuard, Role, StreamParams, TimestampKind,
+    new_nonce, read_message, write_message,
 };
 use crate::media::sdp::{PtpReference, SessionDescription};
 use crate::media::sender::{RtpSender, SenderConfig};
@@ -117,7 +117,7 @@ pub struct FollowerInfo {
 }
 
 /// The leader's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaderStats {
     /// RTP datagrams sent (each destination counts).
     pub rtp_packets: u64,
@@ -133,6 +133,8 @@ pub struct LeaderStats {
     pub refused_busy: u64,
     /// The PTP master's counters.
     pub ptp: PtpStats,
+    /// Which receive timestamps the PTP event socket delivers (kernel or user space).
+    pub timestamping: TimestampKind,
 }
 
 #[derive(Debug, Default)]
@@ -374,6 +376,7 @@ impl Leader {
             refused_other: c.refused_other.load(Ordering::Relaxed),
             refused_busy: c.refused_busy.load(Ordering::Relaxed),
             ptp: self.shared.clock.stats(),
+            timestamping: self.shared.clock.timestamping(),
         }
     }
 
