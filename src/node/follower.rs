@@ -144,6 +144,8 @@ pub(crate) struct FollowerShared {
     pub(crate) output: Mutex<OutputShared>,
     pub(crate) sessions: AtomicU64,
     pub(crate) clock: ClockFollower,
+    /// The node's own clock (the one `clock` estimates the leader's against).
+    pub(crate) local: NodeClock,
 }
 
 impl FollowerShared {
@@ -158,7 +160,7 @@ impl FollowerShared {
             .as_ref()
             .map(|r| r.stats())
             .unwrap_or_default();
-        let now = self.clock_now();
+        let now = self.local.now();
         FollowerStatus {
             clock_offset: est.map(|e| e.offset_at(now)),
             clock_rate_ppm: est.map(|e| e.rate_ppm).filter(|r| r.is_finite()),
@@ -179,10 +181,6 @@ impl FollowerShared {
             trim: Nanos(self.trim_ns.load(Ordering::Relaxed)),
             timestamping: self.clock.timestamping(),
         }
-    }
-
-    fn clock_now(&self) -> crate::time::LocalInstant {
-        lock(&self.output).clock.now()
     }
 }
 
@@ -290,9 +288,10 @@ impl Follower {
             trim_ns: AtomicI64::new(0),
             rx: Mutex::new(None),
             unknown_source: AtomicU64::new(0),
-            output: Mutex::new(OutputShared::new(clock)),
+            output: Mutex::new(OutputShared::new()),
             sessions: AtomicU64::new(0),
             clock: ptp,
+            local: clock,
         });
         begin_session(&shared, session)?;
         let control = Arc::new(Mutex::new(Some(
@@ -356,7 +355,7 @@ impl Follower {
 
     /// The clock this follower reads (its simulated crystal, for a drifting one).
     pub fn clock(&self) -> NodeClock {
-        lock(&self.shared.output).clock
+        self.shared.local
     }
 
     /// The clock estimate of the leader, if any.

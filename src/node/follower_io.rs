@@ -9,7 +9,6 @@
 //! `start + n·block/rate`, and is rendered `render_lead` before. Rendering is the
 //! [`Playout`] path; the emitted block goes to the sink with its true (monotonic) time.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -33,7 +32,6 @@ use crate::time::Nanos;
 /// What the output thread publishes for status queries and the final report.
 #[derive(Debug, Clone)]
 pub(crate) struct OutputShared {
-    pub(crate) clock: NodeClock,
     pub(crate) buffer_level: Nanos,
     pub(crate) underruns: u64,
     pub(crate) error: Option<Nanos>,
@@ -45,9 +43,8 @@ pub(crate) struct OutputShared {
 }
 
 impl OutputShared {
-    pub(crate) fn new(clock: NodeClock) -> OutputShared {
+    pub(crate) fn new() -> OutputShared {
         OutputShared {
-            clock,
             buffer_level: Nanos::ZERO,
             underruns: 0,
             error: None,
@@ -141,7 +138,6 @@ pub(crate) struct OutputLoop {
     channels: usize,
     sink: Sink,
     rate_hz: f64,
-    wav: Option<PathBuf>,
 }
 
 impl OutputLoop {
@@ -168,12 +164,12 @@ impl OutputLoop {
             _ => 0.0,
         };
         let rate_hz = f64::from(rate) * (1.0 + drift * 1e-6);
-        let (sink, wav) = match output {
-            Output::Null => (Sink::Null, None),
+        let sink = match output {
+            Output::Null => Sink::Null,
             Output::Wav(path) => {
                 let mut w = WavSink::create(&path, rate, channels as u16)?;
                 w.set_rate_hz(rate_hz);
-                (Sink::Wav(w), Some(path))
+                Sink::Wav(w)
             }
         };
         Ok(OutputLoop {
@@ -185,7 +181,6 @@ impl OutputLoop {
             channels,
             sink,
             rate_hz,
-            wav,
         })
     }
 
@@ -314,6 +309,5 @@ impl OutputLoop {
         {
             lock(&self.shared.output).sink_error = Some(e.to_string());
         }
-        let _ = &self.wav;
     }
 }

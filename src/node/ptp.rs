@@ -63,7 +63,9 @@ pub struct PtpSocketConfig {
     /// General port (320 for linuxptp; 0 picks a free one).
     pub general_port: u16,
     /// Join the PTP multicast group 224.0.1.129 on the interface with this address (for
-    /// peers that send to it, as linuxptp does). Never joined on a default route.
+    /// peers that send to it, as linuxptp does). Never joined on a default route. A socket
+    /// bound to a unicast address does not see the group's datagrams: with multicast, bind
+    /// `ip` to the wildcard 0.0.0.0.
     pub multicast_interface: Option<Ipv4Addr>,
     /// Ask the kernel for receive and transmit timestamps (falls back to user space).
     pub kernel_timestamps: bool,
@@ -125,10 +127,6 @@ impl PtpSockets<UdpSocket> {
         let event = bind(cfg.event_port, cfg.kernel_timestamps)?;
         // General messages carry their timestamps inside; only their arrival matters.
         let general = bind(cfg.general_port, false)?;
-        if multicast.is_some() {
-            // A multicast socket bound to a unicast address would not see the group's
-            // traffic: bind_ip must then be the wildcard or the group, which UdpConfig does.
-        }
         Ok(PtpSockets::new(event, general, clock))
     }
 }
