@@ -15,6 +15,7 @@ pub(crate) mod clock;
 mod error;
 #[cfg(test)]
 mod netns;
+mod tcp;
 mod timestamp;
 mod transport;
 mod udp;
@@ -23,6 +24,7 @@ pub(crate) use clock::{monotonic_ns, realtime_ns, realtime_to_monotonic};
 pub(crate) use error::NetError;
 #[cfg(test)]
 pub(crate) use netns::NetNs;
+pub(crate) use tcp::tune_control;
 pub(crate) use timestamp::TimestampSource;
 pub(crate) use transport::Transport;
 pub(crate) use udp::{Datagram, Dscp, Multicast, UdpConfig, UdpSocket, wait_readable};

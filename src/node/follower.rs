@@ -420,7 +420,7 @@ fn connect(id: &Identity) -> Result<(TcpStream, SessionInfo), NodeError> {
             source,
         }
     })?;
-    let _ = stream.set_nodelay(true);
+    crate::net::tune_control(&stream);
     let _ = stream.set_read_timeout(Some(CONTROL_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CONTROL_TIMEOUT));
     let nonce = new_nonce().map_err(|e| NodeError::Socket(e.to_string()))?;

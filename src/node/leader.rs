@@ -440,6 +440,19 @@ impl Leader {
                     .ok_or(NodeError::UnknownFollower { id })
             };
             let (l, r) = (find(left)?, find(right)?);
+            if let Some(other) = sessions.iter().find(|s| {
+                s.info.id != left
+                    && s.info.id != right
+                    && matches!(s.info.role, Role::Left | Role::Right)
+            }) {
+                return Err(NodeError::Config {
+                    field: "pair",
+                    reason: format!(
+                        "follower {} ({}) already plays {}",
+                        other.info.id, other.info.name, other.info.role
+                    ),
+                });
+            }
             if l.info.model != r.info.model {
                 return Err(NodeError::ModelMismatch {
                     model: l.info.model.clone(),
@@ -656,7 +669,7 @@ fn accept_loop(shared: &Arc<LeaderShared>, listener: &TcpListener) {
 /// One control session: the handshake, then messages until the follower leaves.
 fn serve(shared: &Arc<LeaderShared>, mut stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
+    crate::net::tune_control(&stream);
     let _ = stream.set_read_timeout(Some(shared.handshake_timeout));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
     let mut scratch = Vec::new();
