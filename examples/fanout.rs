@@ -24,11 +24,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use lockstep::control::{HouseholdKey, new_nonce};
-use lockstep::media::CodecKind;
 use lockstep::node::{Leader, LeaderConfig, TestSource};
 use lockstep::time::Nanos;
+
+#[path = "common/cli.rs"]
+mod cli;
+use cli::Codec;
 
 /// Measures the leader's CPU cost of streaming to N unicast followers on loopback.
 #[derive(Parser, Debug)]
@@ -52,35 +55,6 @@ struct Args {
     /// Print one JSON object on standard output instead of the table.
     #[arg(long)]
     json: bool,
-}
-
-/// The codecs on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Codec {
-    /// 16-bit linear PCM.
-    L16,
-    /// 24-bit linear PCM (AES67).
-    L24,
-    /// Opus.
-    Opus,
-}
-
-impl Codec {
-    fn kind(self) -> CodecKind {
-        match self {
-            Codec::L16 => CodecKind::L16,
-            Codec::L24 => CodecKind::L24,
-            Codec::Opus => CodecKind::Opus,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Codec::L16 => "l16",
-            Codec::L24 => "l24",
-            Codec::Opus => "opus",
-        }
-    }
 }
 
 const WARM_UP: Duration = Duration::from_secs(1);

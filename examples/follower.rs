@@ -35,6 +35,10 @@ use lockstep::control::{FollowerStatus, HouseholdKey, Refusal, Role, TimestampKi
 use lockstep::node::{Follower, FollowerConfig, FollowerReport, LocalClock, NodeError, Output};
 use lockstep::time::Nanos;
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::Failure;
+
 /// Joins a lockstep leader's group and plays its stream in step.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -81,38 +85,11 @@ fn parse_role(s: &str) -> Result<Role, String> {
 /// Largest simulated drift taken: real crystals are within ±100 ppm or so.
 const MAX_DRIFT_PPM: f64 = 1000.0;
 
-/// A failure, with the exit code it ends the program with.
-struct Failure {
-    code: u8,
-    message: String,
-}
-
-impl Failure {
-    /// A mistake on the command line (exit code 2).
-    fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 2,
-            message: message.into(),
-        }
-    }
-
-    /// Something that went wrong while joining or playing (exit code 1).
-    fn runtime(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 1,
-            message: message.into(),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("follower: {}", f.message);
-            ExitCode::from(f.code)
-        }
+        Err(f) => f.exit("follower"),
     }
 }
 

@@ -28,13 +28,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use lockstep::control::{FollowerStatus, HouseholdKey};
-use lockstep::media::CodecKind;
 use lockstep::node::{
     AudioSource, FollowerInfo, Leader, LeaderConfig, RawS16Source, TestSource, WavSource,
 };
 use lockstep::time::Nanos;
+
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{Codec, Failure};
 
 /// Streams an input to a group of lockstep followers and serves the group's clock.
 #[derive(Parser, Debug)]
@@ -76,59 +79,11 @@ struct Args {
     seconds: Option<f64>,
 }
 
-/// The codecs on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Codec {
-    /// 16-bit linear PCM.
-    L16,
-    /// 24-bit linear PCM (AES67).
-    L24,
-    /// Opus.
-    Opus,
-}
-
-impl Codec {
-    fn kind(self) -> CodecKind {
-        match self {
-            Codec::L16 => CodecKind::L16,
-            Codec::L24 => CodecKind::L24,
-            Codec::Opus => CodecKind::Opus,
-        }
-    }
-}
-
-/// A failure, with the exit code it ends the program with.
-struct Failure {
-    code: u8,
-    message: String,
-}
-
-impl Failure {
-    /// A mistake on the command line (exit code 2).
-    fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 2,
-            message: message.into(),
-        }
-    }
-
-    /// Something that went wrong while starting or running (exit code 1).
-    fn runtime(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 1,
-            message: message.into(),
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            eprintln!("leader: {}", f.message);
-            ExitCode::from(f.code)
-        }
+        Err(f) => f.exit("leader"),
     }
 }
 

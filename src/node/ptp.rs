@@ -252,7 +252,7 @@ pub struct ClockFollowerConfig {
 /// A PTP slave and clock estimator on their own thread: learns the leader's clock.
 pub struct ClockFollower {
     shared: Arc<ClockShared>,
-    thread: Option<JoinHandle<()>>,
+    runner: Runner,
     timestamping: TimestampKind,
     ports: (u16, u16),
 }
@@ -295,8 +295,8 @@ impl ClockFollower {
             .spawn(move || run_slave(sockets, clock, port, &s))
             .map_err(|e| NodeError::Thread(e.to_string()))?;
         Ok(ClockFollower {
+            runner: Runner::new(&shared, thread),
             shared,
-            thread: Some(thread),
             timestamping,
             ports,
         })
@@ -336,7 +336,22 @@ impl ClockFollower {
 
     /// Stops its thread.
     pub fn stop(mut self) {
-        self.halt();
+        self.runner.halt();
+    }
+}
+
+/// A clock node's thread: stopped (flag set, thread joined) by `halt` or on drop.
+struct Runner {
+    shared: Arc<ClockShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Runner {
+    fn new(shared: &Arc<ClockShared>, thread: JoinHandle<()>) -> Runner {
+        Runner {
+            shared: Arc::clone(shared),
+            thread: Some(thread),
+        }
     }
 
     fn halt(&mut self) {
@@ -347,7 +362,7 @@ impl ClockFollower {
     }
 }
 
-impl Drop for ClockFollower {
+impl Drop for Runner {
     fn drop(&mut self) {
         self.halt();
     }
@@ -458,7 +473,7 @@ pub(crate) enum PeerCommand {
 pub struct ClockLeader {
     shared: Arc<ClockShared>,
     commands: Arc<Mutex<Vec<PeerCommand>>>,
-    thread: Option<JoinHandle<()>>,
+    runner: Runner,
     timestamping: TimestampKind,
     ports: (u16, u16),
 }
@@ -496,9 +511,9 @@ impl ClockLeader {
             .spawn(move || run_master(sockets, clock, mc, &s, &c))
             .map_err(|e| NodeError::Thread(e.to_string()))?;
         Ok(ClockLeader {
+            runner: Runner::new(&shared, thread),
             shared,
             commands,
-            thread: Some(thread),
             timestamping,
             ports,
         })
@@ -531,20 +546,7 @@ impl ClockLeader {
 
     /// Stops its thread.
     pub fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.shared.shutdown.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for ClockLeader {
-    fn drop(&mut self) {
-        self.halt();
+        self.runner.halt();
     }
 }
 

@@ -1,0 +1,70 @@
+//! Pieces the node examples share: the codec flag and failures with exit codes. Included
+//! with `#[path = "common/cli.rs"] mod cli;`.
+
+#![allow(dead_code)] // each example uses some of it
+
+use clap::ValueEnum;
+use lockstep::media::CodecKind;
+
+/// The codecs on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Codec {
+    /// 16-bit linear PCM.
+    L16,
+    /// 24-bit linear PCM (AES67).
+    L24,
+    /// Opus.
+    Opus,
+}
+
+impl Codec {
+    /// The media path's codec.
+    pub fn kind(self) -> CodecKind {
+        match self {
+            Codec::L16 => CodecKind::L16,
+            Codec::L24 => CodecKind::L24,
+            Codec::Opus => CodecKind::Opus,
+        }
+    }
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::L16 => "l16",
+            Codec::L24 => "l24",
+            Codec::Opus => "opus",
+        }
+    }
+}
+
+/// A failure, with the exit code it ends the program with.
+pub struct Failure {
+    /// 1 for something that went wrong while running, 2 for a mistake on the command line.
+    pub code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+impl Failure {
+    /// A mistake on the command line (exit code 2).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    /// Something that went wrong while starting or running (exit code 1).
+    pub fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+
+    /// Prints it, prefixed with the program's name, and gives the exit code.
+    pub fn exit(self, program: &str) -> std::process::ExitCode {
+        eprintln!("{program}: {}", self.message);
+        std::process::ExitCode::from(self.code)
+    }
+}
