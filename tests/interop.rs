@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "common/ports.rs"]
+mod ports;
+use ports::free_port_pair;
+
 use lockstep::media::receiver::{ReceiverConfig, RtpReceiver};
 use lockstep::media::sdp::SessionDescription;
 use lockstep::media::sender::{RtpSender, SenderConfig};
@@ -36,22 +40,6 @@ fn require(tool: &str) {
          (apt-get install ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base \
          gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)"
     );
-}
-
-/// An even loopback port whose odd neighbour (RTCP) is free too.
-fn free_port_pair() -> u16 {
-    for _ in 0..200 {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let p = s.local_addr().unwrap().port() & !1;
-        drop(s);
-        if p > 1024
-            && UdpSocket::bind(("127.0.0.1", p)).is_ok()
-            && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-    panic!("no free loopback port pair");
 }
 
 fn scratch_dir(name: &str) -> PathBuf {

@@ -3,9 +3,12 @@
 //! file, records the leader's 1 kHz test tone. Ignored by default (needs ffmpeg); `.ci/run`
 //! installs ffmpeg and runs it with `--ignored`, where a missing ffmpeg fails it.
 
-use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "common/ports.rs"]
+mod ports;
+use ports::free_port_pair;
 
 use lockstep::control::HouseholdKey;
 use lockstep::node::{Leader, LeaderConfig, TestSource};
@@ -19,22 +22,6 @@ fn require_ffmpeg() {
         .status()
         .is_ok_and(|s| s.success());
     assert!(found, "ffmpeg is not installed (apt-get install ffmpeg)");
-}
-
-/// An even loopback port whose odd neighbour (RTCP) is free too.
-fn free_port_pair() -> u16 {
-    for _ in 0..200 {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let p = s.local_addr().unwrap().port() & !1;
-        drop(s);
-        if p > 1024
-            && UdpSocket::bind(("127.0.0.1", p)).is_ok()
-            && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-    panic!("no free loopback port pair");
 }
 
 #[test]
