@@ -121,3 +121,43 @@ fn a_source_switch_crossfades_without_a_click() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn trim_and_output_latency_move_a_speaker_by_exactly_that_much() {
+    use lockstep::node::{measure_recordings, recording};
+    let dir = temp_dir("trim");
+    let leader = leader();
+    let mut a = follower_config(&leader, Role::Full, 60.0);
+    a.output = wav(&dir, "a.wav");
+    let a = follower(a);
+    let mut b = follower_config(&leader, Role::Full, -60.0);
+    b.output = wav(&dir, "b.wav");
+    // b's amplifier takes 1 ms: b emits 1 ms early so that both are heard together...
+    b.output_latency = Nanos::from_millis(1);
+    let b = follower(b);
+    // ...and the leader trims b 300 µs later (it stands 10 cm nearer the listener).
+    leader
+        .set_trim(
+            b.session().expect("joined").session,
+            Nanos::from_micros(300),
+        )
+        .expect("trim");
+    std::thread::sleep(Duration::from_secs(6));
+    let rb = b.stop().expect("b stops");
+    a.stop().expect("a stops");
+    leader.shutdown();
+    let from = rb.first_sample_ns.expect("b played") + 3_000_000_000;
+    let skew = measure_recordings(
+        &[
+            recording("a", &dir.join("a.wav")),
+            recording("b", &dir.join("b.wav")),
+        ],
+        from,
+        None,
+    )
+    .expect("overlap");
+    let mean = skew.pairs[0].mean_us;
+    // b − a: 300 µs later for the trim, 1000 µs earlier for the output latency.
+    assert!((mean + 700.0).abs() < 5.0, "b plays {mean:+.2} µs after a");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -67,7 +67,9 @@ pub struct FollowerConfig {
     pub block_frames: usize,
     /// How long before a block leaves the DAC it is rendered.
     pub render_lead: Nanos,
-    /// Delay from the DAC to the ear, reported to the leader.
+    /// Delay from the DAC to the ear (a sound card's buffer, an amplifier's DSP): the
+    /// follower emits that much earlier so that the sound is heard on time, and reports it
+    /// to the leader.
     pub output_latency: Nanos,
 }
 
@@ -302,15 +304,7 @@ impl Follower {
 
         // The output (and its file) is made before any thread starts, so that a failure
         // here leaves nothing running.
-        let output_loop = OutputLoop::new(
-            Arc::clone(&shared),
-            clock,
-            config.output.clone(),
-            config.corrector,
-            config.block_frames,
-            config.render_lead,
-            config.role,
-        )?;
+        let output_loop = OutputLoop::new(Arc::clone(&shared), clock, &config)?;
         let mut threads = Vec::new();
         let media_loop = MediaLoop {
             shared: Arc::clone(&shared),

@@ -17,7 +17,7 @@ use crate::control::Role;
 use crate::net::UdpSocket;
 use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
-use crate::node::follower::{FollowerShared, Output};
+use crate::node::follower::{FollowerConfig, FollowerShared, Output};
 use crate::node::ptp::lock;
 use crate::playout::controller::State;
 use crate::playout::corrector::CorrectorKind;
@@ -134,6 +134,8 @@ pub(crate) struct OutputLoop {
     corrector: CorrectorKind,
     block: usize,
     lead: Nanos,
+    /// From the DAC to the ear: emitted this much early.
+    output_latency: Nanos,
     /// Channels the output device has (fixed by the role asked for at the start).
     channels: usize,
     sink: Sink,
@@ -144,17 +146,13 @@ impl OutputLoop {
     pub(crate) fn new(
         shared: Arc<FollowerShared>,
         clock: NodeClock,
-        output: Output,
-        corrector: CorrectorKind,
-        block: usize,
-        lead: Nanos,
-        role: Role,
+        config: &FollowerConfig,
     ) -> Result<OutputLoop, NodeError> {
         let (rate, stream_channels) = lock(&shared.session)
             .as_ref()
             .map(|s| (s.stream.sample_rate, usize::from(s.stream.channels)))
             .unwrap_or((48_000, 2));
-        let channels = if role == Role::Full {
+        let channels = if config.role == Role::Full {
             stream_channels
         } else {
             1
@@ -164,7 +162,7 @@ impl OutputLoop {
             _ => 0.0,
         };
         let rate_hz = f64::from(rate) * (1.0 + drift * 1e-6);
-        let sink = match output {
+        let sink = match config.output.clone() {
             Output::Null => Sink::Null,
             Output::Wav(path) => {
                 let mut w = WavSink::create(&path, rate, channels as u16)?;
@@ -175,9 +173,10 @@ impl OutputLoop {
         Ok(OutputLoop {
             shared,
             clock,
-            corrector,
-            block,
-            lead,
+            corrector: config.corrector,
+            block: config.block_frames,
+            lead: config.render_lead,
+            output_latency: config.output_latency,
             channels,
             sink,
             rate_hz,
@@ -239,7 +238,7 @@ impl OutputLoop {
             gain.set_mute(self.shared.muted.load(Ordering::Relaxed));
             playout
                 .controller_mut()
-                .set_trim(Nanos(self.shared.trim_ns.load(Ordering::Relaxed)));
+                .set_trim(Nanos(self.shared.trim_ns.load(Ordering::Relaxed)) - self.output_latency);
 
             let paused = self.shared.paused.load(Ordering::Acquire);
             let est = self.shared.clock.estimate();
