@@ -58,6 +58,10 @@ struct Args {
     /// The group to join (empty: whichever the leader leads).
     #[arg(long, default_value = "")]
     group: String,
+    /// The address of the interface to join a multicast stream on (default: the address
+    /// the sockets bind to, when the leader is on loopback).
+    #[arg(long, value_name = "IPv4")]
+    multicast_interface: Option<std::net::Ipv4Addr>,
     /// Where the audio goes: a WAV file, `null`, or `device` (needs the cpal feature).
     #[arg(long, default_value = "null", value_name = "FILE.wav|null|device")]
     output: String,
@@ -124,6 +128,9 @@ fn run(args: &Args) -> Result<(), Failure> {
         config.name = name.clone();
     }
     config.group = args.group.clone();
+    if args.multicast_interface.is_some() {
+        config.multicast_interface = args.multicast_interface;
+    }
     config.output = output.clone();
     config.clock = if args.drift_ppm == 0.0 {
         LocalClock::Monotonic

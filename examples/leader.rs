@@ -23,7 +23,7 @@
 //! a status line on standard error, with the joined followers' health every two seconds.
 
 use std::io::{IsTerminal, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use lockstep::control::{FollowerStatus, HouseholdKey};
 use lockstep::node::{
-    AudioSource, FollowerInfo, Leader, LeaderConfig, RawS16Source, TestSource, WavSource,
+    AudioSource, FollowerInfo, Leader, LeaderConfig, MulticastStream, RawS16Source, TestSource,
+    WavSource,
 };
 use lockstep::time::Nanos;
 
@@ -64,9 +65,17 @@ struct Args {
     /// Repeatable.
     #[arg(long, value_name = "HOST:PORT")]
     dest: Vec<String>,
-    /// Write an SDP file describing the stream sent to the first `--dest`.
+    /// Write an SDP file describing the stream sent to the multicast group, or else to the
+    /// first `--dest`.
     #[arg(long, value_name = "FILE")]
     sdp: Option<PathBuf>,
+    /// Send the stream once to this IPv4 multicast group (AES67 style) instead of to each
+    /// follower; needs `--interface`.
+    #[arg(long, value_name = "GROUP:PORT")]
+    multicast: Option<SocketAddrV4>,
+    /// The address of the interface the multicast stream leaves by (never a default route).
+    #[arg(long, value_name = "IPv4", requires = "multicast")]
+    interface: Option<Ipv4Addr>,
     /// The household key file (16 to 1024 bytes); every follower needs the same.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
@@ -107,11 +116,25 @@ fn run(args: &Args) -> Result<(), Failure> {
              (cargo run --features opus --example leader -- ...)",
         ));
     }
-    if args.sdp.is_some() && args.dest.is_empty() {
+    if args.sdp.is_some() && args.dest.is_empty() && args.multicast.is_none() {
         return Err(Failure::usage(
-            "--sdp describes the stream sent to a static destination: give --dest HOST:PORT too",
+            "--sdp describes the stream sent to a static destination or a multicast group: \
+             give --dest HOST:PORT or --multicast GROUP:PORT too",
         ));
     }
+    let multicast = match (args.multicast, args.interface) {
+        (Some(group), Some(interface)) => Some(MulticastStream {
+            group,
+            interface,
+            ttl: 1,
+        }),
+        (Some(_), None) => {
+            return Err(Failure::usage(
+                "--multicast needs --interface IPv4: multicast only leaves by the interface named",
+            ));
+        }
+        _ => None,
+    };
     let dests = args
         .dest
         .iter()
@@ -142,6 +165,7 @@ fn run(args: &Args) -> Result<(), Failure> {
         config.latency = Nanos::from_millis(i64::from(ms));
     }
     config.dests = dests;
+    config.multicast = multicast;
     config.sdp = args.sdp.clone();
     let latency_ms = config.latency.as_nanos() / 1_000_000;
     let description = source.describe();

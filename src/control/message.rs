@@ -90,8 +90,12 @@ pub struct StreamParams {
     pub payload_type: u8,
     /// RTP synchronisation source of the stream; a new one marks a new source.
     pub ssrc: u32,
-    /// UDP port the RTP stream arrives on.
+    /// UDP port the leader sends the RTP stream from (datagrams from any other port are
+    /// not the leader's).
     pub rtp_port: u16,
+    /// The IPv4 multicast group and port the stream is sent to, if it is multicast (then
+    /// the follower joins it); `None`: unicast to the port the follower named in its Hello.
+    pub multicast: Option<std::net::SocketAddrV4>,
     /// UDP port of the leader's PTP event messages.
     pub ptp_event_port: u16,
     /// UDP port of the leader's PTP general messages.
@@ -617,6 +621,14 @@ fn put_stream(out: &mut Vec<u8>, s: &StreamParams) {
     out.push(s.payload_type);
     out.extend_from_slice(&s.ssrc.to_be_bytes());
     out.extend_from_slice(&s.rtp_port.to_be_bytes());
+    match s.multicast {
+        Some(group) => {
+            out.push(1);
+            out.extend_from_slice(&group.ip().octets());
+            out.extend_from_slice(&group.port().to_be_bytes());
+        }
+        None => out.push(0),
+    }
     out.extend_from_slice(&s.ptp_event_port.to_be_bytes());
     out.extend_from_slice(&s.ptp_general_port.to_be_bytes());
     put_nanos(out, s.target_latency);
@@ -633,6 +645,18 @@ fn read_stream(r: &mut Reader<'_>) -> Result<StreamParams, ControlError> {
         payload_type: r.u8()?,
         ssrc: r.u32()?,
         rtp_port: r.u16()?,
+        multicast: if r.bool("multicast flag not 0 or 1")? {
+            let ip: [u8; 4] = r.array()?;
+            let group = std::net::Ipv4Addr::from(ip);
+            if !group.is_multicast() {
+                return Err(ControlError::Malformed {
+                    what: "multicast group not a multicast address",
+                });
+            }
+            Some(std::net::SocketAddrV4::new(group, r.u16()?))
+        } else {
+            None
+        },
         ptp_event_port: r.u16()?,
         ptp_general_port: r.u16()?,
         target_latency: r.nanos()?,

@@ -43,7 +43,9 @@
 //!   timestamp kind: u8, kernel 0, user 1.
 //! - caps: model, name, channels u8, max_rate u32, output_latency nanos.
 //! - stream: codec, sample_rate u32, channels u8, payload_type u8, ssrc u32, rtp_port u16,
+//!   multicast (a bool, then if true a multicast IPv4 address, 4 bytes, and a port u16),
 //!   ptp_event_port u16, ptp_general_port u16, target_latency nanos, ptime nanos.
+//! - hello ports: rtp u16, ptp_event u16, ptp_general u16.
 //! - status: clock_offset option of nanos, clock_rate_ppm option of f64, uncertainty
 //!   option of nanos, buffer_level nanos, five u64 counters (received, lost, late, unknown
 //!   source, underruns), skew_estimate option of nanos, playing bool, volume, muted bool,
@@ -243,6 +245,7 @@ mod tests {
             payload_type: 97,
             ssrc: 0xdead_beef,
             rtp_port: 5004,
+            multicast: None,
             ptp_event_port: 319,
             ptp_general_port: 320,
             target_latency: Nanos::from_millis(150),
@@ -331,6 +334,7 @@ mod tests {
             Message::Stream {
                 stream: StreamParams {
                     codec: CodecId::Opus,
+                    multicast: Some("239.69.1.2:5004".parse().unwrap()),
                     ..stream()
                 },
             },

@@ -540,7 +540,6 @@ impl UdpSocket {
     }
 
     /// Leaves `group` on the interface with address `interface` (`IP_DROP_MEMBERSHIP`).
-    #[cfg_attr(not(test), allow(dead_code))] // the driver's API; tests use it
     pub(crate) fn leave_multicast(
         &self,
         group: Ipv4Addr,

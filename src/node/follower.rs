@@ -8,7 +8,7 @@
 //! reconnects by itself, every 100 ms, and the new session's stream replaces the old.
 
 use std::io::Write;
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ use crate::control::{
 };
 use crate::media::AudioFormat;
 use crate::media::receiver::{ReceiverConfig, RtpReceiver};
-use crate::net::{Dscp, UdpConfig, UdpSocket};
+use crate::net::{Dscp, Multicast, UdpConfig, UdpSocket};
 use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
 use crate::node::follower_io::{MediaLoop, OutputLoop, OutputShared};
@@ -61,6 +61,11 @@ pub struct FollowerConfig {
     pub clock: LocalClock,
     /// Address to bind the UDP sockets to.
     pub bind: IpAddr,
+    /// The address of the interface to join a multicast stream on. Multicast is never
+    /// joined wherever the routing table points: without it, a leader that streams to a
+    /// multicast group is refused with [`NodeError::Config`]. Default: `bind`, when that
+    /// is a specific IPv4 address.
+    pub multicast_interface: Option<Ipv4Addr>,
     /// The drift corrector.
     pub corrector: CorrectorKind,
     /// DAC block, in frames (at 48 kHz, 240 is 5 ms).
@@ -82,10 +87,15 @@ impl FollowerConfig {
         } else {
             IpAddr::from([0, 0, 0, 0])
         };
+        let multicast_interface = match bind {
+            IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
+            _ => None,
+        };
         FollowerConfig {
             leader,
             key,
             role,
+            multicast_interface,
             group: String::new(),
             name: "lockstep speaker".into(),
             model: "lockstep-generic".into(),
@@ -148,6 +158,11 @@ pub(crate) struct FollowerShared {
     pub(crate) clock: ClockFollower,
     /// The node's own clock (the one `clock` estimates the leader's against).
     pub(crate) local: NodeClock,
+    /// Where to join a multicast stream.
+    pub(crate) multicast_interface: Option<Ipv4Addr>,
+    /// The socket joined to the current session's multicast group, handed to the media
+    /// thread at the session's start.
+    pub(crate) multicast: Mutex<Option<UdpSocket>>,
 }
 
 impl FollowerShared {
@@ -294,6 +309,8 @@ impl Follower {
             sessions: AtomicU64::new(0),
             clock: ptp,
             local: clock,
+            multicast_interface: config.multicast_interface,
+            multicast: Mutex::new(None),
         });
         begin_session(&shared, session)?;
         let control = Arc::new(Mutex::new(Some(
@@ -494,6 +511,36 @@ fn begin_session(shared: &FollowerShared, session: SessionInfo) -> Result<(), No
     rc.conceal_lead = Nanos(s.target_latency.as_nanos() / 2).min(Nanos::from_millis(20));
     rc.fifo_frames = (s.sample_rate as usize).max(format.sample_rate() as usize / 2);
     let rx = RtpReceiver::new(rc).map_err(|e| NodeError::Media(e.to_string()))?;
+    let multicast = match s.multicast {
+        None => None,
+        Some(group) => {
+            let interface = shared.multicast_interface.ok_or(NodeError::Config {
+                field: "multicast_interface",
+                reason: format!(
+                    "the leader streams to multicast group {group}: name the interface to \
+                     join it on"
+                ),
+            })?;
+            let socket = UdpSocket::bind(&UdpConfig {
+                // Bound to the group itself: only its datagrams, whatever else shares the
+                // port; several followers on one host share it.
+                reuse_addr: true,
+                dscp: Dscp::Af41,
+                rx_timestamps: true,
+                multicast: Some(Multicast {
+                    group: *group.ip(),
+                    interface,
+                    ttl: 1,
+                    loopback: true,
+                }),
+                recv_buffer: Some(1 << 20),
+                ..UdpConfig::new(SocketAddr::V4(group))
+            })
+            .map_err(NodeError::from_net)?;
+            Some(socket)
+        }
+    };
+    *lock(&shared.multicast) = multicast;
     *lock(&shared.rx) = Some(rx);
     shared.clock.follow(Some(PtpPeer::new(
         session.leader.ip(),

@@ -67,6 +67,7 @@ impl MediaLoop {
     pub(crate) fn run(self) {
         let mut buf = vec![0u8; 2048];
         let mut expect: Option<std::net::SocketAddr> = None;
+        let mut multicast: Option<UdpSocket> = None;
         let mut generation = u64::MAX;
         while !self.shared.shutdown.load(Ordering::Acquire) {
             let g = self.shared.generation.load(Ordering::Acquire);
@@ -75,8 +76,18 @@ impl MediaLoop {
                 expect = lock(&self.shared.session)
                     .as_ref()
                     .map(|s| std::net::SocketAddr::new(s.leader.ip(), s.stream.rtp_port));
+                // A multicast session's socket; a role change keeps the one it has.
+                if let Some(m) = lock(&self.shared.multicast).take() {
+                    multicast = Some(m);
+                } else if lock(&self.shared.session)
+                    .as_ref()
+                    .is_some_and(|s| s.stream.multicast.is_none())
+                {
+                    multicast = None;
+                }
             }
-            let Ok(Some(d)) = self.socket.recv(&mut buf, Some(Duration::from_millis(20))) else {
+            let socket = multicast.as_ref().unwrap_or(&self.socket);
+            let Ok(Some(d)) = socket.recv(&mut buf, Some(Duration::from_millis(20))) else {
                 continue;
             };
             if Some(d.from) != expect {

@@ -8,7 +8,7 @@
 //! is added as a PTP peer and an RTP destination until it leaves or its connection drops.
 
 use std::io::Write;
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -22,7 +22,7 @@ use crate::control::{
 use crate::media::sdp::{PtpReference, SessionDescription};
 use crate::media::sender::{RtpSender, SenderConfig};
 use crate::media::{AudioFormat, CodecKind};
-use crate::net::{Dscp, UdpConfig, UdpSocket};
+use crate::net::{Dscp, Multicast, UdpConfig, UdpSocket};
 use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
 use crate::node::leader_media::MediaLoop;
@@ -56,6 +56,9 @@ pub struct LeaderConfig {
     pub latency: Nanos,
     /// Static destinations that get the stream without joining (a standard player).
     pub dests: Vec<SocketAddr>,
+    /// Send the stream once to an IPv4 multicast group (AES67 style) instead of once to
+    /// each follower; followers join the group. `None`: unicast.
+    pub multicast: Option<MulticastStream>,
     /// Where to write an SDP file describing the stream for the static destinations.
     pub sdp: Option<PathBuf>,
     /// The leader's clock.
@@ -82,12 +85,25 @@ impl LeaderConfig {
             ptime: Nanos::from_millis(5),
             latency: DEFAULT_LATENCY,
             dests: Vec::new(),
+            multicast: None,
             sdp: None,
             clock: LocalClock::Monotonic,
             max_sessions: 64,
             handshake_timeout: Duration::from_secs(2),
         }
     }
+}
+
+/// Where a multicast stream goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MulticastStream {
+    /// The IPv4 multicast group and port (for example 239.69.0.1:5004).
+    pub group: SocketAddrV4,
+    /// The address of the leader's interface the stream leaves by: multicast is only ever
+    /// sent where the caller says, never wherever the routing table points.
+    pub interface: Ipv4Addr,
+    /// Hops the datagrams may take; 1 keeps them on the local link.
+    pub ttl: u32,
 }
 
 /// The default target latency. See the README ("Latency") for why: it covers a Wi-Fi
@@ -265,11 +281,31 @@ impl Leader {
             },
             clock,
         )?;
+        if let Some(m) = config.multicast
+            && !m.group.ip().is_multicast()
+        {
+            return Err(NodeError::Config {
+                field: "multicast",
+                reason: format!("{} is not an IPv4 multicast group", m.group.ip()),
+            });
+        }
         let rtp = UdpSocket::bind(&UdpConfig {
             dscp: Dscp::Af41,
+            multicast: config.multicast.map(|m| Multicast {
+                group: *m.group.ip(),
+                interface: m.interface,
+                ttl: m.ttl,
+                // Followers on this host hear the stream too.
+                loopback: true,
+            }),
             ..UdpConfig::new(SocketAddr::new(ip, config.rtp_port))
         })
         .map_err(NodeError::from_net)?;
+        if let Some(m) = config.multicast {
+            // The socket only sends: out of the group, it does not queue its own copies.
+            rtp.leave_multicast(*m.group.ip(), m.interface)
+                .map_err(|e| NodeError::Socket(e.to_string()))?;
+        }
         let rtp_port = rtp.local_addr().port();
         let rtcp = if config.dests.is_empty() {
             None
@@ -287,6 +323,7 @@ impl Leader {
             payload_type: sender.payload_type(),
             ssrc: sender.ssrc(),
             rtp_port,
+            multicast: config.multicast.map(|m| m.group),
             ptp_event_port: ev,
             ptp_general_port: gen_port,
             target_latency: config.latency,
@@ -330,6 +367,7 @@ impl Leader {
             source,
             channels: usize::from(config.channels),
             latency: config.latency,
+            multicast: config.multicast.map(|m| SocketAddr::V4(m.group)),
             frames,
             rate: config.sample_rate,
         };
@@ -595,11 +633,17 @@ fn write_sdp(
     clock: ClockIdentity,
     origin: IpAddr,
 ) -> Result<(), NodeError> {
-    let Some(dest) = config.dests.first() else {
-        return Err(NodeError::Config {
-            field: "sdp",
-            reason: "an SDP file describes a static destination: give --dest too".into(),
-        });
+    let (dest, ttl) = match (config.multicast, config.dests.first()) {
+        (Some(m), _) => (SocketAddr::V4(m.group), Some(m.ttl.min(255) as u8)),
+        (None, Some(d)) => (*d, None),
+        (None, None) => {
+            return Err(NodeError::Config {
+                field: "sdp",
+                reason: "an SDP file describes a static destination or a multicast group: \
+                         give --dest too"
+                    .into(),
+            });
+        }
     };
     let format = AudioFormat::new(config.sample_rate, config.channels)
         .map_err(|e| NodeError::Media(e.to_string()))?;
@@ -607,8 +651,8 @@ fn write_sdp(
         session_name: config.group.clone(),
         session_id: u64::from(stream.ssrc),
         origin,
-        destination: *dest,
-        multicast_ttl: None,
+        destination: dest,
+        multicast_ttl: ttl,
         payload_type: stream.payload_type,
         codec: config.codec,
         format,

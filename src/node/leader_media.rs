@@ -33,6 +33,8 @@ pub(crate) struct MediaLoop {
     pub(crate) source: Box<dyn AudioSource>,
     pub(crate) channels: usize,
     pub(crate) latency: Nanos,
+    /// The group the stream goes to instead of each follower, if multicast.
+    pub(crate) multicast: Option<SocketAddr>,
     pub(crate) frames: usize,
     pub(crate) rate: u32,
 }
@@ -75,7 +77,10 @@ impl MediaLoop {
                 dest_version = version;
                 let d = lock(&shared.dests);
                 dests.clear();
-                dests.extend(d.followers.iter().map(|(_, a)| *a));
+                match self.multicast {
+                    Some(group) => dests.push(group),
+                    None => dests.extend(d.followers.iter().map(|(_, a)| *a)),
+                }
                 static_dests.clear();
                 static_dests.extend(d.fixed.iter().copied());
             }

@@ -22,6 +22,8 @@ mod follower;
 mod follower_io;
 mod leader;
 mod leader_media;
+#[cfg(test)]
+mod multicast_test;
 mod ptp;
 #[cfg(test)]
 mod ptp_interop;
@@ -33,7 +35,9 @@ mod source;
 pub use clock::{LocalClock, NodeClock};
 pub use error::NodeError;
 pub use follower::{Follower, FollowerConfig, FollowerReport, Output, SessionInfo};
-pub use leader::{DEFAULT_LATENCY, FollowerInfo, Leader, LeaderConfig, LeaderStats};
+pub use leader::{
+    DEFAULT_LATENCY, FollowerInfo, Leader, LeaderConfig, LeaderStats, MulticastStream,
+};
 pub use ptp::{
     ClockFollower, ClockFollowerConfig, ClockLeader, ClockLeaderConfig, PTP_MULTICAST, PtpPeer,
     PtpSocketConfig,
