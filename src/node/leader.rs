@@ -640,7 +640,7 @@ fn write_sdp(
             return Err(NodeError::Config {
                 field: "sdp",
                 reason: "an SDP file describes a static destination or a multicast group: \
-                         give --dest too"
+                         set dests or multicast too"
                     .into(),
             });
         }
@@ -675,8 +675,9 @@ fn accept_loop(shared: &Arc<LeaderShared>, listener: &TcpListener) {
         match listener.accept() {
             Ok((stream, addr)) => {
                 if shared.open.load(Ordering::Acquire) as usize >= shared.max_sessions {
-                    // Full: close at once. A refusal frame would cost a write per flood
-                    // connection; the follower sees the close and retries.
+                    // Full: a Busy refusal, then the close. The fresh socket's send buffer
+                    // takes the frame at once, so a flood never holds this thread; a
+                    // follower that gets it retries.
                     shared.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
                     let mut s = stream;
                     let mut scratch = Vec::new();
