@@ -98,15 +98,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), Failure> {
-    let duration = match args.duration {
-        Some(s) if !(s.is_finite() && s > 0.0) => {
-            return Err(Failure::usage(format!(
-                "--duration must be a positive number of seconds, got {s}"
-            )));
-        }
-        Some(s) => Some(Duration::from_secs_f64(s)),
-        None => None,
-    };
+    let duration = cli::positive_seconds("--duration", args.duration)?;
     if !(args.drift_ppm.is_finite() && args.drift_ppm.abs() <= MAX_DRIFT_PPM) {
         return Err(Failure::usage(format!(
             "--drift-ppm must be within ±{MAX_DRIFT_PPM}, got {}",

@@ -101,15 +101,7 @@ const RATE: u32 = 48_000;
 const CHANNELS: u16 = 2;
 
 fn run(args: &Args) -> Result<(), Failure> {
-    let duration = match args.seconds {
-        Some(s) if !(s.is_finite() && s > 0.0) => {
-            return Err(Failure::usage(format!(
-                "--seconds must be a positive number, got {s}"
-            )));
-        }
-        Some(s) => Some(Duration::from_secs_f64(s)),
-        None => None,
-    };
+    let duration = cli::positive_seconds("--seconds", args.seconds)?;
     if args.codec == Codec::Opus && !cfg!(feature = "opus") {
         return Err(Failure::usage(
             "codec opus: this leader was built without the opus feature \

@@ -68,3 +68,17 @@ impl Failure {
         std::process::ExitCode::from(self.code)
     }
 }
+
+/// A `--seconds`-like flag: a positive, finite number of seconds, or absent.
+pub fn positive_seconds(
+    flag: &str,
+    value: Option<f64>,
+) -> Result<Option<std::time::Duration>, Failure> {
+    match value {
+        Some(s) if !(s.is_finite() && s > 0.0) => Err(Failure::usage(format!(
+            "{flag} must be a positive number of seconds, got {s}"
+        ))),
+        Some(s) => Ok(Some(std::time::Duration::from_secs_f64(s))),
+        None => Ok(None),
+    }
+}
