@@ -22,10 +22,10 @@ use crate::control::{
 use crate::media::AudioFormat;
 use crate::media::receiver::{ReceiverConfig, RtpReceiver};
 use crate::net::{Dscp, Multicast, UdpConfig, UdpSocket};
-use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
 use crate::node::follower_io::{MediaLoop, OutputLoop, OutputShared};
 use crate::node::ptp::{ClockFollower, ClockFollowerConfig, PtpPeer, PtpSocketConfig, lock};
+use crate::node::{NodeError, spawn};
 use crate::playout::corrector::CorrectorKind;
 use crate::ptp::ClockIdentity;
 use crate::time::Nanos;
@@ -414,13 +414,6 @@ impl Drop for Follower {
     fn drop(&mut self) {
         self.halt();
     }
-}
-
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, NodeError> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map_err(|e| NodeError::Thread(e.to_string()))
 }
 
 /// Connects and runs the follower's half of the handshake.

@@ -23,11 +23,11 @@ use crate::media::sdp::{PtpReference, SessionDescription};
 use crate::media::sender::{RtpSender, SenderConfig};
 use crate::media::{AudioFormat, CodecKind};
 use crate::net::{Dscp, Multicast, UdpConfig, UdpSocket};
-use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
 use crate::node::leader_media::MediaLoop;
 use crate::node::ptp::{ClockLeader, ClockLeaderConfig, PtpPeer, PtpSocketConfig, lock};
 use crate::node::source::AudioSource;
+use crate::node::{NodeError, spawn};
 use crate::ptp::{ClockIdentity, PtpStats};
 use crate::time::Nanos;
 
@@ -619,13 +619,6 @@ impl Drop for Leader {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, NodeError> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map_err(|e| NodeError::Thread(e.to_string()))
-}
-
 fn write_sdp(
     path: &std::path::Path,
     config: &LeaderConfig,
@@ -693,12 +686,10 @@ fn accept_loop(shared: &Arc<LeaderShared>, listener: &TcpListener) {
                 }
                 shared.open.fetch_add(1, Ordering::AcqRel);
                 let s = Arc::clone(shared);
-                let spawned = std::thread::Builder::new()
-                    .name("lockstep-session".into())
-                    .spawn(move || {
-                        serve(&s, stream, addr);
-                        s.open.fetch_sub(1, Ordering::AcqRel);
-                    });
+                let spawned = spawn("lockstep-session", move || {
+                    serve(&s, stream, addr);
+                    s.open.fetch_sub(1, Ordering::AcqRel);
+                });
                 if spawned.is_err() {
                     shared.open.fetch_sub(1, Ordering::AcqRel);
                 }

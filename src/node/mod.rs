@@ -44,3 +44,14 @@ pub use ptp::{
 };
 pub use skew::{GroupSkew, PairSkew, Recording, SkewError, measure_recordings, recording};
 pub use source::{AudioSource, RawS16Source, SourceError, TestSource, WavSource};
+
+/// Starts a named node thread; a failure to start is [`NodeError::Thread`].
+pub(crate) fn spawn(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, NodeError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| NodeError::Thread(e.to_string()))
+}

@@ -290,10 +290,9 @@ impl ClockFollower {
             clock_identity: config.clock_identity,
             port_number: 1,
         };
-        let thread = std::thread::Builder::new()
-            .name("lockstep-ptp-slave".into())
-            .spawn(move || run_slave(sockets, clock, port, &s))
-            .map_err(|e| NodeError::Thread(e.to_string()))?;
+        let thread = crate::node::spawn("lockstep-ptp-slave", move || {
+            run_slave(sockets, clock, port, &s)
+        })?;
         Ok(ClockFollower {
             runner: Runner::new(&shared, thread),
             shared,
@@ -506,10 +505,9 @@ impl ClockLeader {
         let mut mc = MasterConfig::new(config.clock_identity);
         mc.tx_timestamps = sockets.kernel_tx();
         let (s, c) = (Arc::clone(&shared), Arc::clone(&commands));
-        let thread = std::thread::Builder::new()
-            .name("lockstep-ptp-master".into())
-            .spawn(move || run_master(sockets, clock, mc, &s, &c))
-            .map_err(|e| NodeError::Thread(e.to_string()))?;
+        let thread = crate::node::spawn("lockstep-ptp-master", move || {
+            run_master(sockets, clock, mc, &s, &c)
+        })?;
         Ok(ClockLeader {
             runner: Runner::new(&shared, thread),
             shared,
