@@ -14,7 +14,9 @@
 //!
 //! Output: `null` (the timing runs, the audio goes nowhere), a WAV file (32-bit float, with
 //! a sidecar `<file>.json` for the sync meter: `cargo run --example sync_meter -- a.wav
-//! b.wav`), or `device` (a sound card; needs the `cpal` feature, not implemented yet).
+//! b.wav`), or `device` / `device:NAME` (a sound card: the default output, or the named
+//! one, an ALSA PCM name such as `pulse` or `hw:0,0`; needs the `cpal` feature and ALSA's
+//! headers: `cargo run --release --features cpal --example follower -- ... --output device`).
 //! `--drift-ppm` runs the follower on a simulated crystal that fast (negative: slow), so
 //! that several followers on one machine each have a clock of their own to correct for.
 //!
@@ -62,8 +64,14 @@ struct Args {
     /// the sockets bind to, when the leader is on loopback).
     #[arg(long, value_name = "IPv4")]
     multicast_interface: Option<std::net::Ipv4Addr>,
-    /// Where the audio goes: a WAV file, `null`, or `device` (needs the cpal feature).
-    #[arg(long, default_value = "null", value_name = "FILE.wav|null|device")]
+    /// Where the audio goes: a WAV file, `null`, or a sound card, `device` (the default
+    /// output) or `device:NAME` (an ALSA PCM such as `pulse` or `hw:0,0`); a sound card
+    /// needs the cpal feature.
+    #[arg(
+        long,
+        default_value = "null",
+        value_name = "FILE.wav|null|device[:NAME]"
+    )]
     output: String,
     /// Run on a simulated crystal this many ppm fast (negative: slow); 0 is the machine's
     /// monotonic clock.
@@ -111,7 +119,7 @@ fn run(args: &Args) -> Result<(), Failure> {
     // Find out now whether the output can be written, before joining the group.
     let created = match &output {
         Output::Wav(path) => check_writable(path)?,
-        Output::Null => false,
+        Output::Null | Output::Device(_) => false,
     };
 
     let mut config = FollowerConfig::new(leader, key, args.role);
@@ -166,6 +174,13 @@ fn run(args: &Args) -> Result<(), Failure> {
         if duration.is_some_and(|d| elapsed >= d) {
             break;
         }
+        if let Some(e) = follower.output_error() {
+            if terminal {
+                eprintln!();
+            }
+            let _ = follower.stop();
+            return Err(Failure::runtime(format!("output: {e}")));
+        }
         if elapsed >= next_line {
             next_line += Duration::from_secs(1);
             let line = status_line(elapsed, &follower.status(), follower.session().is_some());
@@ -197,13 +212,27 @@ fn run(args: &Args) -> Result<(), Failure> {
 fn parse_output(output: &str) -> Result<Output, Failure> {
     match output {
         "null" => Ok(Output::Null),
-        "device" => Err(if cfg!(feature = "cpal") {
-            Failure::usage("output 'device' is not implemented yet; use a WAV file or null")
-        } else {
-            Failure::usage("output 'device' needs the cpal feature (cargo run --features cpal ...)")
-        }),
+        "device" => device_output(None),
+        name if name.starts_with("device:") => {
+            let name = &name["device:".len()..];
+            if name.is_empty() {
+                return Err(Failure::usage("--output device:NAME needs a device name"));
+            }
+            device_output(Some(name.to_string()))
+        }
         "" => Err(Failure::usage("--output is empty")),
         path => Ok(Output::Wav(PathBuf::from(path))),
+    }
+}
+
+/// A sound card, if this build has the cpal feature.
+fn device_output(name: Option<String>) -> Result<Output, Failure> {
+    if cfg!(feature = "cpal") {
+        Ok(Output::Device(name))
+    } else {
+        Err(Failure::usage(
+            "output 'device' needs the cpal feature (cargo run --features cpal ...)",
+        ))
     }
 }
 

@@ -221,3 +221,37 @@ fn rtp_from_an_unknown_source_is_ignored_and_counted() {
     assert!(st.playing && st.underruns == 0, "{st:?}");
     f.stop().expect("stops");
 }
+
+/// Without the `cpal` feature a sound card is refused at the start, with a typed error that
+/// says what is missing; with it, a device that does not exist is refused with a clear one.
+#[test]
+fn a_sound_card_that_cannot_be_opened_is_refused_at_the_start() {
+    let leader = leader();
+    let mut c = follower_config(&leader, Role::Full, 0.0);
+    c.output = lockstep::node::Output::Device(Some("lockstep-no-such-device".into()));
+    let err = Follower::start(c).expect_err("no such sound card");
+    let text = err.to_string();
+    if cfg!(feature = "cpal") {
+        assert!(
+            matches!(err, lockstep::node::NodeError::Device { .. }),
+            "{err:?}"
+        );
+        assert!(text.contains("lockstep-no-such-device"), "{text}");
+    } else {
+        assert!(
+            matches!(
+                err,
+                lockstep::node::NodeError::Config {
+                    field: "output",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(text.contains("cpal"), "{text}");
+    }
+    // The leader still serves others.
+    let f = playing_follower(&leader);
+    assert!(f.status().playing);
+    leader.shutdown();
+}

@@ -59,6 +59,12 @@ pub enum NodeError {
     /// The follower's output could not be written.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The sound card could not be found, opened or started.
+    #[error("sound card: {reason}")]
+    Device {
+        /// What went wrong, with what the device offers where that helps.
+        reason: String,
+    },
     /// A setting is out of range.
     #[error("invalid {field}: {reason}")]
     Config {

@@ -38,6 +38,13 @@ pub enum Output {
     /// A 32-bit float WAV file, with a sidecar `<file>.json` holding the true emission time
     /// of its first sample and its rate, for the sync meter.
     Wav(PathBuf),
+    /// A sound card: the named output device (an ALSA PCM name such as `default`, `pulse`
+    /// or `hw:0,0`, or the description the host lists), or the host's default output when
+    /// `None`. The card's own crystal sets the pace: its callbacks' timestamps are filtered
+    /// into when each frame plays (see [`DeviceClock`](crate::playout::device_clock)), and
+    /// the playout steers the resampler to that. Needs the `cpal` feature; without it
+    /// [`Follower::start`] refuses it with [`NodeError::Config`].
+    Device(Option<String>),
 }
 
 /// How a [`Follower`] is set up. [`FollowerConfig::new`] gives the defaults.
@@ -248,6 +255,12 @@ impl Follower {
                 reason: format!("must be 1 to 4096, got {}", config.block_frames),
             });
         }
+        if matches!(config.output, Output::Device(_)) && !cfg!(feature = "cpal") {
+            return Err(NodeError::Config {
+                field: "output",
+                reason: "a sound card needs lockstep built with the `cpal` feature".into(),
+            });
+        }
         let clock = NodeClock::new(config.clock);
         let media = UdpSocket::bind(&UdpConfig {
             bind: SocketAddr::new(config.bind, 0),
@@ -369,6 +382,13 @@ impl Follower {
         self.shared.local
     }
 
+    /// Why the output stopped working, if it did: the WAV file could not be written, or
+    /// the sound card failed (or is no clock). The follower keeps its session; the caller
+    /// decides whether to go on.
+    pub fn output_error(&self) -> Option<String> {
+        lock(&self.shared.output).sink_error.clone()
+    }
+
     /// The clock estimate of the leader, if any.
     pub fn clock_estimate(&self) -> Option<crate::clock::ClockEstimate> {
         self.shared.clock.estimate()
@@ -384,7 +404,7 @@ impl Follower {
         Ok(FollowerReport {
             wav: match &self.output {
                 Output::Wav(p) => Some(p.clone()),
-                Output::Null => None,
+                Output::Null | Output::Device(_) => None,
             },
             first_sample_ns: out.first_sample_ns,
             rate_hz: out.rate_hz,

@@ -17,6 +17,8 @@ use crate::control::Role;
 use crate::net::UdpSocket;
 use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
+#[cfg(feature = "cpal")]
+use crate::node::device::DeviceDac;
 use crate::node::follower::{FollowerConfig, FollowerShared, Output};
 use crate::node::ptp::lock;
 use crate::playout::controller::State;
@@ -27,7 +29,7 @@ use crate::playout::stage::{Chain, ChainError, Stage};
 use crate::playout::stages::{
     ChannelSplit, Crossover, CrossoverKind, Gain, GainControl, SplitMode,
 };
-use crate::time::Nanos;
+use crate::time::{LocalInstant, Nanos};
 
 /// What the output thread publishes for status queries and the final report.
 #[derive(Debug, Clone)]
@@ -139,6 +141,15 @@ enum Sink {
     Wav(WavSink),
 }
 
+/// What paces the output and when its blocks leave.
+enum Dac {
+    /// A DAC on the node's clock (for `null` and WAV output).
+    Virtual(VirtualDac),
+    /// A sound card on its own crystal.
+    #[cfg(feature = "cpal")]
+    Device(Box<DeviceDac>),
+}
+
 pub(crate) struct OutputLoop {
     shared: Arc<FollowerShared>,
     clock: NodeClock,
@@ -150,6 +161,13 @@ pub(crate) struct OutputLoop {
     /// Channels the output device has (fixed by the role asked for at the start).
     channels: usize,
     sink: Sink,
+    dac: Dac,
+    /// The sound card's name, to reopen it at another rate.
+    #[cfg(feature = "cpal")]
+    device_name: Option<String>,
+    /// The node clock's drift, to give a sound card's rate on the monotonic clock.
+    #[cfg(feature = "cpal")]
+    drift_ppm: f64,
     rate_hz: f64,
 }
 
@@ -168,17 +186,31 @@ impl OutputLoop {
         } else {
             1
         };
-        let drift = match clock.kind() {
+        let drift_ppm = match clock.kind() {
             LocalClock::Drifting { drift_ppm, .. } => drift_ppm,
             _ => 0.0,
         };
-        let rate_hz = f64::from(rate) * (1.0 + drift * 1e-6);
-        let sink = match config.output.clone() {
-            Output::Null => Sink::Null,
+        let rate_hz = f64::from(rate) * (1.0 + drift_ppm * 1e-6);
+        let virtual_dac = || Dac::Virtual(VirtualDac::new(rate, channels));
+        let (sink, dac, channels) = match config.output.clone() {
+            Output::Null => (Sink::Null, virtual_dac(), channels),
             Output::Wav(path) => {
                 let mut w = WavSink::create(&path, rate, channels as u16)?;
                 w.set_rate_hz(rate_hz);
-                Sink::Wav(w)
+                (Sink::Wav(w), virtual_dac(), channels)
+            }
+            #[cfg(feature = "cpal")]
+            Output::Device(name) => {
+                let device = DeviceDac::open(name.as_deref(), rate, channels, clock)?;
+                let channels = device.channels();
+                (Sink::Null, Dac::Device(Box::new(device)), channels)
+            }
+            #[cfg(not(feature = "cpal"))]
+            Output::Device(_) => {
+                return Err(NodeError::Config {
+                    field: "output",
+                    reason: "a sound card needs lockstep built with the `cpal` feature".into(),
+                });
             }
         };
         Ok(OutputLoop {
@@ -190,8 +222,82 @@ impl OutputLoop {
             output_latency: config.output_latency,
             channels,
             sink,
+            dac,
+            #[cfg(feature = "cpal")]
+            device_name: match &config.output {
+                Output::Device(name) => name.clone(),
+                _ => None,
+            },
+            #[cfg(feature = "cpal")]
+            drift_ppm,
             rate_hz,
         })
+    }
+
+    /// Makes the DAC ready for a session at `rate`: a virtual DAC restarts when the rate
+    /// changes or it never started; a sound card is reopened at a new rate.
+    fn prepare_dac(&mut self, rate: u32, rate_changed: bool) -> Result<(), NodeError> {
+        match &mut self.dac {
+            Dac::Virtual(dac) => {
+                if rate_changed || !dac.started() {
+                    *dac = VirtualDac::new(rate, self.channels);
+                    dac.start(self.clock.now() + Nanos::from_millis(20));
+                }
+            }
+            #[cfg(feature = "cpal")]
+            Dac::Device(device) => {
+                if device.rate() != rate {
+                    // Close the old stream before the new one takes the card.
+                    self.dac = Dac::Virtual(VirtualDac::new(rate, self.channels));
+                    let device = DeviceDac::open(
+                        self.device_name.as_deref(),
+                        rate,
+                        self.channels,
+                        self.clock,
+                    )?;
+                    self.dac = Dac::Device(Box::new(device));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the next block is due; returns when it leaves (local clock) and the
+    /// DAC's frame count there. `None` when the output must end.
+    fn next_block(&mut self) -> Option<(LocalInstant, u64)> {
+        match &mut self.dac {
+            Dac::Virtual(dac) => {
+                let next = dac.next_local()?;
+                self.clock.sleep_until(next - self.lead);
+                Some((next, dac.frames_emitted()))
+            }
+            #[cfg(feature = "cpal")]
+            Dac::Device(device) => device.wait_next(self.block, self.lead, &self.shared.shutdown),
+        }
+    }
+
+    /// Sends a block out (`at` is when it leaves, on the local clock); returns when its
+    /// first frame leaves on the monotonic clock.
+    #[cfg_attr(not(feature = "cpal"), allow(unused_variables))]
+    fn emit(&mut self, block: &[f32], at: LocalInstant) -> Option<i64> {
+        match &mut self.dac {
+            Dac::Virtual(dac) => dac.emit(block, &mut self.clock).map(|e| e.true_ns),
+            #[cfg(feature = "cpal")]
+            Dac::Device(device) => {
+                device.emit(block);
+                self.rate_hz = device.rate_hz() * (1.0 + self.drift_ppm * 1e-6);
+                Some(self.clock.to_monotonic(at))
+            }
+        }
+    }
+
+    /// The DAC's own underruns and error (a sound card's), if any.
+    fn dac_status(&self) -> (u64, Option<String>) {
+        match &self.dac {
+            Dac::Virtual(_) => (0, None),
+            #[cfg(feature = "cpal")]
+            Dac::Device(device) => (device.underruns(), device.error()),
+        }
     }
 
     fn build(&self) -> Option<(Playout, GainControl, u32)> {
@@ -206,7 +312,6 @@ impl OutputLoop {
     }
 
     pub(crate) fn run(mut self) {
-        let mut dac = VirtualDac::new(48_000, self.channels);
         let mut out = vec![0f32; self.block * 2];
         let mut sink_buf = vec![0f32; self.block * self.channels];
         let mut current: Option<(Playout, GainControl, u32)> = None;
@@ -222,23 +327,27 @@ impl OutputLoop {
                 // A new session or role: build the path for it (allocation here is off the
                 // steady-state path: it happens once per session).
                 if let Some(built) = self.build() {
-                    if current.as_ref().is_none_or(|c| c.2 != built.2) || !dac.started() {
-                        dac = VirtualDac::new(built.2, self.channels);
-                        dac.start(self.clock.now() + Nanos::from_millis(20));
+                    let rate_changed = current.as_ref().is_none_or(|c| c.2 != built.2);
+                    if let Err(e) = self.prepare_dac(built.2, rate_changed) {
+                        lock(&self.shared.output).sink_error = Some(e.to_string());
+                        current = None;
+                        continue;
                     }
                     let ch = built.0.channels_out();
                     out.resize(self.block * ch, 0.0);
                     current = Some(built);
                 }
             }
-            let Some((playout, gain, rate)) = current.as_mut() else {
+            if current.is_none() {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
-            };
-            let Some(next) = dac.next_local() else {
+            }
+            let Some((next, dac_frames)) = self.next_block() else {
                 break;
             };
-            self.clock.sleep_until(next - self.lead);
+            let Some((playout, gain, rate)) = current.as_mut() else {
+                continue;
+            };
 
             let volume = self.shared.volume();
             gain.set_volume_db(if volume <= 0.0 {
@@ -267,8 +376,7 @@ impl OutputLoop {
                         if let Some(e) = est.as_ref() {
                             rx.poll(e.to_leader(self.clock.now()));
                         }
-                        let r =
-                            playout.render(rx, est.as_ref(), next, dac.frames_emitted(), &mut out);
+                        let r = playout.render(rx, est.as_ref(), next, dac_frames, &mut out);
                         buffered = rx.buffered_frames();
                         Some(r)
                     }
@@ -280,7 +388,9 @@ impl OutputLoop {
             };
             was_paused = paused;
             let ch = playout.channels_out();
-            // The device's channels: a chain with fewer (a role change) repeats its last.
+            let rate = *rate;
+            // The device's channels: a chain with fewer (a role change, a card with more
+            // channels) repeats its last.
             for (dst, src) in sink_buf
                 .chunks_exact_mut(self.channels)
                 .zip(out.chunks_exact(ch))
@@ -289,21 +399,22 @@ impl OutputLoop {
                     *d = src[c.min(ch - 1)];
                 }
             }
-            let Some(emission) = dac.emit(&sink_buf, &mut self.clock) else {
+            let Some(true_ns) = self.emit(&sink_buf, next) else {
                 break;
             };
-            first_ns.get_or_insert(emission.true_ns);
-            frames += emission.frames as u64;
+            first_ns.get_or_insert(true_ns);
+            frames += self.block as u64;
             if let Sink::Wav(w) = &mut self.sink
                 && sink_error.is_none()
-                && let Err(e) = w.write(&sink_buf, emission.true_ns)
+                && let Err(e) = w.write(&sink_buf, true_ns)
             {
                 sink_error = Some(e.to_string());
             }
+            let (dac_underruns, dac_error) = self.dac_status();
             let mut o = lock(&self.shared.output);
-            o.buffer_level = Nanos(buffered as i64 * 1_000_000_000 / i64::from((*rate).max(1)));
+            o.buffer_level = Nanos(buffered as i64 * 1_000_000_000 / i64::from(rate.max(1)));
             if let Some(r) = report {
-                o.underruns = r.underruns;
+                o.underruns = r.underruns + dac_underruns;
                 o.playing = r.state != State::Idle;
                 o.error = Some(Nanos(r.error_ns.round() as i64));
             } else {
@@ -312,7 +423,14 @@ impl OutputLoop {
             o.first_sample_ns = first_ns;
             o.frames = frames;
             o.rate_hz = self.rate_hz;
+            if sink_error.is_none() {
+                sink_error = dac_error;
+            }
             o.sink_error = sink_error.clone();
+        }
+        let (_, dac_error) = self.dac_status();
+        if let Some(e) = dac_error {
+            lock(&self.shared.output).sink_error.get_or_insert(e);
         }
         if let Sink::Wav(w) = std::mem::replace(&mut self.sink, Sink::Null)
             && let Err(e) = w.finish()

@@ -17,6 +17,8 @@
 //! follower on one machine a crystal of its own for tests and the demo.
 
 mod clock;
+#[cfg(feature = "cpal")]
+mod device;
 mod error;
 mod follower;
 mod follower_io;

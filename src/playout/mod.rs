@@ -9,6 +9,7 @@
 pub mod controller;
 pub mod corrector;
 pub mod dac;
+pub mod device_clock;
 pub mod meter;
 pub mod pipeline;
 pub mod stage;

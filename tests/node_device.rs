@@ -1,0 +1,257 @@
+//! Scenario: a follower plays through a sound card (the `cpal` feature). The machine has
+//! none, so the test starts a PulseAudio daemon of its own with a null sink, clocked by the
+//! machine's monotonic clock, and the follower opens ALSA's `pulse` device
+//! (`tests/support/pulse-null.sh`; PulseAudio, its tools and ALSA's pulse plugin must be
+//! installed, which `.ci/run` does; a missing one fails the test).
+//!
+//! The follower runs on a simulated crystal 100 ppm fast, so the card's pace and its own
+//! clock disagree. A second follower writes a WAV file on the virtual DAC, whose timeline
+//! is exact: the reference. The null sink's monitor is recorded and compared with the
+//! reference by the sync meter in 50 ms windows: every window must hold the stream (no gap,
+//! no garbage, no repeated block), and the skew must stay within what PulseAudio's latency
+//! reports allow. The recording's start is only roughly known, so the constant part of the
+//! skew means nothing.
+
+#![cfg(feature = "cpal")]
+
+#[path = "common/node.rs"]
+mod node;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lockstep::control::Role;
+use lockstep::node::Output;
+use lockstep::playout::meter::{Capture, MeterConfig, load_capture_wav, measure_skew};
+use node::*;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pulse-null.sh");
+
+/// A PulseAudio daemon with a null sink, stopped on drop.
+struct Pulse {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Pulse {
+    fn start(dir: &Path) -> Pulse {
+        let out = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("start")
+            .arg(dir)
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "PulseAudio did not start (apt-get install pulseaudio pulseaudio-utils \
+             libasound2-plugins): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>();
+        assert!(
+            env.iter().any(|(k, _)| k == "PULSE_SERVER"),
+            "no PULSE_SERVER in {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        Pulse {
+            dir: dir.to_path_buf(),
+            env,
+        }
+    }
+
+    /// Records the null sink's monitor (f32, 2 channels, 48 kHz) until killed.
+    fn record(&self) -> Child {
+        Command::new("parec")
+            .args([
+                "-d",
+                "nullsink.monitor",
+                "--raw",
+                "--latency-msec=20",
+                "--format=float32le",
+                "--rate=48000",
+                "--channels=2",
+            ])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("parec runs (pulseaudio-utils)")
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// Least-squares slope of `(t_s, y)`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mt = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let num: f64 = points.iter().map(|p| (p.0 - mt) * (p.1 - my)).sum();
+    let den: f64 = points.iter().map(|p| (p.0 - mt).powi(2)).sum();
+    num / den
+}
+
+#[test]
+#[ignore = "needs PulseAudio and ALSA's pulse plugin; .ci/run installs them"]
+fn a_follower_plays_through_a_sound_card_at_the_leaders_pace() {
+    let dir = temp_dir("device");
+    // A short path: the daemon's socket path must fit in 108 bytes.
+    let pulse = Pulse::start(Path::new(&format!(
+        "/tmp/lockstep-pulse-{}",
+        std::process::id()
+    )));
+    for (k, v) in &pulse.env {
+        // SAFETY: set before any other thread of this test binary reads the environment
+        // (this file holds one test; ALSA reads these when the device opens).
+        unsafe { std::env::set_var(k, v) };
+    }
+
+    let leader = leader();
+    let mut reference = follower_config(&leader, Role::Full, -50.0);
+    reference.output = wav(&dir, "reference.wav");
+    let reference = follower(reference);
+    let mut card = follower_config(&leader, Role::Full, 100.0);
+    card.output = Output::Device(Some("pulse".into()));
+    let card = follower(card);
+    assert!(
+        wait_until(Duration::from_secs(5), || card.status().playing).is_some(),
+        "the card's follower plays: {:?} {:?}",
+        card.status(),
+        card.output_error()
+    );
+
+    let record_start = monotonic_ns();
+    let mut parec = pulse.record();
+    let mut stdout = parec.stdout.take().expect("parec's output");
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    std::thread::sleep(Duration::from_secs(12));
+    let status = card.status();
+    let _ = parec.kill();
+    let _ = parec.wait();
+    let bytes = reader.join().expect("reader");
+
+    let card_error = card.output_error();
+    let card_report = card.stop().expect("the card's follower stops");
+    reference.stop().expect("the reference stops");
+    leader.shutdown();
+    drop(pulse);
+
+    assert_eq!(card_error, None);
+    assert!(status.playing, "{status:?}");
+    // The start is placed ahead of the card's own buffer: no underrun after it.
+    assert!(
+        card_report.status.underruns <= 1,
+        "{:?}",
+        card_report.status
+    );
+
+    let recorded: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let secs = recorded.len() as f64 / 2.0 / 48_000.0;
+    assert!(secs > 10.0, "recorded {secs:.1} s");
+    let rms = (recorded.iter().map(|s| s * s).sum::<f32>() / recorded.len() as f32).sqrt();
+    assert!(rms > 0.01, "the card played silence: RMS {rms}");
+
+    let reference = load_capture_wav(dir.join("reference.wav")).expect("reference");
+    let device = |first_ns: i64| Capture {
+        samples: &recorded,
+        channels: 2,
+        channel: 0,
+        first_ns,
+        rate_hz: 48_000.0,
+    };
+    // Coarse: where the recording sits, within ±400 ms, from 1 s of the reference.
+    let r = reference.capture(0);
+    let from = (r.rate_hz * 4.0) as usize;
+    let part = Capture {
+        samples: &r.samples[from * r.channels..(from + 48_000) * r.channels],
+        first_ns: r.first_ns + (from as f64 * 1e9 / r.rate_hz) as i64,
+        ..r
+    };
+    let coarse = measure_skew(
+        &part,
+        &device(record_start),
+        &MeterConfig {
+            window_s: 0.1,
+            hop_s: 0.2,
+            max_skew_us: 400_000.0,
+            ..MeterConfig::default()
+        },
+    )
+    .expect("the recording holds the stream");
+    let mut found: Vec<f64> = coarse.windows.iter().map(|w| w.skew_us).collect();
+    found.sort_by(f64::total_cmp);
+    let offset_ns = (found[found.len() / 2] * 1e3) as i64;
+
+    // Fine: 50 ms windows every 100 ms of the recording after its first second, against
+    // the reference, within ±20 ms of the coarse offset.
+    let fine = measure_skew(
+        &r,
+        &device(record_start - offset_ns),
+        &MeterConfig {
+            start_ns: Some(record_start + 1_000_000_000),
+            window_s: 0.05,
+            hop_s: 0.1,
+            max_skew_us: 20_000.0,
+            ..MeterConfig::default()
+        },
+    )
+    .expect("fine windows");
+    let tried = fine.windows.len() + fine.skipped_weak + fine.skipped_edge + fine.skipped_quiet;
+    let points: Vec<(f64, f64)> = fine
+        .windows
+        .iter()
+        .map(|w| ((w.t_ns - record_start) as f64 / 1e9, w.skew_us))
+        .collect();
+    let spread = points.iter().map(|p| p.1).fold(f64::MIN, f64::max)
+        - points.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+    eprintln!(
+        "sound card against the reference: {} of {tried} windows correlate, drift {:+.0} ppm, \
+         spread {spread:.0} µs; card's rate {:.1} Hz; underruns {}",
+        points.len(),
+        slope(&points),
+        card_report.rate_hz,
+        card_report.status.underruns,
+    );
+    // Every window holds the stream: no gap, no garbage, no repeated block.
+    assert!(
+        points.len() * 10 >= tried * 9 && tried >= 90,
+        "{} of {tried} windows correlate: {fine:?}",
+        points.len()
+    );
+    // PulseAudio's reported latency wanders by milliseconds (its buffer grows and shrinks,
+    // and the reports lag), so that is the bound here; a card whose timestamps come from
+    // its DMA position is followed to the microseconds the device-clock tests show.
+    assert!(spread < 10_000.0, "spread {spread} µs");
+}
