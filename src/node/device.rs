@@ -142,6 +142,7 @@ fn pick_config(
     label: &str,
     rate: u32,
     channels: usize,
+    period_frames: Option<u32>,
 ) -> Result<(cpal::StreamConfig, SampleFormat), NodeError> {
     let fail = |reason: String| NodeError::Device {
         reason: format!("{label}: {reason}"),
@@ -186,18 +187,23 @@ fn pick_config(
     let config = cpal::StreamConfig {
         channels: ch as u16,
         sample_rate: rate,
-        buffer_size: cpal::BufferSize::Default,
+        buffer_size: match period_frames {
+            Some(n) => cpal::BufferSize::Fixed(n),
+            None => cpal::BufferSize::Default,
+        },
     };
     Ok((config, format))
 }
 
 impl DeviceDac {
     /// Opens `name` (or the default output) at `rate` with at least `channels` channels and
-    /// starts it playing silence.
+    /// callbacks of `period_frames` (or the device's default), and starts it playing
+    /// silence.
     pub(crate) fn open(
         name: Option<&str>,
         rate: u32,
         channels: usize,
+        period_frames: Option<u32>,
         clock: NodeClock,
     ) -> Result<DeviceDac, NodeError> {
         let host = cpal::default_host();
@@ -206,7 +212,7 @@ impl DeviceDac {
             Some(name) => format!("device '{name}'"),
             None => "the default output device".to_string(),
         };
-        let (config, format) = pick_config(&device, &label, rate, channels)?;
+        let (config, format) = pick_config(&device, &label, rate, channels, period_frames)?;
         let device_channels = usize::from(config.channels);
         let capacity = ((f64::from(rate) * RING_SECS) as usize).max(1024) * device_channels;
         let (samples, ring_rx) = HeapRb::<f32>::new(capacity).split();

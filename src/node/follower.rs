@@ -79,6 +79,10 @@ pub struct FollowerConfig {
     pub block_frames: usize,
     /// How long before a block leaves the DAC it is rendered.
     pub render_lead: Nanos,
+    /// A sound card's callback size, in frames ([`Output::Device`] only); `None` takes the
+    /// device's default. Larger survives a busier machine, at the cost of latency the
+    /// follower then renders further ahead for.
+    pub device_period_frames: Option<u32>,
     /// Delay from the DAC to the ear (a sound card's buffer, an amplifier's DSP): the
     /// follower emits that much earlier so that the sound is heard on time, and reports it
     /// to the leader.
@@ -113,6 +117,7 @@ impl FollowerConfig {
             block_frames: 240,
             render_lead: Nanos::from_millis(3),
             output_latency: Nanos::ZERO,
+            device_period_frames: None,
         }
     }
 }

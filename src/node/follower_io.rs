@@ -165,6 +165,8 @@ pub(crate) struct OutputLoop {
     /// The sound card's name, to reopen it at another rate.
     #[cfg(feature = "cpal")]
     device_name: Option<String>,
+    #[cfg(feature = "cpal")]
+    device_period_frames: Option<u32>,
     /// The node clock's drift, to give a sound card's rate on the monotonic clock.
     #[cfg(feature = "cpal")]
     drift_ppm: f64,
@@ -201,7 +203,13 @@ impl OutputLoop {
             }
             #[cfg(feature = "cpal")]
             Output::Device(name) => {
-                let device = DeviceDac::open(name.as_deref(), rate, channels, clock)?;
+                let device = DeviceDac::open(
+                    name.as_deref(),
+                    rate,
+                    channels,
+                    config.device_period_frames,
+                    clock,
+                )?;
                 let channels = device.channels();
                 (Sink::Null, Dac::Device(Box::new(device)), channels)
             }
@@ -229,6 +237,8 @@ impl OutputLoop {
                 _ => None,
             },
             #[cfg(feature = "cpal")]
+            device_period_frames: config.device_period_frames,
+            #[cfg(feature = "cpal")]
             drift_ppm,
             rate_hz,
         })
@@ -253,6 +263,7 @@ impl OutputLoop {
                         self.device_name.as_deref(),
                         rate,
                         self.channels,
+                        self.device_period_frames,
                         self.clock,
                     )?;
                     self.dac = Dac::Device(Box::new(device));

@@ -14,17 +14,17 @@
 //!   timestamp names, never before, so `local − api` is the offset plus a wake-up delay
 //!   that is never negative. The offset is the lower envelope of those samples: the minimum
 //!   of each window of [`DeviceClockConfig::offset_window_secs`], extended between minima by
-//!   the trend of the last minima (the two clocks may differ in rate: `CLOCK_MONOTONIC_RAW`
-//!   against a drifting local clock). A sample below the line moves it down at once.
-//! - **Positions onto time.** A second-order delay-locked loop (the kind audio servers use
-//!   to filter period timestamps) tracks the device's phase and its period per frame. Its
-//!   bandwidth starts wide, to lock fast, and narrows over the first seconds so that the
-//!   jitter of the timestamps does not reach the playout controller, which sees the
-//!   device's true rate through it.
+//!   the least-squares trend of the last 16 minima (the two clocks may differ in rate:
+//!   `CLOCK_MONOTONIC_RAW` against a drifting local clock). A sample half a millisecond
+//!   below the line is a step of a clock: the envelope starts over from it.
+//! - **Positions onto time.** A least-squares line through the (position, playback time)
+//!   pairs on the API's own clock, where the timestamps are consistent, with older pairs
+//!   forgotten exponentially ([`DeviceClockConfig::memory_secs`]). The line is not moved by
+//!   one late timestamp, converges from the first few callbacks (no loop transient) and
+//!   follows a device whose reports move within seconds. The envelope maps it onto the
+//!   local clock when a time is asked for.
 //!
 //! Pure arithmetic: no allocation, no system calls; the tests feed it synthetic devices.
-
-use std::f64::consts::PI;
 
 use crate::time::LocalInstant;
 
@@ -46,32 +46,27 @@ pub struct DeviceTiming {
 /// How a [`DeviceClock`] filters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeviceClockConfig {
-    /// The loop's bandwidth when it locks, in Hz.
-    pub initial_bandwidth_hz: f64,
-    /// The bandwidth it narrows to, in Hz.
-    pub final_bandwidth_hz: f64,
-    /// Seconds over which it narrows.
-    pub narrow_secs: f64,
+    /// The time constant, in seconds, with which older callbacks' weight in the line
+    /// decays.
+    pub memory_secs: f64,
     /// The window over which the lowest API-to-local offset sample is taken, in seconds.
     pub offset_window_secs: f64,
     /// How far a device's rate may be from nominal, in ppm; beyond it the estimate is held
     /// at the limit (a device that runs faster is broken, or is no clock at all).
     pub max_rate_error_ppm: f64,
     /// A phase error beyond this (ns) means the device jumped (an xrun, a suspend): the
-    /// loop re-locks at the new phase instead of slewing to it.
+    /// line starts afresh from there.
     pub relock_ns: f64,
 }
 
 impl Default for DeviceClockConfig {
-    /// 1 Hz narrowing to 0.1 Hz over 10 s; 1 s offset windows; 500 ppm of rate error;
-    /// re-lock beyond 5 ms.
+    /// 3 s of memory; 1 s offset windows; 5000 ppm of rate error (a software device's
+    /// reports may move that fast for seconds); re-lock beyond 5 ms.
     fn default() -> DeviceClockConfig {
         DeviceClockConfig {
-            initial_bandwidth_hz: 1.0,
-            final_bandwidth_hz: 0.1,
-            narrow_secs: 10.0,
+            memory_secs: 3.0,
             offset_window_secs: 1.0,
-            max_rate_error_ppm: 500.0,
+            max_rate_error_ppm: 5000.0,
             relock_ns: 5e6,
         }
     }
@@ -82,18 +77,56 @@ impl Default for DeviceClockConfig {
 pub struct DeviceClock {
     config: DeviceClockConfig,
     nominal_ns_per_frame: f64,
-    /// The lower envelope of local minus API clock.
+    /// The lower envelope of local minus API clock; its value and slope at the latest
+    /// callback, and that callback's local time.
     offset: OffsetEnvelope,
-    /// The loop: position `n0` plays at local `t0` (ns), `per` ns per frame.
+    offset_now: f64,
+    offset_slope: f64,
+    last_local: f64,
+    /// The line, on the API's clock: position `n0` plays at `t0` (ns), `per` ns per frame.
     n0: u64,
     t0: f64,
     per: f64,
-    /// Local time of the first lock (for the bandwidth schedule).
-    locked_at: Option<f64>,
+    /// The weighted sums of the pairs, with the latest pair (position `n0`, observed at
+    /// `origin_t`) at the origin.
+    sums: Sums,
+    origin_t: f64,
+    locked: bool,
     observations: u64,
     relocks: u64,
     /// The latest `playback − callback` the API reported (ns).
     latency_ns: i64,
+}
+
+/// Exponentially weighted sums for a least-squares line, `x` in frames and `y` in ns,
+/// both relative to the latest pair.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    s0: f64,
+    sx: f64,
+    sy: f64,
+    sxx: f64,
+    sxy: f64,
+}
+
+impl Sums {
+    /// Moves the origin by `dx`, `dy` and scales every weight by `decay`.
+    fn shift(&mut self, dx: f64, dy: f64, decay: f64) {
+        let Sums {
+            s0,
+            sx,
+            sy,
+            sxx,
+            sxy,
+        } = *self;
+        *self = Sums {
+            s0: s0 * decay,
+            sx: (sx - dx * s0) * decay,
+            sy: (sy - dy * s0) * decay,
+            sxx: (sxx - 2.0 * dx * sx + dx * dx * s0) * decay,
+            sxy: (sxy - dx * sy - dy * sx + dx * dy * s0) * decay,
+        };
+    }
 }
 
 impl DeviceClock {
@@ -104,10 +137,15 @@ impl DeviceClock {
             config,
             nominal_ns_per_frame: per,
             offset: OffsetEnvelope::new((config.offset_window_secs * NANOS_PER_SEC) as i64),
+            offset_now: 0.0,
+            offset_slope: 0.0,
+            last_local: 0.0,
             n0: 0,
             t0: 0.0,
             per,
-            locked_at: None,
+            sums: Sums::default(),
+            origin_t: 0.0,
+            locked: false,
             observations: 0,
             relocks: 0,
             latency_ns: 0,
@@ -117,79 +155,103 @@ impl DeviceClock {
     /// Takes one callback's timing.
     pub fn observe(&mut self, timing: DeviceTiming) {
         let local = timing.local_now.as_nanos();
-        let offset = self
+        self.offset_now = self
             .offset
             .observe(local, (local - timing.api_callback_ns) as f64);
+        self.offset_slope = self.offset.slope;
+        self.last_local = local as f64;
         self.latency_ns = timing.api_playback_ns - timing.api_callback_ns;
-        let observed = timing.api_playback_ns as f64 + offset;
+        // The line is fitted on the API's own clock, where its timestamps are consistent;
+        // the envelope maps it onto the local clock only when a time is asked for.
+        let observed = timing.api_playback_ns as f64;
         self.observations += 1;
 
-        let Some(locked_at) = self.locked_at else {
-            self.lock(timing.position, observed);
-            self.locked_at = Some(observed);
-            return;
-        };
-        let predicted = self.predict(timing.position);
-        let error = observed - predicted;
-        if error.abs() > self.config.relock_ns || timing.position < self.n0 {
-            self.relocks += 1;
-            self.lock(timing.position, observed);
-            return;
+        if self.locked {
+            let error = observed - self.predict(timing.position);
+            if error.abs() > self.config.relock_ns || timing.position < self.n0 {
+                // A jump: the line starts afresh, at the rate it had.
+                self.relocks += 1;
+                self.locked = false;
+            }
         }
-        let frames = (timing.position - self.n0) as f64;
-        if frames <= 0.0 {
-            return;
+        if !self.locked {
+            self.locked = true;
+            self.sums = Sums::default();
+            self.n0 = timing.position;
+            self.t0 = observed;
+            self.origin_t = observed;
         }
-        // Second-order loop, per update of `frames` frames: ω = 2π·B·T.
-        let update_secs = frames * self.per / NANOS_PER_SEC;
-        let omega = 2.0 * PI * self.bandwidth_hz(observed - locked_at) * update_secs;
-        let omega = omega.min(0.5);
-        self.t0 = predicted + 2f64.sqrt() * omega * error;
+        // Move the sums' origin to this pair (the old origin is the line's anchor, `n0`
+        // played at the local time the sums' origin stands for), forget a little, add it.
+        let dx = (timing.position - self.n0) as f64;
+        let secs = dx * self.per / NANOS_PER_SEC;
+        let decay = (-secs / self.config.memory_secs.max(1e-3)).exp();
+        let dy = observed - self.origin_t;
+        self.sums.shift(dx, dy, decay);
+        self.sums.s0 += 1.0;
+        self.origin_t = observed;
         self.n0 = timing.position;
+
+        let Sums {
+            s0,
+            sx,
+            sy,
+            sxx,
+            sxy,
+        } = self.sums;
+        let var = sxx - sx * sx / s0;
         let limit = self.nominal_ns_per_frame * self.config.max_rate_error_ppm * 1e-6;
-        self.per = (self.per + omega * omega * error / frames).clamp(
-            self.nominal_ns_per_frame - limit,
-            self.nominal_ns_per_frame + limit,
-        );
+        if s0 >= 3.0 && var > 0.0 {
+            self.per = ((sxy - sx * sy / s0) / var).clamp(
+                self.nominal_ns_per_frame - limit,
+                self.nominal_ns_per_frame + limit,
+            );
+        }
+        // The line through the weighted centroid, at this pair's position.
+        self.t0 = observed + (sy - self.per * sx) / s0;
     }
 
-    fn lock(&mut self, position: u64, at: f64) {
-        self.n0 = position;
-        self.t0 = at;
-    }
-
-    fn bandwidth_hz(&self, since_lock_ns: f64) -> f64 {
-        let c = &self.config;
-        let x = (since_lock_ns / NANOS_PER_SEC / c.narrow_secs.max(1e-9)).clamp(0.0, 1.0);
-        // Geometric glide from the initial to the final bandwidth.
-        c.initial_bandwidth_hz * (c.final_bandwidth_hz / c.initial_bandwidth_hz).powf(x)
-    }
-
+    /// When `position` plays, on the API's clock.
     fn predict(&self, position: u64) -> f64 {
         let frames = position as f64 - self.n0 as f64;
         self.t0 + frames * self.per
     }
 
+    /// An API time on the local clock.
+    fn to_local(&self, api: f64) -> f64 {
+        let local = api + self.offset_now;
+        local + self.offset_slope * (local - self.last_local)
+    }
+
+    /// A local time on the API's clock.
+    fn to_api(&self, local: f64) -> f64 {
+        local - self.offset_now - self.offset_slope * (local - self.last_local)
+    }
+
     /// When device frame `position` plays, on the local clock; `None` before the first
     /// observation.
     pub fn time_of(&self, position: u64) -> Option<LocalInstant> {
-        self.locked_at?;
+        if !self.locked {
+            return None;
+        }
         Some(LocalInstant::from_nanos(
-            self.predict(position).round() as i64
+            self.to_local(self.predict(position)).round() as i64,
         ))
     }
 
     /// The position that plays at local time `at` (the first at or after it), or `None`
     /// before the first observation.
     pub fn position_at(&self, at: LocalInstant) -> Option<u64> {
-        self.locked_at?;
-        let frames = (at.as_nanos() as f64 - self.t0) / self.per;
+        if !self.locked {
+            return None;
+        }
+        let frames = (self.to_api(at.as_nanos() as f64) - self.t0) / self.per;
         Some((self.n0 as f64 + frames.ceil()).max(0.0) as u64)
     }
 
-    /// The device's rate in frames per local second, as the loop has it.
+    /// The device's rate in frames per local second, as the line has it.
     pub fn rate_hz(&self) -> f64 {
-        NANOS_PER_SEC / self.per
+        NANOS_PER_SEC / (self.per * (1.0 + self.offset_slope))
     }
 
     /// The API's latest `playback − callback` (ns): how far ahead of playing the device
@@ -203,11 +265,14 @@ impl DeviceClock {
         self.observations
     }
 
-    /// Times the loop re-locked on a jump.
+    /// Times the line started afresh after a jump.
     pub fn relocks(&self) -> u64 {
         self.relocks
     }
 }
+
+/// A drop of the offset this large (ns) below the envelope is a step of one of the clocks.
+const STEP_NS: f64 = 500e3;
 
 /// Windows kept for the offset's trend.
 const TREND_WINDOWS: usize = 16;
@@ -253,8 +318,12 @@ impl OffsetEnvelope {
 
     /// Takes a sample at local time `t`; returns the envelope there.
     fn observe(&mut self, t: i64, sample: f64) -> f64 {
-        if !self.started || sample < self.line(t) {
+        if !self.started || sample < self.line(t) - STEP_NS {
+            // The first sample, or the clocks stepped: start over from here.
             self.started = true;
+            self.len = 0;
+            self.window_min = None;
+            self.window_start = None;
             self.at = t;
             self.value = sample;
         }
@@ -267,6 +336,13 @@ impl OffsetEnvelope {
         {
             self.window_min = Some((t, sample));
         }
+        if self.len == 0
+            && let Some((at, v)) = self.window_min
+        {
+            // No window has closed yet: the lowest sample so far.
+            self.at = at;
+            self.value = v;
+        }
         let start = *self.window_start.get_or_insert(t);
         if t - start >= self.window_ns
             && let Some(min) = self.window_min.take()
@@ -277,6 +353,8 @@ impl OffsetEnvelope {
         self.line(t)
     }
 
+    /// Closes a window: the line is the least-squares fit through the kept minima (each a
+    /// few µs above the true offset, the same few for all), at the newest one's time.
     fn push_minimum(&mut self, min: (i64, f64)) {
         if self.len == TREND_WINDOWS {
             self.head = (self.head + 1) % TREND_WINDOWS;
@@ -284,14 +362,22 @@ impl OffsetEnvelope {
         }
         self.minima[(self.head + self.len) % TREND_WINDOWS] = min;
         self.len += 1;
-        let oldest = self.minima[self.head];
-        let span = (min.0 - oldest.0) as f64;
-        if self.len >= 3 && span > 0.0 {
-            self.slope = (min.1 - oldest.1) / span;
+        let points = (0..self.len).map(|i| self.minima[(self.head + i) % TREND_WINDOWS]);
+        let n = self.len as f64;
+        let (mt, mv) = points.clone().fold((0.0, 0.0), |(a, b), (t, v)| {
+            (a + (t - min.0) as f64 / n, b + v / n)
+        });
+        if self.len >= 2 {
+            let (num, den) = points.fold((0.0, 0.0), |(num, den), (t, v)| {
+                let dt = (t - min.0) as f64 - mt;
+                (num + dt * (v - mv), den + dt * dt)
+            });
+            if den > 0.0 {
+                self.slope = num / den;
+            }
         }
-        // The window's minimum is hard evidence: the line goes through it.
         self.at = min.0;
-        self.value = min.1;
+        self.value = mv - self.slope * mt;
     }
 }
 

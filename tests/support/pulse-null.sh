@@ -86,8 +86,9 @@ default-sample-rate = $RATE
 alternate-sample-rate = $RATE
 default-sample-channels = $CHANNELS
 exit-idle-time = -1
-realtime-scheduling = no
-high-priority = no
+realtime-scheduling = yes
+realtime-priority = 5
+high-priority = yes
 EOF
     printf 'autospawn = no\n' >"$DIR/client.conf"
     head -c 256 /dev/urandom >"$DIR/cookie"; chmod 600 "$DIR/cookie"
@@ -105,7 +106,7 @@ EOF
         PULSE_CONFIG="$DIR/daemon.conf" PULSE_CLIENTCONFIG="$DIR/client.conf" \
         DBUS_SESSION_BUS_ADDRESS=disabled: DBUS_SYSTEM_BUS_ADDRESS=disabled: \
         setsid pulseaudio -n --daemonize=no --system=no --use-pid-file=no \
-            --exit-idle-time=-1 --realtime=no --high-priority=no \
+            --exit-idle-time=-1 --realtime=yes --high-priority=yes \
             --disallow-module-loading=yes --log-target=stderr --log-level=notice \
             --load="module-null-sink sink_name=$SINK rate=$RATE channels=$CHANNELS format=$FORMAT sink_properties=device.description=NullSink" \
             --load="module-native-protocol-unix socket=$DIR/native auth-anonymous=1 auth-cookie-enabled=0" \
