@@ -73,6 +73,10 @@ struct Args {
         value_name = "FILE.wav|null|device[:NAME]"
     )]
     output: String,
+    /// A sound card's callback size in frames (default: the device's); the card's buffer
+    /// must fit in the group's latency.
+    #[arg(long, value_name = "FRAMES")]
+    device_period: Option<u32>,
     /// Run on a simulated crystal this many ppm fast (negative: slow); 0 is the machine's
     /// monotonic clock.
     #[arg(
@@ -132,6 +136,17 @@ fn run(args: &Args) -> Result<(), Failure> {
         config.multicast_interface = args.multicast_interface;
     }
     config.output = output.clone();
+    if let Some(frames) = args.device_period {
+        if !matches!(output, Output::Device(_)) {
+            return Err(Failure::usage("--device-period needs --output device"));
+        }
+        if !(16..=16_384).contains(&frames) {
+            return Err(Failure::usage(format!(
+                "--device-period must be 16 to 16384 frames, got {frames}"
+            )));
+        }
+        config.device_period_frames = Some(frames);
+    }
     config.clock = if args.drift_ppm == 0.0 {
         LocalClock::Monotonic
     } else {

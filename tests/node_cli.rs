@@ -388,6 +388,24 @@ fn a_follower_of_an_absent_leader_says_it_is_unreachable() {
     assert!(stderr.contains("unreachable"), "{stderr}");
 }
 
+/// The examples here are built without the `cpal` feature: a sound card is a usage error
+/// that says which feature it needs, before anything is joined.
+#[test]
+fn a_follower_without_the_cpal_feature_refuses_a_sound_card() {
+    let dir = Scratch::new("no-cpal");
+    let key = dir.key("key", 5);
+    let nobody = free_addr();
+    for output in ["device", "device:hw:0,0"] {
+        let mut f = Running::spawn(
+            "follower",
+            &["--key", &key, "--leader", &nobody, "--output", output],
+        );
+        let (status, stderr) = f.wait_exit(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(2), "{output}: {stderr}");
+        assert!(stderr.contains("cpal feature"), "{output}: {stderr}");
+    }
+}
+
 #[test]
 fn a_leader_with_a_missing_input_says_so() {
     let dir = Scratch::new("missing-input");

@@ -10,7 +10,8 @@
 //! reference by the sync meter in 50 ms windows: every window must hold the stream (no gap,
 //! no garbage, no repeated block), and the skew must stay within what PulseAudio's latency
 //! reports allow. The recording's start is only roughly known, so the constant part of the
-//! skew means nothing.
+//! skew means nothing. First, a card whose buffer does not fit in the group's latency is
+//! refused with an error that says so.
 
 #![cfg(feature = "cpal")]
 
@@ -167,6 +168,22 @@ fn a_follower_plays_through_a_sound_card_at_the_leaders_pace() {
     }
 
     let leader = leader();
+
+    // A card that takes audio further ahead than the group's 100 ms latency allows (4096-
+    // frame callbacks: ~250 ms) cannot play in step, and says so.
+    let mut deep = follower_config(&leader, Role::Full, 0.0);
+    deep.output = Output::Device(Some("pulse".into()));
+    deep.device_period_frames = Some(4096);
+    let deep = follower(deep);
+    assert!(
+        wait_until(Duration::from_secs(5), || deep.output_error().is_some()).is_some(),
+        "a 4096-frame card in a 100 ms group: {:?}",
+        deep.status()
+    );
+    let e = deep.output_error().expect("the error");
+    assert!(e.contains("latency") && e.contains("ms"), "{e}");
+    assert!(deep.stop().is_err(), "stop reports the output's error");
+
     let mut reference = follower_config(&leader, Role::Full, -50.0);
     reference.output = wav(&dir, "reference.wav");
     let reference = follower(reference);

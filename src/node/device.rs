@@ -321,15 +321,38 @@ impl DeviceDac {
     /// Waits until the next block (`frames` frames) is due, `lead` before it plays; returns
     /// when it plays (local clock) and its device position. `None` when `shutdown` is set
     /// first, or the device never started (its error says why).
+    ///
+    /// `latency` is the group's target latency and `packet` its packet duration: a block is
+    /// rendered from packets that arrive `latency` before it plays, so a card that takes
+    /// audio earlier than `latency − packet − 5 ms` cannot play in step. That is an error
+    /// that names both figures.
     pub(crate) fn wait_next(
         &mut self,
         frames: usize,
         lead: Nanos,
+        latency: Nanos,
+        packet: Nanos,
         shutdown: &AtomicBool,
     ) -> Option<(LocalInstant, u64)> {
         let needed = frames * self.channels;
+        let budget = latency - packet - SCHEDULING_MARGIN;
         while !shutdown.load(Ordering::Acquire) {
             self.drain_timings();
+            if self.start_at.is_some() && self.ahead() > budget {
+                let ms = |n: Nanos| n.as_nanos() as f64 / 1e6;
+                lock(&self.shared.error).get_or_insert_with(|| {
+                    format!(
+                        "device {} takes audio {:.0} ms before it plays, more than the group's \
+                         {:.0} ms latency allows ({:.0} ms); raise the leader's latency or give \
+                         the card a smaller buffer",
+                        self.name,
+                        ms(self.ahead()),
+                        ms(latency),
+                        ms(budget)
+                    )
+                });
+                return None;
+            }
             let now = self.clock.now();
             let Some(start) = self.start_at else {
                 match self.pace() {

@@ -167,6 +167,11 @@ pub(crate) struct OutputLoop {
     device_name: Option<String>,
     #[cfg(feature = "cpal")]
     device_period_frames: Option<u32>,
+    /// The session's target latency and packet duration (a sound card must fit in them).
+    #[cfg(feature = "cpal")]
+    latency: Nanos,
+    #[cfg(feature = "cpal")]
+    packet: Nanos,
     /// The node clock's drift, to give a sound card's rate on the monotonic clock.
     #[cfg(feature = "cpal")]
     drift_ppm: f64,
@@ -183,6 +188,11 @@ impl OutputLoop {
             .as_ref()
             .map(|s| (s.stream.sample_rate, usize::from(s.stream.channels)))
             .unwrap_or((48_000, 2));
+        #[cfg(feature = "cpal")]
+        let (latency, packet) = lock(&shared.session)
+            .as_ref()
+            .map(|s| (s.stream.target_latency, s.stream.ptime))
+            .unwrap_or((Nanos::from_millis(100), Nanos::from_millis(5)));
         let channels = if config.role == Role::Full {
             stream_channels
         } else {
@@ -239,6 +249,10 @@ impl OutputLoop {
             #[cfg(feature = "cpal")]
             device_period_frames: config.device_period_frames,
             #[cfg(feature = "cpal")]
+            latency,
+            #[cfg(feature = "cpal")]
+            packet,
+            #[cfg(feature = "cpal")]
             drift_ppm,
             rate_hz,
         })
@@ -283,7 +297,13 @@ impl OutputLoop {
                 Some((next, dac.frames_emitted()))
             }
             #[cfg(feature = "cpal")]
-            Dac::Device(device) => device.wait_next(self.block, self.lead, &self.shared.shutdown),
+            Dac::Device(device) => device.wait_next(
+                self.block,
+                self.lead,
+                self.latency,
+                self.packet,
+                &self.shared.shutdown,
+            ),
         }
     }
 
@@ -337,6 +357,11 @@ impl OutputLoop {
                 generation = g;
                 // A new session or role: build the path for it (allocation here is off the
                 // steady-state path: it happens once per session).
+                #[cfg(feature = "cpal")]
+                if let Some(s) = lock(&self.shared.session).as_ref() {
+                    self.latency = s.stream.target_latency;
+                    self.packet = s.stream.ptime;
+                }
                 if let Some(built) = self.build() {
                     let rate_changed = current.as_ref().is_none_or(|c| c.2 != built.2);
                     if let Err(e) = self.prepare_dac(built.2, rate_changed) {
