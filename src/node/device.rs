@@ -306,7 +306,13 @@ impl DeviceDac {
             if t.local_now - seen >= PACE_CHECK {
                 self.first.get_or_insert((t.position, t.local_now));
             }
+            let relocks = self.device_clock.relocks();
             self.device_clock.observe(t);
+            if self.device_clock.relocks() != relocks {
+                // A jump: the line starts at this one callback, which says nothing yet
+                // about how far ahead the device pulls.
+                continue;
+            }
             // The callback took frames up to `position + period` now: each must have been
             // in the ring that long before it plays, whatever the device's buffer did.
             if let Some(last) = self.device_clock.time_of(t.position + self.period) {

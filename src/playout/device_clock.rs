@@ -110,6 +110,17 @@ struct Sums {
 }
 
 impl Sums {
+    /// The least-squares slope, once three pairs span some `x`.
+    fn slope(&self) -> Option<f64> {
+        let var = self.sxx - self.sx * self.sx / self.s0;
+        (self.s0 >= 3.0 && var > 0.0).then(|| (self.sxy - self.sx * self.sy / self.s0) / var)
+    }
+
+    /// Where the line of slope `k` through the weighted centroid crosses `x = 0`.
+    fn at_origin(&self, k: f64) -> f64 {
+        (self.sy - k * self.sx) / self.s0
+    }
+
     /// Moves the origin by `dx`, `dy` and scales every weight by `decay`.
     fn shift(&mut self, dx: f64, dy: f64, decay: f64) {
         let Sums {
@@ -192,23 +203,14 @@ impl DeviceClock {
         self.origin_t = observed;
         self.n0 = timing.position;
 
-        let Sums {
-            s0,
-            sx,
-            sy,
-            sxx,
-            sxy,
-        } = self.sums;
-        let var = sxx - sx * sx / s0;
         let limit = self.nominal_ns_per_frame * self.config.max_rate_error_ppm * 1e-6;
-        if s0 >= 3.0 && var > 0.0 {
-            self.per = ((sxy - sx * sy / s0) / var).clamp(
+        if let Some(per) = self.sums.slope() {
+            self.per = per.clamp(
                 self.nominal_ns_per_frame - limit,
                 self.nominal_ns_per_frame + limit,
             );
         }
-        // The line through the weighted centroid, at this pair's position.
-        self.t0 = observed + (sy - self.per * sx) / s0;
+        self.t0 = observed + self.sums.at_origin(self.per);
     }
 
     /// When `position` plays, on the API's clock.
