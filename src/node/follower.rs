@@ -30,6 +30,9 @@ use crate::playout::corrector::CorrectorKind;
 use crate::ptp::ClockIdentity;
 use crate::time::Nanos;
 
+/// Why [`Output::Device`] is refused in a build without the `cpal` feature.
+pub(crate) const NEEDS_CPAL: &str = "a sound card needs lockstep built with the `cpal` feature";
+
 /// Where a follower's audio goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -263,7 +266,7 @@ impl Follower {
         if matches!(config.output, Output::Device(_)) && !cfg!(feature = "cpal") {
             return Err(NodeError::Config {
                 field: "output",
-                reason: "a sound card needs lockstep built with the `cpal` feature".into(),
+                reason: NEEDS_CPAL.into(),
             });
         }
         let clock = NodeClock::new(config.clock);

@@ -19,6 +19,8 @@ use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
 #[cfg(feature = "cpal")]
 use crate::node::device::DeviceDac;
+#[cfg(not(feature = "cpal"))]
+use crate::node::follower::NEEDS_CPAL;
 use crate::node::follower::{FollowerConfig, FollowerShared, Output};
 use crate::node::ptp::lock;
 use crate::playout::controller::State;
@@ -184,14 +186,16 @@ impl OutputLoop {
         clock: NodeClock,
         config: &FollowerConfig,
     ) -> Result<OutputLoop, NodeError> {
-        let (rate, stream_channels) = lock(&shared.session)
+        let stream = lock(&shared.session).as_ref().map(|s| s.stream.clone());
+        let (rate, stream_channels) = stream
             .as_ref()
-            .map(|s| (s.stream.sample_rate, usize::from(s.stream.channels)))
+            .map(|s| (s.sample_rate, usize::from(s.channels)))
             .unwrap_or((48_000, 2));
+        // Replaced from the session at the output thread's first pass.
         #[cfg(feature = "cpal")]
-        let (latency, packet) = lock(&shared.session)
+        let (latency, packet) = stream
             .as_ref()
-            .map(|s| (s.stream.target_latency, s.stream.ptime))
+            .map(|s| (s.target_latency, s.ptime))
             .unwrap_or((Nanos::from_millis(100), Nanos::from_millis(5)));
         let channels = if config.role == Role::Full {
             stream_channels
@@ -227,7 +231,7 @@ impl OutputLoop {
             Output::Device(_) => {
                 return Err(NodeError::Config {
                     field: "output",
-                    reason: "a sound card needs lockstep built with the `cpal` feature".into(),
+                    reason: NEEDS_CPAL.into(),
                 });
             }
         };
