@@ -154,6 +154,15 @@ pub trait ClockEstimator: Send {
 
     /// The current mapping, or `None` before the first usable exchange.
     fn estimate(&self) -> Option<ClockEstimate>;
+
+    /// Whether the estimator asks for a burst of faster exchanges: it saw the path or the
+    /// leader's clock change and wants to re-converge quickly. Returns `true` once per
+    /// request; the caller (the node or the simulator) then asks the leader for a burst
+    /// through its PTP slave. Call after each [`handle_exchange`](Self::handle_exchange).
+    /// Estimators that never ask keep the default.
+    fn poll_burst_request(&mut self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
