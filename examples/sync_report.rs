@@ -24,6 +24,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lockstep::playout::corrector::CorrectorKind;
+use lockstep::sim::events::{FAMILIES, family};
 use lockstep::sim::playout::{PlayoutReport, PlayoutScenario, run_playout};
 use lockstep::sim::plot::{Series, log_plot_svg};
 use lockstep::sim::sync::{SyncReport, SyncScenario, default_estimators, run_sync};
@@ -34,9 +35,15 @@ use lockstep::time::Nanos;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Network preset: lan, wifi, congested_wifi or asymmetric.
+    /// Network preset (lan, wifi, congested_wifi, asymmetric), or a family of timed events
+    /// (roam, mesh_reroute, warmup, wander, asym_up, asym_down, microwave, outage_10s,
+    /// outage_30s, leader_step, leader_restart, follower_restart, no_burst), which runs each
+    /// of its variants on `--network`.
     #[arg(long, default_value = "wifi")]
     scenario: String,
+    /// The network preset a family of events runs on.
+    #[arg(long, default_value = "wifi")]
+    network: String,
     /// Simulated seconds.
     #[arg(long, default_value_t = 600.0)]
     seconds: f64,
@@ -117,10 +124,20 @@ fn override_link(link: &mut LinkConfig, args: &Args) {
 }
 
 /// Builds the scenario the options describe for `seed` and runs it.
-fn run(args: &Args, seed: u64) -> Result<SyncReport, ExitCode> {
-    let mut scenario =
-        SyncScenario::preset(&args.scenario, seed, Nanos::from_secs_f64(args.seconds))
-            .ok_or(ExitCode::from(2))?;
+fn run(args: &Args, seed: u64) -> Result<Vec<SyncReport>, ExitCode> {
+    let duration = Nanos::from_secs_f64(args.seconds);
+    let scenarios = match family(&args.scenario) {
+        Some(variants) => variants
+            .iter()
+            .map(|v| SyncScenario::with_variant(&args.network, v, seed, duration))
+            .collect::<Option<Vec<_>>>(),
+        None => SyncScenario::preset(&args.scenario, seed, duration).map(|s| vec![s]),
+    }
+    .ok_or(ExitCode::from(2))?;
+    scenarios.into_iter().map(|s| run_one(args, s)).collect()
+}
+
+fn run_one(args: &Args, mut scenario: SyncScenario) -> Result<SyncReport, ExitCode> {
     override_link(&mut scenario.path.to_follower, args);
     override_link(&mut scenario.path.to_leader, args);
     if let Some(ppm) = args.drift_ppm {
@@ -265,10 +282,21 @@ fn main() -> ExitCode {
         eprintln!("error: --seeds must be at least 1");
         return ExitCode::from(2);
     }
-    if !PathConfig::PRESETS.contains(&args.scenario.as_str()) {
+    if !PathConfig::PRESETS.contains(&args.scenario.as_str())
+        && !(FAMILIES.contains(&args.scenario.as_str()) && !args.playout)
+    {
         eprintln!(
-            "error: unknown scenario {:?}; choose one of {}",
+            "error: unknown scenario {:?}; choose one of {} (or, without --playout, a family: {})",
             args.scenario,
+            PathConfig::PRESETS.join(", "),
+            FAMILIES.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    if !PathConfig::PRESETS.contains(&args.network.as_str()) {
+        eprintln!(
+            "error: unknown network {:?}; choose one of {}",
+            args.network,
             PathConfig::PRESETS.join(", ")
         );
         return ExitCode::from(2);
@@ -280,7 +308,7 @@ fn main() -> ExitCode {
         let mut reports = Vec::new();
         for seed in args.seed..args.seed.saturating_add(n) {
             match run(&args, seed) {
-                Ok(r) => reports.push(r),
+                Ok(r) => reports.extend(r),
                 Err(code) => return code,
             }
         }
@@ -302,15 +330,18 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let report = match run(&args, args.seed) {
+    let reports = match run(&args, args.seed) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    if args.json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{}", report.to_table());
+    for report in &reports {
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{}", report.to_table());
+        }
     }
+    let report = &reports[0];
     if let Some(path) = &args.plot {
         let series: Vec<Series<'_>> = report
             .results

@@ -7,7 +7,7 @@
 
 mod common;
 
-use lockstep::clock::ClockEstimate;
+use lockstep::clock::{ClockEstimate, EpochReason};
 use lockstep::media::receiver::{ReceiverConfig, RtpReceiver};
 use lockstep::media::sender::{RtpSender, SenderConfig};
 use lockstep::media::{AudioFormat, CodecKind};
@@ -55,6 +55,8 @@ fn truth(crystal: &LinearCrystal) -> ClockEstimate {
             port_number: 1,
         },
         epoch: 0,
+        reason: EpochReason::Start,
+        settled: true,
     }
 }
 

@@ -30,7 +30,7 @@
 
 use super::hull::{Line, Point, lower_hull};
 use super::ring::Ring;
-use super::{ClockEstimate, ClockEstimator, Exchange};
+use super::{ClockEstimate, ClockEstimator, EpochReason, Exchange};
 use crate::ptp::PortIdentity;
 use crate::time::{LeaderInstant, LocalInstant, Nanos};
 
@@ -182,6 +182,8 @@ pub struct EnvelopeEstimator {
     /// The rate carried over a leader clock step, used until the new window spans
     /// [`PRIOR_RATE_SPAN`].
     prior_rate: Option<f64>,
+    /// Why the current epoch began.
+    reason: EpochReason,
     stats: EnvelopeStats,
 }
 
@@ -212,6 +214,7 @@ impl EnvelopeEstimator {
             since_refit: 0,
             window: config.window.as_nanos(),
             prior_rate: None,
+            reason: EpochReason::Start,
             stats: EnvelopeStats::default(),
         }
     }
@@ -619,6 +622,10 @@ impl ClockEstimator for EnvelopeEstimator {
         "lockstep"
     }
 
+    fn reset(&mut self) {
+        *self = EnvelopeEstimator::new(self.config);
+    }
+
     fn handle_exchange(&mut self, ex: &Exchange) {
         self.stats.exchanges += 1;
         match self.leader {
@@ -627,6 +634,7 @@ impl ClockEstimator for EnvelopeEstimator {
                 self.stats.leader_changes += 1;
                 self.leader = Some(ex.leader);
                 self.restart(false);
+                self.reason = EpochReason::NewLeader;
             }
             None => self.leader = Some(ex.leader),
         }
@@ -644,6 +652,7 @@ impl ClockEstimator for EnvelopeEstimator {
         if self.step_detected(fwd, rev) {
             self.stats.steps += 1;
             self.restart(true);
+            self.reason = EpochReason::LeaderStep;
             let (t0, z0) = (ex.local_time().as_nanos(), ex.offset().as_nanos());
             self.origin = Some((t0, z0));
             fwd = Point {
@@ -690,6 +699,8 @@ impl ClockEstimator for EnvelopeEstimator {
             uncertainty: Nanos(fit.uncertainty.round() as i64),
             leader: self.leader?,
             epoch: self.epoch,
+            reason: self.reason,
+            settled: true,
         })
     }
 }

@@ -107,9 +107,45 @@ pub struct ClockEstimate {
     pub uncertainty: Nanos,
     /// The leader port this estimate is about.
     pub leader: PortIdentity,
-    /// Counts re-convergences (new leader, leader clock step). A consumer that sees it change
-    /// knows the timeline jumped.
+    /// Counts jumps of the timeline: it changes exactly when the mapping moved by more than
+    /// its uncertainty in one go (a leader clock step, a new leader, a path change that moved
+    /// the two-way offset). A consumer that sees it change knows the timeline jumped and
+    /// [`reason`](Self::reason) says why.
     pub epoch: u32,
+    /// Why the current epoch began.
+    pub reason: EpochReason,
+    /// Whether the estimate can be played on: false while the estimator is still converging,
+    /// or has seen something change and is still working out what. A playout does not start
+    /// or re-align on an estimate that is not settled; [`uncertainty`](Self::uncertainty)
+    /// covers the truth either way.
+    pub settled: bool,
+}
+
+/// Why a [`ClockEstimate`]'s epoch began.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EpochReason {
+    /// The first estimate of this leader.
+    #[default]
+    Start,
+    /// The leader's clock stepped: its reading jumped, the path stayed.
+    LeaderStep,
+    /// Another leader (another clock identity or port) took over.
+    NewLeader,
+    /// One direction of the path changed, moving the two-way offset by half of it: the
+    /// estimator cannot tell which side was right, and its uncertainty says so.
+    PathChange,
+}
+
+impl core::fmt::Display for EpochReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            EpochReason::Start => "start",
+            EpochReason::LeaderStep => "leader clock step",
+            EpochReason::NewLeader => "new leader",
+            EpochReason::PathChange => "path change",
+        })
+    }
 }
 
 impl ClockEstimate {
@@ -151,6 +187,10 @@ pub trait ClockEstimator: Send {
 
     /// Takes one completed exchange.
     fn handle_exchange(&mut self, exchange: &Exchange);
+
+    /// Forgets everything, as a freshly built estimator of the same configuration: what a
+    /// follower that restarts does.
+    fn reset(&mut self);
 
     /// The current mapping, or `None` before the first usable exchange.
     fn estimate(&self) -> Option<ClockEstimate>;
@@ -205,6 +245,8 @@ mod tests {
             uncertainty: Nanos(1_000),
             leader: port(),
             epoch: 0,
+            reason: EpochReason::Start,
+            settled: true,
         };
         let t = LocalInstant::from_nanos(11_000_000_000);
         let l = est.to_leader(t);

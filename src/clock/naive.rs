@@ -31,12 +31,18 @@ pub(crate) fn constant_offset(
         uncertainty: uncertainty.abs(),
         leader: ex.leader,
         epoch,
+        reason: super::EpochReason::Start,
+        settled: true,
     }
 }
 
 impl ClockEstimator for NaiveEstimator {
     fn name(&self) -> &'static str {
         "naive"
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new();
     }
 
     fn handle_exchange(&mut self, ex: &Exchange) {

@@ -43,6 +43,10 @@ impl ClockEstimator for NtpEstimator {
         "ntp"
     }
 
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+
     fn handle_exchange(&mut self, ex: &Exchange) {
         let now = ex.local_time();
         let age = (now - self.stages[0].t).as_nanos().max(0) as f64;

@@ -49,6 +49,10 @@ impl ClockEstimator for SnapcastEstimator {
         "snapcast"
     }
 
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+
     fn wants(&self, at: LocalInstant) -> bool {
         match self.last {
             _ if self.taken < FAST_START => true,

@@ -25,6 +25,7 @@
 
 use std::collections::VecDeque;
 
+use super::math::{exp, sin};
 use super::{SimConfigError, SimRng, SimTime};
 use crate::time::Nanos;
 
@@ -34,6 +35,9 @@ pub const WANDER_STEP: Nanos = Nanos::from_millis(100);
 /// How far past the latest query [`SimClock::time_of`] simulates the clock exactly; beyond
 /// it, the answer is extrapolated at the last simulated frequency.
 pub const MAX_LOOKAHEAD: Nanos = Nanos::from_secs(3600);
+
+/// The fork of a clock's generator that [`FrequencyChange::Walk`] draws from.
+const EXTRA_WALK_STREAM: u64 = 0x77a1_4b00;
 
 /// [`WANDER_STEP`] in nanoseconds, for index arithmetic.
 const SEGMENT_NS: i64 = WANDER_STEP.as_nanos();
@@ -56,6 +60,151 @@ pub struct ClockModel {
     /// Steps of the reading: at each true time the reading jumps by the amount (negative
     /// steps go back). Any order; steps at the same time add up.
     pub steps: Vec<(SimTime, Nanos)>,
+    /// Changes of the frequency over time on top of the drift and wander: a crystal warming
+    /// up, a thermal cycle. They add up.
+    pub frequency: Vec<FrequencyChange>,
+}
+
+/// A change of a clock's frequency over time, added to its drift and wander.
+///
+/// Like the wander, it is applied per [`WANDER_STEP`] segment: the frequency over a segment
+/// is the change's value at the segment's start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FrequencyChange {
+    /// From `at` on, the frequency moves towards `by_ppm` more exponentially with time
+    /// constant `tau`: a crystal warming up after power-on.
+    Warmup {
+        /// When the warm-up starts.
+        at: SimTime,
+        /// How far the frequency moves in the end, ppm.
+        by_ppm: f64,
+        /// Time constant.
+        tau: Nanos,
+    },
+    /// From `at` on, the frequency moves by `by_ppm` linearly over `over`, then stays.
+    Ramp {
+        /// When the ramp starts.
+        at: SimTime,
+        /// How far the frequency moves in all, ppm.
+        by_ppm: f64,
+        /// How long the ramp takes (zero: a frequency step).
+        over: Nanos,
+    },
+    /// From `at` on, a sinusoid of `amplitude_ppm` with `period`: a thermal cycle.
+    Sine {
+        /// When the cycle starts (at phase zero, rising).
+        at: SimTime,
+        /// Peak deviation, ppm.
+        amplitude_ppm: f64,
+        /// Period.
+        period: Nanos,
+    },
+    /// From `at` on, an extra random walk of the frequency of `ppm_per_sqrt_s` (drawn from a
+    /// generator of its own, so the clock's own wander stays as it was).
+    Walk {
+        /// When the extra wander starts.
+        at: SimTime,
+        /// Its intensity, ppm per square root of a second.
+        ppm_per_sqrt_s: f64,
+    },
+}
+
+impl FrequencyChange {
+    /// When the change starts.
+    pub fn at(&self) -> SimTime {
+        match *self {
+            FrequencyChange::Warmup { at, .. }
+            | FrequencyChange::Ramp { at, .. }
+            | FrequencyChange::Sine { at, .. }
+            | FrequencyChange::Walk { at, .. } => at,
+        }
+    }
+
+    /// The deterministic part of the change at true time `t`, ppm (0 for a walk).
+    fn value_ppm(&self, t: i64) -> f64 {
+        let since = t - self.at().as_nanos();
+        if since < 0 {
+            return 0.0;
+        }
+        let since = since as f64;
+        match *self {
+            FrequencyChange::Warmup { by_ppm, tau, .. } => {
+                by_ppm * (1.0 - exp(-since / tau.as_nanos() as f64))
+            }
+            FrequencyChange::Ramp { by_ppm, over, .. } => {
+                let over = over.as_nanos() as f64;
+                if since >= over {
+                    by_ppm
+                } else {
+                    by_ppm * since / over
+                }
+            }
+            FrequencyChange::Sine {
+                amplitude_ppm,
+                period,
+                ..
+            } => {
+                let turns = since / period.as_nanos() as f64;
+                amplitude_ppm * sin(core::f64::consts::TAU * turns)
+            }
+            FrequencyChange::Walk { .. } => 0.0,
+        }
+    }
+
+    /// Checks the change: finite values, positive time constant and period, a ramp that does
+    /// not take negative time, a walk that is not negative.
+    pub fn validate(&self) -> Result<(), SimConfigError> {
+        let finite = |field: &'static str, v: f64| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(SimConfigError::NotFinite { field, got: v })
+            }
+        };
+        let positive = |field: &'static str, v: Nanos| {
+            if v.as_nanos() > 0 {
+                Ok(())
+            } else {
+                Err(SimConfigError::NotPositive {
+                    field,
+                    got: v.as_nanos() as f64,
+                })
+            }
+        };
+        match *self {
+            FrequencyChange::Warmup { by_ppm, tau, .. } => {
+                finite("warmup.by_ppm", by_ppm)?;
+                positive("warmup.tau", tau)
+            }
+            FrequencyChange::Ramp { by_ppm, over, .. } => {
+                finite("ramp.by_ppm", by_ppm)?;
+                if over.as_nanos() < 0 {
+                    return Err(SimConfigError::NegativeDelay {
+                        field: "ramp.over",
+                        got: over,
+                    });
+                }
+                Ok(())
+            }
+            FrequencyChange::Sine {
+                amplitude_ppm,
+                period,
+                ..
+            } => {
+                finite("sine.amplitude_ppm", amplitude_ppm)?;
+                positive("sine.period", period)
+            }
+            FrequencyChange::Walk { ppm_per_sqrt_s, .. } => {
+                finite("walk.ppm_per_sqrt_s", ppm_per_sqrt_s)?;
+                if ppm_per_sqrt_s < 0.0 {
+                    return Err(SimConfigError::NegativeWander {
+                        got: ppm_per_sqrt_s,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl ClockModel {
@@ -66,6 +215,7 @@ impl ClockModel {
             drift_ppm: 0.0,
             wander_ppm_per_sqrt_s: 0.0,
             steps: Vec::new(),
+            frequency: Vec::new(),
         }
     }
 
@@ -79,6 +229,7 @@ impl ClockModel {
             drift_ppm,
             wander_ppm_per_sqrt_s: 0.01,
             steps: Vec::new(),
+            frequency: Vec::new(),
         }
     }
 
@@ -105,6 +256,9 @@ impl ClockModel {
         }
         if wander < 0.0 {
             return Err(SimConfigError::NegativeWander { got: wander });
+        }
+        for change in &self.frequency {
+            change.validate()?;
         }
         Ok(())
     }
@@ -180,6 +334,9 @@ pub struct SimClock {
     increment_std_ppm: f64,
     /// The random-walk part of the newest segment's frequency, ppm (unclamped).
     walk_ppm: f64,
+    /// The extra walks of [`FrequencyChange::Walk`], from a generator of their own.
+    extra_rng: SimRng,
+    extra_walk_ppm: f64,
     /// Contiguous segments from the one holding the low-water mark onwards; never empty.
     segments: VecDeque<Segment>,
     /// Step times in ascending order...
@@ -209,15 +366,19 @@ impl SimClock {
             .collect();
         let first = Segment {
             start: 0,
-            freq_ppm: model.drift_ppm.max(MIN_FREQ_PPM),
+            freq_ppm: (model.drift_ppm
+                + model.frequency.iter().map(|c| c.value_ppm(0)).sum::<f64>())
+            .max(MIN_FREQ_PPM),
             phase_ns: model.offset.as_nanos(),
             phase_frac: 0.0,
         };
         Ok(SimClock {
             increment_std_ppm: model.wander_ppm_per_sqrt_s * WANDER_STEP.as_secs_f64().sqrt(),
             model,
+            extra_rng: rng.fork(EXTRA_WALK_STREAM),
             rng,
             walk_ppm: 0.0,
+            extra_walk_ppm: 0.0,
             segments: VecDeque::from([first]),
             step_times,
             step_totals,
@@ -335,9 +496,20 @@ impl SimClock {
         if self.increment_std_ppm > 0.0 {
             self.walk_ppm += self.rng.normal(0.0, self.increment_std_ppm);
         }
-        let freq = (self.model.drift_ppm + self.walk_ppm).max(MIN_FREQ_PPM);
         let last = self.segments[self.segments.len() - 1];
-        self.segments.push_back(last.next(freq));
+        let start = last.end();
+        let mut changes = 0.0;
+        for change in &self.model.frequency {
+            changes += change.value_ppm(start);
+            if let FrequencyChange::Walk { at, ppm_per_sqrt_s } = *change
+                && start > at.as_nanos()
+            {
+                let std = ppm_per_sqrt_s * WANDER_STEP.as_secs_f64().sqrt();
+                self.extra_walk_ppm += self.extra_rng.normal(0.0, std);
+            }
+        }
+        let freq = self.model.drift_ppm + self.walk_ppm + self.extra_walk_ppm + changes;
+        self.segments.push_back(last.next(freq.max(MIN_FREQ_PPM)));
     }
 
     /// The sum of the steps at or before `t`.
@@ -417,6 +589,18 @@ mod tests {
             wander_ppm_per_sqrt_s: 2.0,
             offset: Nanos::from_millis(400),
             steps: vec![(secs(7.25), Nanos::from_micros(-300))],
+            frequency: vec![
+                FrequencyChange::Warmup {
+                    at: secs(3.0),
+                    by_ppm: 30.0,
+                    tau: Nanos::from_secs(2),
+                },
+                FrequencyChange::Sine {
+                    at: secs(1.0),
+                    amplitude_ppm: 5.0,
+                    period: Nanos::from_secs(4),
+                },
+            ],
         };
         let mut c = clock(model, 4);
         let mut now = SimTime::ZERO;
@@ -541,5 +725,73 @@ mod tests {
             ..ClockModel::ideal()
         };
         assert_eq!(bad(m), SimConfigError::NegativeWander { got: -0.1 });
+    }
+
+    #[test]
+    fn frequency_changes_follow_their_shapes_and_add_up() {
+        let model = ClockModel {
+            drift_ppm: 50.0,
+            frequency: vec![
+                FrequencyChange::Warmup {
+                    at: secs(10.0),
+                    by_ppm: 8.0,
+                    tau: Nanos::from_secs(120),
+                },
+                FrequencyChange::Ramp {
+                    at: secs(100.0),
+                    by_ppm: -4.0,
+                    over: Nanos::from_secs(40),
+                },
+                FrequencyChange::Sine {
+                    at: secs(0.0),
+                    amplitude_ppm: 2.0,
+                    period: Nanos::from_secs(1200),
+                },
+            ],
+            ..ClockModel::ideal()
+        };
+        let mut c = clock(model, 1);
+        let expect = |t: f64| {
+            let warm = if t >= 10.0 {
+                8.0 * (1.0 - (-(t - 10.0) / 120.0).exp())
+            } else {
+                0.0
+            };
+            let ramp = -4.0 * ((t - 100.0) / 40.0).clamp(0.0, 1.0);
+            50.0 + warm + ramp + 2.0 * (core::f64::consts::TAU * t / 1200.0).sin()
+        };
+        for t in [0.05f64, 5.0, 10.05, 130.0, 300.0, 900.0] {
+            // The frequency holds over each 100 ms segment from its start.
+            let start = (t / 0.1).floor() * 0.1;
+            let f = c.freq_ppm(secs(t));
+            assert!((f - expect(start)).abs() < 1e-9, "at {t} s: {f} ppm");
+        }
+        // An extra walk only starts at its time, and only adds wander.
+        let walk = |ppm| ClockModel {
+            frequency: vec![FrequencyChange::Walk {
+                at: secs(50.0),
+                ppm_per_sqrt_s: ppm,
+            }],
+            ..ClockModel::ideal()
+        };
+        let (mut a, mut b) = (clock(walk(0.0), 7), clock(walk(1.0), 7));
+        assert_eq!(a.freq_ppm(secs(49.0)), b.freq_ppm(secs(49.0)));
+        let moved = (b.freq_ppm(secs(150.0)) - a.freq_ppm(secs(150.0))).abs();
+        assert!(moved > 0.5 && moved < 50.0, "walked {moved} ppm in 100 s");
+        let bad = ClockModel {
+            frequency: vec![FrequencyChange::Warmup {
+                at: secs(0.0),
+                by_ppm: 1.0,
+                tau: Nanos::ZERO,
+            }],
+            ..ClockModel::ideal()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(SimConfigError::NotPositive {
+                field: "warmup.tau",
+                ..
+            })
+        ));
     }
 }

@@ -83,4 +83,12 @@ pub enum SimConfigError {
         /// The value given.
         got: f64,
     },
+    /// A timed change whose end comes before its start.
+    #[error("a change that starts at {at} cannot end at {until}, before it")]
+    EndsBeforeStart {
+        /// The start given.
+        at: crate::sim::SimTime,
+        /// The end given.
+        until: crate::sim::SimTime,
+    },
 }

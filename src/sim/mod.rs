@@ -32,6 +32,8 @@
 
 mod clock;
 mod error;
+mod event_track;
+pub mod events;
 mod math;
 mod network;
 pub mod playout;
@@ -40,9 +42,10 @@ mod queue;
 mod rng;
 pub mod sync;
 
-pub use clock::{ClockModel, MAX_LOOKAHEAD, SimClock, WANDER_STEP};
+pub use clock::{ClockModel, FrequencyChange, MAX_LOOKAHEAD, SimClock, WANDER_STEP};
 pub use error::SimConfigError;
-pub use network::{Delivery, Jitter, Link, LinkConfig, LinkStats, Loss, PathConfig};
+pub use event_track::{EventResult, Honesty};
+pub use network::{Delivery, Jitter, Link, LinkChange, LinkConfig, LinkStats, Loss, PathConfig};
 pub use queue::EventQueue;
 pub use rng::SimRng;
 

@@ -222,6 +222,80 @@ const DUPLICATE_STREAM: u64 = 3;
 const REORDER_STREAM: u64 = 4;
 const COPY_JITTER_STREAM: u64 = 5;
 const COPY_SPIKE_STREAM: u64 = 6;
+const EPISODE_JITTER_STREAM: u64 = 7;
+const EPISODE_LOSS_STREAM: u64 = 8;
+
+/// A change of a link's behaviour from a true time on: what a scenario's events do to one
+/// direction of a path.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LinkChange {
+    /// From `at` on, the base delay is longer by `by` (shorter when negative; it never goes
+    /// below zero): a route change, a roam to another access point. Lasting; changes add up.
+    BaseDelay {
+        /// When the path changes.
+        at: SimTime,
+        /// How much the base delay changes.
+        by: Nanos,
+    },
+    /// From `at` until `until`, every packet gets an extra exponential delay of mean
+    /// `jitter_mean` and is lost with an extra probability `loss`: interference, a busy
+    /// channel.
+    Episode {
+        /// When the episode starts.
+        at: SimTime,
+        /// When it ends.
+        until: SimTime,
+        /// Mean of the extra exponential delay (zero for none).
+        jitter_mean: Nanos,
+        /// Extra loss probability in `[0, 1]`.
+        loss: f64,
+    },
+    /// From `at` until `until`, every packet is lost.
+    Outage {
+        /// When the outage starts.
+        at: SimTime,
+        /// When packets get through again.
+        until: SimTime,
+    },
+}
+
+impl LinkChange {
+    /// When the change starts.
+    pub fn at(&self) -> SimTime {
+        match *self {
+            LinkChange::BaseDelay { at, .. }
+            | LinkChange::Episode { at, .. }
+            | LinkChange::Outage { at, .. } => at,
+        }
+    }
+
+    /// When it ends (`SimTime::MAX` for a lasting one).
+    pub fn until(&self) -> SimTime {
+        match *self {
+            LinkChange::BaseDelay { .. } => SimTime::MAX,
+            LinkChange::Episode { until, .. } | LinkChange::Outage { until, .. } => until,
+        }
+    }
+
+    /// Checks the change: an end not before its start, a jitter not negative, a loss that
+    /// is a probability.
+    pub fn validate(&self) -> Result<(), SimConfigError> {
+        if self.until() < self.at() {
+            return Err(SimConfigError::EndsBeforeStart {
+                at: self.at(),
+                until: self.until(),
+            });
+        }
+        if let LinkChange::Episode {
+            jitter_mean, loss, ..
+        } = *self
+        {
+            non_negative("episode.jitter_mean", jitter_mean)?;
+            probability("episode.loss", loss)?;
+        }
+        Ok(())
+    }
+}
 
 /// How many times a truncated normal is redrawn before giving zero. With a mean of zero or
 /// more each draw is accepted with probability at least 1/2, so the fallback is never seen in
@@ -245,6 +319,12 @@ pub struct Link {
     /// Gilbert-Elliott transition probabilities per packet.
     good_to_bad: f64,
     bad_to_good: f64,
+    /// Scheduled changes, sorted by start; `reach[i]` is the latest end among the first
+    /// `i + 1`, so that the changes active at a time are found without a scan of them all.
+    changes: Vec<LinkChange>,
+    reach: Vec<SimTime>,
+    episode_jitter_rng: SimRng,
+    episode_loss_rng: SimRng,
     /// Pareto scale in ns (zero for other jitters).
     pareto_scale: f64,
     stats: LinkStats,
@@ -282,8 +362,67 @@ impl Link {
             good_to_bad,
             bad_to_good,
             pareto_scale,
+            changes: Vec::new(),
+            reach: Vec::new(),
+            episode_jitter_rng: rng.fork(EPISODE_JITTER_STREAM),
+            episode_loss_rng: rng.fork(EPISODE_LOSS_STREAM),
             stats: LinkStats::default(),
         })
+    }
+
+    /// A link behaving as `config` with `changes` scheduled on it (see [`LinkChange`]).
+    ///
+    /// The changes draw from generators of their own, so the packets' ordinary jitter, loss
+    /// and spikes are the same luck with or without them. Fails if the configuration or a
+    /// change does not validate.
+    pub fn with_changes(
+        config: LinkConfig,
+        rng: SimRng,
+        changes: &[LinkChange],
+    ) -> Result<Link, SimConfigError> {
+        let mut link = Link::new(config, rng)?;
+        for c in changes {
+            c.validate()?;
+        }
+        link.changes = changes.to_vec();
+        link.changes.sort_by_key(|c| c.at());
+        let mut reach = SimTime::ZERO;
+        link.reach = link
+            .changes
+            .iter()
+            .map(|c| {
+                reach = reach.max(c.until());
+                reach
+            })
+            .collect();
+        Ok(link)
+    }
+
+    /// The base-delay change, extra jitter mean, extra loss and outage in force at `now`.
+    fn in_force(&self, now: SimTime) -> (i64, f64, f64, bool) {
+        let (mut delay, mut jitter, mut loss, mut out) = (0i64, 0.0, 0.0, false);
+        let started = self.changes.partition_point(|c| c.at() <= now);
+        for i in (0..started).rev() {
+            if self.reach[i] <= now {
+                break;
+            }
+            match self.changes[i] {
+                LinkChange::BaseDelay { by, .. } => delay = delay.saturating_add(by.as_nanos()),
+                LinkChange::Episode {
+                    until,
+                    jitter_mean,
+                    loss: p,
+                    ..
+                } if until > now => {
+                    jitter += jitter_mean.as_nanos() as f64;
+                    // Independent extra losses combine.
+                    loss = 1.0 - (1.0 - loss) * (1.0 - p);
+                }
+                LinkChange::Outage { until, .. } if until > now => out = true,
+                _ => {}
+            }
+        }
+        (delay, jitter, loss, out)
     }
 
     /// The configuration this link runs.
@@ -304,6 +443,18 @@ impl Link {
         let (delay, spiked) = self.original.draw(&self.config, self.pareto_scale);
         let held = self.reorder_rng.chance(self.config.reorder);
         let duplicated = self.duplicate_rng.chance(self.config.duplicate);
+        let (mut delay, mut lost, mut extra_delay) = (delay, lost, Nanos::ZERO);
+        if !self.changes.is_empty() {
+            let (shift, jitter, loss, out) = self.in_force(now);
+            // Drawn for every packet, in force or not: see the module docs.
+            let extra = self.episode_jitter_rng.exponential(jitter.max(0.0));
+            let extra_lost = self.episode_loss_rng.chance(loss);
+            let base = self.config.base_delay.as_nanos();
+            let shifted = base.saturating_add(shift).max(0) - base;
+            extra_delay = Nanos(shifted) + Nanos(extra.round() as i64);
+            delay += extra_delay;
+            lost |= out || extra_lost;
+        }
         if lost {
             self.stats.lost += 1;
             return Delivery::Lost;
@@ -321,7 +472,7 @@ impl Link {
         }
         self.stats.duplicated += 1;
         let (copy_delay, _) = self.copy.draw(&self.config, self.pareto_scale);
-        let second = now + copy_delay;
+        let second = now + copy_delay + extra_delay;
         Delivery::Twice(first.min(second), first.max(second))
     }
 
@@ -812,6 +963,68 @@ mod tests {
                 field: "reorder_hold",
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn scheduled_changes_move_the_base_delay_cut_the_link_and_add_episodes() {
+        let ms = |v: i64| SimTime(v * 1_000_000);
+        let changes = [
+            LinkChange::BaseDelay {
+                at: ms(1000),
+                by: Nanos::from_micros(2500),
+            },
+            LinkChange::BaseDelay {
+                at: ms(3000),
+                by: Nanos::from_millis(-5),
+            },
+            LinkChange::Outage {
+                at: ms(1500),
+                until: ms(1600),
+            },
+            LinkChange::Episode {
+                at: ms(2000),
+                until: ms(2500),
+                jitter_mean: Nanos::from_millis(3),
+                loss: 0.5,
+            },
+        ];
+        let config = LinkConfig::ideal(Nanos::from_micros(1500));
+        let mut link = Link::with_changes(config, SimRng::new(1), &changes).unwrap();
+        let delay = |link: &mut Link, t: SimTime| match link.transmit(t) {
+            Delivery::Once(at) => Some((at - t).as_nanos()),
+            Delivery::Lost => None,
+            Delivery::Twice(..) => panic!("no duplicates configured"),
+        };
+        assert_eq!(delay(&mut link, ms(999)), Some(1_500_000));
+        assert_eq!(delay(&mut link, ms(1000)), Some(4_000_000));
+        assert_eq!(delay(&mut link, ms(1550)), None);
+        assert_eq!(delay(&mut link, ms(1600)), Some(4_000_000));
+        // In the episode: about half lost, the rest late by about 3 ms on average.
+        let (mut lost, mut extra, mut n) = (0, 0.0, 0);
+        for i in 0..500 {
+            match delay(&mut link, SimTime(ms(2000).0 + i * 1_000_000)) {
+                None => lost += 1,
+                Some(d) => {
+                    assert!(d >= 4_000_000);
+                    extra += (d - 4_000_000) as f64;
+                    n += 1;
+                }
+            }
+        }
+        assert!((200..300).contains(&lost), "{lost} of 500 lost");
+        let mean = extra / n as f64;
+        assert!((2.4e6..3.6e6).contains(&mean), "mean extra {mean} ns");
+        assert_eq!(delay(&mut link, ms(2600)), Some(4_000_000));
+        // Never below zero.
+        assert_eq!(delay(&mut link, ms(3000)), Some(0));
+        let backwards = LinkChange::Outage {
+            at: ms(5),
+            until: ms(4),
+        };
+        assert!(matches!(
+            Link::with_changes(config, SimRng::new(1), &[backwards]),
+            Err(SimConfigError::EndsBeforeStart { .. })
         ));
     }
 }

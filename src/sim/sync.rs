@@ -6,11 +6,14 @@
 //! each estimator's error against the simulated clocks' true readings: the ground truth
 //! comes from the simulator, never from an estimator.
 
+use super::event_track::{EventResult, EventTracker, Honesty, Sample};
+use super::events::{Events, Variant};
 use super::{
     ClockModel, Delivery, EventQueue, Link, PathConfig, SimClock, SimConfigError, SimRng, SimTime,
 };
 use crate::clock::{
-    ClockEstimator, EnvelopeEstimator, NaiveEstimator, NtpEstimator, SnapcastEstimator,
+    ClockEstimate, ClockEstimator, EnvelopeEstimator, NaiveEstimator, NtpEstimator,
+    SnapcastEstimator,
 };
 use crate::ptp::wire::MAX_MESSAGE_LEN;
 use crate::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpSlave, SlaveConfig};
@@ -48,6 +51,8 @@ pub struct SyncScenario {
     pub sample_interval: Nanos,
     /// Errors before this are left out of the percentiles (convergence is measured from 0).
     pub settle: Nanos,
+    /// What changes during the run (see [`crate::sim::events`]).
+    pub events: Events,
 }
 
 impl SyncScenario {
@@ -64,7 +69,25 @@ impl SyncScenario {
             master: MasterConfig::new(ClockIdentity([0x00, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1])),
             sample_interval: Nanos::from_millis(10),
             settle: Nanos::from_secs(10),
+            events: Events::none(),
         })
+    }
+
+    /// The scenario for a network preset with the events of a family's `variant` (see
+    /// [`crate::sim::events::family`]); its name is the variant's.
+    pub fn with_variant(
+        preset: &str,
+        variant: &Variant,
+        seed: u64,
+        duration: Nanos,
+    ) -> Option<SyncScenario> {
+        let mut s = SyncScenario::preset(preset, seed, duration)?;
+        s.name = format!("{}@{preset}", variant.name);
+        s.events = variant.events.clone();
+        if !variant.start_burst {
+            s.master.burst_count = 0;
+        }
+        Some(s)
     }
 
     /// The follower clock this scenario runs with: the given one, or the one drawn from the
@@ -99,6 +122,16 @@ pub struct EstimatorResult {
     /// Fraction of samples (after settle) whose |error| was within the estimator's own
     /// reported uncertainty.
     pub within_uncertainty: f64,
+    /// 99th percentile |offset error| after the settle time, leaving out the 5 s after each
+    /// clock event, µs.
+    pub p99_outside_events_us: f64,
+    /// Largest |rate error| after the settle time, leaving out the 10 s after each clock
+    /// event, ppm.
+    pub rate_err_max_outside_ppm: f64,
+    /// Whether the uncertainty and the epochs told the truth over the run.
+    pub honesty: Honesty,
+    /// How each clock event was ridden out, in time order.
+    pub events: Vec<EventResult>,
     /// Signed offset error over time, `(seconds, µs)`, decimated for plotting (each point is
     /// the largest-magnitude error of its stretch).
     pub series: Vec<(f64, f64)>,
@@ -137,6 +170,10 @@ const PLOT_POINTS: usize = 2000;
 struct Tracker {
     errors: Vec<f64>,
     rate_errors: Vec<f64>,
+    /// |errors| after settle outside the 5 s after each clock event, µs...
+    errors_outside: Vec<f64>,
+    /// ...and |rate errors| outside the 10 s after each, ppm.
+    rate_outside: Vec<f64>,
     within: u64,
     last_out_100: Option<f64>,
     last_out_20: Option<f64>,
@@ -144,13 +181,28 @@ struct Tracker {
     series: Vec<(f64, f64)>,
     bin: Option<(f64, f64)>,
     bin_len: f64,
+    events: EventTracker,
+    previous: Option<ClockEstimate>,
+}
+
+/// A sample of one estimator: its estimate and the truth it is judged against.
+struct Truth {
+    t: f64,
+    local: LocalInstant,
+    leader: i64,
+    rate_ppm: f64,
+    after_settle: bool,
+    near_event_5s: bool,
+    near_event_10s: bool,
 }
 
 impl Tracker {
-    fn new(duration_s: f64) -> Self {
+    fn new(duration_s: f64, windows: Vec<(f64, f64, String)>) -> Self {
         Tracker {
             errors: Vec::new(),
             rate_errors: Vec::new(),
+            errors_outside: Vec::new(),
+            rate_outside: Vec::new(),
             within: 0,
             last_out_100: Some(0.0),
             last_out_20: Some(0.0),
@@ -158,16 +210,42 @@ impl Tracker {
             series: Vec::with_capacity(PLOT_POINTS + 1),
             bin: None,
             bin_len: duration_s / PLOT_POINTS as f64,
+            events: EventTracker::new(windows),
+            previous: None,
         }
     }
 
-    /// Records one sample at `t` seconds; `None` means no estimate yet.
-    fn sample(&mut self, t: f64, settled: bool, err: Option<(f64, f64, f64)>) {
-        let Some((err_ns, rate_err, uncertainty_ns)) = err else {
+    /// Records one sample; `None` means no estimate yet.
+    fn sample(&mut self, at: &Truth, estimate: Option<ClockEstimate>) {
+        let t = at.t;
+        let Some(e) = estimate else {
             self.last_out_100 = Some(t);
             self.last_out_20 = Some(t);
+            self.events.none(t);
+            self.previous = None;
             return;
         };
+        let err_ns = (e.to_leader(at.local).as_nanos() as i128 - at.leader as i128) as f64;
+        let rate_err = e.rate_ppm - at.rate_ppm;
+        let uncertainty_ns = e.uncertainty.as_nanos() as f64;
+        let (jump_ns, prev_uncertainty_ns) = match self.previous {
+            Some(p) => (
+                (e.to_leader(at.local).as_nanos() as i128
+                    - p.to_leader(at.local).as_nanos() as i128) as f64,
+                p.uncertainty.as_nanos() as f64,
+            ),
+            None => (0.0, uncertainty_ns),
+        };
+        self.previous = Some(e);
+        self.events.sample(Sample {
+            t,
+            err_ns,
+            uncertainty_ns,
+            epoch: e.epoch,
+            reason: e.reason,
+            jump_ns,
+            prev_uncertainty_ns,
+        });
         let a = err_ns.abs();
         if a > 100_000.0 {
             self.last_out_100 = Some(t);
@@ -175,9 +253,15 @@ impl Tracker {
         if a > 20_000.0 {
             self.last_out_20 = Some(t);
         }
-        if settled {
+        if at.after_settle {
             self.errors.push(a / 1000.0);
             self.rate_errors.push(rate_err.abs());
+            if !at.near_event_5s {
+                self.errors_outside.push(a / 1000.0);
+            }
+            if !at.near_event_10s {
+                self.rate_outside.push(rate_err.abs());
+            }
             if a <= uncertainty_ns {
                 self.within += 1;
             }
@@ -215,10 +299,15 @@ impl Tracker {
         } else {
             self.within as f64 / n as f64
         };
-        let mut errors = self.errors;
-        errors.sort_by(f64::total_cmp);
-        let mut rate = self.rate_errors;
-        rate.sort_by(f64::total_cmp);
+        let sorted = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let errors = sorted(self.errors);
+        let rate = sorted(self.rate_errors);
+        let outside = sorted(self.errors_outside);
+        let rate_outside = sorted(self.rate_outside);
+        let (events, honesty) = self.events.finish(end);
         EstimatorResult {
             estimator: name,
             p50_us: percentile(&errors, 0.50),
@@ -227,8 +316,12 @@ impl Tracker {
             converge_100us_s: converge(self.last_out_100),
             converge_20us_s: converge(self.last_out_20),
             rate_err_ppm: percentile(&rate, 0.50),
+            p99_outside_events_us: percentile(&outside, 0.99),
+            rate_err_max_outside_ppm: rate_outside.last().copied().unwrap_or(f64::NAN),
             exchanges: self.exchanges,
             within_uncertainty,
+            honesty,
+            events,
             series: self.series,
         }
     }
@@ -271,15 +364,25 @@ pub fn run_sync(
     mut estimators: Vec<Box<dyn ClockEstimator>>,
 ) -> Result<SyncReport, SimConfigError> {
     let rng = SimRng::new(scenario.seed);
+    let split = scenario.events.split();
     let mut leader_model = scenario.leader_clock.clone();
     leader_model.offset += LEADER_EPOCH;
+    leader_model
+        .steps
+        .extend(split.leader_steps.iter().copied());
+    leader_model
+        .frequency
+        .extend(split.leader_frequency.iter().copied());
     let mut follower_model = scenario.follower_model();
     follower_model.offset += LEADER_EPOCH;
+    follower_model
+        .frequency
+        .extend(split.follower_frequency.iter().copied());
     let follower_drift_ppm = follower_model.drift_ppm;
     let mut leader = SimClock::new(leader_model, rng.fork(2))?;
     let mut follower = SimClock::new(follower_model, rng.fork(3))?;
-    let mut down = Link::new(scenario.path.to_follower, rng.fork(4))?;
-    let mut up = Link::new(scenario.path.to_leader, rng.fork(5))?;
+    let mut down = Link::with_changes(scenario.path.to_follower, rng.fork(4), &split.to_follower)?;
+    let mut up = Link::with_changes(scenario.path.to_leader, rng.fork(5), &split.to_leader)?;
 
     let mut master = PtpMaster::new(scenario.master);
     let slave_port = PortIdentity {
@@ -295,11 +398,19 @@ pub fn run_sync(
     let end = SimTime(scenario.duration.as_nanos());
     let step = scenario.sample_interval.as_nanos().max(1);
     let end_s = end.as_secs_f64();
-    let mut trackers: Vec<Tracker> = estimators.iter().map(|_| Tracker::new(end_s)).collect();
+    let windows = event_windows(&scenario.events, end_s);
+    let mut trackers: Vec<Tracker> = estimators
+        .iter()
+        .map(|_| Tracker::new(end_s, windows.clone()))
+        .collect();
     let mut queue: EventQueue<Packet> = EventQueue::new();
     let mut next_sample = SimTime(0);
     // Deadlines already past map to "now": time never runs backwards.
     let mut last = SimTime(0);
+    let mut leader_restarts = split.leader_restarts.iter().copied().peekable();
+    let mut follower_restarts = split.follower_restarts.iter().copied().peekable();
+    let mut restarts_done = 0u8;
+    let mut exchanges_before_restart = 0u64;
 
     loop {
         let master_wake = master
@@ -309,8 +420,16 @@ pub fn run_sync(
             .poll_timeout()
             .map(|t| follower.time_of(t.as_nanos()).max(last));
         let packet_at = queue.peek_time();
+        let restart_at = [leader_restarts.peek(), follower_restarts.peek()]
+            .into_iter()
+            .flatten()
+            .min()
+            .copied();
         let mut now = next_sample;
-        for t in [master_wake, slave_wake, packet_at].into_iter().flatten() {
+        for t in [master_wake, slave_wake, packet_at, restart_at]
+            .into_iter()
+            .flatten()
+        {
             now = now.min(t);
         }
         if now > end {
@@ -318,22 +437,47 @@ pub fn run_sync(
         }
         last = now;
 
+        if leader_restarts.peek().is_some_and(|&t| t <= now) {
+            leader_restarts.next();
+            // A new process: a new clock identity, sequence numbers from zero, the follower
+            // served from scratch (with its start burst).
+            restarts_done = restarts_done.wrapping_add(1);
+            let mut config = scenario.master;
+            config.port.clock_identity.0[7] ^= restarts_done;
+            config.port.clock_identity.0[6] ^= 0x5a;
+            master = PtpMaster::new(config);
+            master.add_slave(FOLLOWER, LeaderInstant::from_nanos(leader.reading(now)));
+            continue;
+        }
+        if follower_restarts.peek().is_some_and(|&t| t <= now) {
+            follower_restarts.next();
+            exchanges_before_restart += slave.stats().exchanges;
+            slave = PtpSlave::new(SlaveConfig::new(slave_port));
+            for est in estimators.iter_mut() {
+                est.reset();
+            }
+            // It joins again, and the leader serves it as a new follower.
+            master.add_slave(FOLLOWER, LeaderInstant::from_nanos(leader.reading(now)));
+            continue;
+        }
+
         if now == next_sample && packet_at.is_none_or(|p| p > now) {
-            let local = LocalInstant::from_nanos(follower.reading(now));
-            let truth = leader.reading(now);
-            let true_rate = {
-                let fl = leader.freq_ppm(now) * 1e-6;
-                let ff = follower.freq_ppm(now) * 1e-6;
-                ((1.0 + fl) / (1.0 + ff) - 1.0) * 1e6
-            };
             let t_s = now.as_secs_f64();
-            let settled = now.as_nanos() >= scenario.settle.as_nanos();
+            let truth = Truth {
+                t: t_s,
+                local: LocalInstant::from_nanos(follower.reading(now)),
+                leader: leader.reading(now),
+                rate_ppm: {
+                    let fl = leader.freq_ppm(now) * 1e-6;
+                    let ff = follower.freq_ppm(now) * 1e-6;
+                    ((1.0 + fl) / (1.0 + ff) - 1.0) * 1e6
+                },
+                after_settle: now.as_nanos() >= scenario.settle.as_nanos(),
+                near_event_5s: EventTracker::near_event(&windows, t_s, 5.0),
+                near_event_10s: EventTracker::near_event(&windows, t_s, 10.0),
+            };
             for (est, tr) in estimators.iter().zip(trackers.iter_mut()) {
-                let e = est.estimate().map(|e| {
-                    let err = (e.to_leader(local).as_nanos() as i128 - truth as i128) as f64;
-                    (err, e.rate_ppm - true_rate, e.uncertainty.as_nanos() as f64)
-                });
-                tr.sample(t_s, settled, e);
+                tr.sample(&truth, est.estimate());
             }
             next_sample = SimTime(now.as_nanos() + step);
             continue;
@@ -361,6 +505,16 @@ pub fn run_sync(
         if slave_wake.is_some_and(|t| t <= now) {
             slave.handle_timeout(local_now);
         }
+        while let Some(ex) = slave.poll_exchange() {
+            for (est, tr) in estimators.iter_mut().zip(trackers.iter_mut()) {
+                if est.wants(ex.completed_at()) {
+                    est.handle_exchange(&ex);
+                    tr.exchanges += 1;
+                }
+                // (The burst request reaches the master once the slave can send one.)
+                let _ = est.poll_burst_request();
+            }
+        }
         while let Some(tx) = master.poll_transmit(leader_now) {
             let pkt = Packet::new(false, tx.payload());
             schedule(&mut queue, down.transmit(now), pkt);
@@ -368,14 +522,6 @@ pub fn run_sync(
         while let Some(tx) = slave.poll_transmit(local_now) {
             let pkt = Packet::new(true, tx.payload());
             schedule(&mut queue, up.transmit(now), pkt);
-        }
-        while let Some(ex) = slave.poll_exchange() {
-            for (est, tr) in estimators.iter_mut().zip(trackers.iter_mut()) {
-                if est.wants(ex.completed_at()) {
-                    est.handle_exchange(&ex);
-                    tr.exchanges += 1;
-                }
-            }
         }
     }
 
@@ -389,9 +535,27 @@ pub fn run_sync(
         seed: scenario.seed,
         seconds: end_s,
         follower_drift_ppm,
-        exchanges: slave.stats().exchanges,
+        exchanges: exchanges_before_restart + slave.stats().exchanges,
         results,
     })
+}
+
+/// The window of each clock event: from its time to the next clock event's (or `end`).
+fn event_windows(events: &Events, end: f64) -> Vec<(f64, f64, String)> {
+    let clock: Vec<_> = events
+        .events
+        .iter()
+        .filter(|e| e.is_clock_event())
+        .collect();
+    clock
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let at = e.at.as_secs_f64();
+            let until = clock.get(i + 1).map_or(end, |n| n.at.as_secs_f64());
+            (at, until.max(at), e.label())
+        })
+        .collect()
 }
 
 fn schedule(queue: &mut EventQueue<Packet>, delivery: Delivery, packet: Packet) {
@@ -458,6 +622,40 @@ impl SyncReport {
                 secs(r.converge_20us_s),
                 r.rate_err_ppm
             ));
+        }
+        out.push_str(&format!(
+            "{:<10} {:>10} {:>12} {:>10} {:>10} {:>8} {:>8}\n",
+            "honesty", "covered %", "4×unc max s", "p99 out µs", "rate out", "epochs", "bad ep."
+        ));
+        for r in &self.results {
+            let h = r.honesty;
+            out.push_str(&format!(
+                "{:<10} {:>10.1} {:>12.2} {:>10.2} {:>10.3} {:>8} {:>8}\n",
+                r.estimator,
+                100.0 * r.within_uncertainty,
+                h.beyond_4x_max_s,
+                r.p99_outside_events_us,
+                r.rate_err_max_outside_ppm,
+                h.epoch_changes,
+                h.needless_epochs + h.silent_jumps,
+            ));
+        }
+        for r in &self.results {
+            for e in &r.events {
+                out.push_str(&format!(
+                    "{:<10} @{:>7.1}s {:<34} max {:>9.1} µs  5s {:>9.1}  level {:>8.1}  settle {:>6}  epochs {} first {:>6} {}\n",
+                    r.estimator,
+                    e.at_s,
+                    e.label,
+                    e.max_err_us,
+                    e.max_err_5s_us,
+                    e.final_level_us,
+                    e.settle_s.map_or("never".into(), |v| format!("{v:.2}")),
+                    e.epoch_changes,
+                    e.first_epoch_s.map_or("-".into(), |v| format!("{v:.2}")),
+                    e.reason.map_or(String::new(), |r| r.to_string()),
+                ));
+            }
         }
         out
     }
