@@ -282,9 +282,8 @@ fn main() -> ExitCode {
         eprintln!("error: --seeds must be at least 1");
         return ExitCode::from(2);
     }
-    if !PathConfig::PRESETS.contains(&args.scenario.as_str())
-        && !(FAMILIES.contains(&args.scenario.as_str()) && !args.playout)
-    {
+    let is_family = FAMILIES.contains(&args.scenario.as_str()) && !args.playout;
+    if !PathConfig::PRESETS.contains(&args.scenario.as_str()) && !is_family {
         eprintln!(
             "error: unknown scenario {:?}; choose one of {} (or, without --playout, a family: {})",
             args.scenario,
