@@ -12,7 +12,7 @@
 //! for the master, local time for the slave), every output is a [`Transmit`] to send or a
 //! deadline to wake at. They are generic over the address type `A` so that the same code
 //! runs over UDP sockets and over the simulator. Event messages (Sync, Delay_Req) go to the
-//! event port, the others to the general port ([`wire::EVENT_PORT`], [`wire::GENERAL_PORT`]
+//! event port, the others (Signaling included) to the general port ([`wire::EVENT_PORT`], [`wire::GENERAL_PORT`]
 //! for interop with linuxptp and AES67 devices).
 
 mod master;
@@ -23,8 +23,10 @@ pub use master::{MasterConfig, PtpMaster};
 pub use slave::{PtpSlave, SlaveConfig};
 pub use wire::{
     AnnounceBody, Body, ClockIdentity, ClockQuality, Correction, EVENT_PORT, Flags, GENERAL_PORT,
-    HEADER_LEN, Header, MAX_MESSAGE_LEN, Message, MessageType, PORT_IDENTITY_LEN, PTP_VERSION,
-    Packet, PortIdentity, PtpTimestamp, RejectReason, TIMESTAMP_LEN, WireError,
+    HEADER_LEN, Header, MAX_MESSAGE_LEN, MAX_SIGNALING_TLVS, MAX_TLVS, Message, MessageType,
+    PORT_IDENTITY_LEN, PTP_VERSION, Packet, PortIdentity, PtpTimestamp, RejectReason,
+    SignalingBody, SignalingTlv, TIMESTAMP_LEN, TLV_GRANT_UNICAST_TRANSMISSION, TLV_HEADER_LEN,
+    TLV_REQUEST_UNICAST_TRANSMISSION, Tlv, Tlvs, UnicastGrant, UnicastRequest, WireError,
 };
 
 /// Why a received datagram was not used. Every one is also counted in [`PtpStats`].
@@ -124,7 +126,7 @@ impl PtpStats {
 pub enum PtpPort {
     /// Timestamped messages (Sync, Delay_Req): UDP 319 by default.
     Event,
-    /// The rest (Follow_Up, Delay_Resp, Announce): UDP 320 by default.
+    /// The rest (Follow_Up, Delay_Resp, Announce, Signaling): UDP 320 by default.
     General,
 }
 
@@ -157,7 +159,7 @@ impl<A> Transmit<A> {
         // Every message we build fits MAX_MESSAGE_LEN, so emit cannot fail here.
         let len = msg.emit(&mut data).unwrap_or(0);
         let kind = msg.body.message_type();
-        let event = matches!(kind, MessageType::Sync | MessageType::DelayReq);
+        let event = kind.is_event();
         Transmit {
             to,
             port: if event {

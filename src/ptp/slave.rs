@@ -191,6 +191,9 @@ impl<A: Copy + Eq> PtpSlave<A> {
             Body::DelayReq { .. } => Err(PtpError::Unexpected {
                 message_type: MessageType::DelayReq,
             }),
+            Body::Signaling(_) => Err(PtpError::Unexpected {
+                message_type: MessageType::Signaling,
+            }),
             Body::Announce(_) => self.check_master(h.source_port, from, at),
             Body::Sync { origin_timestamp } => {
                 self.check_master(h.source_port, from, at)?;
