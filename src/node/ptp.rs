@@ -32,7 +32,7 @@ use crate::time::{LeaderInstant, LocalInstant};
 pub struct PtpPeer {
     /// Event messages (Sync, Delay_Req) go here.
     pub event: SocketAddr,
-    /// General messages (Follow_Up, Delay_Resp, Announce) go here.
+    /// General messages (Follow_Up, Delay_Resp, Announce, Signaling) go here.
     pub general: SocketAddr,
 }
 
