@@ -1,8 +1,9 @@
 //! The sans-IO master and slave talking to each other, driven by hand in virtual time.
 
 use lockstep::ptp::{
-    Body, ClockIdentity, Header, MasterConfig, Message, PortIdentity, PtpError, PtpMaster, PtpPort,
-    PtpSlave, PtpTimestamp, RejectReason, SlaveConfig, Transmit, WireError,
+    Body, ClockIdentity, Header, MasterConfig, Message, MessageType, PortIdentity, PtpError,
+    PtpMaster, PtpPort, PtpSlave, PtpStats, PtpTimestamp, RejectReason, SlaveConfig, Transmit,
+    WireError,
 };
 use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
 
@@ -37,17 +38,33 @@ fn drain<A: Copy>(out: &mut Vec<Transmit<A>>, mut f: impl FnMut() -> Option<Tran
 /// What a run produced.
 struct Run {
     slave: PtpSlave<u8>,
+    master: PtpStats,
     exchanges: Vec<lockstep::clock::Exchange>,
     /// Every datagram the master sent, with its leader send time.
     sent: Vec<(i64, Transmit<u8>)>,
 }
 
+/// Leader time at which every run starts.
+const START: i64 = 1_700_000_000_000_000_000;
+
 /// Runs master and slave over a perfect, symmetric link for `secs`, returning what the slave
 /// completed and every datagram the master sent with its leader send time.
 fn run_ideal(secs: i64) -> Run {
-    let mut master = PtpMaster::new(MasterConfig::new(master_id()));
+    run_link(MasterConfig::new(master_id()), secs, true, |_, _| {})
+}
+
+/// [`run_ideal`] with the master configured by `config`, `step(leader ns, slave)` called at
+/// every step before the slave is polled, and the slave's Signaling dropped on the way to the
+/// master unless `answer_requests` (a master that ignores them, as linuxptp may).
+fn run_link(
+    config: MasterConfig,
+    secs: i64,
+    answer_requests: bool,
+    mut step: impl FnMut(i64, &mut PtpSlave<u8>),
+) -> Run {
+    let mut master = PtpMaster::new(config);
     let mut slave = PtpSlave::new(SlaveConfig::new(slave_port()));
-    let start = 1_700_000_000_000_000_000i64;
+    let start = START;
     master.add_slave(FOLLOWER_ADDR, LeaderInstant::from_nanos(start));
     let mut in_flight: Vec<(i64, bool, Transmit<u8>)> = Vec::new(); // (arrival, to_leader, pkt)
     let mut exchanges = Vec::new();
@@ -59,10 +76,14 @@ fn run_ideal(secs: i64) -> Run {
         in_flight.sort_by_key(|p| p.0);
         while in_flight.first().is_some_and(|p| p.0 <= now) {
             let (at, to_leader, pkt) = in_flight.remove(0);
+            let signaling = pkt.port == PtpPort::General;
+            if to_leader && signaling && !answer_requests {
+                continue;
+            }
             if to_leader {
                 master
                     .handle_receive(FOLLOWER_ADDR, LeaderInstant::from_nanos(at), pkt.payload())
-                    .expect("master takes Delay_Req");
+                    .expect("master takes Delay_Req and burst requests");
             } else {
                 slave
                     .handle_receive(LEADER_ADDR, local(at), pkt.payload())
@@ -80,11 +101,18 @@ fn run_ideal(secs: i64) -> Run {
             sent.push((now, t));
             in_flight.push((now + DELAY, false, t));
         }
+        step(now, &mut slave);
         let mut out = Vec::new();
         drain(&mut out, || slave.poll_transmit(local(now)));
         for t in out {
             assert_eq!(t.to, LEADER_ADDR);
-            assert_eq!(t.port, PtpPort::Event);
+            let kind = Message::parse(t.payload()).unwrap().body.message_type();
+            let expected = match kind {
+                MessageType::DelayReq => PtpPort::Event,
+                MessageType::Signaling => PtpPort::General,
+                other => panic!("a slave sent {other}"),
+            };
+            assert_eq!(t.port, expected);
             in_flight.push((now + DELAY, true, t));
         }
         while let Some(ex) = slave.poll_exchange() {
@@ -102,9 +130,108 @@ fn run_ideal(secs: i64) -> Run {
     }
     Run {
         slave,
+        master: *master.stats(),
         exchanges,
         sent,
     }
+}
+
+/// Exchanges completed in each whole second of a run.
+fn exchanges_per_second(exchanges: &[lockstep::clock::Exchange], secs: i64) -> Vec<usize> {
+    let mut counts = vec![0; secs as usize];
+    for ex in exchanges {
+        // t1 is on the leader's clock, which the run starts at START.
+        let s = (ex.t1.as_nanos() - START) / 1_000_000_000;
+        if let Some(c) = counts.get_mut(s as usize) {
+            *c += 1;
+        }
+    }
+    counts
+}
+
+/// A master with no start burst: steady 16 Syncs a second from the first.
+fn steady_master() -> MasterConfig {
+    let mut config = MasterConfig::new(master_id());
+    config.burst_count = 0;
+    config
+}
+
+#[test]
+fn a_requested_burst_raises_the_exchange_rate_for_two_seconds_then_returns_to_steady() {
+    // The follower asks at 5 s (say its estimator saw the path change) and again at 6.5 s,
+    // inside the master's 10 s spacing.
+    let mut asked = [false; 2];
+    let run = run_link(steady_master(), 12, true, |now, slave| {
+        for (i, at) in [5_000_000_000, 6_500_000_000].into_iter().enumerate() {
+            if !asked[i] && now >= START + at {
+                asked[i] = slave.request_burst(local(now));
+            }
+        }
+    });
+    assert_eq!(asked, [true, true]);
+    let per_second = exchanges_per_second(&run.exchanges, 12);
+    for s in [1, 2, 3, 4, 8, 9, 10, 11] {
+        assert!(
+            (15..=17).contains(&per_second[s]),
+            "second {s}: {} exchanges, {per_second:?}",
+            per_second[s]
+        );
+    }
+    // The master's fastest rate, 384 a second, for the 2 s granted: the second request
+    // changed nothing.
+    for s in [5, 6] {
+        assert!(
+            per_second[s].abs_diff(384) <= 2,
+            "second {s}: {} exchanges, {per_second:?}",
+            per_second[s]
+        );
+    }
+    let burst: usize = per_second[5..7].iter().sum();
+    assert!(burst > 700, "{burst} exchanges in the burst");
+    assert!(
+        per_second[7] <= 20,
+        "second 7 still bursting: {per_second:?}"
+    );
+
+    let slave = *run.slave.stats();
+    assert_eq!(
+        (
+            slave.burst_requests,
+            slave.bursts_granted,
+            slave.bursts_refused
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        (
+            run.master.burst_requests,
+            run.master.bursts_granted,
+            run.master.bursts_refused
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(slave.unexpected + run.master.unexpected, 0);
+}
+
+#[test]
+fn a_master_that_ignores_burst_requests_breaks_nothing() {
+    let mut asked = 0;
+    let run = run_link(steady_master(), 8, false, |now, slave| {
+        // Asking every second, as a confused estimator might.
+        if now >= START + (asked + 1) * 1_000_000_000 && slave.request_burst(local(now)) {
+            asked += 1;
+        }
+    });
+    assert!(asked >= 6, "only {asked} requests queued");
+    let per_second = exchanges_per_second(&run.exchanges, 8);
+    for (s, &n) in per_second.iter().enumerate().skip(1) {
+        assert!((15..=17).contains(&n), "second {s}: {n} exchanges");
+    }
+    let slave = *run.slave.stats();
+    assert_eq!(slave.burst_requests, asked as u64);
+    assert_eq!((slave.bursts_granted, slave.bursts_refused), (0, 0));
+    assert_eq!(slave.incomplete, 0);
+    assert_eq!(run.master.burst_requests, 0);
 }
 
 #[test]
@@ -112,6 +239,7 @@ fn a_perfect_link_gives_exact_exchanges() {
     let Run {
         slave, exchanges, ..
     } = run_ideal(3);
+    assert!(exchanges_per_second(&exchanges, 3)[1].abs_diff(384) <= 1);
     assert!(exchanges.len() > 250, "only {} exchanges", exchanges.len());
     for ex in &exchanges {
         assert_eq!(ex.offset(), Nanos(OFFSET));

@@ -32,7 +32,7 @@ use crate::time::{LeaderInstant, LocalInstant};
 pub struct PtpPeer {
     /// Event messages (Sync, Delay_Req) go here.
     pub event: SocketAddr,
-    /// General messages (Follow_Up, Delay_Resp, Announce) go here.
+    /// General messages (Follow_Up, Delay_Resp, Announce, Signaling) go here.
     pub general: SocketAddr,
 }
 
@@ -439,10 +439,22 @@ fn run_slave<T: Transport>(
         }
         sockets.drain_tx(&mut |tag, at| slave.handle_transmitted(tag, at));
         let mut fresh = false;
+        let mut burst = false;
         while let Some(ex) = slave.poll_exchange() {
             if estimator.wants(ex.completed_at()) {
                 estimator.handle_exchange(&ex);
                 fresh = true;
+                burst |= estimator.poll_burst_request();
+            }
+        }
+        // The request goes out at once, after the Delay_Reqs above: those are stamped when
+        // polled, so the estimator's work must not sit between their poll and their send.
+        if burst && slave.request_burst(clock.now()) {
+            let now = clock.now();
+            while let Some(tx) = slave.poll_transmit(now) {
+                if let Some(peer) = master.or(heard) {
+                    sockets.send(&tx, &peer);
+                }
             }
         }
         if fresh {
@@ -585,7 +597,8 @@ fn run_master<T: Transport>(
         sockets.wait(wait_for(&clock, deadline));
         sockets.drain_tx(&mut |tag, at| master.handle_transmitted(tag, leader_time(at)));
         sockets.drain_rx(&mut |from, at, bytes| {
-            // A Delay_Req comes from the peer's event socket.
+            // A Delay_Req comes from the peer's event socket, a burst request (Signaling)
+            // from its general one; both reach the master, which tells them apart.
             match peers.iter().find(|p| p.event == from || p.general == from) {
                 Some(p) => {
                     let _ = master.handle_receive(*p, leader_time(at), bytes);

@@ -251,6 +251,87 @@ mod tests {
     }
 
     #[test]
+    fn a_followers_burst_request_reaches_the_ptp_master_thread_and_is_granted() {
+        use crate::ptp::{
+            Body, Header, Message, MessageType, PortIdentity, SignalingBody, SignalingTlv,
+            UnicastRequest,
+        };
+        let net = SimNet::new();
+        let ip = |n: u8| std::net::IpAddr::from([10, 0, 0, n]);
+        let lan = PathConfig::lan();
+        let clock = NodeClock::new(LocalClock::Monotonic);
+        let leader = ClockLeader::start_on(
+            PtpSockets::new(
+                net.bind(SocketAddr::new(ip(1), 319), lan.to_follower, 1),
+                net.bind(SocketAddr::new(ip(1), 320), lan.to_follower, 2),
+                clock,
+            ),
+            ClockLeaderConfig {
+                sockets: PtpSocketConfig::new(ip(1)),
+                clock_identity: ClockIdentity([1; 8]),
+            },
+            clock,
+        )
+        .expect("leader");
+        leader.add_peer(PtpPeer::new(ip(2), 319, 320));
+        // The follower's general socket, driven by hand as a slave would, and a stranger's.
+        let general = net.bind(SocketAddr::new(ip(2), 320), lan.to_leader, 3);
+        let stranger = net.bind(SocketAddr::new(ip(3), 320), lan.to_leader, 4);
+        let request = UnicastRequest {
+            message_type: MessageType::Sync.code(),
+            log_inter_message_period: -9,
+            duration_secs: 2,
+        };
+        let port = |n: u8| PortIdentity {
+            clock_identity: ClockIdentity([n; 8]),
+            port_number: 1,
+        };
+        let body = SignalingBody::with_tlv(port(1), SignalingTlv::Request(request));
+        let msg = Message::signaling(Header::new(port(2), 0, 0), body);
+        let mut bytes = vec![0; msg.buffer_len()];
+        msg.emit(&mut bytes).unwrap();
+        // Let the master thread take the new peer before the request comes.
+        std::thread::sleep(Duration::from_millis(100));
+        let master_general = SocketAddr::new(ip(1), 320);
+        stranger.send_to(&bytes, master_general).unwrap();
+        general.send_to(&bytes, master_general).unwrap();
+
+        let mut buf = [0u8; 1500];
+        let mut grant = None;
+        // The follower is in its start burst, so Follow_Ups come too: look for 2 s at most.
+        let give_up = std::time::Instant::now() + Duration::from_secs(2);
+        while std::time::Instant::now() < give_up {
+            let Some(d) = general
+                .recv(&mut buf, Some(Duration::from_millis(100)))
+                .unwrap()
+            else {
+                continue;
+            };
+            if let Ok(Message {
+                body: Body::Signaling(s),
+                ..
+            }) = Message::parse(&buf[..d.len])
+            {
+                assert_eq!(d.from, master_general);
+                grant = Some(s);
+                break;
+            }
+        }
+        let grant = grant.expect("a grant on the follower's general port");
+        assert_eq!(grant.target_port, port(2));
+        assert!(matches!(
+            grant.tlvs(),
+            [SignalingTlv::Grant(g)] if g.duration_secs == 2 && g.log_inter_message_period == -9
+        ));
+        // The thread publishes its counters at the end of each turn.
+        std::thread::sleep(Duration::from_millis(50));
+        let stats = leader.stats();
+        // The stranger's request never reached the master: the thread drops unknown sources.
+        assert_eq!((stats.burst_requests, stats.bursts_granted), (1, 1));
+        leader.stop();
+    }
+
+    #[test]
     fn the_clock_threads_sync_over_a_simulated_lan() {
         let (err, unc, n) = run(PathConfig::lan(), 4);
         assert!(n > 500, "{n} exchanges");

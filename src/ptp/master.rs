@@ -1,10 +1,24 @@
 //! The leader's side of the clock exchange: a sans-IO PTP master.
+//!
+//! Each follower gets a tapering burst of Syncs when it is added, then the steady rate.
+//! A follower that needs to re-converge (its estimator saw the path or the leader's clock
+//! change) can ask for another burst with a Signaling carrying REQUEST_UNICAST_TRANSMISSION
+//! for Sync. The master then sends that follower Syncs at the requested period, but no
+//! faster than [`MasterConfig::burst_interval`] and no slower than the steady
+//! [`MasterConfig::sync_interval`], for the requested duration cut to
+//! [`MasterConfig::reburst_max_duration`], and goes back to its schedule; it answers with a
+//! GRANT_UNICAST_TRANSMISSION saying the period and duration granted. A follower gets at
+//! most one re-burst per [`MasterConfig::reburst_spacing`]: a request inside it is answered
+//! with a grant of duration 0, the standard's refusal, so that a misbehaving slave cannot
+//! keep the master at its fastest rate. Requests from addresses the master does not serve
+//! are not answered. All of it is counted in [`PtpStats`]; a follower's state is two more
+//! fields, so memory stays fixed.
 
 use std::collections::VecDeque;
 
 use super::wire::{
-    AnnounceBody, ClockIdentity, ClockQuality, Header, Message, MessageType, PortIdentity,
-    PtpTimestamp,
+    AnnounceBody, Body, ClockIdentity, ClockQuality, Header, Message, MessageType, PortIdentity,
+    PtpTimestamp, SignalingBody, SignalingTlv, UnicastGrant, UnicastRequest,
 };
 use super::{PtpError, PtpStats, Transmit, TxTag};
 use crate::time::{LeaderInstant, Nanos};
@@ -42,6 +56,13 @@ pub struct MasterConfig {
     pub priority2: u8,
     /// Most messages waiting to be polled; beyond it new ones are dropped and counted.
     pub max_queue: usize,
+    /// Longest re-burst granted on a follower's request (2 s by default); requests for longer
+    /// are granted this. Zero refuses every request.
+    pub reburst_max_duration: Nanos,
+    /// Least time between the starts of two re-bursts to one follower (10 s by default): a
+    /// request inside it is refused, which bounds a follower's share of the fast rate to
+    /// `reburst_max_duration / reburst_spacing`.
+    pub reburst_spacing: Nanos,
 }
 
 impl MasterConfig {
@@ -62,6 +83,8 @@ impl MasterConfig {
             priority1: 128,
             priority2: 128,
             max_queue: 256,
+            reburst_max_duration: Nanos::from_secs(2),
+            reburst_spacing: Nanos::from_secs(10),
         }
     }
 }
@@ -75,14 +98,31 @@ pub(crate) fn log_interval(interval: Nanos) -> i8 {
     s.log2().round().clamp(-128.0, 127.0) as i8
 }
 
+/// The interval a logInterMessagePeriod stands for: 2^`log` seconds, saturating.
+fn interval_of_log(log: i8) -> Nanos {
+    // Casting f64 to i64 saturates, so 2^127 s becomes Nanos::MAX rather than wrapping.
+    Nanos((2f64.powi(i32::from(log)) * 1e9) as i64)
+}
+
+/// A re-burst in progress.
+#[derive(Clone, Copy, Debug)]
+struct Reburst {
+    interval: Nanos,
+    until: LeaderInstant,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Follower<A> {
     to: A,
     next_sync: LeaderInstant,
     next_announce: LeaderInstant,
+    /// Syncs sent on the start schedule (re-burst Syncs do not advance its taper).
     syncs_sent: u32,
     sync_seq: u16,
     announce_seq: u16,
+    reburst: Option<Reburst>,
+    /// When the last re-burst was granted, for the spacing.
+    last_reburst: Option<LeaderInstant>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -107,12 +147,18 @@ struct AwaitingTimestamp<A> {
 ///    `None` and send what it gives;
 /// 4. with `tx_timestamps`, report each tagged datagram's transmit time through
 ///    [`handle_transmitted`](Self::handle_transmitted).
+///
+/// A follower's request for a re-burst arrives through `handle_receive` like a Delay_Req
+/// (see the [module docs](self) for what is granted); its grant comes out of
+/// `poll_transmit`, and the faster Syncs out of the usual `handle_timeout`/`poll_transmit`.
 #[derive(Debug)]
 pub struct PtpMaster<A> {
     config: MasterConfig,
     followers: Vec<Follower<A>>,
     queue: VecDeque<(A, Message)>,
     awaiting: VecDeque<AwaitingTimestamp<A>>,
+    /// sequenceId of the next Signaling (one sequence for all, per the port).
+    signaling_seq: u16,
     stats: PtpStats,
 }
 
@@ -124,6 +170,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
             followers: Vec::new(),
             queue: VecDeque::with_capacity(config.max_queue),
             awaiting: VecDeque::with_capacity(16),
+            signaling_seq: 0,
             stats: PtpStats::default(),
         }
     }
@@ -149,6 +196,8 @@ impl<A: Copy + Eq> PtpMaster<A> {
             syncs_sent: 0,
             sync_seq: 0,
             announce_seq: 0,
+            reburst: None,
+            last_reburst: None,
         });
     }
 
@@ -194,8 +243,10 @@ impl<A: Copy + Eq> PtpMaster<A> {
         self.queue.push_back((to, msg));
     }
 
-    /// Takes a datagram that arrived at `at` from `from`. Delay_Reqs are answered; anything
-    /// else is ignored. The error says why a datagram was not used (it is also counted).
+    /// Takes a datagram that arrived at `at` from `from`. Delay_Reqs are answered, and so
+    /// are Signaling requests from served followers (a request for Sync may start a
+    /// re-burst); anything else is ignored. The error says why a datagram was not used (it
+    /// is also counted).
     pub fn handle_receive(
         &mut self,
         from: A,
@@ -203,35 +254,131 @@ impl<A: Copy + Eq> PtpMaster<A> {
         data: &[u8],
     ) -> Result<(), PtpError> {
         self.stats.received += 1;
-        let msg = match Message::parse(data) {
-            Ok(m) => m,
-            Err(e) => return Err(self.stats.reject(PtpError::Malformed(e))),
-        };
+        let r = self.receive(from, at, data);
+        r.map_err(|e| self.stats.reject(e))
+    }
+
+    fn receive(&mut self, from: A, at: LeaderInstant, data: &[u8]) -> Result<(), PtpError> {
+        let msg = Message::parse(data)?;
         if msg.header.domain != self.config.domain {
-            let e = PtpError::WrongDomain {
+            return Err(PtpError::WrongDomain {
                 expected: self.config.domain,
                 got: msg.header.domain,
-            };
-            return Err(self.stats.reject(e));
+            });
         }
-        if msg.body.message_type() != MessageType::DelayReq {
-            let e = PtpError::Unexpected {
-                message_type: msg.body.message_type(),
-            };
-            return Err(self.stats.reject(e));
+        match msg.body {
+            Body::DelayReq { .. } => self.answer_delay_req(from, at, &msg.header),
+            Body::Signaling(signaling) => self.answer_signaling(from, at, &msg.header, &signaling),
+            other => Err(PtpError::Unexpected {
+                message_type: other.message_type(),
+            }),
         }
-        let receive_timestamp = match PtpTimestamp::from_instant(at) {
-            Ok(t) => t,
-            Err(e) => return Err(self.stats.reject(PtpError::Malformed(e))),
-        };
-        let mut header = self.header(msg.header.sequence_id, self.config.sync_interval);
+    }
+
+    fn answer_delay_req(
+        &mut self,
+        from: A,
+        at: LeaderInstant,
+        req: &Header,
+    ) -> Result<(), PtpError> {
+        let receive_timestamp = PtpTimestamp::from_instant(at)?;
+        let mut header = self.header(req.sequence_id, self.config.sync_interval);
         // The Delay_Req's path correction travels back in the Delay_Resp (IEEE 1588 §11.3).
-        header.correction = msg.header.correction;
-        let resp = Message::delay_resp(header, receive_timestamp, msg.header.source_port);
+        header.correction = req.correction;
+        let resp = Message::delay_resp(header, receive_timestamp, req.source_port);
         self.enqueue(from, resp);
         // On the master's side an exchange is complete once its Delay_Req is answered.
         self.stats.exchanges += 1;
         Ok(())
+    }
+
+    /// Answers each REQUEST_UNICAST_TRANSMISSION in `signaling` with a grant, in one
+    /// Signaling back to `from`.
+    fn answer_signaling(
+        &mut self,
+        from: A,
+        at: LeaderInstant,
+        req: &Header,
+        signaling: &SignalingBody,
+    ) -> Result<(), PtpError> {
+        if !signaling.target_port.addresses(self.config.port) {
+            return Err(PtpError::WrongTarget {
+                target: signaling.target_port,
+            });
+        }
+        let Some(i) = self.followers.iter().position(|f| f.to == from) else {
+            return Err(PtpError::NotServed {
+                from: req.source_port,
+            });
+        };
+        let mut reply = SignalingBody::new(req.source_port);
+        for tlv in signaling.tlvs() {
+            if let SignalingTlv::Request(r) = tlv {
+                let grant = self.grant(i, at, *r);
+                // The reply has one grant per request, and the request fitted the same
+                // number of TLVs, so this cannot fail.
+                let _ = reply.push(SignalingTlv::Grant(grant));
+            }
+        }
+        if reply.tlvs().is_empty() {
+            // Grants or other TLVs only: nothing a master answers.
+            return Err(PtpError::Unexpected {
+                message_type: MessageType::Signaling,
+            });
+        }
+        let header = Header::new(self.config.port, self.config.domain, self.signaling_seq);
+        self.signaling_seq = self.signaling_seq.wrapping_add(1);
+        self.enqueue(from, Message::signaling(header, reply));
+        Ok(())
+    }
+
+    /// Decides the request `r` from follower `i` at `now`: starts a re-burst and says what
+    /// it is, or refuses with a grant of duration 0.
+    fn grant(&mut self, i: usize, now: LeaderInstant, r: UnicastRequest) -> UnicastGrant {
+        let refused = UnicastGrant {
+            message_type: r.message_type,
+            log_inter_message_period: r.log_inter_message_period,
+            duration_secs: 0,
+            renewal_invited: false,
+        };
+        // Announce and Delay_Resp already go to every follower on the master's own
+        // schedule; only the Sync rate is negotiable.
+        if r.message_type != MessageType::Sync.code() {
+            self.stats.bursts_refused += 1;
+            return refused;
+        }
+        self.stats.burst_requests += 1;
+        let duration =
+            Nanos::from_secs(i64::from(r.duration_secs)).min(self.config.reburst_max_duration);
+        let spacing = self.config.reburst_spacing;
+        let f = &mut self.followers[i];
+        let too_soon = f.last_reburst.is_some_and(|t| now - t < spacing);
+        if too_soon || duration <= Nanos::ZERO {
+            self.stats.bursts_refused += 1;
+            return refused;
+        }
+        // Never faster than the burst rate the master is configured for, and never slower
+        // than the steady rate: a request cannot thin a follower's Syncs out.
+        let interval = interval_of_log(r.log_inter_message_period)
+            .max(self.config.burst_interval)
+            .min(self.config.sync_interval);
+        f.reburst = Some(Reburst {
+            interval,
+            until: now + duration,
+        });
+        f.last_reburst = Some(now);
+        // The first fast Sync goes now rather than at the next steady deadline.
+        f.next_sync = f.next_sync.min(now);
+        self.stats.bursts_granted += 1;
+        // durationField counts whole seconds; rounding up keeps a short grant from reading
+        // as a refusal (0).
+        let secs = duration.as_nanos().unsigned_abs().div_ceil(1_000_000_000);
+        UnicastGrant {
+            message_type: r.message_type,
+            log_inter_message_period: log_interval(interval),
+            duration_secs: u32::try_from(secs).unwrap_or(u32::MAX),
+            renewal_invited: false,
+        }
     }
 
     /// Reports that the datagram tagged `tag` left at `at` (used when `tx_timestamps` is set).
@@ -293,13 +440,25 @@ impl<A: Copy + Eq> PtpMaster<A> {
             }
             let f = self.followers[i];
             if f.next_sync <= now {
-                let interval = self.interval_after(f.syncs_sent);
+                let scheduled = self.interval_after(f.syncs_sent);
+                let reburst = f
+                    .reburst
+                    .filter(|r| now < r.until && r.interval < scheduled)
+                    .map(|r| r.interval);
+                let interval = reburst.unwrap_or(scheduled);
                 let header = self.header(f.sync_seq, interval);
                 let origin = PtpTimestamp::from_instant(now).unwrap_or_default();
                 self.enqueue(f.to, Message::sync(header, origin, true));
                 let f = &mut self.followers[i];
                 f.sync_seq = f.sync_seq.wrapping_add(1);
-                f.syncs_sent = f.syncs_sent.saturating_add(1);
+                // The start taper pauses during a re-burst, so that a request early on does
+                // not cut it short.
+                if reburst.is_none() {
+                    f.syncs_sent = f.syncs_sent.saturating_add(1);
+                }
+                if f.reburst.is_some_and(|r| now >= r.until) {
+                    f.reburst = None;
+                }
                 f.next_sync = advance(f.next_sync, now, interval);
             }
         }
@@ -355,4 +514,304 @@ impl<A: Copy + Eq> PtpMaster<A> {
 fn advance(due: LeaderInstant, now: LeaderInstant, interval: Nanos) -> LeaderInstant {
     let next = due + interval;
     if next <= now { now + interval } else { next }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ptp::PtpPort;
+
+    const FOLLOWER: u8 = 1;
+    const T0: i64 = 1_000_000_000_000;
+
+    fn follower_port() -> PortIdentity {
+        PortIdentity {
+            clock_identity: ClockIdentity([2; 8]),
+            port_number: 1,
+        }
+    }
+
+    fn at(secs: f64) -> LeaderInstant {
+        LeaderInstant::from_nanos(T0) + Nanos::from_secs_f64(secs)
+    }
+
+    /// A master with no start burst, serving [`FOLLOWER`] from `at(0.0)`.
+    fn steady_master() -> PtpMaster<u8> {
+        let mut config = MasterConfig::new(ClockIdentity([1; 8]));
+        config.burst_count = 0;
+        let mut master = PtpMaster::new(config);
+        master.add_slave(FOLLOWER, at(0.0));
+        master
+    }
+
+    fn signaling(target: PortIdentity, tlv: SignalingTlv) -> Vec<u8> {
+        let body = SignalingBody::with_tlv(target, tlv);
+        let msg = Message::signaling(Header::new(follower_port(), 0, 7), body);
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf).unwrap();
+        buf
+    }
+
+    fn request(master: &PtpMaster<u8>, message_type: MessageType, log: i8, secs: u32) -> Vec<u8> {
+        let r = UnicastRequest {
+            message_type: message_type.code(),
+            log_inter_message_period: log,
+            duration_secs: secs,
+        };
+        signaling(master.config().port, SignalingTlv::Request(r))
+    }
+
+    /// Runs the master until `until`, returning when each Sync left and every grant sent.
+    fn run(
+        master: &mut PtpMaster<u8>,
+        until: LeaderInstant,
+    ) -> (Vec<LeaderInstant>, Vec<UnicastGrant>) {
+        let (mut syncs, mut grants) = (Vec::new(), Vec::new());
+        let mut drain = |master: &mut PtpMaster<u8>, now| {
+            while let Some(tx) = master.poll_transmit(now) {
+                match Message::parse(tx.payload()).unwrap().body {
+                    Body::Sync { .. } => syncs.push(now),
+                    Body::Signaling(s) => {
+                        assert_eq!(tx.port, PtpPort::General);
+                        assert_eq!(s.target_port, follower_port());
+                        for tlv in s.tlvs() {
+                            match tlv {
+                                SignalingTlv::Grant(g) => grants.push(*g),
+                                other => panic!("a master sent {other:?}"),
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        };
+        // Grants queued by handle_receive go out before the next deadline.
+        let first = master.poll_timeout().unwrap_or(until).min(until);
+        drain(master, first);
+        while let Some(t) = master.poll_timeout().filter(|&t| t <= until) {
+            master.handle_timeout(t);
+            drain(master, t);
+        }
+        (syncs, grants)
+    }
+
+    fn intervals(syncs: &[LeaderInstant]) -> Vec<Nanos> {
+        syncs.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    #[test]
+    fn a_request_for_syncs_runs_a_reburst_at_the_requested_period_then_goes_back_to_steady() {
+        let mut master = steady_master();
+        let (before, _) = run(&mut master, at(3.0));
+        assert!(
+            intervals(&before)
+                .iter()
+                .all(|&i| i == Nanos::from_millis(62) + Nanos::from_micros(500))
+        );
+
+        // 2^-6 s (64 a second) for one second: within the clamps, so granted as asked.
+        let req = request(&master, MessageType::Sync, -6, 1);
+        master.handle_receive(FOLLOWER, at(3.0), &req).unwrap();
+        let (during, grants) = run(&mut master, at(4.0));
+        assert_eq!(
+            grants,
+            [UnicastGrant {
+                message_type: 0,
+                log_inter_message_period: -6,
+                duration_secs: 1,
+                renewal_invited: false
+            }]
+        );
+        // The first fast Sync goes at once, then one every 15.625 ms.
+        assert_eq!(during[0], at(3.0));
+        assert!(
+            intervals(&during).iter().all(|&i| i == Nanos(15_625_000)),
+            "{during:?}"
+        );
+        assert_eq!(during.len(), 65);
+
+        let (after, grants) = run(&mut master, at(6.0));
+        assert!(grants.is_empty());
+        assert!(
+            intervals(&after).iter().all(|&i| i == Nanos(62_500_000)),
+            "{after:?}"
+        );
+        assert_eq!(after.len(), 32);
+        let s = master.stats();
+        assert_eq!(
+            (s.burst_requests, s.bursts_granted, s.bursts_refused),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn the_period_and_duration_granted_are_clamped() {
+        let mut master = steady_master();
+        // Far faster than the master's burst rate, for an hour: 384 a second for 2 s.
+        let req = request(&master, MessageType::Sync, -20, 3600);
+        master.handle_receive(FOLLOWER, at(1.0), &req).unwrap();
+        let (syncs, grants) = run(&mut master, at(3.5));
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0].duration_secs, 2);
+        assert_eq!(grants[0].log_inter_message_period, -9);
+        let fast = master.config().burst_interval;
+        let burst: Vec<_> = syncs
+            .iter()
+            .filter(|&&t| t >= at(1.0) && t < at(3.0))
+            .collect();
+        assert!(
+            burst.len().abs_diff(768) <= 1,
+            "{} Syncs in the burst",
+            burst.len()
+        );
+        assert!(intervals(&syncs[..700]).iter().all(|&i| i == fast));
+        let late = syncs.iter().filter(|&&t| t >= at(3.01)).count();
+        assert!(late <= 8, "{late} Syncs in the last half second");
+
+        // Slower than steady, 11 s later (past the spacing): the steady rate, never slower.
+        let req = request(&master, MessageType::Sync, 3, 2);
+        master.handle_receive(FOLLOWER, at(12.0), &req).unwrap();
+        let (syncs, grants) = run(&mut master, at(14.0));
+        assert_eq!(grants[0].log_inter_message_period, -4);
+        assert_eq!(grants[0].duration_secs, 2);
+        let later: Vec<_> = syncs.into_iter().filter(|&t| t >= at(12.0)).collect();
+        assert!(
+            intervals(&later)
+                .iter()
+                .all(|&i| i <= master.config().sync_interval)
+        );
+    }
+
+    #[test]
+    fn a_second_request_inside_the_spacing_is_refused_with_a_zero_grant() {
+        let mut master = steady_master();
+        let req = request(&master, MessageType::Sync, -9, 2);
+        master.handle_receive(FOLLOWER, at(1.0), &req).unwrap();
+        run(&mut master, at(5.0));
+        master.handle_receive(FOLLOWER, at(5.0), &req).unwrap();
+        let (syncs, grants) = run(&mut master, at(7.0));
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0].duration_secs, 0, "refused");
+        assert!(
+            syncs.len() <= 33,
+            "{} Syncs: the refusal started a burst",
+            syncs.len()
+        );
+        let s = master.stats();
+        assert_eq!(
+            (s.burst_requests, s.bursts_granted, s.bursts_refused),
+            (2, 1, 1)
+        );
+
+        // Ten seconds after the first, the follower may have another.
+        master.handle_receive(FOLLOWER, at(11.0), &req).unwrap();
+        let (syncs, grants) = run(&mut master, at(12.0));
+        assert_eq!(grants[0].duration_secs, 2);
+        assert!(syncs.len() > 300, "{} Syncs", syncs.len());
+        assert_eq!(master.stats().bursts_granted, 2);
+    }
+
+    #[test]
+    fn requests_from_strangers_or_for_other_ports_are_not_answered() {
+        let mut master = steady_master();
+        run(&mut master, at(1.0));
+        let req = request(&master, MessageType::Sync, -9, 2);
+        assert_eq!(
+            master.handle_receive(9, at(1.0), &req),
+            Err(PtpError::NotServed {
+                from: follower_port()
+            })
+        );
+        assert_eq!(master.stats().not_served, 1);
+
+        let mut elsewhere = master.config().port;
+        elsewhere.port_number = 2;
+        let r = UnicastRequest {
+            message_type: 0,
+            log_inter_message_period: -9,
+            duration_secs: 2,
+        };
+        let misdirected = signaling(elsewhere, SignalingTlv::Request(r));
+        assert_eq!(
+            master.handle_receive(FOLLOWER, at(1.0), &misdirected),
+            Err(PtpError::WrongTarget { target: elsewhere })
+        );
+        assert_eq!(master.stats().not_for_us, 1);
+
+        // A grant is nothing a master takes.
+        let g = UnicastGrant {
+            message_type: 0,
+            log_inter_message_period: -9,
+            duration_secs: 2,
+            renewal_invited: false,
+        };
+        let grant = signaling(master.config().port, SignalingTlv::Grant(g));
+        assert!(matches!(
+            master.handle_receive(FOLLOWER, at(1.0), &grant),
+            Err(PtpError::Unexpected {
+                message_type: MessageType::Signaling
+            })
+        ));
+        let (syncs, grants) = run(&mut master, at(2.0));
+        assert!(grants.is_empty());
+        assert_eq!(syncs.len(), 16, "no burst started");
+        assert_eq!(master.stats().bursts_granted, 0);
+    }
+
+    #[test]
+    fn requests_for_other_messages_or_for_no_time_are_refused_and_a_wildcard_target_is_ours() {
+        let mut master = steady_master();
+        run(&mut master, at(1.0));
+        let announce = request(&master, MessageType::Announce, 0, 60);
+        master.handle_receive(FOLLOWER, at(1.0), &announce).unwrap();
+        let r = UnicastRequest {
+            message_type: 0,
+            log_inter_message_period: -9,
+            duration_secs: 0,
+        };
+        let no_time = signaling(PortIdentity::WILDCARD, SignalingTlv::Request(r));
+        master.handle_receive(FOLLOWER, at(1.0), &no_time).unwrap();
+        let (syncs, grants) = run(&mut master, at(2.0));
+        assert_eq!(grants.len(), 2);
+        assert!(grants.iter().all(|g| g.duration_secs == 0));
+        assert_eq!(grants[0].message_type, MessageType::Announce.code());
+        assert_eq!(syncs.len(), 16);
+        let s = master.stats();
+        assert_eq!(
+            (s.burst_requests, s.bursts_granted, s.bursts_refused),
+            (1, 0, 2)
+        );
+
+        // A zero maximum turns re-bursts off.
+        let mut config = *master.config();
+        config.reburst_max_duration = Nanos::ZERO;
+        let mut off = PtpMaster::new(config);
+        off.add_slave(FOLLOWER, at(0.0));
+        let req = request(&off, MessageType::Sync, -9, 2);
+        off.handle_receive(FOLLOWER, at(1.0), &req).unwrap();
+        let (_, grants) = run(&mut off, at(2.0));
+        assert_eq!(grants[0].duration_secs, 0);
+    }
+
+    #[test]
+    fn a_reburst_during_the_start_taper_pauses_it_and_never_slows_it() {
+        let mut master = PtpMaster::new(MasterConfig::new(ClockIdentity([1; 8])));
+        master.add_slave(FOLLOWER, at(0.0));
+        // Early on the start burst is already at 384 a second; a request for 64 a second
+        // must not slow it down.
+        let req = request(&master, MessageType::Sync, -6, 1);
+        master.handle_receive(FOLLOWER, at(0.5), &req).unwrap();
+        let (syncs, _) = run(&mut master, at(2.0));
+        let fast = master.config().burst_interval;
+        assert!(intervals(&syncs).iter().all(|&i| i == fast));
+    }
+
+    #[test]
+    fn log_periods_convert_to_intervals_without_overflow() {
+        assert_eq!(interval_of_log(-4), Nanos(62_500_000));
+        assert_eq!(interval_of_log(0), Nanos::from_secs(1));
+        assert_eq!(interval_of_log(127), Nanos::MAX);
+        assert_eq!(interval_of_log(-128), Nanos::ZERO);
+        assert_eq!(log_interval(Nanos(1_000_000_000 / 384)), -9);
+    }
 }

@@ -3,16 +3,24 @@
 //! - [`wire`]: the message format, parse and emit (a checked view over bytes and an owned
 //!   [`Message`]).
 //! - [`PtpMaster`]: the leader's side. It sends Sync + Follow_Up (two-step) and Announce to
-//!   each follower on a schedule and answers Delay_Req.
+//!   each follower on a schedule, answers Delay_Req, and grants a follower's request for a
+//!   short burst of faster Syncs (a re-burst).
 //! - [`PtpSlave`]: the follower's side. It answers each Sync with a Delay_Req, matches the
 //!   replies by sequence id and hands out completed [`Exchange`](crate::clock::Exchange)s
-//!   for a [`ClockEstimator`](crate::clock::ClockEstimator).
+//!   for a [`ClockEstimator`](crate::clock::ClockEstimator). When the estimator asks for a
+//!   burst, [`PtpSlave::request_burst`] sends the master a request.
+//!
+//! A re-burst is asked for the standard way, with unicast negotiation (IEEE 1588 §16.1): a
+//! Signaling message carrying REQUEST_UNICAST_TRANSMISSION for Sync, answered by one
+//! carrying GRANT_UNICAST_TRANSMISSION with what the master grants (duration 0: refused).
+//! A master that ignores the request, as linuxptp without unicast negotiation does, only
+//! means no burst.
 //!
 //! Both are sans-IO: every input carries the time it happened on its own clock (leader time
 //! for the master, local time for the slave), every output is a [`Transmit`] to send or a
 //! deadline to wake at. They are generic over the address type `A` so that the same code
 //! runs over UDP sockets and over the simulator. Event messages (Sync, Delay_Req) go to the
-//! event port, the others to the general port ([`wire::EVENT_PORT`], [`wire::GENERAL_PORT`]
+//! event port, the others (Signaling included) to the general port ([`wire::EVENT_PORT`], [`wire::GENERAL_PORT`]
 //! for interop with linuxptp and AES67 devices).
 
 mod master;
@@ -23,8 +31,10 @@ pub use master::{MasterConfig, PtpMaster};
 pub use slave::{PtpSlave, SlaveConfig};
 pub use wire::{
     AnnounceBody, Body, ClockIdentity, ClockQuality, Correction, EVENT_PORT, Flags, GENERAL_PORT,
-    HEADER_LEN, Header, MAX_MESSAGE_LEN, Message, MessageType, PORT_IDENTITY_LEN, PTP_VERSION,
-    Packet, PortIdentity, PtpTimestamp, RejectReason, TIMESTAMP_LEN, WireError,
+    HEADER_LEN, Header, MAX_MESSAGE_LEN, MAX_SIGNALING_TLVS, MAX_TLVS, Message, MessageType,
+    PORT_IDENTITY_LEN, PTP_VERSION, Packet, PortIdentity, PtpTimestamp, RejectReason,
+    SignalingBody, SignalingTlv, TIMESTAMP_LEN, TLV_GRANT_UNICAST_TRANSMISSION, TLV_HEADER_LEN,
+    TLV_REQUEST_UNICAST_TRANSMISSION, Tlv, Tlvs, UnicastGrant, UnicastRequest, WireError,
 };
 
 /// Why a received datagram was not used. Every one is also counted in [`PtpStats`].
@@ -60,6 +70,19 @@ pub enum PtpError {
         /// The port it answers.
         requesting: PortIdentity,
     },
+    /// A Signaling whose targetPortIdentity is another port (and not the wildcard).
+    #[error("Signaling for port {target:?}, not ours")]
+    WrongTarget {
+        /// The port it is addressed to.
+        target: PortIdentity,
+    },
+    /// A Signaling request from an address the master does not serve: not answered, so that
+    /// the master cannot be made to send to anyone who asks.
+    #[error("Signaling from {from:?} at an address not served")]
+    NotServed {
+        /// The sourcePortIdentity of the request.
+        from: PortIdentity,
+    },
     /// A Follow_Up or Delay_Resp whose sequence id matches nothing outstanding (late,
     /// duplicated, or forged).
     #[error("{message_type:?} with unknown sequence id {sequence_id}")]
@@ -86,8 +109,19 @@ pub struct PtpStats {
     pub unexpected: u64,
     /// Messages from a master other than the followed one.
     pub foreign_master: u64,
-    /// Delay_Resps for another port.
+    /// Delay_Resps and Signaling messages for another port.
     pub not_for_us: u64,
+    /// On a master, Signaling requests from addresses it does not serve (not answered).
+    pub not_served: u64,
+    /// On a master, requests for a Sync burst from served followers; on a slave, such
+    /// requests sent.
+    pub burst_requests: u64,
+    /// On a master, re-bursts granted; on a slave, grants for Sync received with a
+    /// non-zero duration.
+    pub bursts_granted: u64,
+    /// On a master, requests answered with a grant of duration 0 (inside the spacing, for
+    /// a message type other than Sync, or for no time); on a slave, such grants received.
+    pub bursts_refused: u64,
     /// Follow_Ups and Delay_Resps matching nothing outstanding.
     pub unknown_sequence: u64,
     /// Syncs whose Follow_Up never came, and Delay_Reqs never answered, in time.
@@ -107,7 +141,8 @@ impl PtpStats {
             PtpError::WrongDomain { .. } => self.wrong_domain += 1,
             PtpError::Unexpected { .. } => self.unexpected += 1,
             PtpError::ForeignMaster { .. } => self.foreign_master += 1,
-            PtpError::NotForUs { .. } => self.not_for_us += 1,
+            PtpError::NotForUs { .. } | PtpError::WrongTarget { .. } => self.not_for_us += 1,
+            PtpError::NotServed { .. } => self.not_served += 1,
             PtpError::UnknownSequence { .. } => self.unknown_sequence += 1,
         }
         e
@@ -124,7 +159,7 @@ impl PtpStats {
 pub enum PtpPort {
     /// Timestamped messages (Sync, Delay_Req): UDP 319 by default.
     Event,
-    /// The rest (Follow_Up, Delay_Resp, Announce): UDP 320 by default.
+    /// The rest (Follow_Up, Delay_Resp, Announce, Signaling): UDP 320 by default.
     General,
 }
 
@@ -157,7 +192,7 @@ impl<A> Transmit<A> {
         // Every message we build fits MAX_MESSAGE_LEN, so emit cannot fail here.
         let len = msg.emit(&mut data).unwrap_or(0);
         let kind = msg.body.message_type();
-        let event = matches!(kind, MessageType::Sync | MessageType::DelayReq);
+        let event = kind.is_event();
         Transmit {
             to,
             port: if event {

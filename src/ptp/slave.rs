@@ -1,8 +1,22 @@
 //! The follower's side of the clock exchange: a sans-IO PTP slave.
+//!
+//! Besides answering Syncs, the slave can ask its master for a re-burst of faster Syncs
+//! when its estimator wants to re-converge ([`ClockEstimator::poll_burst_request`]):
+//! [`PtpSlave::request_burst`] queues a Signaling with a REQUEST_UNICAST_TRANSMISSION for
+//! Sync (by default 384 a second for 2 s, see [`SlaveConfig::burst_period`]) that
+//! [`PtpSlave::poll_transmit`] hands out to the general port of the followed master. The
+//! master's GRANT_UNICAST_TRANSMISSION is taken and counted (granted or refused); nothing
+//! waits for it, so a master that never answers, such as linuxptp without unicast
+//! negotiation, changes nothing but the rate.
+//!
+//! [`ClockEstimator::poll_burst_request`]: crate::clock::ClockEstimator::poll_burst_request
 
 use std::collections::VecDeque;
 
-use super::wire::{Body, Header, Message, MessageType, PortIdentity, PtpTimestamp};
+use super::wire::{
+    Body, Header, Message, MessageType, PortIdentity, PtpTimestamp, SignalingBody, SignalingTlv,
+    UnicastRequest,
+};
 use super::{PtpError, PtpStats, Transmit, TxTag};
 use crate::clock::Exchange;
 use crate::time::{LeaderInstant, LocalInstant, Nanos};
@@ -29,6 +43,13 @@ pub struct SlaveConfig {
     pub min_delay_req_interval: Nanos,
     /// Completed exchanges kept until polled; older ones are dropped first.
     pub max_exchanges: usize,
+    /// The Sync interval [`PtpSlave::request_burst`] asks for: 1/384 s by default. The wire
+    /// carries a power of two, so the request says the next one down (2^-9 s, 512 a
+    /// second) and the master clamps it to its own fastest rate (384 a second by default).
+    pub burst_period: Nanos,
+    /// How long [`PtpSlave::request_burst`] asks for: 2 s by default, sent as whole seconds
+    /// (rounded up).
+    pub burst_duration: Nanos,
 }
 
 impl SlaveConfig {
@@ -42,6 +63,8 @@ impl SlaveConfig {
             master_timeout: Nanos::from_secs(3),
             min_delay_req_interval: Nanos::ZERO,
             max_exchanges: 64,
+            burst_period: Nanos(1_000_000_000 / 384),
+            burst_duration: Nanos::from_secs(2),
         }
     }
 }
@@ -89,7 +112,9 @@ struct Master<A> {
 /// 3. call [`poll_exchange`](Self::poll_exchange) until `None` and give each exchange to a
 ///    [`ClockEstimator`](crate::clock::ClockEstimator);
 /// 4. when the deadline from [`poll_timeout`](Self::poll_timeout) passes, call
-///    [`handle_timeout`](Self::handle_timeout) (it drops stale half-exchanges).
+///    [`handle_timeout`](Self::handle_timeout) (it drops stale half-exchanges);
+/// 5. when the estimator asks for a burst, call [`request_burst`](Self::request_burst),
+///    then [`poll_transmit`](Self::poll_transmit) until `None` again.
 ///
 /// The slave follows the first master it hears and switches only after that master has been
 /// silent for [`SlaveConfig::master_timeout`].
@@ -102,6 +127,9 @@ pub struct PtpSlave<A> {
     exchanges: VecDeque<Exchange>,
     next_delay_seq: u16,
     last_delay_req: Option<LocalInstant>,
+    /// A burst request waiting to be polled; a newer one replaces it.
+    burst_request: Option<UnicastRequest>,
+    next_signaling_seq: u16,
     stats: PtpStats,
 }
 
@@ -116,6 +144,8 @@ impl<A: Copy + Eq> PtpSlave<A> {
             exchanges: VecDeque::with_capacity(config.max_exchanges),
             next_delay_seq: 0,
             last_delay_req: None,
+            burst_request: None,
+            next_signaling_seq: 0,
             stats: PtpStats::default(),
         }
     }
@@ -160,6 +190,8 @@ impl<A: Copy + Eq> PtpSlave<A> {
                 });
                 self.syncs.clear();
                 self.delays.clear();
+                // A request was meant for the old master; the new one starts its own burst.
+                self.burst_request = None;
                 Ok(())
             }
         }
@@ -191,6 +223,7 @@ impl<A: Copy + Eq> PtpSlave<A> {
             Body::DelayReq { .. } => Err(PtpError::Unexpected {
                 message_type: MessageType::DelayReq,
             }),
+            Body::Signaling(signaling) => self.take_grant(h.source_port, &signaling),
             Body::Announce(_) => self.check_master(h.source_port, from, at),
             Body::Sync { origin_timestamp } => {
                 self.check_master(h.source_port, from, at)?;
@@ -263,6 +296,89 @@ impl<A: Copy + Eq> PtpSlave<A> {
                 Ok(())
             }
         }
+    }
+
+    /// Takes the followed master's answer to a burst request. A grant does not make its
+    /// sender the master, nor keep a master alive: only timed messages do.
+    fn take_grant(
+        &mut self,
+        source: PortIdentity,
+        signaling: &SignalingBody,
+    ) -> Result<(), PtpError> {
+        if self.master.is_none_or(|m| m.port != source) {
+            return Err(PtpError::ForeignMaster { from: source });
+        }
+        if !signaling.target_port.addresses(self.config.port) {
+            return Err(PtpError::WrongTarget {
+                target: signaling.target_port,
+            });
+        }
+        let mut grants = 0;
+        for tlv in signaling.tlvs() {
+            if let SignalingTlv::Grant(g) = tlv {
+                grants += 1;
+                if g.message_type != MessageType::Sync.code() {
+                    continue;
+                }
+                if g.duration_secs == 0 {
+                    self.stats.bursts_refused += 1;
+                } else {
+                    self.stats.bursts_granted += 1;
+                }
+            }
+        }
+        if grants == 0 {
+            // A request or anything else: a slave grants nothing.
+            return Err(PtpError::Unexpected {
+                message_type: MessageType::Signaling,
+            });
+        }
+        Ok(())
+    }
+
+    /// Asks the followed master for a burst of Syncs at [`SlaveConfig::burst_period`] for
+    /// [`SlaveConfig::burst_duration`] (384 a second for 2 s by default). See
+    /// [`request_burst_with`](Self::request_burst_with).
+    pub fn request_burst(&mut self, now: LocalInstant) -> bool {
+        self.request_burst_with(now, self.config.burst_period, self.config.burst_duration)
+    }
+
+    /// Asks the followed master for Syncs every `period` (the master may grant a longer one)
+    /// for `duration`: queues a Signaling with REQUEST_UNICAST_TRANSMISSION for Sync, which
+    /// [`poll_transmit`](Self::poll_transmit) then hands out. Returns whether it queued one:
+    /// not when no master is followed yet, nor when the followed one has been silent for
+    /// [`SlaveConfig::master_timeout`] at `now`. A request not yet polled is replaced.
+    ///
+    /// The wire carries the period as a power of two of seconds, rounded down (asking for a
+    /// rate at least as fast), and the duration as whole seconds, rounded up.
+    pub fn request_burst_with(
+        &mut self,
+        now: LocalInstant,
+        period: Nanos,
+        duration: Nanos,
+    ) -> bool {
+        let Some(m) = self.master else {
+            return false;
+        };
+        if now - m.last_heard >= self.config.master_timeout {
+            return false;
+        }
+        let log = if period > Nanos::ZERO {
+            period.as_secs_f64().log2().floor().clamp(-128.0, 127.0) as i8
+        } else {
+            i8::MIN
+        };
+        let secs = duration
+            .as_nanos()
+            .max(0)
+            .unsigned_abs()
+            .div_ceil(1_000_000_000);
+        self.burst_request = Some(UnicastRequest {
+            message_type: MessageType::Sync.code(),
+            log_inter_message_period: log,
+            duration_secs: u32::try_from(secs).unwrap_or(u32::MAX),
+        });
+        true
     }
 
     fn near_recent_sync(&self, seq: u16) -> bool {
@@ -357,10 +473,23 @@ impl<A: Copy + Eq> PtpSlave<A> {
         self.stats.incomplete += (before - self.syncs.len() - self.delays.len()) as u64;
     }
 
-    /// The next datagram to send, stamped as leaving at `now`. Call until `None`.
+    /// The next datagram to send, stamped as leaving at `now`: Delay_Reqs first (their
+    /// send time is part of the exchange), then a burst request. Call until `None`.
     pub fn poll_transmit(&mut self, now: LocalInstant) -> Option<Transmit<A>> {
         let m = self.master?;
-        let d = self.delays.iter_mut().find(|d| !d.sent)?;
+        let Some(d) = self.delays.iter_mut().find(|d| !d.sent) else {
+            let request = self.burst_request.take()?;
+            let header = Header::new(
+                self.config.port,
+                self.config.domain,
+                self.next_signaling_seq,
+            );
+            self.next_signaling_seq = self.next_signaling_seq.wrapping_add(1);
+            let body = SignalingBody::with_tlv(m.port, SignalingTlv::Request(request));
+            self.stats.sent += 1;
+            self.stats.burst_requests += 1;
+            return Some(Transmit::new(m.addr, &Message::signaling(header, body)));
+        };
         d.sent = true;
         d.t3 = now;
         let header = Header::new(self.config.port, self.config.domain, d.sequence_id);
@@ -393,5 +522,195 @@ impl<A: Copy + Eq> PtpSlave<A> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ptp::{ClockIdentity, PtpPort, UnicastGrant};
+
+    const MASTER: u8 = 0;
+
+    fn master_port() -> PortIdentity {
+        PortIdentity {
+            clock_identity: ClockIdentity([1; 8]),
+            port_number: 1,
+        }
+    }
+
+    fn own_port() -> PortIdentity {
+        PortIdentity {
+            clock_identity: ClockIdentity([2; 8]),
+            port_number: 1,
+        }
+    }
+
+    fn bytes(msg: &Message) -> Vec<u8> {
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf).unwrap();
+        buf
+    }
+
+    fn secs(s: i64) -> LocalInstant {
+        LocalInstant::from_nanos(s * 1_000_000_000)
+    }
+
+    /// A slave that has heard one Sync from [`master_port`] at 1 s.
+    fn following() -> PtpSlave<u8> {
+        let mut slave = PtpSlave::new(SlaveConfig::new(own_port()));
+        let sync = Message::sync(
+            Header::new(master_port(), 0, 1),
+            PtpTimestamp::default(),
+            true,
+        );
+        slave
+            .handle_receive(MASTER, secs(1), &bytes(&sync))
+            .unwrap();
+        slave
+    }
+
+    fn grant(from: PortIdentity, target: PortIdentity, duration_secs: u32) -> Vec<u8> {
+        let g = UnicastGrant {
+            message_type: MessageType::Sync.code(),
+            log_inter_message_period: -9,
+            duration_secs,
+            renewal_invited: false,
+        };
+        let body = SignalingBody::with_tlv(target, SignalingTlv::Grant(g));
+        bytes(&Message::signaling(Header::new(from, 0, 0), body))
+    }
+
+    #[test]
+    fn a_burst_request_is_queued_only_with_a_master_to_send_it_to() {
+        let mut slave = PtpSlave::<u8>::new(SlaveConfig::new(own_port()));
+        assert!(!slave.request_burst(secs(1)));
+        assert!(slave.poll_transmit(secs(1)).is_none());
+        assert_eq!(slave.stats().burst_requests, 0);
+
+        let mut slave = following();
+        assert!(slave.request_burst(secs(2)));
+        let tx = slave.poll_transmit(secs(2)).expect("the request");
+        assert_eq!((tx.to, tx.port, tx.tag), (MASTER, PtpPort::General, None));
+        let msg = Message::parse(tx.payload()).unwrap();
+        assert_eq!(msg.header.source_port, own_port());
+        assert_eq!(msg.header.control_field, 5);
+        let Body::Signaling(s) = msg.body else {
+            panic!("not a Signaling: {msg:?}");
+        };
+        assert_eq!(s.target_port, master_port());
+        // The defaults: 1/384 s, sent as 2^-9 s; 2 s.
+        assert_eq!(
+            s.tlvs(),
+            [SignalingTlv::Request(UnicastRequest {
+                message_type: 0,
+                log_inter_message_period: -9,
+                duration_secs: 2
+            })]
+        );
+        assert!(slave.poll_transmit(secs(2)).is_none(), "sent once");
+        assert_eq!(slave.stats().burst_requests, 1);
+
+        // A master silent for longer than master_timeout is no longer asked.
+        assert!(!slave.request_burst(secs(5)));
+    }
+
+    #[test]
+    fn explicit_periods_round_down_to_a_power_of_two_and_durations_up_to_seconds() {
+        let mut slave = following();
+        assert!(slave.request_burst_with(
+            secs(1),
+            Nanos::from_millis(62) + Nanos::from_micros(500),
+            Nanos::from_millis(1500)
+        ));
+        // A newer request replaces one not yet polled.
+        assert!(slave.request_burst_with(
+            secs(1),
+            Nanos::from_millis(100),
+            Nanos::from_millis(1500)
+        ));
+        let tx = slave.poll_transmit(secs(1)).unwrap();
+        let Body::Signaling(s) = Message::parse(tx.payload()).unwrap().body else {
+            panic!("not a Signaling");
+        };
+        assert_eq!(
+            s.tlvs(),
+            [SignalingTlv::Request(UnicastRequest {
+                message_type: 0,
+                log_inter_message_period: -4,
+                duration_secs: 2
+            })]
+        );
+        assert!(slave.poll_transmit(secs(1)).is_none());
+    }
+
+    #[test]
+    fn delay_reqs_leave_before_a_burst_request() {
+        let mut slave = following();
+        let fu = Message::follow_up(
+            Header::new(master_port(), 0, 1),
+            PtpTimestamp {
+                seconds: 5,
+                nanoseconds: 0,
+            },
+        );
+        slave.handle_receive(MASTER, secs(1), &bytes(&fu)).unwrap();
+        assert!(slave.request_burst(secs(1)));
+        let first = slave.poll_transmit(secs(1)).unwrap();
+        let second = slave.poll_transmit(secs(1)).unwrap();
+        assert_eq!(first.port, PtpPort::Event);
+        assert_eq!(second.port, PtpPort::General);
+        assert!(slave.poll_transmit(secs(1)).is_none());
+    }
+
+    #[test]
+    fn grants_from_the_master_are_taken_and_counted() {
+        let mut slave = following();
+        slave
+            .handle_receive(MASTER, secs(2), &grant(master_port(), own_port(), 2))
+            .unwrap();
+        slave
+            .handle_receive(
+                MASTER,
+                secs(3),
+                &grant(master_port(), PortIdentity::WILDCARD, 0),
+            )
+            .unwrap();
+        let s = *slave.stats();
+        assert_eq!(
+            (s.bursts_granted, s.bursts_refused, s.unexpected),
+            (1, 1, 0)
+        );
+
+        // Not from the followed master, not for this port, or not a grant: refused.
+        let stranger = PortIdentity {
+            clock_identity: ClockIdentity([9; 8]),
+            port_number: 1,
+        };
+        assert_eq!(
+            slave.handle_receive(5, secs(3), &grant(stranger, own_port(), 2)),
+            Err(PtpError::ForeignMaster { from: stranger })
+        );
+        let mut other = own_port();
+        other.port_number = 2;
+        assert_eq!(
+            slave.handle_receive(MASTER, secs(3), &grant(master_port(), other, 2)),
+            Err(PtpError::WrongTarget { target: other })
+        );
+        let r = UnicastRequest {
+            message_type: 0,
+            log_inter_message_period: -9,
+            duration_secs: 2,
+        };
+        let body = SignalingBody::with_tlv(own_port(), SignalingTlv::Request(r));
+        let request = bytes(&Message::signaling(Header::new(master_port(), 0, 1), body));
+        assert_eq!(
+            slave.handle_receive(MASTER, secs(3), &request),
+            Err(PtpError::Unexpected {
+                message_type: MessageType::Signaling
+            })
+        );
+        assert_eq!(slave.stats().bursts_granted, 1);
+        assert_eq!(slave.master(), Some(master_port()));
     }
 }

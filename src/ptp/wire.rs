@@ -1,11 +1,11 @@
-//! The PTPv2 (IEEE 1588-2008) wire format: the five messages lockstep exchanges.
+//! The PTPv2 (IEEE 1588-2008) wire format: the six messages lockstep exchanges.
 //!
 //! Two layers, in the manner of smoltcp:
 //!
 //! - [`Packet`] is a checked view over a byte buffer. [`Packet::new_checked`] validates the
 //!   header once; after that its accessors read fields in place, and its setters write them.
 //!   A receive path can look at the type, domain and sequence id of a datagram without
-//!   decoding the rest.
+//!   decoding the rest, and walk the TLVs after the fixed part with [`Packet::tlvs`].
 //! - [`Message`] is the owned representation (a [`Header`] plus a typed [`Body`]).
 //!   [`Message::parse`] decodes bytes into one, [`Message::emit`] writes one into a
 //!   caller-provided buffer. Neither allocates.
@@ -15,9 +15,31 @@
 //! per-reason counter.
 //!
 //! The representation is faithful: for any bytes `x` that parse to `m`, emitting `m` gives
-//! back `x` truncated to the message's fixed length, except for messageLength (emit writes the
-//! fixed length; trailing TLVs are not kept) and the reserved byte of an Announce body
-//! (always written as 0). The fuzz target checks exactly this.
+//! back `x` truncated to messageLength, except for what the receiver is told to ignore:
+//!
+//! - on the five timed messages, trailing TLVs (emit writes the fixed length and sets
+//!   messageLength to it) and the reserved byte of an Announce body (written as 0);
+//! - on a Signaling, TLVs of types other than the two below (skipped, as §14.1 has a
+//!   receiver do), and the reserved bits inside those two (written as 0).
+//!
+//! The fuzz target checks exactly this.
+//!
+//! ## Signaling and unicast negotiation
+//!
+//! A Signaling message (§13.12) is the header, a 10-byte targetPortIdentity
+//! ([`PortIdentity::WILDCARD`] addresses every port) and a list of TLVs, each a 2-byte
+//! tlvType, a 2-byte lengthField counting the value's bytes, and the value. lockstep reads
+//! the two TLVs of unicast negotiation (§16.1), with which a slave asks a master for a
+//! message rate for a while and the master says what it grants:
+//!
+//! | TLV                          | tlvType | lengthField | value                             |
+//! |------------------------------|---------|-------------|-----------------------------------|
+//! | REQUEST_UNICAST_TRANSMISSION | 0x0004  | 6           | messageType (high nibble), logInterMessagePeriod, durationField (u32 s) |
+//! | GRANT_UNICAST_TRANSMISSION   | 0x0005  | 8           | the same, a reserved byte, flags (bit 0: R, renewal invited) |
+//!
+//! A known TLV with another lengthField, a TLV that runs past messageLength, more than
+//! [`MAX_SIGNALING_TLVS`] negotiation TLVs or more than [`MAX_TLVS`] TLVs in all are refused
+//! with a typed error. A grant with durationField 0 is the standard's refusal.
 //!
 //! All fields are big-endian. The header is 34 bytes:
 //!
@@ -47,10 +69,27 @@ pub const HEADER_LEN: usize = 34;
 pub const PTP_VERSION: u8 = 2;
 /// UDP port for event messages (Sync, Delay_Req), the ones that are timestamped.
 pub const EVENT_PORT: u16 = 319;
-/// UDP port for general messages (Follow_Up, Delay_Resp, Announce).
+/// UDP port for general messages (Follow_Up, Delay_Resp, Announce, Signaling).
 pub const GENERAL_PORT: u16 = 320;
-/// Length of the largest message this module emits (Announce); a buffer this long fits any.
-pub const MAX_MESSAGE_LEN: usize = 64;
+/// Length of the largest message this module emits (a Signaling with [`MAX_SIGNALING_TLVS`]
+/// grants); a buffer this long fits any.
+pub const MAX_MESSAGE_LEN: usize = 44 + MAX_SIGNALING_TLVS * (TLV_HEADER_LEN + GRANT_LEN);
+/// Length of a TLV's tlvType and lengthField, before its value.
+pub const TLV_HEADER_LEN: usize = 4;
+/// The most unicast-negotiation TLVs a [`SignalingBody`] holds. Fixed, so that a message
+/// stays `Copy` and fits an inline buffer; a slave asks for a few message types at most.
+pub const MAX_SIGNALING_TLVS: usize = 4;
+/// The most TLVs of any type a message may carry before parsing refuses it: the bound on
+/// the work an unknown-TLV flood can cause.
+pub const MAX_TLVS: usize = 16;
+/// tlvType of REQUEST_UNICAST_TRANSMISSION (§16.1.4.1).
+pub const TLV_REQUEST_UNICAST_TRANSMISSION: u16 = 0x0004;
+/// tlvType of GRANT_UNICAST_TRANSMISSION (§16.1.4.2).
+pub const TLV_GRANT_UNICAST_TRANSMISSION: u16 = 0x0005;
+/// lengthField of a REQUEST_UNICAST_TRANSMISSION TLV.
+const REQUEST_LEN: usize = 6;
+/// lengthField of a GRANT_UNICAST_TRANSMISSION TLV.
+const GRANT_LEN: usize = 8;
 /// Length of a PTP timestamp on the wire.
 pub const TIMESTAMP_LEN: usize = 10;
 /// Length of a portIdentity on the wire.
@@ -73,8 +112,11 @@ mod field {
     pub const CONTROL: usize = 32;
     pub const LOG_INTERVAL: usize = 33;
 
-    // Every supported message starts its body with a timestamp.
+    // Every timed message starts its body with a timestamp.
     pub const TIMESTAMP: Range<usize> = 34..44;
+
+    // Signaling: the target, then TLVs.
+    pub const TARGET_PORT: Range<usize> = 34..44;
 
     // Delay_Resp.
     pub const REQUESTING_PORT: Range<usize> = 44..54;
@@ -119,7 +161,7 @@ pub enum WireError {
         /// The fixed length of that type.
         minimum: usize,
     },
-    /// A message type lockstep does not handle (peer delay, signaling, management, reserved).
+    /// A message type lockstep does not handle (peer delay, management, reserved).
     #[error("unsupported PTP message type {code:#x}")]
     UnsupportedType {
         /// The messageType that came.
@@ -135,6 +177,34 @@ pub enum WireError {
     /// a timestamp beyond `i64` nanoseconds as an instant, or seconds beyond 48 bits.
     #[error("time out of range for the conversion between PTP timestamp and instant")]
     TimestampOutOfRange,
+    /// A TLV runs past messageLength: its header, or the value its lengthField declares,
+    /// does not fit in what is left.
+    #[error("PTP TLV at byte {offset} truncated: needed {needed} bytes, {got} left")]
+    TlvTruncated {
+        /// Where the TLV starts, from the start of the message.
+        offset: usize,
+        /// Bytes the TLV needs (its header, or header and declared value).
+        needed: usize,
+        /// Bytes left before messageLength.
+        got: usize,
+    },
+    /// A TLV of a known type whose lengthField is not the one the standard gives it.
+    #[error("PTP TLV {tlv_type:#06x} declares length {declared}, expected {expected}")]
+    TlvLengthMismatch {
+        /// The tlvType.
+        tlv_type: u16,
+        /// The lengthField that came.
+        declared: usize,
+        /// The lengthField of that type.
+        expected: usize,
+    },
+    /// More TLVs than the parser takes: over [`MAX_TLVS`] in all, or over
+    /// [`MAX_SIGNALING_TLVS`] negotiation TLVs in a Signaling.
+    #[error("too many PTP TLVs: at most {limit}")]
+    TooManyTlvs {
+        /// The limit that was passed.
+        limit: usize,
+    },
     /// The buffer given to emit is shorter than the message.
     #[error("buffer too small to emit PTP message: needed {needed} bytes, got {got}")]
     BufferTooSmall {
@@ -154,6 +224,9 @@ impl WireError {
             WireError::LengthMismatch { .. } => RejectReason::LengthMismatch,
             WireError::UnsupportedType { .. } => RejectReason::UnsupportedType,
             WireError::InvalidTimestamp { .. } => RejectReason::InvalidTimestamp,
+            WireError::TlvTruncated { .. }
+            | WireError::TlvLengthMismatch { .. }
+            | WireError::TooManyTlvs { .. } => RejectReason::BadTlv,
             WireError::TimestampOutOfRange | WireError::BufferTooSmall { .. } => {
                 RejectReason::Other
             }
@@ -174,13 +247,16 @@ pub enum RejectReason {
     UnsupportedType,
     /// [`WireError::InvalidTimestamp`].
     InvalidTimestamp,
+    /// [`WireError::TlvTruncated`], [`WireError::TlvLengthMismatch`] and
+    /// [`WireError::TooManyTlvs`].
+    BadTlv,
     /// Anything else (conversion range errors, emit errors): not expected on a receive path.
     Other,
 }
 
 impl RejectReason {
     /// The number of reasons: the length of a counter array indexed by [`RejectReason::index`].
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// Every reason, in index order.
     pub const ALL: [RejectReason; RejectReason::COUNT] = [
@@ -189,6 +265,7 @@ impl RejectReason {
         RejectReason::LengthMismatch,
         RejectReason::UnsupportedType,
         RejectReason::InvalidTimestamp,
+        RejectReason::BadTlv,
         RejectReason::Other,
     ];
 
@@ -200,7 +277,8 @@ impl RejectReason {
             RejectReason::LengthMismatch => 2,
             RejectReason::UnsupportedType => 3,
             RejectReason::InvalidTimestamp => 4,
-            RejectReason::Other => 5,
+            RejectReason::BadTlv => 5,
+            RejectReason::Other => 6,
         }
     }
 
@@ -212,6 +290,7 @@ impl RejectReason {
             RejectReason::LengthMismatch => "length_mismatch",
             RejectReason::UnsupportedType => "unsupported_type",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
+            RejectReason::BadTlv => "bad_tlv",
             RejectReason::Other => "other",
         }
     }
@@ -242,6 +321,17 @@ pub struct PortIdentity {
 }
 
 impl PortIdentity {
+    /// All ones: the targetPortIdentity that addresses every port (§7.5.2.4).
+    pub const WILDCARD: PortIdentity = PortIdentity {
+        clock_identity: ClockIdentity([0xFF; 8]),
+        port_number: 0xFFFF,
+    };
+
+    /// Whether a message targeted at `self` is for `port`: the same port, or the wildcard.
+    pub fn addresses(self, port: PortIdentity) -> bool {
+        self == port || self == PortIdentity::WILDCARD
+    }
+
     fn read(bytes: [u8; PORT_IDENTITY_LEN]) -> PortIdentity {
         let [c0, c1, c2, c3, c4, c5, c6, c7, p0, p1] = bytes;
         PortIdentity {
@@ -382,6 +472,9 @@ pub enum MessageType {
     DelayResp,
     /// Announce (0xB), general: the leader's credentials for the best-master choice.
     Announce,
+    /// Signaling (0xC), general: TLVs between ports, here a slave's request for a faster
+    /// Sync rate and the master's grant.
+    Signaling,
 }
 
 impl MessageType {
@@ -393,14 +486,18 @@ impl MessageType {
             MessageType::FollowUp => 0x8,
             MessageType::DelayResp => 0x9,
             MessageType::Announce => 0xB,
+            MessageType::Signaling => 0xC,
         }
     }
 
-    /// The length of the message without TLVs: what [`Message::emit`] writes and the least a
-    /// messageLength field may declare.
+    /// The length of the message without TLVs: what [`Message::emit`] writes for the timed
+    /// messages and the least a messageLength field may declare.
     pub fn fixed_len(self) -> usize {
         match self {
-            MessageType::Sync | MessageType::DelayReq | MessageType::FollowUp => 44,
+            MessageType::Sync
+            | MessageType::DelayReq
+            | MessageType::FollowUp
+            | MessageType::Signaling => 44,
             MessageType::DelayResp => 54,
             MessageType::Announce => 64,
         }
@@ -413,7 +510,7 @@ impl MessageType {
             MessageType::DelayReq => 1,
             MessageType::FollowUp => 2,
             MessageType::DelayResp => 3,
-            MessageType::Announce => 5,
+            MessageType::Announce | MessageType::Signaling => 5,
         }
     }
 
@@ -435,6 +532,7 @@ impl TryFrom<u8> for MessageType {
             0x8 => Ok(MessageType::FollowUp),
             0x9 => Ok(MessageType::DelayResp),
             0xB => Ok(MessageType::Announce),
+            0xC => Ok(MessageType::Signaling),
             _ => Err(WireError::UnsupportedType { code }),
         }
     }
@@ -449,6 +547,7 @@ impl fmt::Display for MessageType {
             MessageType::FollowUp => "Follow_Up",
             MessageType::DelayResp => "Delay_Resp",
             MessageType::Announce => "Announce",
+            MessageType::Signaling => "Signaling",
         })
     }
 }
@@ -688,9 +787,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.byte(field::LOG_INTERVAL) as i8
     }
 
-    /// The timestamp every supported message starts its body with (originTimestamp,
+    /// The timestamp every timed message starts its body with (originTimestamp,
     /// preciseOriginTimestamp or receiveTimestamp); an error if its nanoseconds are out of
-    /// range.
+    /// range. On a Signaling these bytes are the targetPortIdentity instead.
     pub fn timestamp(&self) -> Result<PtpTimestamp, WireError> {
         PtpTimestamp::read(self.array(field::TIMESTAMP))
     }
@@ -704,8 +803,29 @@ impl<T: AsRef<[u8]>> Packet<T> {
         buf.get(HEADER_LEN..end).unwrap_or(&[])
     }
 
-    // Body fields of Delay_Resp and Announce. Private: they are only in bounds once the type
-    // is known, and Message::parse is the way to read them.
+    /// The TLVs between the fixed part of the message and messageLength, in order. Empty
+    /// for an unsupported type (its fixed part is unknown). Never panics, even on an
+    /// unchecked view: a lying messageLength shortens the walk, and a TLV that does not fit
+    /// is an error item, after which the walk stops.
+    pub fn tlvs(&self) -> Tlvs<'_> {
+        let buf = self.buffer.as_ref();
+        let start = self
+            .message_type()
+            .map_or(usize::MAX, MessageType::fixed_len);
+        let end = usize::from(self.message_length()).min(buf.len());
+        Tlvs {
+            rest: buf.get(start..end).unwrap_or(&[]),
+            offset: start,
+            count: 0,
+        }
+    }
+
+    // Body fields of Delay_Resp, Announce and Signaling. Private: they are only in bounds
+    // once the type is known, and Message::parse is the way to read them.
+
+    fn target_port(&self) -> PortIdentity {
+        PortIdentity::read(self.array(field::TARGET_PORT))
+    }
 
     fn requesting_port(&self) -> PortIdentity {
         PortIdentity::read(self.array(field::REQUESTING_PORT))
@@ -824,6 +944,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_bytes(field::REQUESTING_PORT, &port.write());
     }
 
+    /// Writes a Signaling body into a buffer of its [`Message::buffer_len`].
+    fn set_signaling_body(&mut self, body: &SignalingBody) {
+        self.set_bytes(field::TARGET_PORT, &body.target_port.write());
+        let mut at = MessageType::Signaling.fixed_len();
+        for tlv in body.tlvs() {
+            let end = at + TLV_HEADER_LEN + tlv.value_len();
+            tlv.write(&mut self.buffer.as_mut()[at..end]);
+            at = end;
+        }
+    }
+
     /// Writes an Announce body whose timestamp the caller has validated.
     fn set_announce_body(&mut self, body: &AnnounceBody) {
         let quality = body.grandmaster_clock_quality;
@@ -925,6 +1056,256 @@ pub struct AnnounceBody {
     pub time_source: u8,
 }
 
+/// One TLV as it lies in a message: its type and the bytes of its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tlv<'a> {
+    /// tlvType.
+    pub tlv_type: u16,
+    /// The value: lengthField bytes after the TLV's header.
+    pub value: &'a [u8],
+}
+
+/// The TLVs of a message, from [`Packet::tlvs`]: each item a [`Tlv`] or the error that
+/// ended the walk. At most [`MAX_TLVS`] are given; one more is [`WireError::TooManyTlvs`].
+#[derive(Clone, Debug)]
+pub struct Tlvs<'a> {
+    /// What is left to walk, up to messageLength.
+    rest: &'a [u8],
+    /// Where `rest` starts in the message, for error reports.
+    offset: usize,
+    /// TLVs given so far.
+    count: usize,
+}
+
+impl<'a> Tlvs<'a> {
+    /// Ends the walk with `e`: an error is the last item.
+    fn fail(&mut self, e: WireError) -> Option<Result<Tlv<'a>, WireError>> {
+        self.rest = &[];
+        Some(Err(e))
+    }
+}
+
+impl<'a> Iterator for Tlvs<'a> {
+    type Item = Result<Tlv<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        if self.count == MAX_TLVS {
+            return self.fail(WireError::TooManyTlvs { limit: MAX_TLVS });
+        }
+        let got = self.rest.len();
+        let Some((head, tail)) = self.rest.split_first_chunk::<TLV_HEADER_LEN>() else {
+            return self.fail(WireError::TlvTruncated {
+                offset: self.offset,
+                needed: TLV_HEADER_LEN,
+                got,
+            });
+        };
+        let [t0, t1, l0, l1] = *head;
+        let length = usize::from(u16::from_be_bytes([l0, l1]));
+        let (Some(value), Some(rest)) = (tail.get(..length), tail.get(length..)) else {
+            return self.fail(WireError::TlvTruncated {
+                offset: self.offset,
+                needed: TLV_HEADER_LEN + length,
+                got,
+            });
+        };
+        self.rest = rest;
+        self.offset += TLV_HEADER_LEN + length;
+        self.count += 1;
+        Some(Ok(Tlv {
+            tlv_type: u16::from_be_bytes([t0, t1]),
+            value,
+        }))
+    }
+}
+
+/// The value of a REQUEST_UNICAST_TRANSMISSION TLV (§16.1.4.1): a slave asks a master to
+/// send it one type of message at a rate for a while.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnicastRequest {
+    /// The messageType code asked for (Sync 0x0, Announce 0xB, Delay_Resp 0x9, ...): a code
+    /// rather than a [`MessageType`], since a peer may ask for types lockstep does not
+    /// speak. Only the low 4 bits are sent.
+    pub message_type: u8,
+    /// logInterMessagePeriod: log2 of the mean interval asked for, in seconds (-4 is 16 a
+    /// second).
+    pub log_inter_message_period: i8,
+    /// durationField: for how many seconds.
+    pub duration_secs: u32,
+}
+
+/// The value of a GRANT_UNICAST_TRANSMISSION TLV (§16.1.4.2): what a master grants in
+/// answer to a [`UnicastRequest`]. A `duration_secs` of 0 refuses the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnicastGrant {
+    /// The messageType code granted (that of the request); only the low 4 bits are sent.
+    pub message_type: u8,
+    /// logInterMessagePeriod: log2 of the mean interval granted, in seconds.
+    pub log_inter_message_period: i8,
+    /// durationField: for how many seconds; 0 means refused.
+    pub duration_secs: u32,
+    /// The R flag: the grantor invites the slave to renew before the grant runs out.
+    pub renewal_invited: bool,
+}
+
+/// A TLV of a Signaling message that lockstep reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalingTlv {
+    /// REQUEST_UNICAST_TRANSMISSION.
+    Request(UnicastRequest),
+    /// GRANT_UNICAST_TRANSMISSION.
+    Grant(UnicastGrant),
+}
+
+impl SignalingTlv {
+    /// Its tlvType.
+    pub fn tlv_type(&self) -> u16 {
+        match self {
+            SignalingTlv::Request(_) => TLV_REQUEST_UNICAST_TRANSMISSION,
+            SignalingTlv::Grant(_) => TLV_GRANT_UNICAST_TRANSMISSION,
+        }
+    }
+
+    /// Its lengthField: the bytes of its value.
+    pub fn value_len(&self) -> usize {
+        match self {
+            SignalingTlv::Request(_) => REQUEST_LEN,
+            SignalingTlv::Grant(_) => GRANT_LEN,
+        }
+    }
+
+    /// Decodes the value of a TLV of a known type; `None` for other types.
+    fn parse(tlv: Tlv<'_>) -> Option<Result<SignalingTlv, WireError>> {
+        let expected = match tlv.tlv_type {
+            TLV_REQUEST_UNICAST_TRANSMISSION => REQUEST_LEN,
+            TLV_GRANT_UNICAST_TRANSMISSION => GRANT_LEN,
+            _ => return None,
+        };
+        if tlv.value.len() != expected {
+            return Some(Err(WireError::TlvLengthMismatch {
+                tlv_type: tlv.tlv_type,
+                declared: tlv.value.len(),
+                expected,
+            }));
+        }
+        // The length is checked, so the value holds the six bytes both TLVs start with. The
+        // low nibble of the first is reserved and ignored.
+        let v = tlv.value;
+        let message_type = v[0] >> 4;
+        let log_inter_message_period = v[1] as i8;
+        let duration_secs = u32::from_be_bytes([v[2], v[3], v[4], v[5]]);
+        Some(Ok(if tlv.tlv_type == TLV_REQUEST_UNICAST_TRANSMISSION {
+            SignalingTlv::Request(UnicastRequest {
+                message_type,
+                log_inter_message_period,
+                duration_secs,
+            })
+        } else {
+            // v[6] is reserved; of v[7] only bit 0 (R) is defined.
+            SignalingTlv::Grant(UnicastGrant {
+                message_type,
+                log_inter_message_period,
+                duration_secs,
+                renewal_invited: v[7] & 1 == 1,
+            })
+        }))
+    }
+
+    /// Writes the whole TLV, header and value, into `out`, which is
+    /// `TLV_HEADER_LEN + value_len()` long.
+    fn write(&self, out: &mut [u8]) {
+        let (message_type, log, duration, flags) = match *self {
+            SignalingTlv::Request(r) => (
+                r.message_type,
+                r.log_inter_message_period,
+                r.duration_secs,
+                None,
+            ),
+            SignalingTlv::Grant(g) => (
+                g.message_type,
+                g.log_inter_message_period,
+                g.duration_secs,
+                Some(u8::from(g.renewal_invited)),
+            ),
+        };
+        // value_len is at most GRANT_LEN, so the cast is lossless.
+        let length = self.value_len() as u16;
+        out[0..2].copy_from_slice(&self.tlv_type().to_be_bytes());
+        out[2..4].copy_from_slice(&length.to_be_bytes());
+        out[4] = (message_type & 0x0F) << 4;
+        out[5] = log as u8;
+        out[6..10].copy_from_slice(&duration.to_be_bytes());
+        if let Some(flags) = flags {
+            out[10] = 0;
+            out[11] = flags;
+        }
+    }
+}
+
+/// Fills the unused slots of a [`SignalingBody`], so that two bodies with the same TLVs
+/// compare equal.
+const NO_TLV: SignalingTlv = SignalingTlv::Request(UnicastRequest {
+    message_type: 0,
+    log_inter_message_period: 0,
+    duration_secs: 0,
+});
+
+/// The body of a Signaling message: whom it is for and up to [`MAX_SIGNALING_TLVS`]
+/// negotiation TLVs, kept inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignalingBody {
+    /// targetPortIdentity: the port the message is for, or [`PortIdentity::WILDCARD`].
+    pub target_port: PortIdentity,
+    /// The TLVs in order; the slots from `len` on hold [`NO_TLV`].
+    tlvs: [SignalingTlv; MAX_SIGNALING_TLVS],
+    len: usize,
+}
+
+impl SignalingBody {
+    /// A body for `target_port` with no TLVs yet.
+    pub fn new(target_port: PortIdentity) -> SignalingBody {
+        SignalingBody {
+            target_port,
+            tlvs: [NO_TLV; MAX_SIGNALING_TLVS],
+            len: 0,
+        }
+    }
+
+    /// A body for `target_port` carrying `tlv`.
+    pub fn with_tlv(target_port: PortIdentity, tlv: SignalingTlv) -> SignalingBody {
+        let mut body = SignalingBody::new(target_port);
+        body.tlvs[0] = tlv;
+        body.len = 1;
+        body
+    }
+
+    /// Appends `tlv`; fails with [`WireError::TooManyTlvs`] when the body is full.
+    pub fn push(&mut self, tlv: SignalingTlv) -> Result<(), WireError> {
+        let slot = self.tlvs.get_mut(self.len).ok_or(WireError::TooManyTlvs {
+            limit: MAX_SIGNALING_TLVS,
+        })?;
+        *slot = tlv;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The TLVs, in the order they are sent.
+    pub fn tlvs(&self) -> &[SignalingTlv] {
+        &self.tlvs[..self.len]
+    }
+
+    /// The bytes the TLVs take on the wire.
+    fn tlvs_len(&self) -> usize {
+        self.tlvs()
+            .iter()
+            .map(|t| TLV_HEADER_LEN + t.value_len())
+            .sum()
+    }
+}
+
 /// The body of a message, which also says its type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Body {
@@ -952,6 +1333,8 @@ pub enum Body {
     },
     /// An Announce.
     Announce(AnnounceBody),
+    /// A Signaling.
+    Signaling(SignalingBody),
 }
 
 impl Body {
@@ -963,22 +1346,24 @@ impl Body {
             Body::FollowUp { .. } => MessageType::FollowUp,
             Body::DelayResp { .. } => MessageType::DelayResp,
             Body::Announce(_) => MessageType::Announce,
+            Body::Signaling(_) => MessageType::Signaling,
         }
     }
 
-    /// The timestamp the body starts with.
-    fn timestamp(&self) -> PtpTimestamp {
+    /// The timestamp the body starts with; a Signaling has none.
+    fn timestamp(&self) -> Option<PtpTimestamp> {
         match *self {
             Body::Sync { origin_timestamp } | Body::DelayReq { origin_timestamp } => {
-                origin_timestamp
+                Some(origin_timestamp)
             }
             Body::FollowUp {
                 precise_origin_timestamp,
-            } => precise_origin_timestamp,
+            } => Some(precise_origin_timestamp),
             Body::DelayResp {
                 receive_timestamp, ..
-            } => receive_timestamp,
-            Body::Announce(announce) => announce.origin_timestamp,
+            } => Some(receive_timestamp),
+            Body::Announce(announce) => Some(announce.origin_timestamp),
+            Body::Signaling(_) => None,
         }
     }
 }
@@ -993,9 +1378,11 @@ pub struct Message {
 }
 
 impl Message {
-    /// Decodes a datagram. Bytes beyond messageLength, and TLVs between the fixed part and
-    /// messageLength, are ignored. See [`Packet::check`] for the order of the checks; after
-    /// them, a timestamp with nanoseconds of 10^9 or more is rejected.
+    /// Decodes a datagram. Bytes beyond messageLength are ignored, and so are TLVs between
+    /// the fixed part and messageLength of a timed message. See [`Packet::check`] for the
+    /// order of the checks; after them, a timestamp with nanoseconds of 10^9 or more is
+    /// rejected, and a Signaling's TLVs are walked: negotiation TLVs are kept, others
+    /// skipped, and one that does not fit is an error (see the module docs).
     pub fn parse(bytes: &[u8]) -> Result<Message, WireError> {
         Message::parse_packet(&Packet::new_unchecked(bytes))
     }
@@ -1033,13 +1420,29 @@ impl Message {
                 requesting_port: packet.requesting_port(),
             },
             MessageType::Announce => Body::Announce(packet.announce_body()?),
+            MessageType::Signaling => {
+                let mut body = SignalingBody::new(packet.target_port());
+                for tlv in packet.tlvs() {
+                    // Unknown TLVs are skipped, as §14.1 has a receiver do; Tlvs bounds
+                    // how many there can be.
+                    if let Some(known) = SignalingTlv::parse(tlv?) {
+                        body.push(known?)?;
+                    }
+                }
+                Body::Signaling(body)
+            }
         };
         Ok(Message { header, body })
     }
 
-    /// The length [`Message::emit`] writes: the fixed length of the type (no TLVs).
+    /// The length [`Message::emit`] writes: the fixed length of the type, plus a Signaling's
+    /// TLVs. At most [`MAX_MESSAGE_LEN`].
     pub fn buffer_len(&self) -> usize {
-        self.body.message_type().fixed_len()
+        let tlvs = match &self.body {
+            Body::Signaling(s) => s.tlvs_len(),
+            _ => 0,
+        };
+        self.body.message_type().fixed_len() + tlvs
     }
 
     /// Writes the message into the start of `buf` and returns its length,
@@ -1054,7 +1457,9 @@ impl Message {
         let Some(buf) = buf.get_mut(..len) else {
             return Err(WireError::BufferTooSmall { needed: len, got });
         };
-        self.body.timestamp().validate()?;
+        if let Some(timestamp) = self.body.timestamp() {
+            timestamp.validate()?;
+        }
 
         let header = &self.header;
         let mut packet = Packet::new_unchecked(buf);
@@ -1062,7 +1467,7 @@ impl Message {
         packet.set_message_type(self.body.message_type());
         packet.set_minor_version(header.minor_version);
         packet.set_version(PTP_VERSION);
-        // Fixed lengths are at most MAX_MESSAGE_LEN, so the cast is lossless.
+        // Lengths are at most MAX_MESSAGE_LEN, so the cast is lossless.
         packet.set_message_length(len as u16);
         packet.set_domain(header.domain);
         packet.set_minor_sdo_id(header.minor_sdo_id);
@@ -1088,6 +1493,7 @@ impl Message {
                 packet.set_requesting_port(*requesting_port);
             }
             Body::Announce(announce) => packet.set_announce_body(announce),
+            Body::Signaling(signaling) => packet.set_signaling_body(signaling),
         }
         Ok(len)
     }
@@ -1142,6 +1548,12 @@ impl Message {
     pub fn announce(header: Header, body: AnnounceBody) -> Message {
         Message::with_control(header, Body::Announce(body))
     }
+
+    /// A Signaling with controlField 5. Its logMessageInterval should be 0x7F, as
+    /// [`Header::new`] leaves it.
+    pub fn signaling(header: Header, body: SignalingBody) -> Message {
+        Message::with_control(header, Body::Signaling(body))
+    }
 }
 
 #[cfg(test)]
@@ -1160,7 +1572,9 @@ mod tests {
             MessageType::DelayResp.fixed_len()
         );
         assert_eq!(field::TIME_SOURCE + 1, MessageType::Announce.fixed_len());
-        assert_eq!(MessageType::Announce.fixed_len(), MAX_MESSAGE_LEN);
+        assert_eq!(field::TARGET_PORT.len(), PORT_IDENTITY_LEN);
+        assert_eq!(field::TARGET_PORT.end, MessageType::Signaling.fixed_len());
+        assert!(MessageType::Announce.fixed_len() <= MAX_MESSAGE_LEN);
     }
 
     #[test]

@@ -570,9 +570,25 @@ pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
                     },
                 );
             }
+            let mut burst = false;
             while let Some(ex) = f.slave.poll_exchange() {
                 if f.estimator.wants(ex.completed_at()) {
                     f.estimator.handle_exchange(&ex);
+                    burst |= f.estimator.poll_burst_request();
+                }
+            }
+            // The request leaves now, as on a node, rather than at the next wake.
+            if burst && f.slave.request_burst(local) {
+                while let Some(tx) = f.slave.poll_transmit(local) {
+                    let data = tx.payload().to_vec();
+                    schedule(
+                        &mut queue,
+                        f.up.transmit(now),
+                        Packet {
+                            kind: Kind::PtpToLeader(i),
+                            data,
+                        },
+                    );
                 }
             }
             f.estimate = f.estimator.estimate();
