@@ -44,7 +44,21 @@ fn json_has_one_object_per_estimator_with_the_documented_keys() {
         for k in ["converge_100us_s", "converge_20us_s"] {
             assert!(o[k].is_null() || o[k].as_f64().is_some(), "{k} in {o}");
         }
-        assert_eq!(o.as_object().unwrap().len(), 9, "{o}");
+        let covered = o["within_uncertainty"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&covered), "{o}");
+        for k in [
+            "p99_outside_events_us",
+            "rate_err_max_outside_ppm",
+            "beyond_4x_max_s",
+        ] {
+            assert!(o[k].as_f64().is_some_and(|x| x >= 0.0), "{k} in {o}");
+        }
+        for k in ["needless_epochs", "silent_jumps", "epoch_changes"] {
+            assert!(o[k].as_u64().is_some(), "{k} in {o}");
+        }
+        // A preset has no events.
+        assert_eq!(o["events"], serde_json::json!([]), "{o}");
+        assert_eq!(o.as_object().unwrap().len(), 17, "{o}");
     }
     // On a LAN lockstep converges; snapcast without a rate never gets within 20 µs of a
     // drifting crystal for good.
