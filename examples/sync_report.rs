@@ -12,6 +12,15 @@
 //! cargo run --release --example sync_report -- --scenario wifi --seeds 100
 //! ```
 //!
+//! A family of timed events (`--scenario roam`) runs each of its variants on `--network`; a
+//! file of your own events (`--events FILE`, see [`lockstep::sim::scenario_file`]) runs
+//! them on `--network`, named after the file:
+//!
+//! ```text
+//! cargo run --release --example sync_report -- --scenario roam --seconds 600
+//! cargo run --release --example sync_report -- --events examples/scenarios/roam_and_warmup.json
+//! ```
+//!
 //! `--playout` runs the whole group instead (a stereo pair, a subwoofer and a speaker in
 //! another room, each on its own drifting crystal) and reports the inter-speaker skew that
 //! the sync meter measures from the emitted audio:
@@ -24,9 +33,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lockstep::playout::corrector::CorrectorKind;
-use lockstep::sim::events::{FAMILIES, family};
+use lockstep::sim::events::{Events, FAMILIES, Variant, family};
 use lockstep::sim::playout::{PlayoutReport, PlayoutScenario, run_playout};
 use lockstep::sim::plot::{Series, log_plot_svg};
+use lockstep::sim::scenario_file::read_events;
 use lockstep::sim::sync::{SyncReport, SyncScenario, default_estimators, run_sync};
 use lockstep::sim::{Jitter, LinkConfig, Loss, PathConfig};
 use lockstep::time::Nanos;
@@ -38,12 +48,16 @@ struct Args {
     /// Network preset (lan, wifi, congested_wifi, asymmetric), or a family of timed events
     /// (roam, mesh_reroute, warmup, wander, asym_up, asym_down, microwave, outage_10s,
     /// outage_30s, leader_step, leader_restart, follower_restart, no_burst), which runs each
-    /// of its variants on `--network`.
-    #[arg(long, default_value = "wifi")]
-    scenario: String,
-    /// The network preset a family of events runs on.
+    /// of its variants on `--network` [default: wifi].
+    #[arg(long)]
+    scenario: Option<String>,
+    /// The network preset a family of events or an `--events` file runs on.
     #[arg(long, default_value = "wifi")]
     network: String,
+    /// A scenario file of timed events (JSON; see `lockstep::sim::scenario_file`) to run on
+    /// `--network`; the report names the scenario after the file.
+    #[arg(long, value_name = "FILE.json")]
+    events: Option<std::path::PathBuf>,
     /// Simulated seconds.
     #[arg(long, default_value_t = 600.0)]
     seconds: f64,
@@ -87,6 +101,70 @@ struct Args {
     latency_ms: Option<f64>,
 }
 
+impl Args {
+    /// The `--scenario` given, or the default network preset.
+    fn scenario(&self) -> &str {
+        self.scenario.as_deref().unwrap_or("wifi")
+    }
+}
+
+/// What the sync experiment runs for each seed.
+enum Plan {
+    /// A network preset without events.
+    Preset(String),
+    /// Each variant of a family on `--network`.
+    Family(Vec<Variant>),
+    /// A file's events on `--network`, named after the file.
+    File {
+        /// The file's stem.
+        name: String,
+        /// Its events.
+        events: Events,
+    },
+}
+
+impl Plan {
+    /// The plan the options ask for; a message and exit code 2 if they do not make one.
+    fn from_args(args: &Args) -> Result<Plan, ExitCode> {
+        let refuse = |message: String| {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        };
+        let Some(path) = &args.events else {
+            return Ok(match family(args.scenario()) {
+                Some(variants) => Plan::Family(variants),
+                None => Plan::Preset(args.scenario().to_string()),
+            });
+        };
+        if args.playout {
+            return Err(refuse(
+                "--events runs the sync experiment; the playout experiment takes no events".into(),
+            ));
+        }
+        // The file's events would replace a family's, and a preset given as --scenario would
+        // be ignored for --network: either way the user meant something else.
+        match args.scenario.as_deref() {
+            Some(name) if FAMILIES.contains(&name) => {
+                return Err(refuse(format!(
+                    "--events and the family --scenario {name} cannot be combined: the file's \
+                     events would replace the family's; give one of them"
+                )));
+            }
+            Some(name) => {
+                return Err(refuse(format!(
+                    "--events runs on --network; give --network {name} instead of --scenario {name}"
+                )));
+            }
+            None => {}
+        }
+        let events = read_events(path).map_err(|e| refuse(format!("{}: {e}", path.display())))?;
+        let name = path
+            .file_stem()
+            .map_or("events".into(), |s| s.to_string_lossy().into_owned());
+        Ok(Plan::File { name, events })
+    }
+}
+
 fn parse_corrector(s: &str) -> Result<CorrectorKind, String> {
     CorrectorKind::parse(s)
         .ok_or_else(|| format!("unknown corrector {s:?}; choose one of sinc, poly, slip, drop_dup"))
@@ -123,15 +201,22 @@ fn override_link(link: &mut LinkConfig, args: &Args) {
     }
 }
 
-/// Builds the scenario the options describe for `seed` and runs it.
-fn run(args: &Args, seed: u64) -> Result<Vec<SyncReport>, ExitCode> {
+/// Builds the scenarios of the plan for `seed` and runs them.
+fn run(args: &Args, plan: &Plan, seed: u64) -> Result<Vec<SyncReport>, ExitCode> {
     let duration = Nanos::from_secs_f64(args.seconds);
-    let scenarios = match family(&args.scenario) {
-        Some(variants) => variants
+    let scenarios = match plan {
+        Plan::Family(variants) => variants
             .iter()
             .map(|v| SyncScenario::with_variant(&args.network, v, seed, duration))
             .collect::<Option<Vec<_>>>(),
-        None => SyncScenario::preset(&args.scenario, seed, duration).map(|s| vec![s]),
+        Plan::Preset(name) => SyncScenario::preset(name, seed, duration).map(|s| vec![s]),
+        Plan::File { name, events } => {
+            SyncScenario::preset(&args.network, seed, duration).map(|mut s| {
+                s.name = name.clone();
+                s.events = events.clone();
+                vec![s]
+            })
+        }
     }
     .ok_or(ExitCode::from(2))?;
     scenarios.into_iter().map(|s| run_one(args, s)).collect()
@@ -154,7 +239,7 @@ fn run_one(args: &Args, mut scenario: SyncScenario) -> Result<SyncReport, ExitCo
 /// Builds the playout scenario the options describe for `seed` and runs it.
 fn run_group(args: &Args, seed: u64) -> Result<PlayoutReport, ExitCode> {
     let mut scenario =
-        PlayoutScenario::preset(&args.scenario, seed, Nanos::from_secs_f64(args.seconds))
+        PlayoutScenario::preset(args.scenario(), seed, Nanos::from_secs_f64(args.seconds))
             .ok_or(ExitCode::from(2))?;
     override_link(&mut scenario.path.to_follower, args);
     override_link(&mut scenario.path.to_leader, args);
@@ -282,11 +367,11 @@ fn main() -> ExitCode {
         eprintln!("error: --seeds must be at least 1");
         return ExitCode::from(2);
     }
-    let is_family = FAMILIES.contains(&args.scenario.as_str()) && !args.playout;
-    if !PathConfig::PRESETS.contains(&args.scenario.as_str()) && !is_family {
+    let is_family = FAMILIES.contains(&args.scenario()) && !args.playout;
+    if !PathConfig::PRESETS.contains(&args.scenario()) && !is_family {
         eprintln!(
             "error: unknown scenario {:?}; choose one of {} (or, without --playout, a family: {})",
-            args.scenario,
+            args.scenario(),
             PathConfig::PRESETS.join(", "),
             FAMILIES.join(", ")
         );
@@ -300,13 +385,17 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let plan = match Plan::from_args(&args) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
     if args.playout {
         return main_playout(&args);
     }
     if let Some(n) = args.seeds {
         let mut reports = Vec::new();
         for seed in args.seed..args.seed.saturating_add(n) {
-            match run(&args, seed) {
+            match run(&args, &plan, seed) {
                 Ok(r) => reports.extend(r),
                 Err(code) => return code,
             }
@@ -329,7 +418,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let reports = match run(&args, args.seed) {
+    let reports = match run(&args, &plan, args.seed) {
         Ok(r) => r,
         Err(code) => return code,
     };
