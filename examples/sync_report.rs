@@ -37,7 +37,9 @@ use lockstep::sim::events::{Events, FAMILIES, Variant, family};
 use lockstep::sim::playout::{PlayoutReport, PlayoutScenario, run_playout};
 use lockstep::sim::plot::{Series, log_plot_svg};
 use lockstep::sim::scenario_file::read_events;
-use lockstep::sim::sync::{SyncReport, SyncScenario, default_estimators, run_sync};
+use lockstep::sim::sync::{
+    EstimatorResult, SyncReport, SyncScenario, default_estimators, percentile, run_sync,
+};
 use lockstep::sim::{Jitter, LinkConfig, Loss, PathConfig};
 use lockstep::time::Nanos;
 
@@ -77,7 +79,8 @@ struct Args {
     #[arg(long, allow_negative_numbers = true)]
     drift_ppm: Option<f64>,
     /// Run this many seeds, from `--seed` on, and print each estimator's worst figures
-    /// over them (with `--json`: every run's objects in one array).
+    /// over them, one table per variant of a family (with `--json`: every run's objects in
+    /// one array).
     #[arg(long, value_name = "N")]
     seeds: Option<u64>,
     /// Print JSON (one object per estimator) instead of a table.
@@ -308,11 +311,30 @@ fn main_playout(args: &Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One worst-table per scenario (a family's variants apart, in the order they ran).
+fn worst_tables(reports: &[SyncReport]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for r in reports {
+        if !names.contains(&r.scenario.as_str()) {
+            names.push(&r.scenario);
+        }
+    }
+    names
+        .iter()
+        .map(|name| {
+            let runs: Vec<&SyncReport> = reports.iter().filter(|r| r.scenario == *name).collect();
+            worst_table(&runs)
+        })
+        .collect()
+}
+
 /// Each estimator's median and worst p99, worst max and worst convergence times over the
-/// runs ("never" if any run never settled within the bound).
-fn worst_table(reports: &[SyncReport]) -> String {
+/// runs of one scenario ("never" if any run never settled within the bound), and the worst
+/// of its honesty figures: the lowest coverage by the stated uncertainty, the longest
+/// stretch beyond four times it, and the worst p99 away from events.
+fn worst_table(reports: &[&SyncReport]) -> String {
     use std::fmt::Write;
-    let first = &reports[0];
+    let first = reports[0];
     let mut out = format!(
         "scenario {}  seeds {}..={}  {:.0} s simulated each\n",
         first.scenario,
@@ -322,15 +344,24 @@ fn worst_table(reports: &[SyncReport]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<10} {:>12} {:>12} {:>12} {:>14} {:>14}",
-        "estimator", "p99 med µs", "p99 worst", "max worst", "≤100µs worst s", "≤20µs worst s"
+        "{:<10} {:>12} {:>12} {:>12} {:>14} {:>14} {:>13} {:>12} {:>12}",
+        "estimator",
+        "p99 med µs",
+        "p99 worst",
+        "max worst",
+        "≤100µs worst s",
+        "≤20µs worst s",
+        "covered % min",
+        "4×unc max s",
+        "p99 out µs"
     );
     for (i, r) in first.results.iter().enumerate() {
-        let all: Vec<_> = reports.iter().map(|rep| &rep.results[i]).collect();
+        let all: Vec<&EstimatorResult> = reports.iter().map(|rep| &rep.results[i]).collect();
         let mut p99: Vec<f64> = all.iter().map(|e| e.p99_us).collect();
         p99.sort_by(f64::total_cmp);
-        let max = all.iter().map(|e| e.max_us).fold(f64::NAN, f64::max);
-        let worst = |f: &dyn Fn(&&lockstep::sim::sync::EstimatorResult) -> Option<f64>| {
+        let max_of =
+            |f: fn(&EstimatorResult) -> f64| all.iter().map(|e| f(e)).fold(f64::NAN, f64::max);
+        let worst = |f: fn(&EstimatorResult) -> Option<f64>| {
             let mut w = Some(0.0f64);
             for e in &all {
                 w = match (w, f(e)) {
@@ -340,15 +371,22 @@ fn worst_table(reports: &[SyncReport]) -> String {
             }
             w.map_or("never".to_string(), |v| format!("{v:.2}"))
         };
+        let covered = all
+            .iter()
+            .map(|e| e.within_uncertainty)
+            .fold(f64::NAN, f64::min);
         let _ = writeln!(
             out,
-            "{:<10} {:>12.2} {:>12.2} {:>12.2} {:>14} {:>14}",
+            "{:<10} {:>12.2} {:>12.2} {:>12.2} {:>14} {:>14} {:>13.1} {:>12.2} {:>12.2}",
             r.estimator,
-            lockstep::sim::sync::percentile(&p99, 0.5),
+            percentile(&p99, 0.5),
             p99[p99.len() - 1],
-            max,
-            worst(&|e| e.converge_100us_s),
-            worst(&|e| e.converge_20us_s),
+            max_of(|e| e.max_us),
+            worst(|e| e.converge_100us_s),
+            worst(|e| e.converge_20us_s),
+            100.0 * covered,
+            max_of(|e| e.honesty.beyond_4x_max_s),
+            max_of(|e| e.p99_outside_events_us),
         );
     }
     out
@@ -414,7 +452,7 @@ fn main() -> ExitCode {
                 .collect();
             println!("[{}]", all.join(",\n"));
         } else {
-            print!("{}", worst_table(&reports));
+            print!("{}", worst_tables(&reports));
         }
         return ExitCode::SUCCESS;
     }

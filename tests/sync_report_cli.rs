@@ -491,3 +491,36 @@ fn events_with_a_family_or_the_playout_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("playout"));
 }
+
+#[test]
+fn several_seeds_of_a_family_give_one_worst_table_per_variant() {
+    let out = sync_report()
+        .args([
+            "--scenario",
+            "asym_up",
+            "--seconds",
+            "20",
+            "--seed",
+            "4",
+            "--seeds",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("scenario")).collect();
+    assert_eq!(
+        headers,
+        [
+            "scenario asym_up/to_leader+1ms@wifi  seeds 4..=5  20 s simulated each",
+            "scenario asym_up/to_follower+1ms@wifi  seeds 4..=5  20 s simulated each",
+        ],
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 12, "{text}");
+}
