@@ -265,7 +265,7 @@ struct Object<'a> {
     allowed: &'a [&'a str],
 }
 
-/// A closed or half-open range of allowed values, with the unit that its key names.
+/// The values a number may take: a closed range, or one open at its bottom (durations).
 #[derive(Clone, Copy)]
 struct Range {
     min: f64,
@@ -332,6 +332,7 @@ fn keys_of(kind: &str) -> &'static [&'static str] {
         "leader_step" => &["by_ms"],
         "leader_restart" => &["step_ms"],
         "dac_stall" | "no_cpu" => &["duration_ms"],
+        // follower_restart: nothing to say but when.
         _ => &[],
     }
 }
