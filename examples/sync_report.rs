@@ -12,6 +12,15 @@
 //! cargo run --release --example sync_report -- --scenario wifi --seeds 100
 //! ```
 //!
+//! A family of timed events (`--scenario roam`) runs each of its variants on `--network`; a
+//! file of your own events (`--events FILE`, see [`lockstep::sim::scenario_file`]) runs
+//! them on `--network`, named after the file:
+//!
+//! ```text
+//! cargo run --release --example sync_report -- --scenario roam --seconds 600
+//! cargo run --release --example sync_report -- --events examples/scenarios/roam_and_warmup.json
+//! ```
+//!
 //! `--playout` runs the whole group instead (a stereo pair, a subwoofer and a speaker in
 //! another room, each on its own drifting crystal) and reports the inter-speaker skew that
 //! the sync meter measures from the emitted audio:
@@ -24,10 +33,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lockstep::playout::corrector::CorrectorKind;
-use lockstep::sim::events::{FAMILIES, family};
+use lockstep::sim::events::{Events, FAMILIES, Variant, family};
 use lockstep::sim::playout::{PlayoutReport, PlayoutScenario, run_playout};
 use lockstep::sim::plot::{Series, log_plot_svg};
-use lockstep::sim::sync::{SyncReport, SyncScenario, default_estimators, run_sync};
+use lockstep::sim::scenario_file::read_events;
+use lockstep::sim::sync::{
+    EstimatorResult, SyncReport, SyncScenario, default_estimators, percentile, run_sync,
+};
 use lockstep::sim::{Jitter, LinkConfig, Loss, PathConfig};
 use lockstep::time::Nanos;
 
@@ -38,12 +50,16 @@ struct Args {
     /// Network preset (lan, wifi, congested_wifi, asymmetric), or a family of timed events
     /// (roam, mesh_reroute, warmup, wander, asym_up, asym_down, microwave, outage_10s,
     /// outage_30s, leader_step, leader_restart, follower_restart, no_burst), which runs each
-    /// of its variants on `--network`.
-    #[arg(long, default_value = "wifi")]
-    scenario: String,
-    /// The network preset a family of events runs on.
+    /// of its variants on `--network` [default: wifi].
+    #[arg(long)]
+    scenario: Option<String>,
+    /// The network preset a family of events or an `--events` file runs on.
     #[arg(long, default_value = "wifi")]
     network: String,
+    /// A scenario file of timed events (JSON; see `lockstep::sim::scenario_file`) to run on
+    /// `--network`; the report names the scenario after the file.
+    #[arg(long, value_name = "FILE.json")]
+    events: Option<std::path::PathBuf>,
     /// Simulated seconds.
     #[arg(long, default_value_t = 600.0)]
     seconds: f64,
@@ -63,7 +79,8 @@ struct Args {
     #[arg(long, allow_negative_numbers = true)]
     drift_ppm: Option<f64>,
     /// Run this many seeds, from `--seed` on, and print each estimator's worst figures
-    /// over them (with `--json`: every run's objects in one array).
+    /// over them, one table per variant of a family (with `--json`: every run's objects in
+    /// one array).
     #[arg(long, value_name = "N")]
     seeds: Option<u64>,
     /// Print JSON (one object per estimator) instead of a table.
@@ -85,6 +102,70 @@ struct Args {
     /// congested_wifi).
     #[arg(long, allow_negative_numbers = true)]
     latency_ms: Option<f64>,
+}
+
+impl Args {
+    /// The `--scenario` given, or the default network preset.
+    fn scenario(&self) -> &str {
+        self.scenario.as_deref().unwrap_or("wifi")
+    }
+}
+
+/// What the sync experiment runs for each seed.
+enum Plan {
+    /// A network preset without events.
+    Preset(String),
+    /// Each variant of a family on `--network`.
+    Family(Vec<Variant>),
+    /// A file's events on `--network`, named after the file.
+    File {
+        /// The file's stem.
+        name: String,
+        /// Its events.
+        events: Events,
+    },
+}
+
+impl Plan {
+    /// The plan the options ask for; a message and exit code 2 if they do not make one.
+    fn from_args(args: &Args) -> Result<Plan, ExitCode> {
+        let refuse = |message: String| {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        };
+        let Some(path) = &args.events else {
+            return Ok(match family(args.scenario()) {
+                Some(variants) => Plan::Family(variants),
+                None => Plan::Preset(args.scenario().to_string()),
+            });
+        };
+        if args.playout {
+            return Err(refuse(
+                "--events runs the sync experiment; the playout experiment takes no events".into(),
+            ));
+        }
+        // The file's events would replace a family's, and a preset given as --scenario would
+        // be ignored for --network: either way the user meant something else.
+        match args.scenario.as_deref() {
+            Some(name) if FAMILIES.contains(&name) => {
+                return Err(refuse(format!(
+                    "--events and the family --scenario {name} cannot be combined: the file's \
+                     events would replace the family's; give one of them"
+                )));
+            }
+            Some(name) => {
+                return Err(refuse(format!(
+                    "--events runs on --network; give --network {name} instead of --scenario {name}"
+                )));
+            }
+            None => {}
+        }
+        let events = read_events(path).map_err(|e| refuse(format!("{}: {e}", path.display())))?;
+        let name = path
+            .file_stem()
+            .map_or("events".into(), |s| s.to_string_lossy().into_owned());
+        Ok(Plan::File { name, events })
+    }
 }
 
 fn parse_corrector(s: &str) -> Result<CorrectorKind, String> {
@@ -123,15 +204,22 @@ fn override_link(link: &mut LinkConfig, args: &Args) {
     }
 }
 
-/// Builds the scenario the options describe for `seed` and runs it.
-fn run(args: &Args, seed: u64) -> Result<Vec<SyncReport>, ExitCode> {
+/// Builds the scenarios of the plan for `seed` and runs them.
+fn run(args: &Args, plan: &Plan, seed: u64) -> Result<Vec<SyncReport>, ExitCode> {
     let duration = Nanos::from_secs_f64(args.seconds);
-    let scenarios = match family(&args.scenario) {
-        Some(variants) => variants
+    let scenarios = match plan {
+        Plan::Family(variants) => variants
             .iter()
             .map(|v| SyncScenario::with_variant(&args.network, v, seed, duration))
             .collect::<Option<Vec<_>>>(),
-        None => SyncScenario::preset(&args.scenario, seed, duration).map(|s| vec![s]),
+        Plan::Preset(name) => SyncScenario::preset(name, seed, duration).map(|s| vec![s]),
+        Plan::File { name, events } => {
+            SyncScenario::preset(&args.network, seed, duration).map(|mut s| {
+                s.name = name.clone();
+                s.events = events.clone();
+                vec![s]
+            })
+        }
     }
     .ok_or(ExitCode::from(2))?;
     scenarios.into_iter().map(|s| run_one(args, s)).collect()
@@ -154,7 +242,7 @@ fn run_one(args: &Args, mut scenario: SyncScenario) -> Result<SyncReport, ExitCo
 /// Builds the playout scenario the options describe for `seed` and runs it.
 fn run_group(args: &Args, seed: u64) -> Result<PlayoutReport, ExitCode> {
     let mut scenario =
-        PlayoutScenario::preset(&args.scenario, seed, Nanos::from_secs_f64(args.seconds))
+        PlayoutScenario::preset(args.scenario(), seed, Nanos::from_secs_f64(args.seconds))
             .ok_or(ExitCode::from(2))?;
     override_link(&mut scenario.path.to_follower, args);
     override_link(&mut scenario.path.to_leader, args);
@@ -223,11 +311,30 @@ fn main_playout(args: &Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One worst-table per scenario (a family's variants apart, in the order they ran).
+fn worst_tables(reports: &[SyncReport]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for r in reports {
+        if !names.contains(&r.scenario.as_str()) {
+            names.push(&r.scenario);
+        }
+    }
+    names
+        .iter()
+        .map(|name| {
+            let runs: Vec<&SyncReport> = reports.iter().filter(|r| r.scenario == *name).collect();
+            worst_table(&runs)
+        })
+        .collect()
+}
+
 /// Each estimator's median and worst p99, worst max and worst convergence times over the
-/// runs ("never" if any run never settled within the bound).
-fn worst_table(reports: &[SyncReport]) -> String {
+/// runs of one scenario ("never" if any run never settled within the bound), and the worst
+/// of its honesty figures: the lowest coverage by the stated uncertainty, the longest
+/// stretch beyond four times it, and the worst p99 away from events.
+fn worst_table(reports: &[&SyncReport]) -> String {
     use std::fmt::Write;
-    let first = &reports[0];
+    let first = reports[0];
     let mut out = format!(
         "scenario {}  seeds {}..={}  {:.0} s simulated each\n",
         first.scenario,
@@ -237,15 +344,24 @@ fn worst_table(reports: &[SyncReport]) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<10} {:>12} {:>12} {:>12} {:>14} {:>14}",
-        "estimator", "p99 med µs", "p99 worst", "max worst", "≤100µs worst s", "≤20µs worst s"
+        "{:<10} {:>12} {:>12} {:>12} {:>14} {:>14} {:>13} {:>12} {:>12}",
+        "estimator",
+        "p99 med µs",
+        "p99 worst",
+        "max worst",
+        "≤100µs worst s",
+        "≤20µs worst s",
+        "covered % min",
+        "4×unc max s",
+        "p99 out µs"
     );
     for (i, r) in first.results.iter().enumerate() {
-        let all: Vec<_> = reports.iter().map(|rep| &rep.results[i]).collect();
+        let all: Vec<&EstimatorResult> = reports.iter().map(|rep| &rep.results[i]).collect();
         let mut p99: Vec<f64> = all.iter().map(|e| e.p99_us).collect();
         p99.sort_by(f64::total_cmp);
-        let max = all.iter().map(|e| e.max_us).fold(f64::NAN, f64::max);
-        let worst = |f: &dyn Fn(&&lockstep::sim::sync::EstimatorResult) -> Option<f64>| {
+        let max_of =
+            |f: fn(&EstimatorResult) -> f64| all.iter().map(|e| f(e)).fold(f64::NAN, f64::max);
+        let worst = |f: fn(&EstimatorResult) -> Option<f64>| {
             let mut w = Some(0.0f64);
             for e in &all {
                 w = match (w, f(e)) {
@@ -255,15 +371,22 @@ fn worst_table(reports: &[SyncReport]) -> String {
             }
             w.map_or("never".to_string(), |v| format!("{v:.2}"))
         };
+        let covered = all
+            .iter()
+            .map(|e| e.within_uncertainty)
+            .fold(f64::NAN, f64::min);
         let _ = writeln!(
             out,
-            "{:<10} {:>12.2} {:>12.2} {:>12.2} {:>14} {:>14}",
+            "{:<10} {:>12.2} {:>12.2} {:>12.2} {:>14} {:>14} {:>13.1} {:>12.2} {:>12.2}",
             r.estimator,
-            lockstep::sim::sync::percentile(&p99, 0.5),
+            percentile(&p99, 0.5),
             p99[p99.len() - 1],
-            max,
-            worst(&|e| e.converge_100us_s),
-            worst(&|e| e.converge_20us_s),
+            max_of(|e| e.max_us),
+            worst(|e| e.converge_100us_s),
+            worst(|e| e.converge_20us_s),
+            100.0 * covered,
+            max_of(|e| e.honesty.beyond_4x_max_s),
+            max_of(|e| e.p99_outside_events_us),
         );
     }
     out
@@ -282,11 +405,11 @@ fn main() -> ExitCode {
         eprintln!("error: --seeds must be at least 1");
         return ExitCode::from(2);
     }
-    let is_family = FAMILIES.contains(&args.scenario.as_str()) && !args.playout;
-    if !PathConfig::PRESETS.contains(&args.scenario.as_str()) && !is_family {
+    let is_family = FAMILIES.contains(&args.scenario()) && !args.playout;
+    if !PathConfig::PRESETS.contains(&args.scenario()) && !is_family {
         eprintln!(
             "error: unknown scenario {:?}; choose one of {} (or, without --playout, a family: {})",
-            args.scenario,
+            args.scenario(),
             PathConfig::PRESETS.join(", "),
             FAMILIES.join(", ")
         );
@@ -300,13 +423,17 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let plan = match Plan::from_args(&args) {
+        Ok(plan) => plan,
+        Err(code) => return code,
+    };
     if args.playout {
         return main_playout(&args);
     }
     if let Some(n) = args.seeds {
         let mut reports = Vec::new();
         for seed in args.seed..args.seed.saturating_add(n) {
-            match run(&args, seed) {
+            match run(&args, &plan, seed) {
                 Ok(r) => reports.extend(r),
                 Err(code) => return code,
             }
@@ -325,11 +452,11 @@ fn main() -> ExitCode {
                 .collect();
             println!("[{}]", all.join(",\n"));
         } else {
-            print!("{}", worst_table(&reports));
+            print!("{}", worst_tables(&reports));
         }
         return ExitCode::SUCCESS;
     }
-    let reports = match run(&args, args.seed) {
+    let reports = match run(&args, &plan, args.seed) {
         Ok(r) => r,
         Err(code) => return code,
     };

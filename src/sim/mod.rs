@@ -4,7 +4,9 @@
 //! a speaker group on a chosen network in seconds of real time, with results that depend only
 //! on a seed. It is meant for users as much as for lockstep's own tests: pick a
 //! [`PathConfig`] preset (`lan`, `wifi`, `congested_wifi`, `asymmetric`) or describe your own
-//! network and clocks, and measure what the sync achieves on it.
+//! network and clocks, and measure what the sync achieves on it. What changes during a run
+//! (roams, outages, warm-ups, restarts) is a list of timed [`events`]: a named family, or a
+//! user's own read from a JSON file by [`scenario_file`].
 //!
 //! # How data enters and leaves
 //!
@@ -40,6 +42,7 @@ pub mod playout;
 pub mod plot;
 mod queue;
 mod rng;
+pub mod scenario_file;
 pub mod sync;
 
 pub use clock::{ClockModel, FrequencyChange, MAX_LOOKAHEAD, SimClock, WANDER_STEP};

@@ -576,14 +576,25 @@ fn schedule(queue: &mut EventQueue<Packet>, delivery: Delivery, packet: Packet) 
 impl SyncReport {
     /// The report as a JSON array, one object per estimator, with the keys `estimator`,
     /// `scenario`, `seed`, `p50_us`, `p99_us`, `max_us`, `converge_100us_s`,
-    /// `converge_20us_s` and `rate_err_ppm` (null for a threshold never reached).
+    /// `converge_20us_s` and `rate_err_ppm` (null for a threshold never reached); its
+    /// honesty: `within_uncertainty` (a fraction), `p99_outside_events_us`,
+    /// `rate_err_max_outside_ppm`, `beyond_4x_max_s`, `needless_epochs`, `silent_jumps` and
+    /// `epoch_changes`; and `events`, one object per clock event with the fields of
+    /// [`EventResult`] under their own names (`settle_s`, `first_epoch_s` and `reason` null
+    /// when there is none; `reason` as the epoch reason's text).
     pub fn to_json(&self) -> String {
         let mut out = String::from("[\n");
         for (i, r) in self.results.iter().enumerate() {
+            let h = r.honesty;
+            let events: Vec<String> = r.events.iter().map(event_json).collect();
             out.push_str(&format!(
                 "  {{\"estimator\": {}, \"scenario\": {}, \"seed\": {}, \"p50_us\": {}, \
                  \"p99_us\": {}, \"max_us\": {}, \"converge_100us_s\": {}, \
-                 \"converge_20us_s\": {}, \"rate_err_ppm\": {}}}",
+                 \"converge_20us_s\": {}, \"rate_err_ppm\": {}, \
+                 \"within_uncertainty\": {}, \"p99_outside_events_us\": {}, \
+                 \"rate_err_max_outside_ppm\": {}, \"beyond_4x_max_s\": {}, \
+                 \"needless_epochs\": {}, \"silent_jumps\": {}, \"epoch_changes\": {}, \
+                 \"events\": [{}]}}",
                 json_str(r.estimator),
                 json_str(&self.scenario),
                 self.seed,
@@ -593,6 +604,14 @@ impl SyncReport {
                 r.converge_100us_s.map_or("null".into(), json_num),
                 r.converge_20us_s.map_or("null".into(), json_num),
                 json_num(r.rate_err_ppm),
+                json_num(r.within_uncertainty),
+                json_num(r.p99_outside_events_us),
+                json_num(r.rate_err_max_outside_ppm),
+                json_num(h.beyond_4x_max_s),
+                h.needless_epochs,
+                h.silent_jumps,
+                h.epoch_changes,
+                events.join(", "),
             ));
             out.push_str(if i + 1 < self.results.len() {
                 ",\n"
@@ -663,6 +682,27 @@ impl SyncReport {
         }
         out
     }
+}
+
+/// One event's figures as a JSON object (see [`SyncReport::to_json`]).
+fn event_json(e: &EventResult) -> String {
+    let opt = |v: Option<f64>| v.map_or("null".into(), json_num);
+    format!(
+        "{{\"label\": {}, \"at_s\": {}, \"until_s\": {}, \"max_err_us\": {}, \
+         \"max_err_5s_us\": {}, \"final_level_us\": {}, \"settle_s\": {}, \
+         \"epoch_changes\": {}, \"first_epoch_s\": {}, \"reason\": {}}}",
+        json_str(&e.label),
+        json_num(e.at_s),
+        json_num(e.until_s),
+        json_num(e.max_err_us),
+        json_num(e.max_err_5s_us),
+        json_num(e.final_level_us),
+        opt(e.settle_s),
+        e.epoch_changes,
+        opt(e.first_epoch_s),
+        e.reason
+            .map_or("null".into(), |reason| json_str(&reason.to_string())),
+    )
 }
 
 /// A JSON string literal.
