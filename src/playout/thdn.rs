@@ -64,11 +64,16 @@
 //!
 //! What it counts although it is timing: a phase whose second or third derivative jumps
 //! between knots. The corrector ramps its ratio linearly across each block, so its output's
-//! frequency is piecewise linear with a kink at every block boundary; and when the servo's
-//! commanded ratio steps (the clock estimate refits), its two smoothing poles leave a jump
-//! in the ratio's slope. Both are real sidebands of the tone, tens to hundreds of hertz
-//! away, and they are read at their level; they scale with the tone's frequency (20·log10 15
-//! = 23.5 dB more at 15 kHz than at 1 kHz), which corrector distortion does not.
+//! frequency is piecewise linear; and when the servo's commanded ratio steps (the young
+//! clock estimate refitting), its two smoothing poles, updated once a block, turn the step
+//! into a jump of the ratio's slope. That is real phase modulation of a few tens of hertz,
+//! and it is read at its level: one 155 ppm step so smoothed and ramped reads −106 dB at
+//! 15 kHz (−130 dB at 1 kHz), the same step through continuous-time poles −132 dB
+//! (−156 dB). Such steps set `drift_quality`'s worst windows in the servo's first two
+//! seconds (−98.9 dB at 15 kHz, 1.1 s in, a 155 ppm step), and a tone synthesised in f64
+//! from the same per-block ratios reads the same to 0.1 dB: the corrector adds nothing
+//! there. Timing of this kind scales with the tone's frequency (20·log10 15 = 23.5 dB more
+//! at 15 kHz than at 1 kHz).
 //!
 //! ## Precision
 //!
