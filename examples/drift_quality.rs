@@ -14,9 +14,10 @@
 //!
 //! Each follower's DAC output is cut into 100 ms windows from `--skip` seconds on (35 s by
 //! default: the servo starts fast and glides to its steady, smoother bandwidth over 30 s;
-//! `--skip 10` measures the glide too); in each a sinusoid is fitted
-//! ([`lockstep::playout::thdn`]) and THD+N is residual over total energy. The worst window
-//! is reported.
+//! `--skip 1` measures the glide too, from the first second on); in each a sinusoid with a
+//! smoothly wandering phase is fitted ([`lockstep::playout::thdn`]: the servo's changing
+//! ratio is timing, not distortion) and THD+N is residual over total energy. The worst
+//! window is reported, with the true time at which it starts, and the median.
 
 use std::process::ExitCode;
 
@@ -33,7 +34,8 @@ use lockstep::time::Nanos;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Print a JSON array of {corrector, ppm, freq_hz, thdn_db} objects.
+    /// Print a JSON array of {corrector, ppm, freq_hz, thdn_db, worst_at_s, median_thdn_db,
+    /// windows} objects.
     #[arg(long)]
     json: bool,
     /// Network preset for the clock and media (lan, wifi, congested_wifi, asymmetric);
@@ -67,6 +69,8 @@ struct Row {
     ppm: f64,
     freq_hz: f64,
     worst_db: f64,
+    /// True time at which the worst window starts, s.
+    worst_at_s: f64,
     median_db: f64,
     windows: usize,
 }
@@ -109,12 +113,20 @@ fn run(args: &Args, kind: CorrectorKind, freq_hz: f64) -> Result<Vec<Row>, Strin
         if db.is_empty() || db.iter().any(|d| d.is_nan()) {
             return Err(format!("{}: the tone could not be fitted", sp.result.name));
         }
+        let worst_index = (0..db.len())
+            .max_by(|&i, &j| db[i].total_cmp(&db[j]))
+            .expect("not empty");
+        // A window is 4800 frames; they leave at the DAC's true rate, not at 48 kHz.
+        let frames = (WINDOW_S * RATE).round();
+        let worst_at_s =
+            capture.first_ns as f64 * 1e-9 + worst_index as f64 * frames / capture.rate_hz;
         db.sort_by(f64::total_cmp);
         rows.push(Row {
             corrector: kind,
             ppm: sp.result.drift_ppm,
             freq_hz,
             worst_db: db[db.len() - 1],
+            worst_at_s,
             median_db: db[db.len() / 2],
             windows: db.len(),
         });
@@ -185,11 +197,12 @@ fn main() -> ExitCode {
             .map(|r| {
                 format!(
                     "{{\"corrector\": {}, \"ppm\": {}, \"freq_hz\": {}, \"thdn_db\": {}, \
-                     \"median_thdn_db\": {}, \"windows\": {}}}",
+                     \"worst_at_s\": {}, \"median_thdn_db\": {}, \"windows\": {}}}",
                     json_str(r.corrector.name()),
                     json_num(r.ppm),
                     json_num(r.freq_hz),
                     json_num(r.worst_db),
+                    json_num(r.worst_at_s),
                     json_num(r.median_db),
                     r.windows
                 )
@@ -202,16 +215,17 @@ fn main() -> ExitCode {
             args.scenario, args.seconds, args.skip, args.seed
         );
         println!(
-            "{:<10} {:>8} {:>8} {:>12} {:>12} {:>8}",
-            "corrector", "ppm", "Hz", "worst dB", "median dB", "windows"
+            "{:<10} {:>8} {:>8} {:>12} {:>8} {:>12} {:>8}",
+            "corrector", "ppm", "Hz", "worst dB", "at s", "median dB", "windows"
         );
         for r in &rows {
             println!(
-                "{:<10} {:>+8.0} {:>8.0} {:>12.1} {:>12.1} {:>8}",
+                "{:<10} {:>+8.0} {:>8.0} {:>12.1} {:>8.2} {:>12.1} {:>8}",
                 r.corrector.name(),
                 r.ppm,
                 r.freq_hz,
                 r.worst_db,
+                r.worst_at_s,
                 r.median_db,
                 r.windows
             );

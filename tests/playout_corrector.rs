@@ -149,6 +149,133 @@ fn thdn_reads_known_noise_levels() {
     }
 }
 
+/// A second tone `level_db` below a 0.9 sine of `f` Hz, at `h` times its frequency (folded
+/// into the band as a sampler folds it): a harmonic, or its alias.
+fn with_harmonic(f: u64, h: u64, level_db: f64, n: u64) -> Vec<f64> {
+    let g = 10f64.powf(level_db / 20.0);
+    (0..n)
+        .map(|i| exact_sine(f, 48000, i, 0.9) + exact_sine(h * f, 48000, i + 7, 0.9 * g))
+        .collect()
+}
+
+#[test]
+fn thdn_reads_a_harmonic_at_its_level() {
+    for f in [1000u64, 15000] {
+        for h in [2u64, 3] {
+            for level_db in [-60.0, -100.0] {
+                let x = with_harmonic(f, h, level_db, 4800);
+                let got = thdn_db(&x, 48000.0, f as f64);
+                println!("{f:>5} Hz, harmonic {h} at {level_db} dB: THD+N {got:.2} dB");
+                assert!(
+                    (got - level_db).abs() < 1.0,
+                    "{f} Hz, harmonic {h} at {level_db} dB read {got} dB"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn thdn_reads_a_click_at_its_energy() {
+    // One sample off by `e`: the residual is that sample, e², against the tone's energy.
+    let n = 4800u64;
+    for f in [1000u64, 15000] {
+        let sine: Vec<f64> = (0..n).map(|i| exact_sine(f, 48000, i, 0.9)).collect();
+        for level_db in [-60.0f64, -100.0] {
+            let e = (energy(&sine) * 10f64.powf(level_db / 10.0)).sqrt();
+            for at in [1000usize, 2400, 4000] {
+                let mut x = sine.clone();
+                x[at] += e;
+                let got = thdn_db(&x, 48000.0, f as f64);
+                println!("{f:>5} Hz, click of {level_db} dB at {at}: THD+N {got:.2} dB");
+                assert!(
+                    (got - level_db).abs() < 0.5,
+                    "{f} Hz, click of {level_db} dB at sample {at} read {got} dB"
+                );
+            }
+        }
+    }
+}
+
+/// A 0.9 sine of `f` Hz whose phase is modulated by `beta·sin(2π·fm·t)`.
+fn phase_modulated(f: u64, fm: f64, beta: f64, n: u64) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let carrier = TAU * ((f * i) % 48000) as f64 / 48000.0;
+            0.9 * (carrier + beta * (TAU * fm * i as f64 / 48000.0).sin()).sin()
+        })
+        .collect()
+}
+
+#[test]
+fn thdn_counts_jitter_but_not_a_slow_phase_wander() {
+    for f in [1000u64, 15000] {
+        // Jitter: two sidebands `fm` away, each (β/2)² of the carrier.
+        for (fm, beta) in [(150.0, 1e-3), (400.0, 1e-3), (3100.0, 1e-5)] {
+            let expect = 10.0 * (beta * beta / 2.0f64).log10();
+            let got = thdn_db(&phase_modulated(f, fm, beta, 4800), 48000.0, f as f64);
+            println!("{f:>5} Hz, jitter {beta} rad at {fm} Hz: THD+N {got:.2} dB ({expect:.2})");
+            assert!(
+                (got - expect).abs() < 0.5,
+                "{f} Hz, jitter of {beta} rad at {fm} Hz read {got} dB, sidebands {expect} dB"
+            );
+        }
+        // A wander of 10 mrad at 2 Hz is timing: the tone's frequency swings by ±0.02 Hz.
+        let slow = thdn_db(&phase_modulated(f, 2.0, 0.01, 4800), 48000.0, f as f64);
+        println!("{f:>5} Hz, 10 mrad at 2 Hz: THD+N {slow:.1} dB");
+        assert!(slow < -150.0, "{f} Hz, slow phase wander read {slow} dB");
+    }
+}
+
+/// The servo's fastest glide, from its first seconds on Wi-Fi: the ratio climbs from
+/// +62 ppm to +282 ppm along a half cosine in 0.4 s, 860 ppm/s at its steepest (the servo
+/// reached 880 ppm/s). Returns `amp·sin` of the input position of each output frame, in
+/// f64, from 0.1 s before the glide to 0.1 s after it.
+fn servo_glide(f: u64, amp: f64) -> Vec<f64> {
+    let fs = 48000.0;
+    let (r0, span, len) = (62e-6, 220e-6, 0.4 * fs);
+    // Input position = n − ∫δ, δ the ratio's deviation from 1 (to first order in δ: a
+    // glide as clean as the analytic one, which is what matters here).
+    let lag = |n: f64| {
+        let t = n.clamp(0.0, len);
+        let ramp =
+            span / 2.0 * (t - len / std::f64::consts::PI * (std::f64::consts::PI * t / len).sin());
+        r0 * n + ramp + span * (n - len).max(0.0)
+    };
+    (0..(0.6 * fs) as i64)
+        .map(|i| {
+            let n = i - 4800;
+            let carrier = TAU * ((f as i64 * n).rem_euclid(48000)) as f64 / fs;
+            amp * (carrier - TAU * f as f64 / fs * lag(n as f64)).sin()
+        })
+        .collect()
+}
+
+#[test]
+fn thdn_follows_the_servos_fastest_glide() {
+    for f in [1000u64, 15000] {
+        let glide = servo_glide(f, 0.9);
+        let clean = worst(&thdn_windows(&glide, 48000.0, f as f64, 0.1, 0.0));
+        println!("{f:>5} Hz, the servo's fastest glide: worst window {clean:.1} dB");
+        assert!(clean <= -140.0, "{f} Hz, a clean glide read {clean} dB");
+        // Noise on the glide is read at its level: the spline does not take it for timing.
+        let mut g = Noise(f);
+        let noise: Vec<f64> = glide.iter().map(|_| g.gauss()).collect();
+        let scale = (energy(&glide) * 1e-10 / energy(&noise)).sqrt();
+        let x: Vec<f64> = glide
+            .iter()
+            .zip(&noise)
+            .map(|(s, e)| s + scale * e)
+            .collect();
+        for w in thdn_windows(&x, 48000.0, f as f64, 0.1, 0.0) {
+            assert!(
+                (w + 100.0).abs() < 0.7,
+                "{f} Hz, noise at -100 dB on the glide read {w} dB"
+            );
+        }
+    }
+}
+
 #[test]
 fn thdn_follows_a_slowly_varying_frequency_but_not_a_timing_step() {
     let fs = 48000.0;
@@ -180,6 +307,18 @@ fn thdn_follows_a_slowly_varying_frequency_but_not_a_timing_step() {
     let step_db = thdn_db(&dropped, fs, 1000.0);
     println!("1 kHz tone with one frame dropped: {step_db:.1} dB");
     assert!(step_db > -40.0, "a dropped frame read {step_db} dB");
+    // One frame repeated, as drop_dup does: the same step the other way, at either tone.
+    for (f, at_most) in [(1000u64, -40.0), (15000, -20.0)] {
+        let repeated: Vec<f64> = (0..4800u64)
+            .map(|i| exact_sine(f, 48000, if i <= 3100 { i } else { i - 1 }, 0.9))
+            .collect();
+        let dup_db = thdn_db(&repeated, fs, f as f64);
+        println!("{f} Hz tone with one frame repeated: {dup_db:.1} dB");
+        assert!(
+            dup_db > at_most,
+            "{f} Hz: a repeated frame read {dup_db} dB"
+        );
+    }
     // Windows: count and skip.
     let long: Vec<f32> = (0..48000u64)
         .map(|i| exact_sine(1000, 48000, i, 0.9) as f32)
