@@ -28,6 +28,7 @@
 //! shorter than the path's base delay); a few of those in a short run start a new epoch.
 //! A different leader port starts a new epoch at once.
 
+use super::change::{Examination, Explanation, Watch};
 use super::hull::{Line, Point, lower_hull};
 use super::ring::Ring;
 use super::{ClockEstimate, ClockEstimator, EpochReason, Exchange};
@@ -61,17 +62,16 @@ pub struct EnvelopeConfig {
     /// it bends the clock relation away from a straight line over the window, which the
     /// reported uncertainty allows for. 0.01 suits ordinary crystal oscillators.
     pub wander_ppm: f64,
-    /// Smallest envelope violation that can count towards a leader clock step.
+    /// Smallest departure from an envelope that can count towards a change of the path or of
+    /// the leader's clock (the fit's own uncertainty, times four, if larger).
     pub step_threshold: Nanos,
-    /// Violations (same sign) among the last [`STEP_HISTORY`] exchanges that confirm a step.
-    pub step_confirm: u32,
+    /// How long after a change the levels on either side of it are still refined from new
+    /// samples, before the window takes them as one.
+    pub refine_span: Nanos,
 }
 
-/// How many recent exchanges the step detector looks at.
-pub const STEP_HISTORY: u32 = 6;
-/// How long a new epoch leans on the rate carried over a leader clock step.
-pub const PRIOR_RATE_SPAN: Nanos = Nanos::from_secs(20);
-/// Kept samples per direction before steps are looked for.
+/// Kept samples per direction before changes are looked for, and before the estimate counts
+/// as settled.
 const STEP_MIN_SAMPLES: usize = 32;
 
 impl Default for EnvelopeConfig {
@@ -87,7 +87,7 @@ impl Default for EnvelopeConfig {
             warm_samples: 128,
             wander_ppm: 0.01,
             step_threshold: Nanos::from_micros(20),
-            step_confirm: 3,
+            refine_span: Nanos::from_secs(60),
         }
     }
 }
@@ -117,6 +117,22 @@ pub struct EnvelopeStats {
     pub steps: u32,
     /// Leader changes seen.
     pub leader_changes: u32,
+    /// Path changes detected: both directions alike, or one.
+    pub path_changes: u32,
+    /// Departures from the envelopes that were examined and found to be noise.
+    pub false_alarms: u32,
+    /// Bursts of faster exchanges asked for.
+    pub burst_requests: u32,
+}
+
+/// A change whose two sides the estimator has joined: samples before `since` (per
+/// direction) are moved by `shift` onto the levels after it, refined until `until`.
+#[derive(Clone, Copy, Debug)]
+struct Junction {
+    since: [i64; 2],
+    shift: [f64; 2],
+    explanation: Explanation,
+    until: i64,
 }
 
 /// The best exchange of the block being filled, per direction.
@@ -172,16 +188,21 @@ pub struct EnvelopeEstimator {
     sorted: Vec<Point>,
     hull_f: Vec<Point>,
     hull_r: Vec<Point>,
-    /// Bit i set: exchange i back violated the envelope upwards / downwards.
-    step_up: u32,
-    step_down: u32,
+    /// Watches over each direction's residuals (forward, reverse).
+    watch: [Watch; 2],
+    /// A change being examined.
+    exam: Option<Examination>,
+    /// The latest change, joined and being refined.
+    junction: Option<Junction>,
+    /// Net offset moves of one-way path changes since the leader was first heard: the
+    /// asymmetry that may have come with them, which no two-way method can see.
+    asymmetry: f64,
+    /// A burst of faster exchanges is wanted.
+    burst_wanted: bool,
     /// Exchanges since the last refit.
     since_refit: u32,
     /// The window in use, in ns (adapted to the path's noise at each refit).
     window: i64,
-    /// The rate carried over a leader clock step, used until the new window spans
-    /// [`PRIOR_RATE_SPAN`].
-    prior_rate: Option<f64>,
     /// Why the current epoch began.
     reason: EpochReason,
     stats: EnvelopeStats,
@@ -209,11 +230,13 @@ impl EnvelopeEstimator {
             sorted: Vec::with_capacity(cap + 1),
             hull_f: Vec::with_capacity(cap + 1),
             hull_r: Vec::with_capacity(cap + 1),
-            step_up: 0,
-            step_down: 0,
+            watch: [Watch::new(), Watch::new()],
+            exam: None,
+            junction: None,
+            asymmetry: 0.0,
+            burst_wanted: false,
             since_refit: 0,
             window: config.window.as_nanos(),
-            prior_rate: None,
             reason: EpochReason::Start,
             stats: EnvelopeStats::default(),
         }
@@ -230,14 +253,7 @@ impl EnvelopeEstimator {
     }
 
     /// Forgets the timeline (keeps the leader) and starts a new epoch.
-    /// `keep_rate`: a leader clock step moves the offset, not the crystals' rates, so the
-    /// rate learnt so far carries the new epoch until its own window is long enough.
-    fn restart(&mut self, keep_rate: bool) {
-        self.prior_rate = if keep_rate {
-            self.fit.map(|f| f.rate())
-        } else {
-            None
-        };
+    fn restart(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         self.origin = None;
         self.fwd.clear();
@@ -245,30 +261,176 @@ impl EnvelopeEstimator {
         self.block = Block::default();
         self.fit = None;
         self.window = self.config.window.as_nanos();
-        self.step_up = 0;
-        self.step_down = 0;
+        for w in &mut self.watch {
+            w.clear();
+        }
+        self.exam = None;
+        self.junction = None;
+        self.asymmetry = 0.0;
     }
 
-    /// Records whether this exchange's samples fall on the impossible side of the fitted
-    /// envelopes; returns true when enough recent ones did to call it a leader clock step.
-    fn step_detected(&mut self, fwd: Point, rev: Point) -> bool {
+    /// The typical residual of one exchange per direction: a kept sample is the best of a
+    /// block, so its mean residual times the block's size.
+    fn exchange_noise(fit: &Fit, block: u32) -> [f64; 2] {
+        let k = block.max(1) as f64;
+        [
+            (fit.res_f * k).max(WEIGHT_FLOOR_NS),
+            (fit.res_r * k).max(WEIGHT_FLOOR_NS),
+        ]
+    }
+
+    /// Watches this exchange's samples against the trusted envelopes, and examines a change
+    /// once one is seen.
+    fn watch(&mut self, fwd: Point, rev: Point) {
         let Some(fit) = self.fit else {
-            return false;
+            return;
         };
-        if self.fwd.len() < STEP_MIN_SAMPLES {
-            // A young fit extrapolates a rough rate: its misses are not steps.
-            return false;
+        if self.fwd.len() < STEP_MIN_SAMPLES || self.rev.len() < STEP_MIN_SAMPLES {
+            // A young fit extrapolates a rough rate: its misses are not changes.
+            return;
         }
-        let mask = (1u32 << STEP_HISTORY) - 1;
+        let e_f = fwd.y as f64 - fit.fwd.eval(fwd.t);
+        let e_r = rev.y as f64 - fit.rev.eval(rev.t);
+        if let Some(x) = &mut self.exam {
+            x.take(0, e_f);
+            x.take(1, e_r);
+            if let Some(explanation) = x.decide() {
+                self.conclude(explanation);
+            }
+            return;
+        }
+        let noise = Self::exchange_noise(&fit, self.config.block_samples);
         let tol = (self.config.step_threshold.as_nanos() as f64).max(4.0 * fit.uncertainty);
-        // A sample below a lower envelope means a delay shorter than the base delay: the
-        // offset moved. Forward below: the leader jumped ahead; reverse below: back.
-        let up = fit.fwd.eval(fwd.t) - fwd.y as f64 > tol;
-        let down = fit.rev.eval(rev.t) - rev.y as f64 > tol;
-        self.step_up = ((self.step_up << 1) | up as u32) & mask;
-        self.step_down = ((self.step_down << 1) | down as u32) & mask;
-        self.step_up.count_ones() >= self.config.step_confirm
-            || self.step_down.count_ones() >= self.config.step_confirm
+        let tf = self.watch[0].observe(fwd.t, e_f, noise[0], tol);
+        let tr = self.watch[1].observe(rev.t, e_r, noise[1], tol);
+        let since = match (tf, tr) {
+            (Some(a), Some(b)) => a.since.min(b.since),
+            (Some(a), None) | (None, Some(a)) => a.since,
+            (None, None) => return,
+        };
+        // A new change: the one before it is joined for good.
+        self.bake();
+        let x = Examination::new(
+            since,
+            fwd.t,
+            [&self.watch[0], &self.watch[1]],
+            noise,
+            fit.uncertainty / UNCERTAINTY_GAIN,
+        );
+        self.exam = Some(x);
+        self.want_burst();
+        if let Some(explanation) = x.decide() {
+            self.conclude(explanation);
+        }
+    }
+
+    /// Acts on an examination's explanation: joins the samples on either side of the change
+    /// and starts a new epoch if the timeline moved by more than it was sure of.
+    fn conclude(&mut self, explanation: Explanation) {
+        let Some(x) = self.exam.take() else {
+            return;
+        };
+        for w in &mut self.watch {
+            w.clear();
+        }
+        let before = self.estimate();
+        match explanation {
+            Explanation::Nothing => {
+                self.stats.false_alarms += 1;
+            }
+            Explanation::Step(_) => self.stats.steps += 1,
+            Explanation::Path(_) | Explanation::Apart(..) => self.stats.path_changes += 1,
+        }
+        if explanation != Explanation::Nothing {
+            let (f, r) = explanation.shifts();
+            let newest = self.fwd.back().map_or(x.raised, |p| p.t);
+            self.junction = Some(Junction {
+                since: x.since,
+                shift: [f, r],
+                explanation,
+                until: newest.saturating_add(self.config.refine_span.as_nanos()),
+            });
+            if let Explanation::Apart(..) = explanation {
+                self.asymmetry += explanation.offset_move();
+            }
+        }
+        self.refit(false);
+        let moved = explanation.offset_move().abs();
+        let sure = before.map_or(0.0, |e| e.uncertainty.as_nanos() as f64);
+        if moved > sure {
+            self.epoch = self.epoch.wrapping_add(1);
+            self.reason = match explanation {
+                Explanation::Step(_) => EpochReason::LeaderStep,
+                _ => EpochReason::PathChange,
+            };
+        }
+    }
+
+    /// Moves the samples before the current junction onto the levels after it for good.
+    fn bake(&mut self) {
+        let Some(j) = self.junction.take() else {
+            return;
+        };
+        for (d, ring) in [&mut self.fwd, &mut self.rev].into_iter().enumerate() {
+            let (since, shift) = (j.since[d], j.shift[d].round() as i64);
+            ring.update(|p| {
+                if p.t < since {
+                    p.y = p.y.saturating_add(shift);
+                }
+            });
+        }
+    }
+
+    /// Refines the junction's shifts from the samples on either side of it at the fitted
+    /// rate: each side's level is its least residual less the expected excess of the least
+    /// of that many. The explanation's constraint is kept (a path change moves both levels
+    /// alike, a step moves them oppositely).
+    fn refine(&mut self, rate: f64, res: [f64; 2]) {
+        let Some(mut j) = self.junction else {
+            return;
+        };
+        let newest = self.fwd.back().map_or(i64::MIN, |p| p.t);
+        if newest >= j.until {
+            self.bake();
+            return;
+        }
+        let mut delta = [0.0f64; 2];
+        for (d, ring) in [&self.fwd, &self.rev].into_iter().enumerate() {
+            let slope = if d == 0 { -rate } else { rate };
+            let (mut pre, mut post) = ((f64::INFINITY, 0u32), (f64::INFINITY, 0u32));
+            for p in ring.iter() {
+                let v = p.y as f64 - slope * p.t as f64;
+                let side = if p.t < j.since[d] { &mut pre } else { &mut post };
+                side.0 = side.0.min(v);
+                side.1 += 1;
+            }
+            if pre.1 == 0 || post.1 == 0 {
+                return;
+            }
+            let excess = |n: u32| res[d].max(WEIGHT_FLOOR_NS) / n as f64;
+            delta[d] = (post.0 - excess(post.1)) - (pre.0 - excess(pre.1));
+        }
+        let [f, r] = delta;
+        j.shift = match j.explanation {
+            Explanation::Nothing => return,
+            Explanation::Path(_) => [(f + r) * 0.5; 2],
+            Explanation::Step(_) => {
+                let s = (r - f) * 0.5;
+                [-s, s]
+            }
+            Explanation::Apart(f0, r0) => [
+                if f0 == 0.0 { 0.0 } else { f },
+                if r0 == 0.0 { 0.0 } else { r },
+            ],
+        };
+        self.junction = Some(j);
+    }
+
+    fn want_burst(&mut self) {
+        if !self.burst_wanted {
+            self.burst_wanted = true;
+            self.stats.burst_requests += 1;
+        }
     }
 
     /// Keeps `p` if it is nearer the envelope than the block's best so far. "Nearer" is
@@ -302,22 +464,54 @@ impl EnvelopeEstimator {
     /// Fits both envelopes over the window (plus the open block's best samples when
     /// `provisional`, so that the first exchanges of an epoch already give an estimate).
     fn refit(&mut self, provisional: bool) {
+        if let Some(f) = self.fit {
+            self.refine(f.rate(), [f.res_f, f.res_r]);
+        }
+        // While a change is examined only the samples before it are trusted; after one is
+        // joined, the samples before it move onto the levels after it.
+        let adjust = |d: usize| {
+            let mut a = Adjust::NONE;
+            if let Some(j) = self.junction {
+                a.before = j.since[d];
+                a.shift = j.shift[d].round() as i64;
+            }
+            if let Some(x) = self.exam {
+                a.cutoff = x.since[d];
+            }
+            a
+        };
+        let (adj_f, adj_r) = (adjust(0), adjust(1));
         let extra_f = if provisional { self.block.fwd } else { None };
         let extra_r = if provisional { self.block.rev } else { None };
-        let Some(last) = self.fwd.iter().chain(extra_f).map(|p| p.t).max() else {
+        let Some(last) = self
+            .fwd
+            .iter()
+            .chain(extra_f)
+            .filter(|p| p.t < adj_f.cutoff)
+            .map(|p| p.t)
+            .max()
+        else {
             return;
         };
         let previous = self.fit.map(|f| (f.rate(), f.res_f, f.res_r));
-        let fixed = self.prior_rate.filter(|_| {
-            let first = self.fwd.iter().chain(extra_f).map(|p| p.t).min();
-            first.is_none_or(|f| last - f < PRIOR_RATE_SPAN.as_nanos())
-        });
-        let Some(fwd) = Side::build(&self.fwd, extra_f, last, &mut self.sorted, &mut self.hull_f)
-        else {
+        let Some(fwd) = Side::build(
+            &self.fwd,
+            extra_f,
+            last,
+            adj_f,
+            &mut self.sorted,
+            &mut self.hull_f,
+        ) else {
             return;
         };
-        let Some(rev) = Side::build(&self.rev, extra_r, last, &mut self.sorted, &mut self.hull_r)
-        else {
+        let Some(rev) = Side::build(
+            &self.rev,
+            extra_r,
+            last,
+            adj_r,
+            &mut self.sorted,
+            &mut self.hull_r,
+        ) else {
             return;
         };
         // Each direction's samples weigh by the inverse of its typical queuing delay: that
@@ -330,13 +524,8 @@ impl EnvelopeEstimator {
             ),
             None => (0.0, 1.0, 1.0),
         };
-        // A rate known from before a leader step: only the offset is fitted.
-        let post = if fixed.is_none() {
-            posterior(&fwd, wf, &rev, wr)
-        } else {
-            None
-        };
-        let rate = fixed.or(post.as_ref().map(|p| p.rate)).unwrap_or(fallback);
+        let post = posterior(&fwd, wf, &rev, wr);
+        let rate = post.as_ref().map_or(fallback, |p| p.rate);
         // Each direction's envelope: the highest line of the rate under its samples...
         let (mut fwd_line, res_f) = fwd.line(-rate);
         let (mut rev_line, res_r) = rev.line(rate);
@@ -536,6 +725,24 @@ const WEIGHT_FLOOR_NS: f64 = 100.0;
 /// Rates considered, as a fraction: ±2000 ppm is far beyond any crystal.
 const RATE_BOUND: f64 = 2e-3;
 
+/// Which of a direction's samples a fit takes, and how: those before `cutoff` (the trusted
+/// ones while a change is examined), those before `before` moved up by `shift` (onto the
+/// level after a joined change).
+#[derive(Clone, Copy, Debug)]
+struct Adjust {
+    before: i64,
+    shift: i64,
+    cutoff: i64,
+}
+
+impl Adjust {
+    const NONE: Adjust = Adjust {
+        before: i64::MIN,
+        shift: 0,
+        cutoff: i64::MAX,
+    };
+}
+
 /// One direction's window, summarised for the fit: its lower hull and the sums the
 /// objective needs. Times are relative to the newest sample, so the sums stay small.
 struct Side<'a> {
@@ -547,18 +754,34 @@ struct Side<'a> {
 }
 
 impl<'a> Side<'a> {
-    /// Sorts the ring's samples (plus `extra`) into `sorted` and builds their hull in `hull`.
+    /// Sorts the ring's samples (plus `extra`), adjusted by `adjust`, into `sorted` and
+    /// builds their hull in `hull`.
     fn build(
         ring: &Ring<Point>,
         extra: Option<Point>,
         last: i64,
+        adjust: Adjust,
         sorted: &mut Vec<Point>,
         hull: &'a mut Vec<Point>,
     ) -> Option<Side<'a>> {
         // Exchanges complete in the order their replies arrive, which is not quite the order
         // of their timestamps: sort (insertion sort, linear on nearly sorted input).
         sorted.clear();
-        sorted.extend(ring.iter().chain(extra));
+        sorted.extend(
+            ring.iter()
+                .chain(extra)
+                .filter(|p| p.t < adjust.cutoff)
+                .map(|p| {
+                    if p.t < adjust.before {
+                        Point {
+                            y: p.y.saturating_add(adjust.shift),
+                            ..p
+                        }
+                    } else {
+                        p
+                    }
+                }),
+        );
         for i in 1..sorted.len() {
             let mut j = i;
             while j > 0 && sorted[j - 1].t > sorted[j].t {
@@ -626,6 +849,10 @@ impl ClockEstimator for EnvelopeEstimator {
         *self = EnvelopeEstimator::new(self.config);
     }
 
+    fn poll_burst_request(&mut self) -> bool {
+        core::mem::take(&mut self.burst_wanted)
+    }
+
     fn handle_exchange(&mut self, ex: &Exchange) {
         self.stats.exchanges += 1;
         match self.leader {
@@ -633,7 +860,7 @@ impl ClockEstimator for EnvelopeEstimator {
             Some(_) => {
                 self.stats.leader_changes += 1;
                 self.leader = Some(ex.leader);
-                self.restart(false);
+                self.restart();
                 self.reason = EpochReason::NewLeader;
             }
             None => self.leader = Some(ex.leader),
@@ -641,29 +868,19 @@ impl ClockEstimator for EnvelopeEstimator {
         let (t0, z0) = *self
             .origin
             .get_or_insert((ex.local_time().as_nanos(), ex.offset().as_nanos()));
-        let mut fwd = Point {
+        let fwd = Point {
             t: ex.t2.as_nanos().saturating_sub(t0),
             y: z0.saturating_sub(ex.forward().as_nanos()),
         };
-        let mut rev = Point {
+        let rev = Point {
             t: ex.t3.as_nanos().saturating_sub(t0),
             y: ex.reverse().as_nanos().saturating_sub(z0),
         };
-        if self.step_detected(fwd, rev) {
-            self.stats.steps += 1;
-            self.restart(true);
-            self.reason = EpochReason::LeaderStep;
-            let (t0, z0) = (ex.local_time().as_nanos(), ex.offset().as_nanos());
-            self.origin = Some((t0, z0));
-            fwd = Point {
-                t: ex.t2.as_nanos().saturating_sub(t0),
-                y: z0.saturating_sub(ex.forward().as_nanos()),
-            };
-            rev = Point {
-                t: ex.t3.as_nanos().saturating_sub(t0),
-                y: ex.reverse().as_nanos().saturating_sub(z0),
-            };
+        if self.fwd.len() == 0 && self.block.n == 0 {
+            // The first exchange of an epoch: converge fast whatever the leader's schedule.
+            self.want_burst();
         }
+        self.watch(fwd, rev);
 
         let rate = self.fit.map_or(0.0, |f| f.rate());
         if self.block.n == 0 {
@@ -692,15 +909,23 @@ impl ClockEstimator for EnvelopeEstimator {
         let (t0, z0) = self.origin?;
         let anchor_local = LocalInstant::from_nanos(t0.saturating_add(fit.at));
         let offset = Nanos(z0) + Nanos(fit.offset(fit.at).round() as i64);
+        // Honest about what it cannot know: while a change is examined the offset may have
+        // moved by what the samples since suggest, and a one-way path change may have
+        // brought an asymmetry that moved the two-way offset away from the truth.
+        let examined = self.exam.map_or(0.0, |x| x.possible_move());
+        let uncertainty = fit.uncertainty + examined + self.asymmetry.abs();
+        let settled = self.exam.is_none()
+            && self.fwd.len() >= STEP_MIN_SAMPLES
+            && self.rev.len() >= STEP_MIN_SAMPLES;
         Some(ClockEstimate {
             anchor_local,
             anchor_leader: LeaderInstant::from_nanos(anchor_local.as_nanos()) + offset,
             rate_ppm: fit.rate() * 1e6,
-            uncertainty: Nanos(fit.uncertainty.round() as i64),
+            uncertainty: Nanos(uncertainty.round() as i64),
             leader: self.leader?,
             epoch: self.epoch,
             reason: self.reason,
-            settled: true,
+            settled,
         })
     }
 }
@@ -737,8 +962,8 @@ mod tests {
         hr: &'a mut Vec<Point>,
     ) -> (Side<'a>, Side<'a>) {
         let last = f.back().unwrap().t;
-        let fwd = Side::build(f, None, last, scratch, hf).unwrap();
-        let rev = Side::build(r, None, last, scratch, hr).unwrap();
+        let fwd = Side::build(f, None, last, Adjust::NONE, scratch, hf).unwrap();
+        let rev = Side::build(r, None, last, Adjust::NONE, scratch, hr).unwrap();
         (fwd, rev)
     }
 

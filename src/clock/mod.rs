@@ -10,6 +10,7 @@
 //! and [`SnapcastEstimator`] are baselines kept behind the same trait so that every report
 //! compares them on the same trace.
 
+mod change;
 mod envelope;
 mod hull;
 mod naive;
@@ -17,7 +18,7 @@ mod ntp;
 mod ring;
 mod snapcast;
 
-pub use envelope::{EnvelopeConfig, EnvelopeEstimator, EnvelopeStats, STEP_HISTORY};
+pub use envelope::{EnvelopeConfig, EnvelopeEstimator, EnvelopeStats};
 pub use naive::NaiveEstimator;
 pub use ntp::NtpEstimator;
 pub use snapcast::SnapcastEstimator;

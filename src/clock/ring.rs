@@ -63,6 +63,19 @@ impl<T: Copy> Ring<T> {
         (self.len > 0).then(|| self.buf[(self.head + self.len - 1) % self.buf.len()])
     }
 
+    /// Changes every item in place, oldest first.
+    pub(crate) fn update(&mut self, mut f: impl FnMut(&mut T)) {
+        let cap = self.buf.len();
+        for i in 0..self.len {
+            f(&mut self.buf[(self.head + i) % cap]);
+        }
+    }
+
+    /// The `i`-th newest item (0: the newest).
+    pub(crate) fn newest(&self, i: usize) -> Option<T> {
+        (i < self.len).then(|| self.buf[(self.head + self.len - 1 - i) % self.buf.len()])
+    }
+
     /// Items oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = T> + '_ {
         (0..self.len).map(move |i| self.buf[(self.head + i) % self.buf.len()])

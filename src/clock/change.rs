@@ -1,0 +1,359 @@
+//! Telling a change of the path or of the leader's clock from queuing noise.
+//!
+//! The envelope estimator's lines are lower bounds: queuing only ever adds delay, so a
+//! direction's samples sit on or above its envelope. Three things move an envelope for good:
+//! the path's base delay changes (a roam, a re-route: one direction or both), or the
+//! leader's clock steps (both envelopes move by the step, in opposite senses). Each shows
+//! as a *level shift* of one or both directions' residuals against the fitted envelopes:
+//!
+//! - down: samples below the envelope, which noise cannot make; a few in a short run are a
+//!   shift;
+//! - up: no sample near the envelope for a while. With queuing of typical size `m` per
+//!   exchange, the least of `k` residuals exceeds `x` by chance with probability about
+//!   `e^(-k·x/m)`, so the least of the last `k` above `L·m/k` (plus the fit's own
+//!   uncertainty) is a shift, looked for at `k` = 1, 2, 4, … 128: a big shift is seen at
+//!   once, a small one after more exchanges. Up and down are then treated alike.
+//!
+//! A [`Watch`] per direction raises a [`Trigger`] with the time the shift began. The
+//! estimator then *examines* the change ([`Examination`]): it keeps the samples from before
+//! the change as its trusted fit and measures each direction's new level from the samples
+//! since (the least residual, less its expected excess `m/k`), until one explanation fits
+//! and the others do not:
+//!
+//! | explanation | forward level | reverse level | offset |
+//! |---|---|---|---|
+//! | nothing happened (noise) | 0 | 0 | unchanged |
+//! | symmetric path change `P` | `+P` | `+P` | unchanged |
+//! | leader clock step `S` | `−S` | `+S` | moves by `S` |
+//! | one direction changed by `D` | `+D` or 0 | 0 or `+D` | moves by `∓D/2` |
+//!
+//! (Forward levels are of `−offset + outbound delay`, reverse of `offset + return delay`.)
+//! The estimator then shifts the old samples onto the new levels, so that the window, and
+//! with it the rate, carries on across the change.
+
+use super::ring::Ring;
+
+/// Exchanges of residual history each direction keeps.
+pub(crate) const HISTORY: usize = 128;
+/// `L` above: the least of `k` residuals beyond `L·m/k` is a shift. e^-12 ≈ 6·10⁻⁶ per test.
+const UP_SIGNIFICANCE: f64 = 12.0;
+/// Violations below the envelope among the last [`DOWN_WINDOW`] exchanges that confirm a
+/// downward shift.
+const DOWN_CONFIRM: u32 = 3;
+const DOWN_WINDOW: u32 = 6;
+/// An explanation fits when its misfit is within this many standard deviations...
+const FITS: f64 = 3.0;
+/// ...and is preferred once every other is beyond this many.
+const EXCLUDED: f64 = 6.0;
+/// Exchanges per direction after which an examination decides on the best explanation,
+/// however close the others are.
+const MAX_EXAMINED: u32 = 320;
+
+/// One exchange's residual against the trusted envelope: local time and ns above it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Residual {
+    t: i64,
+    e: f64,
+}
+
+/// What a [`Watch`] saw: a level shift that began at local time `since` (relative to the
+/// estimator's origin).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Trigger {
+    pub since: i64,
+}
+
+/// One direction's watch over its residuals.
+#[derive(Clone, Debug)]
+pub(crate) struct Watch {
+    recent: Ring<Residual>,
+    below: u32,
+}
+
+impl Watch {
+    pub(crate) fn new() -> Self {
+        Watch {
+            recent: Ring::new(HISTORY),
+            below: 0,
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.recent.clear();
+        self.below = 0;
+    }
+
+    /// Takes the residual `e` (ns above the envelope) of the exchange at `t`, with `noise`
+    /// the typical residual of one exchange and `tol` the envelope's own uncertainty.
+    pub(crate) fn observe(&mut self, t: i64, e: f64, noise: f64, tol: f64) -> Option<Trigger> {
+        self.recent.push(Residual { t, e });
+        let mask = (1u32 << DOWN_WINDOW) - 1;
+        self.below = ((self.below << 1) | (e < -tol) as u32) & mask;
+        if self.below.count_ones() >= DOWN_CONFIRM {
+            // Early rather than late: a sample after the change counted as before it would
+            // drag the old level down with it.
+            let mut since = t;
+            for i in 0..DOWN_WINDOW as usize {
+                match self.recent.newest(i) {
+                    Some(r) if r.e < -tol => since = r.t,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            return Some(Trigger { since });
+        }
+        let mut least = f64::INFINITY;
+        let mut k = 1usize;
+        for i in 0..self.recent.len() {
+            let Some(r) = self.recent.newest(i) else {
+                break;
+            };
+            least = least.min(r.e);
+            if least <= tol {
+                break;
+            }
+            if i + 1 == k {
+                if least > tol + UP_SIGNIFICANCE * noise / k as f64 {
+                    // Late rather than early: the oldest of the raised run.
+                    return Some(Trigger { since: r.t });
+                }
+                k *= 2;
+            }
+        }
+        None
+    }
+
+    /// The residuals kept, oldest first.
+    fn residuals(&self) -> impl Iterator<Item = Residual> + '_ {
+        self.recent.iter()
+    }
+}
+
+/// What an examination concluded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Explanation {
+    /// Noise: nothing moved.
+    Nothing,
+    /// Both directions' base delays moved by the same amount (ns).
+    Path(f64),
+    /// The leader's clock stepped by this much (ns; the offset moves by it).
+    Step(f64),
+    /// The directions moved by these amounts (ns), each on its own: one direction's path
+    /// changed, or several things at once.
+    Apart(f64, f64),
+}
+
+impl Explanation {
+    /// How far each direction's level moved: (forward, reverse), ns.
+    pub(crate) fn shifts(self) -> (f64, f64) {
+        match self {
+            Explanation::Nothing => (0.0, 0.0),
+            Explanation::Path(p) => (p, p),
+            Explanation::Step(s) => (-s, s),
+            Explanation::Apart(f, r) => (f, r),
+        }
+    }
+
+    /// How far the offset moves: half the reverse level's move less the forward's.
+    pub(crate) fn offset_move(self) -> f64 {
+        let (f, r) = self.shifts();
+        (r - f) * 0.5
+    }
+}
+
+/// A change being examined: the samples since it began, measured against the trusted fit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Examination {
+    /// When the change began, per direction (forward, reverse).
+    pub since: [i64; 2],
+    /// When the watch raised it.
+    pub raised: i64,
+    least: [f64; 2],
+    count: [u32; 2],
+    /// Typical residual of one exchange per direction, frozen when it was raised.
+    noise: [f64; 2],
+    /// The trusted fit's standard deviation, ns.
+    fit_sd: f64,
+}
+
+impl Examination {
+    /// Starts examining a change that began at `since`, seeded with what the watches kept
+    /// from then on.
+    pub(crate) fn new(
+        since: i64,
+        raised: i64,
+        watches: [&Watch; 2],
+        noise: [f64; 2],
+        fit_sd: f64,
+    ) -> Self {
+        let mut x = Examination {
+            since: [since; 2],
+            raised,
+            least: [f64::INFINITY; 2],
+            count: [0; 2],
+            noise,
+            fit_sd,
+        };
+        for (d, w) in watches.iter().enumerate() {
+            for r in w.residuals() {
+                if r.t >= since {
+                    x.take(d, r.e);
+                }
+            }
+        }
+        x
+    }
+
+    /// Takes one residual of direction `d` (0 forward, 1 reverse).
+    pub(crate) fn take(&mut self, d: usize, e: f64) {
+        self.least[d] = self.least[d].min(e);
+        self.count[d] += 1;
+    }
+
+    /// Each direction's level since the change and its standard deviation, ns.
+    fn level(&self, d: usize) -> Option<(f64, f64)> {
+        let k = self.count[d];
+        if k == 0 {
+            return None;
+        }
+        // The least of k exponential residuals exceeds the level by m/k on average (and by
+        // about as much in spread).
+        let excess = self.noise[d] / k as f64;
+        Some((self.least[d] - excess, excess + self.fit_sd))
+    }
+
+    /// The explanation, once one fits and every other is excluded (or enough has been
+    /// seen to pick the best); `None` while it is still open.
+    pub(crate) fn decide(&self) -> Option<Explanation> {
+        let (f, sf) = self.level(0)?;
+        let (r, sr) = self.level(1)?;
+        let both = (sf * sf + sr * sr).sqrt();
+        let candidates = [
+            (
+                Explanation::Nothing,
+                (f.abs() / sf).max(r.abs() / sr),
+            ),
+            (Explanation::Path((f + r) * 0.5), (f - r).abs() / both),
+            (Explanation::Step((r - f) * 0.5), (f + r).abs() / both),
+            (Explanation::Apart(f, 0.0), r.abs() / sr),
+            (Explanation::Apart(0.0, r), f.abs() / sf),
+        ];
+        // "Nothing" is the simplest and nests in every other: it wins whenever it fits.
+        if candidates[0].1 <= FITS {
+            return Some(Explanation::Nothing);
+        }
+        let (best, misfit) = candidates[1..]
+            .iter()
+            .copied()
+            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        let clear = candidates[1..]
+            .iter()
+            .all(|&(e, m)| e == best || m > EXCLUDED);
+        let enough = self.count[0].min(self.count[1]) >= MAX_EXAMINED;
+        if misfit <= FITS && clear {
+            return Some(best);
+        }
+        if enough {
+            return Some(if misfit <= FITS {
+                best
+            } else {
+                Explanation::Apart(f, r)
+            });
+        }
+        None
+    }
+
+    /// How far the offset may have moved, as far as the samples so far tell: the reported
+    /// uncertainty covers it while the change is examined.
+    pub(crate) fn possible_move(&self) -> f64 {
+        match (self.level(0), self.level(1)) {
+            (Some((f, sf)), Some((r, sr))) => ((r - f).abs() + sf + sr) * 0.5,
+            (Some((f, sf)), None) => f.abs() + sf,
+            (None, Some((r, sr))) => r.abs() + sr,
+            (None, None) => 0.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xorshift(x: &mut u64) -> f64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        ((*x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Feeds exponential residuals of mean `m` shifted by `shift` from exchange `from` on;
+    /// returns the exchange at which a trigger came, and its `since`.
+    fn watch(m: f64, shift: f64, from: i64, n: i64, seed: u64) -> Option<(i64, i64)> {
+        let mut w = Watch::new();
+        let mut x = seed;
+        for i in 0..n {
+            let e = -m * xorshift(&mut x).ln() + if i >= from { shift } else { 0.0 };
+            if let Some(t) = w.observe(i, e, m, 20_000.0) {
+                return Some((i, t.since));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn noise_alone_raises_nothing_and_shifts_both_ways_are_seen() {
+        let m = 2e6;
+        for seed in 1..20 {
+            assert_eq!(watch(m, 0.0, 0, 20_000, seed), None, "seed {seed}");
+        }
+        // Up by 2.5 ms: seen within a few dozen exchanges, never dated before the change.
+        let (at, since) = watch(m, 2.5e6, 1000, 2000, 3).expect("seen");
+        assert!(at - 1000 < 40 && since >= 1000, "at {at} since {since}");
+        // Down by 0.5 ms: below the envelope, seen at once, never dated after the change.
+        let (at, since) = watch(m, -0.5e6, 1000, 2000, 4).expect("seen");
+        assert!(at - 1000 < 12 && since <= at, "at {at} since {since}");
+    }
+
+    fn examine(f: f64, r: f64, k: u32, seed: u64) -> Option<Explanation> {
+        let m = 2e6;
+        let mut x = Examination {
+            since: [0, 0],
+            raised: 0,
+            least: [f64::INFINITY; 2],
+            count: [0; 2],
+            noise: [m, m],
+            fit_sd: 5_000.0,
+        };
+        let mut s = seed;
+        let mut last = None;
+        for _ in 0..k {
+            x.take(0, f - m * xorshift(&mut s).ln());
+            x.take(1, r - m * xorshift(&mut s).ln());
+            last = x.decide();
+            if last.is_some() {
+                break;
+            }
+        }
+        last
+    }
+
+    #[test]
+    fn an_examination_tells_a_path_change_from_a_step_and_from_one_direction() {
+        match examine(2.5e6, 2.5e6, 400, 1) {
+            Some(Explanation::Path(p)) => assert!((p - 2.5e6).abs() < 100e3, "{p}"),
+            e => panic!("symmetric change taken for {e:?}"),
+        }
+        match examine(-1e9, 1e9, 400, 2) {
+            Some(Explanation::Step(s)) => assert!((s - 1e9).abs() < 1e6, "{s}"),
+            e => panic!("step taken for {e:?}"),
+        }
+        match examine(0.0, 1e6, 400, 3) {
+            Some(Explanation::Apart(f, r)) => assert!(f == 0.0 && (r - 1e6).abs() < 100e3),
+            e => panic!("one-way change taken for {e:?}"),
+        }
+        assert_eq!(examine(0.0, 0.0, 400, 4), Some(Explanation::Nothing));
+        assert_eq!(Explanation::Step(7.0).offset_move(), 7.0);
+        assert_eq!(Explanation::Path(7.0).offset_move(), 0.0);
+        assert_eq!(Explanation::Apart(0.0, 8.0).offset_move(), 4.0);
+    }
+}
