@@ -11,14 +11,15 @@
 //! - up: no sample near the envelope for a while. With queuing of typical size `m` per
 //!   exchange, the least of `k` residuals exceeds `x` by chance with probability about
 //!   `e^(-k·x/m)`, so the least of the last `k` above `L·m/k` (plus the fit's own
-//!   uncertainty) is a shift, looked for at `k` = 1, 2, 4, … 128: a big shift is seen at
-//!   once, a small one after more exchanges. Up and down are then treated alike.
+//!   uncertainty) is a shift, looked for at `k` = 8, 16, … 128 (fewer would take a run of
+//!   Wi-Fi's retransmission spikes for a shift): a big shift is seen within eight
+//!   exchanges, a small one after more. Up and down are then treated alike.
 //!
 //! A [`Watch`] per direction raises a [`Trigger`] with the time the shift began. The
 //! estimator then *examines* the change ([`Examination`]): it keeps the samples from before
-//! the change as its trusted fit and measures each direction's new level from the samples
-//! since (the least residual, less its expected excess `m/k`), until one explanation fits
-//! and the others do not:
+//! the change as its trusted fit and measures each direction's new level from the
+//! exchanges that come after the alarm (the least residual, less its expected excess
+//! `m/k`), until one explanation fits and the others do not:
 //!
 //! | explanation | forward level | reverse level | offset |
 //! |---|---|---|---|
@@ -35,8 +36,8 @@ use super::ring::Ring;
 
 /// Exchanges of residual history each direction keeps.
 pub(crate) const HISTORY: usize = 128;
-/// `L` above: the least of `k` residuals beyond `L·m/k` is a shift. e^-12 ≈ 6·10⁻⁶ per test.
-const UP_SIGNIFICANCE: f64 = 12.0;
+/// `L` above: the least of `k` residuals beyond `L·m/k` is a shift. e^-16 ≈ 10⁻⁷ per test.
+const UP_SIGNIFICANCE: f64 = 16.0;
 /// Violations below the envelope among the last [`DOWN_WINDOW`] exchanges that confirm a
 /// downward shift.
 const DOWN_CONFIRM: u32 = 3;
@@ -45,6 +46,10 @@ const DOWN_WINDOW: u32 = 6;
 const FITS: f64 = 3.0;
 /// ...and is preferred once every other is beyond this many.
 const EXCLUDED: f64 = 6.0;
+/// The fewest exchanges a raised run or a new level is judged on. Wi-Fi delays a few
+/// percent of packets by tens of milliseconds (retransmissions, power save): one or two in a
+/// row is common, eight a few times in a billion.
+const MIN_RUN: usize = 8;
 /// Exchanges per direction after which an examination decides on the best explanation,
 /// however close the others are.
 const MAX_EXAMINED: u32 = 320;
@@ -61,6 +66,8 @@ struct Residual {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Trigger {
     pub since: i64,
+    /// How big the shift looked, ns (its magnitude).
+    pub size: f64,
 }
 
 /// One direction's watch over its residuals.
@@ -91,19 +98,29 @@ impl Watch {
         self.below = ((self.below << 1) | (e < -tol) as u32) & mask;
         if self.below.count_ones() >= DOWN_CONFIRM {
             // Early rather than late: a sample after the change counted as before it would
-            // drag the old level down with it.
-            let mut since = t;
+            // be moved down twice. The first sample below the envelope need not be the first
+            // after the change: those in between had queuing above the drop. Of j samples
+            // after a drop of depth D, all are above the envelope with probability about
+            // e^(-j·D/m); go back until that is below 10⁻³.
+            let (mut first, mut depth) = (0usize, 0.0f64);
             for i in 0..DOWN_WINDOW as usize {
                 match self.recent.newest(i) {
-                    Some(r) if r.e < -tol => since = r.t,
+                    Some(r) if r.e < -tol => {
+                        first = i;
+                        depth = depth.max(-r.e);
+                    }
                     Some(_) => {}
                     None => break,
                 }
             }
-            return Some(Trigger { since });
+            let back = ((7.0 * noise / depth.max(1.0)).ceil() as usize).min(HISTORY - 1);
+            let i = (first + back).min(self.recent.len().saturating_sub(1));
+            let since = self.recent.newest(i).map_or(t, |r| r.t);
+            return Some(Trigger { since, size: depth });
         }
         let mut least = f64::INFINITY;
-        let mut k = 1usize;
+        let mut k = MIN_RUN;
+        let mut raised = false;
         for i in 0..self.recent.len() {
             let Some(r) = self.recent.newest(i) else {
                 break;
@@ -114,18 +131,55 @@ impl Watch {
             }
             if i + 1 == k {
                 if least > tol + UP_SIGNIFICANCE * noise / k as f64 {
-                    // Late rather than early: the oldest of the raised run.
-                    return Some(Trigger { since: r.t });
+                    raised = true;
+                    break;
                 }
                 k *= 2;
             }
         }
-        None
+        if !raised {
+            return None;
+        }
+        // When did it begin? Under exponential queuing, lifting the floor of the last n
+        // residuals by their least, x, gains n·x/m in log-likelihood: the change most likely
+        // began where n·x is largest. Old residuals that happen to be high make earlier
+        // beginnings nearly as likely, so take the latest one within two units of the best:
+        // late is safe here (a sample after the change counted as before it only sits above
+        // the old level), early is not.
+        let (mut least, mut best) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut scores = [0.0f64; HISTORY];
+        let n = self.recent.len().min(HISTORY);
+        for (i, score) in scores.iter_mut().enumerate().take(n) {
+            let Some(r) = self.recent.newest(i) else {
+                break;
+            };
+            least = least.min(r.e);
+            *score = (i + 1) as f64 * least / noise;
+            best = best.max(*score);
+        }
+        let latest = (0..n).find(|&i| scores[i] >= best - 2.0).unwrap_or(0);
+        let since = self.recent.newest(latest).map_or(t, |r| r.t);
+        Some(Trigger {
+            since,
+            size: best * noise / (latest + 1) as f64,
+        })
     }
 
-    /// The residuals kept, oldest first.
-    fn residuals(&self) -> impl Iterator<Item = Residual> + '_ {
-        self.recent.iter()
+    /// The earliest of the recent exchanges below the envelope, while fewer than confirm a
+    /// shift: a fit leaves them out until they either confirm one or pass.
+    pub(crate) fn suspect_since(&self) -> Option<i64> {
+        if self.below == 0 {
+            return None;
+        }
+        let mut since = None;
+        for i in 0..DOWN_WINDOW as usize {
+            match self.recent.newest(i) {
+                Some(r) if self.below & (1 << i) != 0 => since = Some(r.t),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        since
     }
 }
 
@@ -174,34 +228,24 @@ pub(crate) struct Examination {
     noise: [f64; 2],
     /// The trusted fit's standard deviation, ns.
     fit_sd: f64,
+    /// How big the shift that raised it looked, ns.
+    size: f64,
 }
 
 impl Examination {
-    /// Starts examining a change that began at `since`, seeded with what the watches kept
-    /// from then on.
-    pub(crate) fn new(
-        since: i64,
-        raised: i64,
-        watches: [&Watch; 2],
-        noise: [f64; 2],
-        fit_sd: f64,
-    ) -> Self {
-        let mut x = Examination {
-            since: [since; 2],
+    /// Starts examining a change that began at `since` and was raised at `raised`. It is
+    /// judged on the exchanges from now on only: those that raised it were picked for
+    /// looking like a change, and judging on them would find one in every run of bad luck.
+    pub(crate) fn new(trigger: Trigger, raised: i64, noise: [f64; 2], fit_sd: f64) -> Self {
+        Examination {
+            since: [trigger.since; 2],
             raised,
             least: [f64::INFINITY; 2],
             count: [0; 2],
             noise,
             fit_sd,
-        };
-        for (d, w) in watches.iter().enumerate() {
-            for r in w.residuals() {
-                if r.t >= since {
-                    x.take(d, r.e);
-                }
-            }
+            size: trigger.size,
         }
-        x
     }
 
     /// Takes one residual of direction `d` (0 forward, 1 reverse).
@@ -225,21 +269,24 @@ impl Examination {
     /// The explanation, once one fits and every other is excluded (or enough has been
     /// seen to pick the best); `None` while it is still open.
     pub(crate) fn decide(&self) -> Option<Explanation> {
+        if (self.count[0].min(self.count[1]) as usize) < MIN_RUN {
+            return None;
+        }
         let (f, sf) = self.level(0)?;
         let (r, sr) = self.level(1)?;
         let both = (sf * sf + sr * sr).sqrt();
         let candidates = [
-            (
-                Explanation::Nothing,
-                (f.abs() / sf).max(r.abs() / sr),
-            ),
+            (Explanation::Nothing, (f.abs() / sf).max(r.abs() / sr)),
             (Explanation::Path((f + r) * 0.5), (f - r).abs() / both),
             (Explanation::Step((r - f) * 0.5), (f + r).abs() / both),
             (Explanation::Apart(f, 0.0), r.abs() / sr),
             (Explanation::Apart(0.0, r), f.abs() / sf),
         ];
-        // "Nothing" is the simplest and nests in every other: it wins whenever it fits.
-        if candidates[0].1 <= FITS {
+        // "Nothing" is the simplest and nests in every other: it wins when it fits and the
+        // levels are known well enough that a shift the size of the alarm would not.
+        let enough = self.count[0].min(self.count[1]) >= MAX_EXAMINED;
+        let precise = 2.0 * FITS * sf.max(sr) < self.size;
+        if candidates[0].1 <= FITS && (precise || enough) {
             return Some(Explanation::Nothing);
         }
         let (best, misfit) = candidates[1..]
@@ -249,8 +296,7 @@ impl Examination {
         let clear = candidates[1..]
             .iter()
             .all(|&(e, m)| e == best || m > EXCLUDED);
-        let enough = self.count[0].min(self.count[1]) >= MAX_EXAMINED;
-        if misfit <= FITS && clear {
+        if misfit <= FITS && clear && candidates[0].1 > FITS {
             return Some(best);
         }
         if enough {
@@ -316,14 +362,8 @@ mod tests {
 
     fn examine(f: f64, r: f64, k: u32, seed: u64) -> Option<Explanation> {
         let m = 2e6;
-        let mut x = Examination {
-            since: [0, 0],
-            raised: 0,
-            least: [f64::INFINITY; 2],
-            count: [0; 2],
-            noise: [m, m],
-            fit_sd: 5_000.0,
-        };
+        let size = f.abs().max(r.abs()).max(0.5e6);
+        let mut x = Examination::new(Trigger { since: 0, size }, 0, [m, m], 5_000.0);
         let mut s = seed;
         let mut last = None;
         for _ in 0..k {

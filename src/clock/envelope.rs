@@ -28,7 +28,7 @@
 //! shorter than the path's base delay); a few of those in a short run start a new epoch.
 //! A different leader port starts a new epoch at once.
 
-use super::change::{Examination, Explanation, Watch};
+use super::change::{Examination, Explanation, Trigger, Watch};
 use super::hull::{Line, Point, lower_hull};
 use super::ring::Ring;
 use super::{ClockEstimate, ClockEstimator, EpochReason, Exchange};
@@ -291,6 +291,11 @@ impl EnvelopeEstimator {
         }
         let e_f = fwd.y as f64 - fit.fwd.eval(fwd.t);
         let e_r = rev.y as f64 - fit.rev.eval(rev.t);
+        if self.exam.is_none() && self.junction_is_young() {
+            // The levels after the last change are still being learnt: the envelopes move
+            // under the new samples, and that is not another change.
+            return;
+        }
         if let Some(x) = &mut self.exam {
             x.take(0, e_f);
             x.take(1, e_r);
@@ -303,25 +308,19 @@ impl EnvelopeEstimator {
         let tol = (self.config.step_threshold.as_nanos() as f64).max(4.0 * fit.uncertainty);
         let tf = self.watch[0].observe(fwd.t, e_f, noise[0], tol);
         let tr = self.watch[1].observe(rev.t, e_r, noise[1], tol);
-        let since = match (tf, tr) {
-            (Some(a), Some(b)) => a.since.min(b.since),
-            (Some(a), None) | (None, Some(a)) => a.since,
+        let trigger = match (tf, tr) {
+            (Some(a), Some(b)) => Trigger {
+                since: a.since.min(b.since),
+                size: a.size.max(b.size),
+            },
+            (Some(a), None) | (None, Some(a)) => a,
             (None, None) => return,
         };
         // A new change: the one before it is joined for good.
         self.bake();
-        let x = Examination::new(
-            since,
-            fwd.t,
-            [&self.watch[0], &self.watch[1]],
-            noise,
-            fit.uncertainty / UNCERTAINTY_GAIN,
-        );
+        let x = Examination::new(trigger, fwd.t, noise, fit.uncertainty / UNCERTAINTY_GAIN);
         self.exam = Some(x);
         self.want_burst();
-        if let Some(explanation) = x.decide() {
-            self.conclude(explanation);
-        }
     }
 
     /// Acts on an examination's explanation: joins the samples on either side of the change
@@ -350,9 +349,6 @@ impl EnvelopeEstimator {
                 explanation,
                 until: newest.saturating_add(self.config.refine_span.as_nanos()),
             });
-            if let Explanation::Apart(..) = explanation {
-                self.asymmetry += explanation.offset_move();
-            }
         }
         self.refit(false);
         let moved = explanation.offset_move().abs();
@@ -366,8 +362,34 @@ impl EnvelopeEstimator {
         }
     }
 
+    /// Whether the latest change has fewer than [`STEP_MIN_SAMPLES`] kept samples after it in
+    /// either direction.
+    fn junction_is_young(&self) -> bool {
+        let Some(j) = self.junction else {
+            return false;
+        };
+        let after = |ring: &Ring<Point>, since: i64| {
+            (0..STEP_MIN_SAMPLES).all(|i| ring.newest(i).is_some_and(|p| p.t >= since))
+        };
+        !(after(&self.fwd, j.since[0]) && after(&self.rev, j.since[1]))
+    }
+
+    /// The offset move of the latest change if it was one-way: the asymmetry it may have
+    /// brought (see `asymmetry`).
+    fn live_asymmetry(&self) -> f64 {
+        match self.junction {
+            Some(Junction {
+                explanation: Explanation::Apart(..),
+                shift: [f, r],
+                ..
+            }) => (r - f) * 0.5,
+            _ => 0.0,
+        }
+    }
+
     /// Moves the samples before the current junction onto the levels after it for good.
     fn bake(&mut self) {
+        self.asymmetry += self.live_asymmetry();
         let Some(j) = self.junction.take() else {
             return;
         };
@@ -400,7 +422,11 @@ impl EnvelopeEstimator {
             let (mut pre, mut post) = ((f64::INFINITY, 0u32), (f64::INFINITY, 0u32));
             for p in ring.iter() {
                 let v = p.y as f64 - slope * p.t as f64;
-                let side = if p.t < j.since[d] { &mut pre } else { &mut post };
+                let side = if p.t < j.since[d] {
+                    &mut pre
+                } else {
+                    &mut post
+                };
                 side.0 = side.0.min(v);
                 side.1 += 1;
             }
@@ -477,6 +503,8 @@ impl EnvelopeEstimator {
             }
             if let Some(x) = self.exam {
                 a.cutoff = x.since[d];
+            } else if let Some(t) = self.watch[d].suspect_since() {
+                a.cutoff = t;
             }
             a
         };
@@ -913,7 +941,8 @@ impl ClockEstimator for EnvelopeEstimator {
         // moved by what the samples since suggest, and a one-way path change may have
         // brought an asymmetry that moved the two-way offset away from the truth.
         let examined = self.exam.map_or(0.0, |x| x.possible_move());
-        let uncertainty = fit.uncertainty + examined + self.asymmetry.abs();
+        let uncertainty =
+            fit.uncertainty + examined + (self.asymmetry + self.live_asymmetry()).abs();
         let settled = self.exam.is_none()
             && self.fwd.len() >= STEP_MIN_SAMPLES
             && self.rev.len() >= STEP_MIN_SAMPLES;

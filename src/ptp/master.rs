@@ -416,6 +416,15 @@ impl<A: Copy + Eq> PtpMaster<A> {
             }
         }
         for i in 0..self.followers.len() {
+            // A schedule further ahead than its interval means this clock was set back: start
+            // it again from now rather than fall silent for as long as the step.
+            let f = &mut self.followers[i];
+            if f.next_announce - now > self.config.announce_interval {
+                f.next_announce = now;
+            }
+            if f.next_sync - now > self.config.sync_interval {
+                f.next_sync = now;
+            }
             let f = self.followers[i];
             if f.next_announce <= now {
                 let header = self.header(f.announce_seq, self.config.announce_interval);

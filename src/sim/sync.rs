@@ -413,9 +413,12 @@ pub fn run_sync(
     let mut exchanges_before_restart = 0u64;
 
     loop {
-        let master_wake = master
-            .poll_timeout()
-            .map(|t| leader.time_of(t.as_nanos()).max(last));
+        // A driver wakes its master at least once a Sync interval, so that a leader clock
+        // set back does not silence it for as long as the step.
+        let master_wake = master.poll_timeout().map(|t| {
+            let cap = last + scenario.master.sync_interval;
+            leader.time_of(t.as_nanos()).max(last).min(cap)
+        });
         let slave_wake = slave
             .poll_timeout()
             .map(|t| follower.time_of(t.as_nanos()).max(last));
@@ -511,8 +514,9 @@ pub fn run_sync(
                     est.handle_exchange(&ex);
                     tr.exchanges += 1;
                 }
-                // (The burst request reaches the master once the slave can send one.)
-                let _ = est.poll_burst_request();
+                if est.poll_burst_request() {
+                    slave.request_burst(local_now);
+                }
             }
         }
         while let Some(tx) = master.poll_transmit(leader_now) {
