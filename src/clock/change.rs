@@ -41,7 +41,7 @@ const UP_SIGNIFICANCE: f64 = 16.0;
 /// Violations below the envelope among the last [`DOWN_WINDOW`] exchanges that confirm a
 /// downward shift.
 const DOWN_CONFIRM: u32 = 3;
-const DOWN_WINDOW: u32 = 6;
+const DOWN_WINDOW: u32 = 16;
 /// An explanation fits when its misfit is within this many standard deviations...
 const FITS: f64 = 3.0;
 /// ...and is preferred once every other is beyond this many.
@@ -75,6 +75,9 @@ pub(crate) struct Trigger {
 pub(crate) struct Watch {
     recent: Ring<Residual>,
     below: u32,
+    /// The oldest exchange of a raised run that is halfway to an alarm: a fit leaves the run
+    /// out meanwhile, as raised samples would tilt it.
+    pending_up: Option<i64>,
 }
 
 impl Watch {
@@ -82,12 +85,14 @@ impl Watch {
         Watch {
             recent: Ring::new(HISTORY),
             below: 0,
+            pending_up: None,
         }
     }
 
     pub(crate) fn clear(&mut self) {
         self.recent.clear();
         self.below = 0;
+        self.pending_up = None;
     }
 
     /// Takes the residual `e` (ns above the envelope) of the exchange at `t`, with `noise`
@@ -121,6 +126,7 @@ impl Watch {
         let mut least = f64::INFINITY;
         let mut k = MIN_RUN;
         let mut raised = false;
+        self.pending_up = None;
         for i in 0..self.recent.len() {
             let Some(r) = self.recent.newest(i) else {
                 break;
@@ -133,6 +139,9 @@ impl Watch {
                 if least > tol + UP_SIGNIFICANCE * noise / k as f64 {
                     raised = true;
                     break;
+                }
+                if least > tol + 0.5 * UP_SIGNIFICANCE * noise / k as f64 {
+                    self.pending_up = Some(r.t);
                 }
                 k *= 2;
             }
@@ -165,16 +174,38 @@ impl Watch {
         })
     }
 
-    /// The earliest of the recent exchanges below the envelope, while fewer than confirm a
-    /// shift: a fit leaves them out until they either confirm one or pass.
+    /// When a downward shift of this direction's level by `shift` (ns, negative) began,
+    /// dated early, from the residuals kept: `7·m/|shift|` exchanges before the first below
+    /// the envelope, as a run of j samples after a drop all stay above the old envelope with
+    /// probability about `e^(-j·|shift|/m)`. `None` if none is below.
+    ///
+    /// Early is the safe side for a drop: a sample after the change counted as before it
+    /// would be moved down twice, one before it counted as after only sits above the new
+    /// level. (A rise is the other way round, and a small rise cannot be dated from single
+    /// residuals at all: the estimator dates it at the alarm.)
+    pub(crate) fn drop_point(&self, shift: f64, noise: f64, tol: f64) -> Option<i64> {
+        let n = self.recent.len();
+        let first = (0..n)
+            .filter(|&i| self.recent.newest(i).is_some_and(|r| r.e < -tol))
+            .max()?;
+        let back = (7.0 * noise / shift.abs().max(1.0)).ceil() as usize;
+        let i = (first + back).min(n - 1);
+        self.recent.newest(i).map(|r| r.t)
+    }
+
+    /// The earliest of the recent exchanges below the envelope (while fewer than confirm a
+    /// shift) or of a raised run halfway to an alarm: a fit leaves them out until they
+    /// either confirm a shift or pass, as either kind would pull the envelopes with it.
     pub(crate) fn suspect_since(&self) -> Option<i64> {
         if self.below == 0 {
-            return None;
+            return self.pending_up;
         }
-        let mut since = None;
+        let mut since = self.pending_up;
         for i in 0..DOWN_WINDOW as usize {
             match self.recent.newest(i) {
-                Some(r) if self.below & (1 << i) != 0 => since = Some(r.t),
+                Some(r) if self.below & (1 << i) != 0 => {
+                    since = Some(since.map_or(r.t, |s: i64| s.min(r.t)))
+                }
                 Some(_) => {}
                 None => break,
             }
@@ -248,6 +279,11 @@ impl Examination {
         }
     }
 
+    /// Exchanges taken per direction.
+    pub(crate) fn counts(&self) -> [u32; 2] {
+        self.count
+    }
+
     /// Takes one residual of direction `d` (0 forward, 1 reverse).
     pub(crate) fn take(&mut self, d: usize, e: f64) {
         self.least[d] = self.least[d].min(e);
@@ -255,7 +291,7 @@ impl Examination {
     }
 
     /// Each direction's level since the change and its standard deviation, ns.
-    fn level(&self, d: usize) -> Option<(f64, f64)> {
+    pub(crate) fn level(&self, d: usize) -> Option<(f64, f64)> {
         let k = self.count[d];
         if k == 0 {
             return None;

@@ -73,6 +73,8 @@ pub struct EnvelopeConfig {
 /// Kept samples per direction before changes are looked for, and before the estimate counts
 /// as settled.
 const STEP_MIN_SAMPLES: usize = 32;
+/// Kept samples after a change before its levels are refined from them.
+const REFINE_MIN_SAMPLES: usize = 16;
 
 impl Default for EnvelopeConfig {
     fn default() -> Self {
@@ -126,11 +128,17 @@ pub struct EnvelopeStats {
 }
 
 /// A change whose two sides the estimator has joined: samples before `since` (per
-/// direction) are moved by `shift` onto the levels after it, refined until `until`.
+/// direction) are moved by `shift` onto the levels after it (a little below them while
+/// those are young: see [`below_new_levels`]), refined until `until`.
 #[derive(Clone, Copy, Debug)]
 struct Junction {
     since: [i64; 2],
+    /// When the change was raised: samples from then on are surely after it, and the level
+    /// after it is measured on them alone.
+    raised: i64,
     shift: [f64; 2],
+    /// Standard deviation of each shift, ns.
+    sd: [f64; 2],
     explanation: Explanation,
     until: i64,
 }
@@ -326,13 +334,41 @@ impl EnvelopeEstimator {
     /// Acts on an examination's explanation: joins the samples on either side of the change
     /// and starts a new epoch if the timeline moved by more than it was sure of.
     fn conclude(&mut self, explanation: Explanation) {
-        let Some(x) = self.exam.take() else {
+        let Some(mut x) = self.exam.take() else {
             return;
         };
+        if let Some(fit) = self.fit {
+            // Date each direction's shift on its own now that its sign is known, to the safe
+            // side: a rise at the alarm (samples after the change counted as before it then
+            // sit above the new level), a drop early (see `Watch::drop_point`).
+            let noise = Self::exchange_noise(&fit, self.config.block_samples);
+            let tol = (self.config.step_threshold.as_nanos() as f64).max(4.0 * fit.uncertainty);
+            let (f, r) = explanation.shifts();
+            for (d, shift) in [f, r].into_iter().enumerate() {
+                if shift > 0.0 {
+                    x.since[d] = x.since[d].max(x.raised);
+                } else if shift < 0.0
+                    && let Some(t) = self.watch[d].drop_point(shift, noise[d], tol)
+                {
+                    x.since[d] = t;
+                }
+            }
+        }
         for w in &mut self.watch {
             w.clear();
         }
         let before = self.estimate();
+        if std::env::var_os("LOCKSTEP_DEBUG").is_some() {
+            eprintln!(
+                "conclude at {:.2}s since {:?} raised {:.2} -> {:?} unc {:?} n {:?}",
+                self.fwd.back().map_or(0, |p| p.t) as f64 * 1e-9,
+                x.since.map(|t| t as f64 * 1e-9),
+                x.raised as f64 * 1e-9,
+                explanation,
+                before.map(|e| e.uncertainty),
+                x.counts(),
+            );
+        }
         match explanation {
             Explanation::Nothing => {
                 self.stats.false_alarms += 1;
@@ -343,9 +379,12 @@ impl EnvelopeEstimator {
         if explanation != Explanation::Nothing {
             let (f, r) = explanation.shifts();
             let newest = self.fwd.back().map_or(x.raised, |p| p.t);
+            let sd = [0, 1].map(|d| x.level(d).map_or(0.0, |(_, sd)| sd));
             self.junction = Some(Junction {
                 since: x.since,
+                raised: x.raised,
                 shift: [f, r],
+                sd,
                 explanation,
                 until: newest.saturating_add(self.config.refine_span.as_nanos()),
             });
@@ -417,26 +456,42 @@ impl EnvelopeEstimator {
             return;
         }
         let mut delta = [0.0f64; 2];
+        let mut sd = j.sd;
         for (d, ring) in [&self.fwd, &self.rev].into_iter().enumerate() {
             let slope = if d == 0 { -rate } else { rate };
             let (mut pre, mut post) = ((f64::INFINITY, 0u32), (f64::INFINITY, 0u32));
             for p in ring.iter() {
                 let v = p.y as f64 - slope * p.t as f64;
+                // Samples between the dated beginning and the alarm may lie on either side.
                 let side = if p.t < j.since[d] {
                     &mut pre
-                } else {
+                } else if p.t >= j.raised {
                     &mut post
+                } else {
+                    continue;
                 };
                 side.0 = side.0.min(v);
                 side.1 += 1;
             }
-            if pre.1 == 0 || post.1 == 0 {
+            if pre.1 == 0 || (post.1 as usize) < REFINE_MIN_SAMPLES {
+                // Until enough blocks have closed after it, the examination's own levels,
+                // measured on every exchange, are the better ones.
                 return;
             }
             let excess = |n: u32| res[d].max(WEIGHT_FLOOR_NS) / n as f64;
             delta[d] = (post.0 - excess(post.1)) - (pre.0 - excess(pre.1));
+            sd[d] = excess(post.1) + excess(pre.1);
         }
         let [f, r] = delta;
+        j.sd = sd;
+        if std::env::var_os("LOCKSTEP_DEBUG").is_some() {
+            eprintln!(
+                "refine at {:.2} delta {:?} old {:?}",
+                newest as f64 * 1e-9,
+                delta,
+                j.shift
+            );
+        }
         j.shift = match j.explanation {
             Explanation::Nothing => return,
             Explanation::Path(_) => [(f + r) * 0.5; 2],
@@ -499,7 +554,7 @@ impl EnvelopeEstimator {
             let mut a = Adjust::NONE;
             if let Some(j) = self.junction {
                 a.before = j.since[d];
-                a.shift = j.shift[d].round() as i64;
+                a.shift = below_new_levels(j.shift, j.sd)[d].round() as i64;
             }
             if let Some(x) = self.exam {
                 a.cutoff = x.since[d];
@@ -753,6 +808,19 @@ const WEIGHT_FLOOR_NS: f64 = 100.0;
 /// Rates considered, as a fraction: ±2000 ppm is far beyond any crystal.
 const RATE_BOUND: f64 = 2e-3;
 
+/// Shifts for the samples before a change that leave them a little below the levels after
+/// it (by twice the larger standard deviation of the two levels), both directions alike.
+///
+/// Lowering both directions' old samples by the same amount moves no offset (the offset is
+/// half the difference of the two envelopes), and it keeps the many old samples, not the
+/// few new ones, on the envelopes until the new levels are known: a new level guessed too
+/// high would otherwise leave the few new samples alone at the envelopes' newest end, and
+/// tilt them.
+fn below_new_levels(shift: [f64; 2], sd: [f64; 2]) -> [f64; 2] {
+    let margin = 2.0 * sd[0].max(sd[1]);
+    [shift[0] - margin, shift[1] - margin]
+}
+
 /// Which of a direction's samples a fit takes, and how: those before `cutoff` (the trusted
 /// ones while a change is examined), those before `before` moved up by `shift` (onto the
 /// level after a joined change).
@@ -883,6 +951,7 @@ impl ClockEstimator for EnvelopeEstimator {
 
     fn handle_exchange(&mut self, ex: &Exchange) {
         self.stats.exchanges += 1;
+
         match self.leader {
             Some(l) if l == ex.leader => {}
             Some(_) => {
@@ -941,9 +1010,16 @@ impl ClockEstimator for EnvelopeEstimator {
         // moved by what the samples since suggest, and a one-way path change may have
         // brought an asymmetry that moved the two-way offset away from the truth.
         let examined = self.exam.map_or(0.0, |x| x.possible_move());
+        // A change just joined: its levels are still being learnt, and their error tilts the
+        // envelopes.
+        let joining = match self.junction {
+            Some(j) if self.junction_is_young() => j.sd[0] + j.sd[1],
+            _ => 0.0,
+        };
         let uncertainty =
-            fit.uncertainty + examined + (self.asymmetry + self.live_asymmetry()).abs();
+            fit.uncertainty + examined + joining + (self.asymmetry + self.live_asymmetry()).abs();
         let settled = self.exam.is_none()
+            && !self.junction_is_young()
             && self.fwd.len() >= STEP_MIN_SAMPLES
             && self.rev.len() >= STEP_MIN_SAMPLES;
         Some(ClockEstimate {

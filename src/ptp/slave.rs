@@ -179,7 +179,10 @@ impl<A: Copy + Eq> PtpSlave<A> {
                 m.last_heard = m.last_heard.max(at);
                 Ok(())
             }
-            Some(m) if at - m.last_heard < self.config.master_timeout => {
+            // Another identity from the followed master's own address is that master
+            // restarted (a new process, a new clock identity): follow it at once rather than
+            // wait out the old one's silence.
+            Some(m) if m.addr != from && at - m.last_heard < self.config.master_timeout => {
                 Err(PtpError::ForeignMaster { from: port })
             }
             _ => {

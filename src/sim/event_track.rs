@@ -66,6 +66,8 @@ pub(crate) struct Sample {
     pub jump_ns: f64,
     /// The previous sample's uncertainty, ns.
     pub prev_uncertainty_ns: f64,
+    /// Whether the estimate said it was settled.
+    pub settled: bool,
 }
 
 /// Honesty of an estimator over a whole run.
@@ -73,7 +75,8 @@ pub(crate) struct Sample {
 pub struct Honesty {
     /// Longest stretch with |error| beyond four times the stated uncertainty, s.
     pub beyond_4x_max_s: f64,
-    /// Epoch changes whose jump of the timeline was within the uncertainty.
+    /// Epoch changes whose jump of the timeline was within the uncertainty of the last
+    /// settled estimate before it.
     pub needless_epochs: u32,
     /// Jumps of the timeline beyond the uncertainty between two samples, with the epoch
     /// unchanged.
@@ -89,6 +92,8 @@ pub(crate) struct EventTracker {
     done: Vec<EventResult>,
     last_epoch: Option<u32>,
     beyond_since: Option<f64>,
+    /// The uncertainty of the last settled estimate, ns.
+    settled_uncertainty_ns: f64,
     honesty: Honesty,
 }
 
@@ -101,6 +106,7 @@ impl EventTracker {
             done: Vec::new(),
             last_epoch: None,
             beyond_since: None,
+            settled_uncertainty_ns: f64::INFINITY,
             honesty: Honesty::default(),
         }
     }
@@ -128,13 +134,16 @@ impl EventTracker {
         let changed = self.last_epoch.is_some_and(|e| e != s.epoch);
         if changed {
             self.honesty.epoch_changes += 1;
-            if s.jump_ns.abs() <= bound {
+            if s.jump_ns.abs() <= self.settled_uncertainty_ns {
                 self.honesty.needless_epochs += 1;
             }
         } else if self.last_epoch.is_some() && s.jump_ns.abs() > bound {
             self.honesty.silent_jumps += 1;
         }
         self.last_epoch = Some(s.epoch);
+        if s.settled {
+            self.settled_uncertainty_ns = s.uncertainty_ns;
+        }
         // The open window.
         if let Some(w) = &mut self.open {
             let r = &mut w.result;

@@ -150,6 +150,9 @@ pub struct SyncReport {
     pub follower_drift_ppm: f64,
     /// Exchanges the slave completed.
     pub exchanges: u64,
+    /// Packets each link lost (leader→follower, follower→leader): what outages and loss
+    /// episodes did.
+    pub lost: [u64; 2],
     /// Per estimator, in the order given.
     pub results: Vec<EstimatorResult>,
 }
@@ -226,6 +229,18 @@ impl Tracker {
             return;
         };
         let err_ns = (e.to_leader(at.local).as_nanos() as i128 - at.leader as i128) as f64;
+        if let Some(w) = std::env::var_os("LOCKSTEP_ERRS") {
+            let w: f64 = w.to_string_lossy().parse().unwrap_or(0.0);
+            if t >= w && t < w + 3.0 {
+                eprintln!(
+                    "err {t:.2} {:.1} unc {:.1} ep {} settled {}",
+                    err_ns / 1e3,
+                    e.uncertainty.as_nanos() as f64 / 1e3,
+                    e.epoch,
+                    e.settled
+                );
+            }
+        }
         let rate_err = e.rate_ppm - at.rate_ppm;
         let uncertainty_ns = e.uncertainty.as_nanos() as f64;
         let (jump_ns, prev_uncertainty_ns) = match self.previous {
@@ -245,6 +260,7 @@ impl Tracker {
             reason: e.reason,
             jump_ns,
             prev_uncertainty_ns,
+            settled: e.settled,
         });
         let a = err_ns.abs();
         if a > 100_000.0 {
@@ -410,14 +426,15 @@ pub fn run_sync(
     let mut leader_restarts = split.leader_restarts.iter().copied().peekable();
     let mut follower_restarts = split.follower_restarts.iter().copied().peekable();
     let mut restarts_done = 0u8;
+    let mut master_woken = SimTime(0);
     let mut exchanges_before_restart = 0u64;
 
     loop {
         // A driver wakes its master at least once a Sync interval, so that a leader clock
         // set back does not silence it for as long as the step.
         let master_wake = master.poll_timeout().map(|t| {
-            let cap = last + scenario.master.sync_interval;
-            leader.time_of(t.as_nanos()).max(last).min(cap)
+            let cap = master_woken + scenario.master.sync_interval;
+            leader.time_of(t.as_nanos()).max(last).min(cap.max(last))
         });
         let slave_wake = slave
             .poll_timeout()
@@ -504,6 +521,7 @@ pub fn run_sync(
         let local_now = LocalInstant::from_nanos(follower.reading(now));
         if master_wake.is_some_and(|t| t <= now) {
             master.handle_timeout(leader_now);
+            master_woken = now;
         }
         if slave_wake.is_some_and(|t| t <= now) {
             slave.handle_timeout(local_now);
@@ -540,6 +558,7 @@ pub fn run_sync(
         seconds: end_s,
         follower_drift_ppm,
         exchanges: exchanges_before_restart + slave.stats().exchanges,
+        lost: [down.stats().lost, up.stats().lost],
         results,
     })
 }
@@ -626,8 +645,15 @@ impl SyncReport {
     /// The report as a fixed-width text table.
     pub fn to_table(&self) -> String {
         let mut out = format!(
-            "scenario {}  seed {}  {:.0} s simulated  follower drift {:+.2} ppm  {} exchanges\n",
-            self.scenario, self.seed, self.seconds, self.follower_drift_ppm, self.exchanges
+            "scenario {}  seed {}  {:.0} s simulated  follower drift {:+.2} ppm  {} exchanges  \
+             lost {}/{}\n",
+            self.scenario,
+            self.seed,
+            self.seconds,
+            self.follower_drift_ppm,
+            self.exchanges,
+            self.lost[0],
+            self.lost[1]
         );
         out.push_str(&format!(
             "{:<10} {:>10} {:>10} {:>10} {:>12} {:>12} {:>12}\n",
