@@ -279,11 +279,6 @@ impl Examination {
         }
     }
 
-    /// Exchanges taken per direction.
-    pub(crate) fn counts(&self) -> [u32; 2] {
-        self.count
-    }
-
     /// Takes one residual of direction `d` (0 forward, 1 reverse).
     pub(crate) fn take(&mut self, d: usize, e: f64) {
         self.least[d] = self.least[d].min(e);

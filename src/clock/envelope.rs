@@ -358,17 +358,6 @@ impl EnvelopeEstimator {
             w.clear();
         }
         let before = self.estimate();
-        if std::env::var_os("LOCKSTEP_DEBUG").is_some() {
-            eprintln!(
-                "conclude at {:.2}s since {:?} raised {:.2} -> {:?} unc {:?} n {:?}",
-                self.fwd.back().map_or(0, |p| p.t) as f64 * 1e-9,
-                x.since.map(|t| t as f64 * 1e-9),
-                x.raised as f64 * 1e-9,
-                explanation,
-                before.map(|e| e.uncertainty),
-                x.counts(),
-            );
-        }
         match explanation {
             Explanation::Nothing => {
                 self.stats.false_alarms += 1;
@@ -484,14 +473,6 @@ impl EnvelopeEstimator {
         }
         let [f, r] = delta;
         j.sd = sd;
-        if std::env::var_os("LOCKSTEP_DEBUG").is_some() {
-            eprintln!(
-                "refine at {:.2} delta {:?} old {:?}",
-                newest as f64 * 1e-9,
-                delta,
-                j.shift
-            );
-        }
         j.shift = match j.explanation {
             Explanation::Nothing => return,
             Explanation::Path(_) => [(f + r) * 0.5; 2],

@@ -229,18 +229,6 @@ impl Tracker {
             return;
         };
         let err_ns = (e.to_leader(at.local).as_nanos() as i128 - at.leader as i128) as f64;
-        if let Some(w) = std::env::var_os("LOCKSTEP_ERRS") {
-            let w: f64 = w.to_string_lossy().parse().unwrap_or(0.0);
-            if t >= w && t < w + 3.0 {
-                eprintln!(
-                    "err {t:.2} {:.1} unc {:.1} ep {} settled {}",
-                    err_ns / 1e3,
-                    e.uncertainty.as_nanos() as f64 / 1e3,
-                    e.epoch,
-                    e.settled
-                );
-            }
-        }
         let rate_err = e.rate_ppm - at.rate_ppm;
         let uncertainty_ns = e.uncertainty.as_nanos() as f64;
         let (jump_ns, prev_uncertainty_ns) = match self.previous {
