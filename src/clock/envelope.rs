@@ -73,6 +73,16 @@ pub struct EnvelopeConfig {
 /// Kept samples per direction before changes are looked for, and before the estimate counts
 /// as settled.
 const STEP_MIN_SAMPLES: usize = 32;
+/// Rates of recent fits kept, at most one per [`DRIFT_STEP`]...
+const DRIFT_HISTORY: usize = 256;
+const DRIFT_STEP: Nanos = Nanos::from_millis(500);
+/// ...of which those of the last this long give the drift...
+const DRIFT_SPAN: Nanos = Nanos::from_secs(60);
+/// ...once there are this many.
+const DRIFT_MIN_POINTS: usize = 30;
+/// How many times the bend `d·W²/12` the uncertainty allows for (a fit of envelopes lags a
+/// bend more than a least-squares line does).
+const DRIFT_ALLOWANCE: f64 = 2.0;
 /// Kept samples after a change before its levels are refined from them.
 const REFINE_MIN_SAMPLES: usize = 16;
 
@@ -207,6 +217,10 @@ pub struct EnvelopeEstimator {
     asymmetry: f64,
     /// A burst of faster exchanges is wanted.
     burst_wanted: bool,
+    /// The rates of recent fits at their samples' centroids, and how fast they move (the
+    /// frequency's drift: its magnitude plus its spread, rate per ns).
+    rates: Ring<RatePoint>,
+    drift: f64,
     /// Exchanges since the last refit.
     since_refit: u32,
     /// The window in use, in ns (adapted to the path's noise at each refit).
@@ -243,6 +257,8 @@ impl EnvelopeEstimator {
             junction: None,
             asymmetry: 0.0,
             burst_wanted: false,
+            rates: Ring::new(DRIFT_HISTORY),
+            drift: 0.0,
             since_refit: 0,
             window: config.window.as_nanos(),
             reason: EpochReason::Start,
@@ -275,6 +291,51 @@ impl EnvelopeEstimator {
         self.exam = None;
         self.junction = None;
         self.asymmetry = 0.0;
+        self.rates.clear();
+        self.drift = 0.0;
+    }
+
+    /// Records a fit's rate at its samples' centroid `at` (a line fitted to a bending
+    /// relation has the slope of its middle), and takes the drift as the slope of a
+    /// least-squares line through the rates of the last [`DRIFT_SPAN`]: its magnitude plus
+    /// its standard deviation, so that a steady crystal's noisy rates count for little and
+    /// a moving one's for what they show.
+    fn track_drift(&mut self, at: i64, rate: f64) {
+        if self
+            .rates
+            .back()
+            .is_some_and(|r| at - r.t < DRIFT_STEP.as_nanos())
+        {
+            return;
+        }
+        self.rates.push(RatePoint { t: at, rate });
+        let from = at - DRIFT_SPAN.as_nanos();
+        let points = || self.rates.iter().filter(move |p| p.t >= from);
+        let n = points().count() as f64;
+        if n < DRIFT_MIN_POINTS as f64 {
+            self.drift = 0.0;
+            return;
+        }
+        let mt = points().map(|p| (p.t - at) as f64).sum::<f64>() / n;
+        let mr = points().map(|p| p.rate).sum::<f64>() / n;
+        let (mut stt, mut str_) = (0.0, 0.0);
+        for p in points() {
+            let dt = (p.t - at) as f64 - mt;
+            stt += dt * dt;
+            str_ += dt * (p.rate - mr);
+        }
+        if stt <= 0.0 {
+            return;
+        }
+        let slope = str_ / stt;
+        let sse: f64 = points()
+            .map(|p| {
+                let e = p.rate - mr - slope * ((p.t - at) as f64 - mt);
+                e * e
+            })
+            .sum();
+        let sd = (sse / (n - 2.0).max(1.0) / stt).sqrt();
+        self.drift = slope.abs() + sd;
     }
 
     /// The typical residual of one exchange per direction: a kept sample is the best of a
@@ -605,8 +666,18 @@ impl EnvelopeEstimator {
         let at = last;
         let span_s = (last - fwd.hull[0].t.min(rev.hull[0].t)) as f64 * 1e-9;
         let wander = WANDER_SHAPE * self.config.wander_ppm * 1e3 * span_s.powf(1.5);
+        // A frequency that moves bends the clock relation away from the fitted line, by
+        // about d·W²/12 at its newest end for a drift d over a window W. The estimator does
+        // not follow that bend, but it does not hide it either: the drift seen in the rates
+        // of recent fits widens the uncertainty.
+        if sd.is_some() && n_f >= STEP_MIN_SAMPLES && n_r >= STEP_MIN_SAMPLES {
+            let centroid = 0.5 * (fwd.sum_t / fwd.n + rev.sum_t / rev.n);
+            self.track_drift(last + centroid as i64, rate);
+        }
+        let span_ns = span_s * 1e9;
+        let bend = DRIFT_ALLOWANCE * self.drift * span_ns * span_ns / 12.0;
         let uncertainty = if let Some(sd) = sd {
-            UNCERTAINTY_GAIN * (sd * sd + wander * wander).sqrt()
+            UNCERTAINTY_GAIN * (sd * sd + wander * wander).sqrt() + bend
         } else if n_f < 2 || n_r < 2 {
             // One sample per direction: all we know is that the offset lies within half the
             // round trip of the midpoint.
@@ -818,6 +889,13 @@ impl Adjust {
         shift: 0,
         cutoff: i64::MAX,
     };
+}
+
+/// A fit's rate at its samples' centroid.
+#[derive(Clone, Copy, Debug, Default)]
+struct RatePoint {
+    t: i64,
+    rate: f64,
 }
 
 /// One direction's window, summarised for the fit: its lower hull and the sums the
