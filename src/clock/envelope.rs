@@ -78,8 +78,9 @@ const DRIFT_HISTORY: usize = 256;
 const DRIFT_STEP: Nanos = Nanos::from_millis(500);
 /// ...of which those of the last this long give the drift...
 const DRIFT_SPAN: Nanos = Nanos::from_secs(60);
-/// ...once there are this many.
+/// ...once there are this many, from fits spanning at least [`DRIFT_MIN_SPAN`].
 const DRIFT_MIN_POINTS: usize = 30;
+const DRIFT_MIN_SPAN: Nanos = Nanos::from_secs(60);
 /// How many times the bend `d·W²/12` the uncertainty allows for (a fit of envelopes lags a
 /// bend more than a least-squares line does).
 const DRIFT_ALLOWANCE: f64 = 2.0;
@@ -174,6 +175,10 @@ struct Fit {
     res_f: f64,
     res_r: f64,
     uncertainty: f64,
+    /// What a moving frequency may bend the line by (see `track_drift`), ns: part of the
+    /// reported uncertainty, not of the tolerance changes are looked for with (a bend is
+    /// smooth, a change is not).
+    bend: f64,
 }
 
 impl Fit {
@@ -670,14 +675,19 @@ impl EnvelopeEstimator {
         // about d·W²/12 at its newest end for a drift d over a window W. The estimator does
         // not follow that bend, but it does not hide it either: the drift seen in the rates
         // of recent fits widens the uncertainty.
-        if sd.is_some() && n_f >= STEP_MIN_SAMPLES && n_r >= STEP_MIN_SAMPLES {
+        // (Young windows' rates scatter too much to tell a drift.)
+        if sd.is_some()
+            && n_f >= STEP_MIN_SAMPLES
+            && n_r >= STEP_MIN_SAMPLES
+            && span_s >= DRIFT_MIN_SPAN.as_secs_f64()
+        {
             let centroid = 0.5 * (fwd.sum_t / fwd.n + rev.sum_t / rev.n);
             self.track_drift(last + centroid as i64, rate);
         }
         let span_ns = span_s * 1e9;
         let bend = DRIFT_ALLOWANCE * self.drift * span_ns * span_ns / 12.0;
         let uncertainty = if let Some(sd) = sd {
-            UNCERTAINTY_GAIN * (sd * sd + wander * wander).sqrt() + bend
+            UNCERTAINTY_GAIN * (sd * sd + wander * wander).sqrt()
         } else if n_f < 2 || n_r < 2 {
             // One sample per direction: all we know is that the offset lies within half the
             // round trip of the midpoint.
@@ -701,6 +711,7 @@ impl EnvelopeEstimator {
             res_f,
             res_r,
             uncertainty: uncertainty.max(UNCERTAINTY_FLOOR_NS),
+            bend,
         });
         self.stats.refits += 1;
     }
@@ -1075,8 +1086,11 @@ impl ClockEstimator for EnvelopeEstimator {
             Some(j) if self.junction_is_young() => j.sd[0] + j.sd[1],
             _ => 0.0,
         };
-        let uncertainty =
-            fit.uncertainty + examined + joining + (self.asymmetry + self.live_asymmetry()).abs();
+        let uncertainty = fit.uncertainty
+            + fit.bend
+            + examined
+            + joining
+            + (self.asymmetry + self.live_asymmetry()).abs();
         let settled = self.exam.is_none()
             && !self.junction_is_young()
             && self.fwd.len() >= STEP_MIN_SAMPLES

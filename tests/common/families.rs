@@ -1,0 +1,51 @@
+//! Runs a family of timed events through the sync experiment on the Wi-Fi preset.
+
+// Each test file uses a part of these helpers.
+#![allow(dead_code)]
+
+use lockstep::sim::EventResult;
+use lockstep::sim::events::family;
+use lockstep::sim::sync::{EstimatorResult, SyncScenario, default_estimators, run_sync};
+use lockstep::time::Nanos;
+
+/// Each variant of `name` on wifi for 600 s with `seed`: its name and lockstep's result.
+pub fn run(name: &str, seed: u64) -> Vec<(String, EstimatorResult)> {
+    family(name)
+        .expect("known family")
+        .iter()
+        .map(|v| {
+            let s = SyncScenario::with_variant("wifi", v, seed, Nanos::from_secs(600))
+                .expect("wifi preset");
+            let r = run_sync(&s, default_estimators()).expect("valid scenario");
+            let lockstep = r
+                .results
+                .into_iter()
+                .find(|e| e.estimator == "lockstep")
+                .expect("lockstep in the report");
+            (v.name.clone(), lockstep)
+        })
+        .collect()
+}
+
+/// The event whose label starts with `prefix`.
+pub fn event<'a>(r: &'a EstimatorResult, prefix: &str) -> &'a EventResult {
+    r.events
+        .iter()
+        .find(|e| e.label.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no event {prefix} in {:?}", r.events))
+}
+
+/// The honesty every scenario owes: the uncertainty covers the truth in ≥ 90 % of samples
+/// and the error never stays beyond four times it for more than a second.
+pub fn assert_honest(name: &str, seed: u64, r: &EstimatorResult) {
+    assert!(
+        r.within_uncertainty >= 0.90,
+        "{name} seed {seed}: uncertainty covers only {:.1} %",
+        100.0 * r.within_uncertainty
+    );
+    assert!(
+        r.honesty.beyond_4x_max_s <= 1.0,
+        "{name} seed {seed}: {:.2} s beyond 4× the uncertainty",
+        r.honesty.beyond_4x_max_s
+    );
+}
