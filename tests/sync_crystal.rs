@@ -1,7 +1,7 @@
 //! Crystals whose frequency moves: a warm-up and a wander. The estimator does not follow
-//! the bend yet (a known miss: p99 60–100 µs against a 20 µs target), and its uncertainty
+//! the bend, only shortens its window (a known miss: p99 21–59 µs against 20 µs), and its uncertainty
 //! only widens by the drift it sees once its window spans a minute (a known miss too:
-//! 77–86 % covered on the warm-up against 90 %). These checks hold what is there: without
+//! 77–85 % covered against 90 %). These checks hold what is there: without
 //! the drift allowance the same runs were covered 16–36 % of the time.
 
 #[path = "common/families.rs"]

@@ -81,6 +81,12 @@ const DRIFT_SPAN: Nanos = Nanos::from_secs(60);
 /// ...once there are this many, from fits spanning at least [`DRIFT_MIN_SPAN`].
 const DRIFT_MIN_POINTS: usize = 30;
 const DRIFT_MIN_SPAN: Nanos = Nanos::from_secs(60);
+/// Refits between two comparisons of the window's newest quarter with the whole...
+const STRUCTURE_EVERY: u32 = 4;
+/// ...which disagree when their offsets are this many of their combined spreads apart...
+const STRUCTURE_SIGMA: f64 = 3.0;
+/// ...and while they agree, the window may grow back by this factor per comparison.
+const STRUCTURE_GROWTH: f64 = 1.1;
 /// How many times the bend `d·W²/12` the uncertainty allows for (a fit of envelopes lags a
 /// bend more than a least-squares line does).
 const DRIFT_ALLOWANCE: f64 = 2.0;
@@ -222,6 +228,15 @@ pub struct EnvelopeEstimator {
     asymmetry: f64,
     /// A burst of faster exchanges is wanted.
     burst_wanted: bool,
+    /// Scratch hulls of the window's newest quarter.
+    hull_qf: Vec<Point>,
+    hull_qr: Vec<Point>,
+    /// The longest window the clock's own steadiness allows (see `refit`), refits since it
+    /// was last checked, and how far the newest quarter's offset was from the whole
+    /// window's when they last disagreed (ns; part of the uncertainty).
+    window_cap: i64,
+    structure_refits: u32,
+    structure: f64,
     /// The rates of recent fits at their samples' centroids, and how fast they move (the
     /// frequency's drift: its magnitude plus its spread, rate per ns).
     rates: Ring<RatePoint>,
@@ -262,6 +277,11 @@ impl EnvelopeEstimator {
             junction: None,
             asymmetry: 0.0,
             burst_wanted: false,
+            hull_qf: Vec::with_capacity(cap + 1),
+            hull_qr: Vec::with_capacity(cap + 1),
+            window_cap: config.window.as_nanos(),
+            structure_refits: 0,
+            structure: 0.0,
             rates: Ring::new(DRIFT_HISTORY),
             drift: 0.0,
             since_refit: 0,
@@ -298,6 +318,9 @@ impl EnvelopeEstimator {
         self.asymmetry = 0.0;
         self.rates.clear();
         self.drift = 0.0;
+        self.window_cap = self.config.window.as_nanos();
+        self.structure_refits = 0;
+        self.structure = 0.0;
     }
 
     /// Records a fit's rate at its samples' centroid `at` (a line fitted to a bending
@@ -670,6 +693,57 @@ impl EnvelopeEstimator {
         let (n_f, n_r) = (fwd.n as usize, rev.n as usize);
         let at = last;
         let span_s = (last - fwd.hull[0].t.min(rev.hull[0].t)) as f64 * 1e-9;
+        // Does the window's newest quarter tell the same story? A fit over it alone is
+        // noisier but follows a bending clock relation (a warming crystal) that the whole
+        // window's line lags behind; when the two disagree beyond their spreads the window
+        // is too long for the clock, and it shrinks.
+        self.structure_refits += 1;
+        // (Not across a change being examined or joined: its two sides' levels are still
+        // being learnt, and that is not a bend.)
+        if !provisional
+            && self.exam.is_none()
+            && self.junction.is_none()
+            && self.structure_refits >= STRUCTURE_EVERY
+            && n_f >= 4 * STEP_MIN_SAMPLES
+            && n_r >= 4 * STEP_MIN_SAMPLES
+            && let Some(full) = post
+        {
+            self.structure_refits = 0;
+            let quarter = last - (span_s * 1e9 * 0.25) as i64;
+            let (mut qf, mut qr) = (adj_f, adj_r);
+            (qf.since, qr.since) = (quarter, quarter);
+            let q = Side::build(
+                &self.fwd,
+                None,
+                last,
+                qf,
+                &mut self.sorted,
+                &mut self.hull_qf,
+            )
+            .zip(Side::build(
+                &self.rev,
+                None,
+                last,
+                qr,
+                &mut self.sorted,
+                &mut self.hull_qr,
+            ))
+            .and_then(|(f, r)| posterior(&f, wf, &r, wr));
+            if let Some(q) = q {
+                let apart = (q.offset - full.offset).abs();
+                let spread = (q.offset_sd * q.offset_sd + full.offset_sd * full.offset_sd).sqrt();
+                let min = self.config.min_window.as_nanos();
+                if apart > STRUCTURE_SIGMA * spread {
+                    self.window_cap = ((span_s * 1e9 * 0.5) as i64).max(min);
+                    self.structure = apart;
+                } else {
+                    let max = self.config.window.as_nanos();
+                    self.window_cap = (self.window_cap as f64 * STRUCTURE_GROWTH) as i64;
+                    self.window_cap = self.window_cap.clamp(min, max);
+                    self.structure = 0.0;
+                }
+            }
+        }
         let wander = WANDER_SHAPE * self.config.wander_ppm * 1e3 * span_s.powf(1.5);
         // A frequency that moves bends the clock relation away from the fitted line, by
         // about d·W²/12 at its newest end for a drift d over a window W. The estimator does
@@ -701,8 +775,15 @@ impl EnvelopeEstimator {
             // Quiet paths gain little from a long window and lose to wander; noisy ones need it.
             let noise = 0.5 * (res_f + res_r) / self.config.quiet_residual.as_nanos().max(1) as f64;
             let min = self.config.min_window.as_nanos() as f64;
-            self.window =
-                (min * noise.max(1.0).sqrt()).min(self.config.window.as_nanos() as f64) as i64;
+            let mut cap = self.window_cap;
+            if let Some(j) = self.junction {
+                // A change being joined keeps the samples from before it: they carry the
+                // rate across it.
+                cap = cap.max(last - j.since[0].min(j.since[1]) + min as i64);
+            }
+            self.window = ((min * noise.max(1.0).sqrt()).min(self.config.window.as_nanos() as f64)
+                as i64)
+                .min(cap);
         }
         self.fit = Some(Fit {
             at,
@@ -830,6 +911,7 @@ fn posterior(fwd: &Side, wf: f64, rev: &Side, wr: f64) -> Option<Posterior> {
 
 /// What [`posterior`] finds: means of the rate and of the offset at the newest sample, and
 /// the offset's standard deviation.
+#[derive(Clone, Copy)]
 struct Posterior {
     rate: f64,
     offset: f64,
@@ -892,6 +974,8 @@ struct Adjust {
     before: i64,
     shift: i64,
     cutoff: i64,
+    /// Samples before this are left out.
+    since: i64,
 }
 
 impl Adjust {
@@ -899,6 +983,7 @@ impl Adjust {
         before: i64::MIN,
         shift: 0,
         cutoff: i64::MAX,
+        since: i64::MIN,
     };
 }
 
@@ -936,7 +1021,7 @@ impl<'a> Side<'a> {
         sorted.extend(
             ring.iter()
                 .chain(extra)
-                .filter(|p| p.t < adjust.cutoff)
+                .filter(|p| p.t < adjust.cutoff && p.t >= adjust.since)
                 .map(|p| {
                     if p.t < adjust.before {
                         Point {
@@ -1088,6 +1173,7 @@ impl ClockEstimator for EnvelopeEstimator {
         };
         let uncertainty = fit.uncertainty
             + fit.bend
+            + self.structure
             + examined
             + joining
             + (self.asymmetry + self.live_asymmetry()).abs();
