@@ -19,10 +19,10 @@ fn a_leader_clock_step_of_a_second_either_way_is_a_new_epoch_within_half_a_secon
             );
             let first = e.first_epoch_s.expect("an epoch change");
             assert!(first <= 0.5, "{name} seed {seed}: epoch after {first} s");
-            // Within ±20 µs of the truth soon after (the issue asks 1 s; measured up to 1.4).
+            // Within ±20 µs of the truth soon after (the issue asks 1 s; measured 0.6–1.0).
             let settle = e.settle_s.expect("settles");
             assert!(
-                settle <= 2.0,
+                settle <= 1.5,
                 "{name} seed {seed}: settled after {settle} s"
             );
             assert!(e.final_level_us.abs() < 20.0, "{name} seed {seed}: {e:?}");
@@ -42,7 +42,7 @@ fn a_restarted_leader_is_followed_at_once_as_a_new_leader() {
             assert!(first <= 0.5, "{name} seed {seed}: epoch after {first} s");
             let settle = e.settle_s.expect("settles");
             assert!(
-                settle <= 2.0,
+                settle <= 1.5,
                 "{name} seed {seed}: settled after {settle} s"
             );
             assert_honest(&name, seed, &r);

@@ -80,7 +80,7 @@ const DRIFT_STEP: Nanos = Nanos::from_millis(500);
 const DRIFT_SPAN: Nanos = Nanos::from_secs(60);
 /// ...once there are this many, from fits spanning at least [`DRIFT_MIN_SPAN`].
 const DRIFT_MIN_POINTS: usize = 30;
-const DRIFT_MIN_SPAN: Nanos = Nanos::from_secs(60);
+const DRIFT_MIN_SPAN: Nanos = Nanos::from_secs(30);
 /// Refits between two comparisons of the window's newest quarter with the whole...
 const STRUCTURE_EVERY: u32 = 4;
 /// ...which disagree when their offsets are this many of their combined spreads apart...
@@ -90,6 +90,10 @@ const STRUCTURE_GROWTH: f64 = 1.1;
 /// How many times the bend `d·W²/12` the uncertainty allows for (a fit of envelopes lags a
 /// bend more than a least-squares line does).
 const DRIFT_ALLOWANCE: f64 = 2.0;
+/// A window spanning less than this is young: it asks for a burst every
+/// [`YOUNG_BURST_EVERY`] (a leader grants one every 10 s at most by default).
+const YOUNG_SPAN: Nanos = Nanos::from_secs(60);
+const YOUNG_BURST_EVERY: Nanos = Nanos::from_secs(10);
 /// Kept samples after a change before its levels are refined from them.
 const REFINE_MIN_SAMPLES: usize = 16;
 
@@ -228,6 +232,8 @@ pub struct EnvelopeEstimator {
     asymmetry: f64,
     /// A burst of faster exchanges is wanted.
     burst_wanted: bool,
+    /// When a young window last asked for one (relative local time).
+    last_burst: Option<i64>,
     /// Scratch hulls of the window's newest quarter.
     hull_qf: Vec<Point>,
     hull_qr: Vec<Point>,
@@ -277,6 +283,7 @@ impl EnvelopeEstimator {
             junction: None,
             asymmetry: 0.0,
             burst_wanted: false,
+            last_burst: None,
             hull_qf: Vec::with_capacity(cap + 1),
             hull_qr: Vec::with_capacity(cap + 1),
             window_cap: config.window.as_nanos(),
@@ -316,6 +323,7 @@ impl EnvelopeEstimator {
         self.exam = None;
         self.junction = None;
         self.asymmetry = 0.0;
+        self.last_burst = None;
         self.rates.clear();
         self.drift = 0.0;
         self.window_cap = self.config.window.as_nanos();
@@ -1128,8 +1136,18 @@ impl ClockEstimator for EnvelopeEstimator {
             t: ex.t3.as_nanos().saturating_sub(t0),
             y: ex.reverse().as_nanos().saturating_sub(z0),
         };
-        if self.fwd.len() == 0 && self.block.n == 0 {
-            // The first exchange of an epoch: converge fast whatever the leader's schedule.
+        let young = self
+            .fwd
+            .front()
+            .is_none_or(|p| fwd.t - p.t < YOUNG_SPAN.as_nanos());
+        let due = self
+            .last_burst
+            .is_none_or(|t| fwd.t - t >= YOUNG_BURST_EVERY.as_nanos());
+        if young && due {
+            // A young window converges fast whatever the leader's schedule: its first
+            // exchange asks for a burst, and so does it again while the window is young (the
+            // leader grants one so often at most).
+            self.last_burst = Some(fwd.t);
             self.want_burst();
         }
         self.watch(fwd, rev);
