@@ -78,6 +78,8 @@ pub(crate) struct Watch {
     /// The oldest exchange of a raised run that is halfway to an alarm: a fit leaves the run
     /// out meanwhile, as raised samples would tilt it.
     pending_up: Option<i64>,
+    /// Exchanges since the last residual at or below the lowest threshold.
+    run: usize,
 }
 
 impl Watch {
@@ -86,6 +88,7 @@ impl Watch {
             recent: Ring::new(HISTORY),
             below: 0,
             pending_up: None,
+            run: 0,
         }
     }
 
@@ -93,12 +96,18 @@ impl Watch {
         self.recent.clear();
         self.below = 0;
         self.pending_up = None;
+        self.run = 0;
     }
 
     /// Takes the residual `e` (ns above the envelope) of the exchange at `t`, with `noise`
     /// the typical residual of one exchange and `tol` the envelope's own uncertainty.
     pub(crate) fn observe(&mut self, t: i64, e: f64, noise: f64, tol: f64) -> Option<Trigger> {
         self.recent.push(Residual { t, e });
+        // The lowest threshold looked at (halfway, at the longest run): a residual at or
+        // below it ends every raised run, so only the exchanges since the last one can
+        // raise an alarm, and the search below stops there.
+        let lowest = tol + 0.5 * UP_SIGNIFICANCE * noise / HISTORY as f64;
+        self.run = if e > lowest { self.run + 1 } else { 0 };
         let mask = (1u32 << DOWN_WINDOW) - 1;
         self.below = ((self.below << 1) | (e < -tol) as u32) & mask;
         if self.below.count_ones() >= DOWN_CONFIRM {
@@ -127,7 +136,7 @@ impl Watch {
         let mut k = MIN_RUN;
         let mut raised = false;
         self.pending_up = None;
-        for i in 0..self.recent.len() {
+        for i in 0..self.recent.len().min(self.run) {
             let Some(r) = self.recent.newest(i) else {
                 break;
             };

@@ -1026,21 +1026,17 @@ impl<'a> Side<'a> {
         // Exchanges complete in the order their replies arrive, which is not quite the order
         // of their timestamps: sort (insertion sort, linear on nearly sorted input).
         sorted.clear();
-        sorted.extend(
-            ring.iter()
-                .chain(extra)
-                .filter(|p| p.t < adjust.cutoff && p.t >= adjust.since)
-                .map(|p| {
-                    if p.t < adjust.before {
-                        Point {
-                            y: p.y.saturating_add(adjust.shift),
-                            ..p
-                        }
-                    } else {
-                        p
-                    }
-                }),
-        );
+        // The ring's own iterator knows its length, so this copy is a plain one; the
+        // adjustments, rarely needed, go over the copy after.
+        sorted.extend(ring.iter().chain(extra));
+        if adjust.cutoff != i64::MAX || adjust.since != i64::MIN {
+            sorted.retain(|p| p.t < adjust.cutoff && p.t >= adjust.since);
+        }
+        if adjust.shift != 0 {
+            for p in sorted.iter_mut().filter(|p| p.t < adjust.before) {
+                p.y = p.y.saturating_add(adjust.shift);
+            }
+        }
         for i in 1..sorted.len() {
             let mut j = i;
             while j > 0 && sorted[j - 1].t > sorted[j].t {
