@@ -24,9 +24,27 @@
 //! a second in steady state (every block while the window is young), and nothing allocates
 //! after construction.
 //!
-//! A leader clock step shows as samples on the impossible side of an envelope (a delay
-//! shorter than the path's base delay); a few of those in a short run start a new epoch.
+//! The world changes under the window. A path that changes (a roam, a one-way re-route) or
+//! a leader clock that steps moves one or both envelopes for good. The change watch of
+//! [`super::change`] tells that from queuing noise and explains it. The samples from before
+//! the change are then moved onto the levels after it, so the window and its rate carry on.
+//! The epoch changes only when the timeline moved by more than the uncertainty (a step; a
+//! one-way change, which moves the two-way offset by half of it), and `reason` says why.
 //! A different leader port starts a new epoch at once.
+//!
+//! A crystal whose frequency moves bends the clock relation away from a line. Two things
+//! answer that:
+//! - Every few seconds a fit over the window's newest quarter is compared with the whole
+//!   window's. When they disagree beyond their spreads, the window halves.
+//! - The drift seen in recent fits' rates widens the uncertainty by the bend it would put
+//!   in the line.
+//!
+//! The bend itself is not modelled.
+//!
+//! The uncertainty is honest about what the estimator cannot know. It widens while a
+//! change is examined or its new levels are young (the estimate is then not `settled`). It
+//! keeps half of every one-way change, since no two-way method can tell which side of it
+//! was right.
 
 use super::change::{Examination, Explanation, Trigger, Watch};
 use super::hull::{Line, Point, lower_hull};
