@@ -149,7 +149,7 @@ struct AwaitingTimestamp<A> {
 ///    [`handle_transmitted`](Self::handle_transmitted).
 ///
 /// A follower's request for a re-burst arrives through `handle_receive` like a Delay_Req
-/// (see the [module docs](self) for what is granted); its grant comes out of
+/// (see the `ptp::master` module docs for what is granted); its grant comes out of
 /// `poll_transmit`, and the faster Syncs out of the usual `handle_timeout`/`poll_transmit`.
 #[derive(Debug)]
 pub struct PtpMaster<A> {
