@@ -13,6 +13,11 @@
 //! keep the master at its fastest rate. Requests from addresses the master does not serve
 //! are not answered. All of it is counted in [`PtpStats`]; a follower's state is two more
 //! fields, so memory stays fixed.
+//!
+//! The schedule runs in the leader's own clock. If that clock is set back, a deadline further
+//! ahead than its interval is restarted from now, so the master does not fall silent for as
+//! long as the step. A driver must still wake it at least once a Sync interval, since a
+//! deadline computed before the step lies that much further in its clock.
 
 use std::collections::VecDeque;
 
