@@ -291,13 +291,14 @@ fn explain(e: &NodeError, leader: SocketAddr) -> String {
 fn status_line(elapsed: Duration, st: &FollowerStatus, joined: bool) -> String {
     let us = |n: Option<Nanos>| n.map_or("-".into(), |n| format!("{:.1} µs", n.as_micros_f64()));
     format!(
-        "[{:>6.0} s] offset {}  rate {}  ±{}  buffer {:.1} ms  received {} lost {} late {}  \
+        "[{:>6.0} s] offset {}  rate {}  ±{} ({})  buffer {:.1} ms  received {} lost {} late {}  \
          underruns {}  {}  timestamps {}",
         elapsed.as_secs_f64(),
         us(st.clock_offset),
         st.clock_rate_ppm
             .map_or("-".into(), |r| format!("{r:+.2} ppm")),
         us(st.uncertainty),
+        clock_state(st),
         st.buffer_level.as_nanos() as f64 / 1e6,
         st.packets_received,
         st.packets_lost,
@@ -344,5 +345,14 @@ fn print_report(r: &FollowerReport) {
             wav.display(),
             PathBuf::from(side).display()
         );
+    }
+}
+
+/// Whether the clock estimate can be played on, and why its epoch began.
+fn clock_state(st: &FollowerStatus) -> String {
+    match (st.clock_settled, st.clock_reason) {
+        (_, None) => "no clock".into(),
+        (true, Some(reason)) => format!("settled, since {reason}"),
+        (false, Some(reason)) => format!("settling, since {reason}"),
     }
 }

@@ -277,11 +277,12 @@ fn follower_line(info: &FollowerInfo, status: Option<&FollowerStatus>) -> String
     };
     let us = |n: Option<Nanos>| n.map_or("-".into(), |n| format!("{:.1} µs", n.as_micros_f64()));
     format!(
-        "{head} offset {}  rate {}  ±{}  buffer {:.1} ms  lost {}  late {}  {}",
+        "{head} offset {}  rate {}  ±{} ({})  buffer {:.1} ms  lost {}  late {}  {}",
         us(st.clock_offset),
         st.clock_rate_ppm
             .map_or("-".into(), |r| format!("{r:+.2} ppm")),
         us(st.uncertainty),
+        clock_state(st),
         st.buffer_level.as_nanos() as f64 / 1e6,
         st.packets_lost,
         st.packets_late,
@@ -355,5 +356,14 @@ impl StatusBoard {
         }
         let _ = writeln!(err, "{summary}");
         let _ = writeln!(err, "leader: done");
+    }
+}
+
+/// Whether the clock estimate can be played on, and why its epoch began.
+fn clock_state(st: &FollowerStatus) -> String {
+    match (st.clock_settled, st.clock_reason) {
+        (_, None) => "no clock".into(),
+        (true, Some(reason)) => format!("settled, since {reason}"),
+        (false, Some(reason)) => format!("settling, since {reason}"),
     }
 }

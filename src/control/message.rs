@@ -6,6 +6,7 @@ use super::field::{
     put_opt_nanos, put_str, put_volume,
 };
 use super::role::Role;
+use crate::clock::EpochReason;
 use crate::media::CodecKind;
 use crate::time::Nanos;
 
@@ -133,6 +134,13 @@ pub struct FollowerStatus {
     pub clock_rate_ppm: Option<f64>,
     /// Uncertainty of the offset estimate.
     pub uncertainty: Option<Nanos>,
+    /// Whether the clock estimate can be played on ([`ClockEstimate::settled`]): false while
+    /// it converges or works out a change of the path or of the leader's clock.
+    ///
+    /// [`ClockEstimate::settled`]: crate::clock::ClockEstimate::settled
+    pub clock_settled: bool,
+    /// Why the clock estimate's current epoch began, once there is an estimate.
+    pub clock_reason: Option<EpochReason>,
     /// Audio buffered ahead of the output.
     pub buffer_level: Nanos,
     /// RTP packets received.
@@ -668,6 +676,14 @@ fn put_status(out: &mut Vec<u8>, s: &FollowerStatus) -> Result<(), ControlError>
     put_opt_nanos(out, s.clock_offset);
     put_opt_f64(out, "clock rate not finite", s.clock_rate_ppm)?;
     put_opt_nanos(out, s.uncertainty);
+    put_bool(out, s.clock_settled);
+    out.push(match s.clock_reason {
+        None => 0,
+        Some(EpochReason::Start) => 1,
+        Some(EpochReason::LeaderStep) => 2,
+        Some(EpochReason::NewLeader) => 3,
+        Some(EpochReason::PathChange) => 4,
+    });
     put_nanos(out, s.buffer_level);
     for counter in [
         s.packets_received,
@@ -692,6 +708,19 @@ fn read_status(r: &mut Reader<'_>) -> Result<FollowerStatus, ControlError> {
         clock_offset: r.opt_nanos("clock offset presence not 0 or 1")?,
         clock_rate_ppm: r.opt_f64("clock rate presence not 0 or 1, or rate not finite")?,
         uncertainty: r.opt_nanos("uncertainty presence not 0 or 1")?,
+        clock_settled: r.bool("clock settled flag not 0 or 1")?,
+        clock_reason: match r.u8()? {
+            0 => None,
+            1 => Some(EpochReason::Start),
+            2 => Some(EpochReason::LeaderStep),
+            3 => Some(EpochReason::NewLeader),
+            4 => Some(EpochReason::PathChange),
+            _ => {
+                return Err(ControlError::Malformed {
+                    what: "unknown epoch reason",
+                });
+            }
+        },
         buffer_level: r.nanos()?,
         packets_received: r.u64()?,
         packets_lost: r.u64()?,

@@ -47,7 +47,8 @@
 //!   ptp_event_port u16, ptp_general_port u16, target_latency nanos, ptime nanos.
 //! - hello ports: rtp u16, ptp_event u16, ptp_general u16.
 //! - status: clock_offset option of nanos, clock_rate_ppm option of f64, uncertainty
-//!   option of nanos, buffer_level nanos, five u64 counters (received, lost, late, unknown
+//!   option of nanos, clock_settled bool, clock_reason u8 (none 0, start 1, leader step 2,
+//!   new leader 3, path change 4), buffer_level nanos, five u64 counters (received, lost, late, unknown
 //!   source, underruns), skew_estimate option of nanos, playing bool, volume, muted bool,
 //!   trim nanos, timestamp kind.
 //! - refusal: u8 code, then its fields: wrong key 0, replay 1, unsupported version 2 (got
@@ -258,6 +259,8 @@ mod tests {
             clock_offset: full.then_some(Nanos(-1_234_567)),
             clock_rate_ppm: full.then_some(-3.25),
             uncertainty: full.then_some(Nanos::from_micros(40)),
+            clock_settled: full,
+            clock_reason: full.then_some(crate::clock::EpochReason::PathChange),
             buffer_level: Nanos::from_millis(80),
             packets_received: u64::MAX,
             packets_lost: 3,
@@ -617,6 +620,16 @@ mod tests {
         });
         let rate_at = HEADER_LEN + 4 + 1 + 8 + 1;
         bytes[rate_at..rate_at + 8].copy_from_slice(&f64::NAN.to_bits().to_be_bytes());
+        assert!(malformed(&bytes));
+        // A Status whose epoch reason is no known one (after the uncertainty and the
+        // settled flag).
+        let mut bytes = frame(&Message::Status {
+            id: 1,
+            status: status(true),
+        });
+        let reason_at = rate_at + 8 + 1 + 8 + 1;
+        assert_eq!(bytes[reason_at], 4, "path change where the layout says");
+        bytes[reason_at] = 9;
         assert!(malformed(&bytes));
     }
 

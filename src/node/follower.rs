@@ -197,6 +197,8 @@ impl FollowerShared {
             clock_offset: est.map(|e| e.offset_at(now)),
             clock_rate_ppm: est.map(|e| e.rate_ppm).filter(|r| r.is_finite()),
             uncertainty: est.map(|e| e.uncertainty),
+            clock_settled: est.is_some_and(|e| e.settled),
+            clock_reason: est.map(|e| e.reason),
             buffer_level: out.buffer_level,
             packets_received: rx_stats.received,
             packets_lost: rx_stats.lost,
