@@ -30,3 +30,24 @@ fn bursts_of_heavy_loss_and_jitter_are_not_taken_for_changes() {
         }
     }
 }
+
+#[test]
+fn a_minute_of_heavy_interference_is_waited_out_not_taken_for_a_new_path() {
+    use lockstep::sim::scenario_file::parse_events;
+    use lockstep::sim::sync::{SyncScenario, default_estimators, run_sync};
+    use lockstep::time::Nanos;
+    let file = r#"{"events": [{"at_s": 100, "episode": {"direction": "both", "duration_s": 60, "jitter_mean_ms": 20, "loss": 0.3}}]}"#;
+    for seed in [1, 2] {
+        let mut s = SyncScenario::preset("wifi", seed, Nanos::from_secs(400)).unwrap();
+        s.events = parse_events(file).expect("valid events");
+        let r = run_sync(&s, default_estimators()).expect("valid scenario");
+        let l = r
+            .results
+            .iter()
+            .find(|e| e.estimator == "lockstep")
+            .unwrap();
+        assert_eq!(l.honesty.epoch_changes, 0, "seed {seed}: {:?}", l.events);
+        assert!(l.p99_us <= 20.0, "seed {seed}: p99 {} µs", l.p99_us);
+        assert_honest("heavy interference", seed, l);
+    }
+}

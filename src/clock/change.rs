@@ -50,6 +50,10 @@ const EXCLUDED: f64 = 6.0;
 /// percent of packets by tens of milliseconds (retransmissions, power save): one or two in a
 /// row is common, eight a few times in a billion.
 const MIN_RUN: usize = 8;
+/// Queuing this many times heavier after an alarm than before it (about three spreads of
+/// its estimate from eight exchanges) is an episode of heavy
+/// traffic or interference, not a change of the path.
+const EPISODE: f64 = 2.0;
 /// Exchanges per direction after which an examination decides on the best explanation,
 /// however close the others are.
 const MAX_EXAMINED: u32 = 320;
@@ -264,6 +268,8 @@ pub(crate) struct Examination {
     pub raised: i64,
     least: [f64; 2],
     count: [u32; 2],
+    /// The sum of the residuals taken, per direction.
+    sum: [f64; 2],
     /// Typical residual of one exchange per direction, frozen when it was raised.
     noise: [f64; 2],
     /// The trusted fit's standard deviation, ns.
@@ -282,6 +288,7 @@ impl Examination {
             raised,
             least: [f64::INFINITY; 2],
             count: [0; 2],
+            sum: [0.0; 2],
             noise,
             fit_sd,
             size: trigger.size,
@@ -292,6 +299,17 @@ impl Examination {
     pub(crate) fn take(&mut self, d: usize, e: f64) {
         self.least[d] = self.least[d].min(e);
         self.count[d] += 1;
+        self.sum[d] += e;
+    }
+
+    /// The typical queuing of direction `d`'s residuals since the alarm: their mean above
+    /// their least, ns.
+    fn queuing_since(&self, d: usize) -> f64 {
+        let k = self.count[d];
+        if k == 0 {
+            return 0.0;
+        }
+        (self.sum[d] / k as f64 - self.least[d]).max(0.0)
     }
 
     /// Each direction's level since the change and its standard deviation, ns.
@@ -301,8 +319,10 @@ impl Examination {
             return None;
         }
         // The least of k exponential residuals exceeds the level by m/k on average (and by
-        // about as much in spread).
-        let excess = self.noise[d] / k as f64;
+        // about as much in spread). The queuing may have grown with the change (a busy
+        // channel is not a new path): m is the larger of what it was before and what the
+        // samples since show (their mean above their least).
+        let excess = self.noise[d].max(self.queuing_since(d)) / k as f64;
         Some((self.least[d] - excess, excess + self.fit_sd))
     }
 
@@ -311,6 +331,14 @@ impl Examination {
     pub(crate) fn decide(&self) -> Option<Explanation> {
         if (self.count[0].min(self.count[1]) as usize) < MIN_RUN {
             return None;
+        }
+        // Queuing several times heavier than before the alarm is an episode (a microwave
+        // oven, a busy channel), not a new path: levels measured through it mislead. Wait
+        // it out, and call it nothing if it lasts.
+        let busy = (0..2).any(|d| self.queuing_since(d) > EPISODE * self.noise[d]);
+        if busy {
+            let lasted = self.count[0].min(self.count[1]) >= MAX_EXAMINED;
+            return lasted.then_some(Explanation::Nothing);
         }
         let (f, sf) = self.level(0)?;
         let (r, sr) = self.level(1)?;
