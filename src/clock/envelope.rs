@@ -1209,8 +1209,10 @@ impl ClockEstimator for EnvelopeEstimator {
             + examined
             + joining
             + (self.asymmetry + self.live_asymmetry()).abs();
+        // (Nor while the window is too long for a bending clock relation.)
         let settled = self.exam.is_none()
             && !self.junction_is_young()
+            && self.structure == 0.0
             && self.fwd.len() >= STEP_MIN_SAMPLES
             && self.rev.len() >= STEP_MIN_SAMPLES;
         Some(ClockEstimate {
