@@ -222,8 +222,8 @@ impl Playout {
     /// Fills `out` (one block: `block_frames × channels_out` samples) with what the DAC
     /// should emit next. `dac_next` is when the block's first frame will leave (local
     /// clock); `dac_frames` how many frames the DAC has emitted so far. Without an
-    /// estimate, or idle with an estimate that is not [settled](ClockEstimate::settled), the
-    /// block is silent; a playing path follows an unsettled estimate but does not re-align on
+    /// estimate, or idle with an estimate that is not [settled](ClockEstimate::settled) or
+    /// less than two blocks of audio, the block is silent; a playing path follows an unsettled estimate but does not re-align on
     /// it (a gap in the stream still fades out). Returns the controller's report for the block.
     /// Allocates nothing.
     ///
@@ -251,6 +251,18 @@ impl Playout {
         let mut plan = if self.controller.state() == State::Idle && !est.settled {
             // Starting on an estimate still converging, or still working out a change it
             // saw, would land the audio on a timeline that may move again.
+            out.fill(0.0);
+            self.controller.reset();
+            return self.controller.report();
+        } else if self.controller.state() == State::Idle && rx.buffered_frames() < block {
+            // Less than two blocks to play (an outage has drained the FIFO, or the first
+            // packets are still coming): a start now would underrun at once, and again at
+            // every block until the stream is back. What is left of the old stream is
+            // already late, a start would skip it; dropping it lets the receiver take up
+            // the stream afresh.
+            if rx.head_presentation().is_some_and(|head| head < emit) {
+                rx.discard(rx.buffered_frames());
+            }
             out.fill(0.0);
             self.controller.reset();
             return self.controller.report();

@@ -361,6 +361,8 @@ struct Follower {
     port: PortIdentity,
     clock: SimClock,
     slave: PtpSlave<u32>,
+    /// The slave's last deadline and the true time it falls due at.
+    wake: Option<(LocalInstant, SimTime)>,
     estimator: EnvelopeEstimator,
     estimate: Option<ClockEstimate>,
     up: Link,
@@ -393,6 +395,21 @@ struct Follower {
 impl Follower {
     fn leader_now(&self, local: LocalInstant) -> Option<LeaderInstant> {
         self.estimate.map(|e| e.to_leader(local))
+    }
+
+    /// The true time at which the slave's timer falls due. The answer for a reading does not
+    /// change, and finding it walks the crystal's wander from now on, so the last one is
+    /// kept: the loop asks every follower at every step.
+    fn slave_wake(&mut self) -> Option<SimTime> {
+        let t = self.slave.poll_timeout()?;
+        match self.wake {
+            Some((reading, at)) if reading == t => Some(at),
+            _ => {
+                let at = self.clock.time_of(t.as_nanos());
+                self.wake = Some((t, at));
+                Some(at)
+            }
+        }
     }
 
     fn starved(&self, now: SimTime) -> bool {
@@ -826,6 +843,7 @@ fn simulate(
             port,
             clock,
             slave: PtpSlave::new(SlaveConfig::new(port)),
+            wake: None,
             estimator: EnvelopeEstimator::default(),
             estimate: None,
             up: Link::with_changes(s.path.to_leader, fork.fork(3), &split.to_leader)?,
@@ -916,8 +934,8 @@ fn simulate(
         for f in followers.iter_mut() {
             if f.starved(last) {
                 now = now.min(f.starved_until);
-            } else if let Some(t) = f.slave.poll_timeout() {
-                now = now.min(f.clock.time_of(t.as_nanos()).max(last));
+            } else if let Some(t) = f.slave_wake() {
+                now = now.min(t.max(last));
             }
             now = now.min(f.next_render);
         }
@@ -1092,10 +1110,7 @@ fn simulate(
 /// completed, and its estimate.
 fn follow(f: &mut Follower, i: usize, now: SimTime, queue: &mut EventQueue<Packet>) {
     let local = LocalInstant::from_nanos(f.clock.reading(now));
-    if f.slave
-        .poll_timeout()
-        .is_some_and(|t| f.clock.time_of(t.as_nanos()) <= now)
-    {
+    if f.slave_wake().is_some_and(|t| t <= now) {
         f.slave.handle_timeout(local);
     }
     let mut burst = false;
