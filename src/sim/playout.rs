@@ -9,6 +9,12 @@
 //! full-range speakers pairwise: the skew is measured from the audio alone, against true
 //! time, never from what any follower believes.
 //!
+//! [`PlayoutScenario::events`] change the run as they change the clock experiment's
+//! ([`crate::sim::sync`]), on every follower alike, plus what only a playout sees: a DAC
+//! that stalls, a follower without CPU. [`run_playout`] measures as it goes, 2 s at a time,
+//! and forgets the audio behind it, so memory stays bounded however long the run; for a
+//! day's soak [`Sampling::Sparse`] measures a stretch every few minutes and every event.
+//!
 //! The standard group ([`PlayoutScenario::preset`]) is a stereo pair (left and right, same
 //! model), a subwoofer and a full-range speaker in another room, on crystals at +120, −80,
 //! +40 and −150 ppm, playing white noise that is the same on both channels.
@@ -986,6 +992,9 @@ fn simulate(
                     }
                 }
                 Action::Starve(d) => {
+                    // What starves is the network side: datagrams wait, unhandled, and the
+                    // slave's timers with them. The audio callback runs at real-time
+                    // priority and still renders, from what the FIFO holds.
                     for f in followers.iter_mut() {
                         f.starved_until = f.starved_until.max(now + d);
                     }
