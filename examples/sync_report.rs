@@ -23,17 +23,21 @@
 //!
 //! `--playout` runs the whole group instead (a stereo pair, a subwoofer and a speaker in
 //! another room, each on its own drifting crystal) and reports the inter-speaker skew that
-//! the sync meter measures from the emitted audio:
+//! the sync meter measures from the emitted audio; families and `--events` files apply to
+//! every follower alike, with per-event figures. The `soak` family is a day in a home drawn
+//! from the seed, measured 10 s every 5 minutes, with figures and peak memory per hour:
 //!
 //! ```text
 //! cargo run --release --example sync_report -- --playout --scenario wifi --seconds 600 --json
+//! cargo run --release --example sync_report -- --playout --scenario roam --seconds 300
+//! cargo run --release --example sync_report -- --playout --scenario soak --seconds 7200 --seed 1
 //! ```
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use lockstep::playout::corrector::CorrectorKind;
-use lockstep::sim::events::{Events, FAMILIES, Variant, family};
+use lockstep::sim::events::{Events, FAMILIES, family_seeded};
 use lockstep::sim::playout::{PlayoutReport, PlayoutScenario, run_playout};
 use lockstep::sim::plot::{Series, log_plot_svg};
 use lockstep::sim::scenario_file::read_events;
@@ -49,8 +53,8 @@ use lockstep::time::Nanos;
 struct Args {
     /// Network preset (lan, wifi, congested_wifi, asymmetric), or a family of timed events
     /// (roam, mesh_reroute, warmup, wander, asym_up, asym_down, microwave, outage_10s,
-    /// outage_30s, leader_step, leader_restart, follower_restart, no_burst), which runs each
-    /// of its variants on `--network` [default: wifi].
+    /// outage_30s, leader_step, leader_restart, follower_restart, no_burst, soak), which runs
+    /// each of its variants on `--network` [default: wifi].
     #[arg(long)]
     scenario: Option<String>,
     /// The network preset a family of events or an `--events` file runs on.
@@ -115,8 +119,9 @@ impl Args {
 enum Plan {
     /// A network preset without events.
     Preset(String),
-    /// Each variant of a family on `--network`.
-    Family(Vec<Variant>),
+    /// Each variant of the named family on `--network` (the `soak` family drawn from each
+    /// seed).
+    Family(String),
     /// A file's events on `--network`, named after the file.
     File {
         /// The file's stem.
@@ -134,16 +139,12 @@ impl Plan {
             ExitCode::from(2)
         };
         let Some(path) = &args.events else {
-            return Ok(match family(args.scenario()) {
-                Some(variants) => Plan::Family(variants),
-                None => Plan::Preset(args.scenario().to_string()),
+            return Ok(if FAMILIES.contains(&args.scenario()) {
+                Plan::Family(args.scenario().to_string())
+            } else {
+                Plan::Preset(args.scenario().to_string())
             });
         };
-        if args.playout {
-            return Err(refuse(
-                "--events runs the sync experiment; the playout experiment takes no events".into(),
-            ));
-        }
         // The file's events would replace a family's, and a preset given as --scenario would
         // be ignored for --network: either way the user meant something else.
         match args.scenario.as_deref() {
@@ -208,7 +209,8 @@ fn override_link(link: &mut LinkConfig, args: &Args) {
 fn run(args: &Args, plan: &Plan, seed: u64) -> Result<Vec<SyncReport>, ExitCode> {
     let duration = Nanos::from_secs_f64(args.seconds);
     let scenarios = match plan {
-        Plan::Family(variants) => variants
+        Plan::Family(name) => family_seeded(name, seed, duration)
+            .unwrap_or_default()
             .iter()
             .map(|v| SyncScenario::with_variant(&args.network, v, seed, duration))
             .collect::<Option<Vec<_>>>(),
@@ -239,11 +241,33 @@ fn run_one(args: &Args, mut scenario: SyncScenario) -> Result<SyncReport, ExitCo
     })
 }
 
-/// Builds the playout scenario the options describe for `seed` and runs it.
-fn run_group(args: &Args, seed: u64) -> Result<PlayoutReport, ExitCode> {
-    let mut scenario =
-        PlayoutScenario::preset(args.scenario(), seed, Nanos::from_secs_f64(args.seconds))
-            .ok_or(ExitCode::from(2))?;
+/// Builds the playout scenarios of the plan for `seed` (one per variant of a family) and
+/// runs them, in the way [`run`] does for the sync experiment.
+fn run_group(args: &Args, plan: &Plan, seed: u64) -> Result<Vec<PlayoutReport>, ExitCode> {
+    let duration = Nanos::from_secs_f64(args.seconds);
+    let scenarios = match plan {
+        Plan::Family(name) => family_seeded(name, seed, duration)
+            .unwrap_or_default()
+            .iter()
+            .map(|v| PlayoutScenario::with_variant(&args.network, v, seed, duration))
+            .collect::<Option<Vec<_>>>(),
+        Plan::Preset(name) => PlayoutScenario::preset(name, seed, duration).map(|s| vec![s]),
+        Plan::File { name, events } => {
+            PlayoutScenario::preset(&args.network, seed, duration).map(|mut s| {
+                s.name = format!("{name}@{}", args.network);
+                s.events = events.clone();
+                vec![s]
+            })
+        }
+    }
+    .ok_or(ExitCode::from(2))?;
+    scenarios
+        .into_iter()
+        .map(|s| run_group_one(args, s))
+        .collect()
+}
+
+fn run_group_one(args: &Args, mut scenario: PlayoutScenario) -> Result<PlayoutReport, ExitCode> {
     override_link(&mut scenario.path.to_follower, args);
     override_link(&mut scenario.path.to_leader, args);
     if let Some(ppm) = args.drift_ppm {
@@ -262,7 +286,7 @@ fn run_group(args: &Args, seed: u64) -> Result<PlayoutReport, ExitCode> {
 }
 
 /// The playout experiment's part of `main`.
-fn main_playout(args: &Args) -> ExitCode {
+fn main_playout(args: &Args, plan: &Plan) -> ExitCode {
     if args.seconds < 10.0 {
         eprintln!("error: --playout needs --seconds of at least 10 (skew is measured from 5 s on)");
         return ExitCode::from(2);
@@ -277,14 +301,16 @@ fn main_playout(args: &Args) -> ExitCode {
     let count = args.seeds.unwrap_or(1);
     let mut reports = Vec::new();
     for seed in first..first.saturating_add(count) {
-        match run_group(args, seed) {
-            Ok(r) => {
-                if args.json {
-                    println!("{}", r.to_json());
-                } else {
-                    print!("{}", r.to_table());
+        match run_group(args, plan, seed) {
+            Ok(rs) => {
+                for r in rs {
+                    if args.json {
+                        println!("{}", r.to_json());
+                    } else {
+                        print!("{}", r.to_table());
+                    }
+                    reports.push(r);
                 }
-                reports.push(r);
             }
             Err(code) => return code,
         }
@@ -405,10 +431,10 @@ fn main() -> ExitCode {
         eprintln!("error: --seeds must be at least 1");
         return ExitCode::from(2);
     }
-    let is_family = FAMILIES.contains(&args.scenario()) && !args.playout;
+    let is_family = FAMILIES.contains(&args.scenario());
     if !PathConfig::PRESETS.contains(&args.scenario()) && !is_family {
         eprintln!(
-            "error: unknown scenario {:?}; choose one of {} (or, without --playout, a family: {})",
+            "error: unknown scenario {:?}; choose one of {} (or a family: {})",
             args.scenario(),
             PathConfig::PRESETS.join(", "),
             FAMILIES.join(", ")
@@ -428,7 +454,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     if args.playout {
-        return main_playout(&args);
+        return main_playout(&args, &plan);
     }
     if let Some(n) = args.seeds {
         let mut reports = Vec::new();

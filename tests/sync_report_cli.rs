@@ -463,7 +463,7 @@ fn a_bad_events_file_is_refused_with_its_line_and_field() {
 }
 
 #[test]
-fn events_with_a_family_or_the_playout_are_refused() {
+fn events_with_a_family_are_refused_and_the_playout_runs_them() {
     let out = sync_report()
         .args(["--events", &example_file(), "--scenario", "roam"])
         .output()
@@ -484,12 +484,29 @@ fn events_with_a_family_or_the_playout_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The playout experiment runs a file's events on every follower, one figure per event.
     let out = sync_report()
-        .args(["--events", &example_file(), "--playout"])
+        .args([
+            "--events",
+            &example_file(),
+            "--playout",
+            "--network",
+            "lan",
+            "--seconds",
+            "12",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("playout"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("JSON");
+    assert!(run["scenario"].as_str().unwrap().ends_with("@lan"), "{run}");
+    assert!(!run["events"].as_array().unwrap().is_empty(), "{run}");
 }
 
 #[test]

@@ -370,10 +370,35 @@ impl PlayoutController {
         ratio_ff: f64,
         block_frames: usize,
     ) -> Plan {
+        self.plan(emit, content, ratio_ff, block_frames, true)
+    }
+
+    /// As [`plan_play`](Self::plan_play), but never re-aligns, however large the error: for
+    /// a clock estimate that is not settled. A re-align would cut the audio to land on a
+    /// timeline that may move again; the servo follows it meanwhile (within its bound), and
+    /// the next settled block re-aligns if the error is still beyond the threshold.
+    pub fn plan_hold(
+        &mut self,
+        emit: LeaderInstant,
+        content: LeaderInstant,
+        ratio_ff: f64,
+        block_frames: usize,
+    ) -> Plan {
+        self.plan(emit, content, ratio_ff, block_frames, false)
+    }
+
+    fn plan(
+        &mut self,
+        emit: LeaderInstant,
+        content: LeaderInstant,
+        ratio_ff: f64,
+        block_frames: usize,
+        may_realign: bool,
+    ) -> Plan {
         let error = emit.since(content) - self.config.trim;
         let e = error.as_nanos() as f64 / NANOS_PER_SEC as f64;
         self.last.error_ns = error.as_nanos() as f64;
-        if error.abs() > self.config.realign_threshold {
+        if may_realign && error.abs() > self.config.realign_threshold {
             self.state = State::Idle;
             self.last.state = State::Idle;
             self.last.ratio = ratio_ff;

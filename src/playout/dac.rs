@@ -14,7 +14,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use crate::sim::{SimClock, SimTime};
-use crate::time::{LocalInstant, NANOS_PER_SEC};
+use crate::time::{LocalInstant, NANOS_PER_SEC, Nanos};
 
 /// A follower's crystal: the source of its local clock and of its DAC's frame clock.
 pub trait Crystal {
@@ -125,6 +125,14 @@ impl VirtualDac {
     /// When the next frame leaves, on the local clock; `None` before [`start`](Self::start).
     pub fn next_local(&self) -> Option<LocalInstant> {
         self.local_of(self.frames).map(LocalInstant::from_nanos)
+    }
+
+    /// Stalls it for `duration` from now: the next frame, and every one after it, leaves that
+    /// much later (on the local clock). Nothing happens before [`start`](Self::start).
+    pub fn stall(&mut self, duration: Nanos) {
+        if let Some(start) = &mut self.start_local {
+            *start = start.saturating_add(duration.as_nanos().max(0));
+        }
     }
 
     /// Emits `block` (interleaved, a whole number of frames); returns when it left.

@@ -94,6 +94,8 @@ pub struct Playout {
     fade_frames: usize,
     fade_in_left: usize,
     dac_base: Option<(LocalInstant, u64)>,
+    /// The DAC's last report, to notice its timeline jump.
+    dac_last: Option<(LocalInstant, u64)>,
 }
 
 impl std::fmt::Debug for Playout {
@@ -152,6 +154,7 @@ impl Playout {
             fade_frames,
             fade_in_left: 0,
             dac_base: None,
+            dac_last: None,
             config,
         })
     }
@@ -197,6 +200,15 @@ impl Playout {
         dac_next: LocalInstant,
         dac_frames: u64,
     ) -> f64 {
+        // A DAC that stalled (or was restarted) moves its timeline: measure its rate afresh
+        // from there, or the stall would read as a slow DAC for as long as the baseline.
+        if let Some((at, frames)) = self.dac_last {
+            let expect = at + Nanos::from_secs_f64((dac_frames - frames) as f64 / self.rate());
+            if dac_frames < frames || dac_next.since(expect).abs() > Nanos::from_millis(1) {
+                self.dac_base = None;
+            }
+        }
+        self.dac_last = Some((dac_next, dac_frames));
         let base = *self.dac_base.get_or_insert((dac_next, dac_frames));
         let span = dac_next.since(base.0).as_nanos();
         let local_rate = if span >= NANOS_PER_SEC {
@@ -210,7 +222,9 @@ impl Playout {
     /// Fills `out` (one block: `block_frames × channels_out` samples) with what the DAC
     /// should emit next. `dac_next` is when the block's first frame will leave (local
     /// clock); `dac_frames` how many frames the DAC has emitted so far. Without an
-    /// estimate the block is silent. Returns the controller's report for the block.
+    /// estimate, or idle with an estimate that is not [settled](ClockEstimate::settled) or
+    /// less than two blocks of audio, the block is silent; a playing path follows an unsettled estimate but does not re-align on
+    /// it (a gap in the stream still fades out). Returns the controller's report for the block.
     /// Allocates nothing.
     ///
     /// # Panics
@@ -234,7 +248,25 @@ impl Playout {
         let emit = est.to_leader(dac_next);
         let ratio_ff = self.feed_forward(est, dac_next, dac_frames);
 
-        let mut plan = if self.controller.state() == State::Idle {
+        let mut plan = if self.controller.state() == State::Idle && !est.settled {
+            // Starting on an estimate still converging, or still working out a change it
+            // saw, would land the audio on a timeline that may move again.
+            out.fill(0.0);
+            self.controller.reset();
+            return self.controller.report();
+        } else if self.controller.state() == State::Idle && rx.buffered_frames() < block {
+            // Less than two blocks to play (an outage has drained the FIFO, or the first
+            // packets are still coming): a start now would underrun at once, and again at
+            // every block until the stream is back. What is left of the old stream is
+            // already late, a start would skip it; dropping it lets the receiver take up
+            // the stream afresh.
+            if rx.head_presentation().is_some_and(|head| head < emit) {
+                rx.discard(rx.buffered_frames());
+            }
+            out.fill(0.0);
+            self.controller.reset();
+            return self.controller.report();
+        } else if self.controller.state() == State::Idle {
             // A start resets the corrector; plan with the delay it will have then.
             if self.corrector.frames_out() > 0 {
                 self.corrector.reset();
@@ -244,7 +276,11 @@ impl Playout {
                 .plan_start(emit, rx.head_presentation(), delay, ratio_ff, block)
         } else {
             let content = self.at_index(self.position);
-            self.controller.plan_play(emit, content, ratio_ff, block)
+            if est.settled {
+                self.controller.plan_play(emit, content, ratio_ff, block)
+            } else {
+                self.controller.plan_hold(emit, content, ratio_ff, block)
+            }
         };
         if let Plan::Start {
             skip,

@@ -12,7 +12,7 @@
 //! families that the sync report runs (`sync_report --scenario roam`), and
 //! [`crate::sim::scenario_file`] reads a user's own from a file.
 
-use super::{FrequencyChange, LinkChange, SimTime};
+use super::{FrequencyChange, LinkChange, SimRng, SimTime};
 use crate::time::Nanos;
 
 /// Which direction of the path an event changes.
@@ -352,6 +352,7 @@ pub const FAMILIES: &[&str] = &[
     "leader_restart",
     "follower_restart",
     "no_burst",
+    "soak",
 ];
 
 fn secs(s: f64) -> SimTime {
@@ -425,7 +426,9 @@ fn roam(at: f64, by_us: i64) -> Vec<Event> {
 /// - `leader_restart`: the leader restarts at 200 s with a new identity, its clock as before
 ///   or 0.25 s off;
 /// - `follower_restart`: the follower restarts at 200 s;
-/// - `no_burst`: no events, but the master gives no start burst.
+/// - `no_burst`: no events, but the master gives no start burst;
+/// - `soak`: a day in a home, drawn from seed 1 (see [`soak`]; [`family_seeded`] draws it
+///   from another seed and for another length).
 pub fn family(name: &str) -> Option<Vec<Variant>> {
     let v = |variant: &str, events: Vec<Event>| Variant {
         name: format!("{name}/{variant}"),
@@ -550,8 +553,72 @@ pub fn family(name: &str) -> Option<Vec<Variant>> {
             start_burst: false,
             ..v("steady16/s", Vec::new())
         }],
+        "soak" => vec![soak(1, Nanos::from_secs(SOAK_SECONDS))],
         _ => return None,
     })
+}
+
+/// The length of the `soak` family's day, s.
+pub const SOAK_SECONDS: i64 = 86_400;
+
+/// The family `name` as [`family`] gives it, except that `soak` is drawn from `seed` for a
+/// run of `duration`: what a report that runs several seeds or lengths wants.
+pub fn family_seeded(name: &str, seed: u64, duration: Nanos) -> Option<Vec<Variant>> {
+    match name {
+        "soak" => Some(vec![soak(seed, duration)]),
+        _ => family(name),
+    }
+}
+
+/// A day in a home, drawn from `seed`, for a run of `duration` (`soak/seedN`):
+///
+/// - a roam every 15 to 25 minutes: the 150 ms handover gap, then both directions 0.3 to
+///   2.5 ms longer or shorter; the sign is drawn, but turned so that the path stays within
+///   0 to 5 ms of where it began (a house has a nearest and a farthest access point);
+/// - the daily thermal cycle: every follower's crystal ±2 ppm in a sine of 24 hours' period;
+/// - three outages of 5 to 30 s, both ways, at random times a minute or more from either
+///   end.
+pub fn soak(seed: u64, duration: Nanos) -> Variant {
+    let mut rng = SimRng::new(seed).fork(0x50a4);
+    let end = duration.as_nanos() as f64 * 1e-9;
+    let mut events = vec![follower_freq(
+        0.0,
+        FrequencyChange::Sine {
+            at: SimTime::ZERO,
+            amplitude_ppm: 2.0,
+            period: Nanos::from_secs(SOAK_SECONDS),
+        },
+    )];
+    let mut level_us = 0i64;
+    let mut t = rng.uniform(900.0, 1500.0);
+    while t + 1.0 < end {
+        let size = rng.uniform(300.0, 2500.0).round() as i64;
+        let mut by = if rng.chance(0.5) { size } else { -size };
+        if !(0..=5000).contains(&(level_us + by)) {
+            by = -by;
+        }
+        level_us += by;
+        events.extend(roam(t, by));
+        t += rng.uniform(900.0, 1500.0);
+    }
+    if end > 150.0 {
+        for _ in 0..3 {
+            let length = rng.uniform(5.0, 30.0);
+            let at = rng.uniform(60.0, (end - 60.0 - length).max(60.0));
+            events.push(Event {
+                at: secs(at),
+                kind: EventKind::Outage {
+                    direction: Direction::Both,
+                    duration: Nanos::from_secs_f64(length),
+                },
+            });
+        }
+    }
+    Variant {
+        name: format!("soak/seed{seed}"),
+        events: Events::new(events),
+        start_burst: true,
+    }
 }
 
 #[cfg(test)]
@@ -577,6 +644,34 @@ mod tests {
             }
         }
         assert!(family("no_such_family").is_none());
+    }
+
+    #[test]
+    fn a_soak_day_roams_about_every_twenty_minutes_within_five_milliseconds() {
+        let day = soak(7, Nanos::from_secs(SOAK_SECONDS));
+        let s = day.events.split();
+        // A roam is a gap and a step on each link; the three outages add one more each.
+        let steps: Vec<Nanos> = s
+            .to_follower
+            .iter()
+            .filter_map(|c| match c {
+                LinkChange::BaseDelay { by, .. } => Some(*by),
+                _ => None,
+            })
+            .collect();
+        assert!((55..=100).contains(&steps.len()), "{} roams", steps.len());
+        let mut level = 0i64;
+        for by in &steps {
+            let us = by.as_nanos() / 1000;
+            assert!((300..=2500).contains(&us.abs()), "{by:?}");
+            level += us;
+            assert!((0..=5000).contains(&level), "path at +{level} µs");
+        }
+        assert_eq!(s.to_follower.len(), 2 * steps.len() + 3);
+        assert_eq!(s.follower_frequency.len(), 1);
+        // Another seed, another day; the same seed, the same day.
+        assert_ne!(day, soak(8, Nanos::from_secs(SOAK_SECONDS)));
+        assert_eq!(day, soak(7, Nanos::from_secs(SOAK_SECONDS)));
     }
 
     #[test]

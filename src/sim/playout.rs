@@ -9,17 +9,25 @@
 //! full-range speakers pairwise: the skew is measured from the audio alone, against true
 //! time, never from what any follower believes.
 //!
+//! [`PlayoutScenario::events`] change the run as they change the clock experiment's
+//! ([`crate::sim::sync`]), on every follower alike, plus what only a playout sees: a DAC
+//! that stalls, a follower without CPU. [`run_playout`] measures as it goes, 2 s at a time,
+//! and forgets the audio behind it, so memory stays bounded however long the run; for a
+//! day's soak [`Sampling::Sparse`] measures a stretch every few minutes and every event.
+//!
 //! The standard group ([`PlayoutScenario::preset`]) is a stereo pair (left and right, same
 //! model), a subwoofer and a full-range speaker in another room, on crystals at +120, −80,
 //! +40 and −150 ppm, playing white noise that is the same on both channels.
 
 use std::fmt::Write as _;
 
+use super::events::{Events, Variant};
 use super::{ClockModel, Delivery, EventQueue, Link, PathConfig, SimClock, SimRng, SimTime};
 use crate::clock::{ClockEstimate, ClockEstimator, EnvelopeEstimator};
 use crate::media::receiver::{ReceiverConfig, RtpReceiver};
 use crate::media::sender::{RtpSender, SenderConfig};
 use crate::media::{AudioFormat, CodecKind};
+use crate::playout::controller::State;
 use crate::playout::corrector::CorrectorKind;
 use crate::playout::dac::{Crystal, VirtualDac};
 use crate::playout::meter::{Capture, MeterConfig, SkewWindow, measure_skew};
@@ -106,6 +114,29 @@ pub struct PlayoutScenario {
     pub measure_from: Nanos,
     /// What the leader plays.
     pub signal: TestSignal,
+    /// What changes during the run (see [`crate::sim::events`]), to every follower alike:
+    /// path changes, episodes and outages on each one's links, frequency changes on each
+    /// one's crystal, restarts, DAC stalls and starvation of each.
+    pub events: Events,
+    /// Which stretches the meter measures.
+    pub sampling: Sampling,
+}
+
+/// Which stretches of a run the meter measures, in 2 s pieces from
+/// [`PlayoutScenario::measure_from`] on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// Every piece.
+    Continuous,
+    /// The pieces that start within the first `span` of every `every` (from true time 0),
+    /// and every piece within the 10 s after an event: a day's soak then costs the meter what
+    /// an hour would, and every event is still seen.
+    Sparse {
+        /// The period of the measured stretches.
+        every: Nanos,
+        /// How much of each period is measured.
+        span: Nanos,
+    },
 }
 
 /// What the leader plays in the experiment.
@@ -149,7 +180,30 @@ impl PlayoutScenario {
             corrector: CorrectorKind::Sinc,
             measure_from: Nanos::from_secs(5),
             signal: TestSignal::Noise,
+            events: Events::none(),
+            sampling: Sampling::Continuous,
         })
+    }
+
+    /// The standard group on a network preset with the events of a family's `variant` (see
+    /// [`crate::sim::events::family`]); its name is `variant@preset`. The `soak` family is
+    /// measured sparsely: 10 s every 5 minutes and the 10 s after every event.
+    pub fn with_variant(
+        preset: &str,
+        variant: &Variant,
+        seed: u64,
+        duration: Nanos,
+    ) -> Option<PlayoutScenario> {
+        let mut s = PlayoutScenario::preset(preset, seed, duration)?;
+        s.name = format!("{}@{preset}", variant.name);
+        s.events = variant.events.clone();
+        if variant.name.starts_with("soak/") {
+            s.sampling = Sampling::Sparse {
+                every: Nanos::from_secs(300),
+                span: Nanos::from_secs(10),
+            };
+        }
+        Some(s)
     }
 }
 
@@ -239,6 +293,56 @@ pub struct PlayoutReport {
     pub speakers: Vec<SpeakerResult>,
     /// Skew over time: (seconds, worst |skew| µs over the pairs in that window).
     pub series: Vec<(f64, f64)>,
+    /// 99th percentile of |skew| over the windows of every pair, leaving out those within
+    /// a counted re-align's or a stop's fades (1 s before to 1.5 s after it) on either
+    /// speaker of the pair, µs.
+    pub skew_p99_outside_us: f64,
+    /// Largest |skew| so, µs.
+    pub skew_max_outside_us: f64,
+    /// How each event was ridden out, in time order.
+    pub events: Vec<PlayoutEventResult>,
+    /// Each simulated hour (the last one maybe partial), when the run was measured as it
+    /// went.
+    pub hours: Vec<HourResult>,
+    /// The process's peak memory at the end of the run (see [`peak_memory_kib`]), KiB.
+    pub peak_memory_kib: Option<u64>,
+}
+
+/// How the group rode out one event, from the audio. Its window lasts until the next
+/// event (or the end of the run).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayoutEventResult {
+    /// The event, as [`crate::sim::events::Event::label`] describes it.
+    pub label: String,
+    /// When it happened, s.
+    pub at_s: f64,
+    /// When its window ended, s.
+    pub until_s: f64,
+    /// Largest |skew| of any pair in the first 5 s of the window, µs (NaN: none measured).
+    pub max_5s_us: f64,
+    /// Largest |skew| of any pair in the rest of the window, µs.
+    pub max_after_us: f64,
+    /// Counted re-aligns (fade out, start again) of all speakers in the window.
+    pub realigns: u64,
+    /// Underruns of all speakers in the window.
+    pub underruns: u64,
+}
+
+/// One simulated hour of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourResult {
+    /// Which hour, from 0.
+    pub hour: u32,
+    /// 99th percentile of |skew| over every pair's windows in the hour, µs.
+    pub p99_us: f64,
+    /// Largest, µs.
+    pub max_us: f64,
+    /// Windows measured in it.
+    pub windows: usize,
+    /// Counted re-aligns of all speakers in it.
+    pub realigns: u64,
+    /// The process's peak memory when the hour ended, KiB.
+    pub peak_memory_kib: Option<u64>,
 }
 
 const RATE: u32 = 48_000;
@@ -260,8 +364,11 @@ struct Packet {
 
 struct Follower {
     spec: SpeakerSpec,
+    port: PortIdentity,
     clock: SimClock,
     slave: PtpSlave<u32>,
+    /// The slave's last deadline and the true time it falls due at.
+    wake: Option<(LocalInstant, SimTime)>,
     estimator: EnvelopeEstimator,
     estimate: Option<ClockEstimate>,
     up: Link,
@@ -271,18 +378,64 @@ struct Follower {
     playout: Playout,
     dac: VirtualDac,
     out: Vec<f32>,
-    /// Channel 0 of everything the DAC emitted (full-range speakers only).
-    capture: Vec<f32>,
-    /// (first frame, true emission ns) of every block.
-    timeline: Vec<(u64, i64)>,
+    /// Channel 0 of what the DAC emitted: all of it for [`run_group`], the last seconds of
+    /// it (full-range speakers only) when the run is measured as it goes.
+    rec: Recording,
     next_render: SimTime,
     started_at: Option<u64>,
     first_realigns: u64,
+    /// True times (ns) of the counted re-aligns (starts after the first one)...
+    realign_at: Vec<i64>,
+    /// ...of the underruns after the first start...
+    underrun_at: Vec<i64>,
+    /// ...and of every block at which playing stopped (a fade-out, an underrun, a lost
+    /// estimate): with the re-aligns, what the skew outside re-align fades leaves out.
+    stop_at: Vec<i64>,
+    /// Until when the follower gets no CPU, and what reached it meanwhile.
+    starved_until: SimTime,
+    backlog: Vec<Packet>,
+    /// Receiver counters of the receivers a restart threw away (lost, late).
+    rx_before: (u64, u64),
 }
 
 impl Follower {
     fn leader_now(&self, local: LocalInstant) -> Option<LeaderInstant> {
         self.estimate.map(|e| e.to_leader(local))
+    }
+
+    /// The true time at which the slave's timer falls due. The answer for a reading does not
+    /// change, and finding it walks the crystal's wander from now on, so the last one is
+    /// kept: the loop asks every follower at every step.
+    fn slave_wake(&mut self) -> Option<SimTime> {
+        let t = self.slave.poll_timeout()?;
+        match self.wake {
+            Some((reading, at)) if reading == t => Some(at),
+            _ => {
+                let at = self.clock.time_of(t.as_nanos());
+                self.wake = Some((t, at));
+                Some(at)
+            }
+        }
+    }
+
+    fn starved(&self, now: SimTime) -> bool {
+        now < self.starved_until
+    }
+
+    /// Handles a datagram from the leader that reached it at `now`.
+    fn handle(&mut self, kind: &Kind, data: &[u8], now: SimTime) {
+        let local = LocalInstant::from_nanos(self.clock.reading(now));
+        match kind {
+            Kind::PtpToFollower(_) => {
+                let _ = self.slave.handle_receive(LEADER, local, data);
+            }
+            Kind::Media(_) => {
+                if let Some(t) = self.leader_now(local) {
+                    self.rx.receive(data, t);
+                }
+            }
+            Kind::PtpToLeader(_) => {}
+        }
     }
 }
 
@@ -353,50 +506,309 @@ pub struct SpeakerRun {
 
 impl SpeakerRun {
     /// The recording between true times `from` and `to` (ns), widened to whole blocks,
-    /// as a meter capture at the true emission rate of that stretch.
+    /// as a meter capture at the true emission rate of that stretch; `None` where the
+    /// recording does not cover it, or its timeline jumps within it (a stalled DAC).
     pub fn capture(&self, from: i64, to: i64) -> Option<Capture<'_>> {
-        let tl = &self.timeline;
-        let i0 = tl.partition_point(|&(_, t)| t <= from).checked_sub(1)?;
-        let i1 = tl.partition_point(|&(_, t)| t < to);
-        if i1 >= tl.len() || i1 <= i0 {
-            return None;
-        }
-        let (k0, t0) = tl[i0];
-        let (k1, t1) = tl[i1];
-        let (a, b) = (k0 as usize, k1 as usize);
-        if b > self.samples.len() {
-            return None;
-        }
-        Some(Capture {
-            samples: &self.samples[a..b],
-            channels: 1,
-            channel: 0,
-            first_ns: t0,
-            rate_hz: (k1 - k0) as f64 * 1e9 / (t1 - t0) as f64,
-        })
+        capture_of(&self.samples, 0, &self.timeline, from, to)
     }
 }
 
-/// Runs the experiment and measures the skew from the recordings.
-pub fn run_playout(s: &PlayoutScenario) -> Result<PlayoutReport, PlayoutSimError> {
-    let run = run_group(s)?;
-    measure(s, run)
+/// `samples` (frame `first_frame` on) between true times `from` and `to` as a capture.
+fn capture_of<'a>(
+    samples: &'a [f32],
+    first_frame: u64,
+    tl: &[(u64, i64)],
+    from: i64,
+    to: i64,
+) -> Option<Capture<'a>> {
+    let i0 = tl.partition_point(|&(_, t)| t <= from).checked_sub(1)?;
+    let i1 = tl.partition_point(|&(_, t)| t < to);
+    if i1 >= tl.len() || i1 <= i0 {
+        return None;
+    }
+    let (k0, t0) = tl[i0];
+    let (k1, t1) = tl[i1];
+    let (a, b) = ((k0 - first_frame) as usize, (k1 - first_frame) as usize);
+    if b > samples.len() || t1 <= t0 {
+        return None;
+    }
+    let rate_hz = (k1 - k0) as f64 * 1e9 / (t1 - t0) as f64;
+    // Crystals run within a few hundred ppm; a stretch that seems 0.2% slow holds a stall,
+    // and one rate for all of it would be a lie.
+    if (rate_hz / f64::from(RATE) - 1.0).abs() > 2e-3 {
+        return None;
+    }
+    Some(Capture {
+        samples: &samples[a..b],
+        channels: 1,
+        channel: 0,
+        first_ns: t0,
+        rate_hz,
+    })
 }
 
-/// Runs the experiment and returns what the DACs emitted, unmeasured.
+/// A speaker's output as the meter takes it: channel 0 and the true emission time of every
+/// block. A run measured as it goes forgets what it has measured, so a day costs the
+/// memory of a few seconds.
+#[derive(Debug, Default)]
+struct Recording {
+    /// Frames kept at most (a whole run's, for [`run_group`]); `None`: no bound, the meter
+    /// trims it.
+    limit: Option<usize>,
+    samples: Vec<f32>,
+    /// DAC frame index of `samples[0]`.
+    first_frame: u64,
+    /// (DAC frame index, true emission ns) of every block kept.
+    timeline: Vec<(u64, i64)>,
+}
+
+impl Recording {
+    fn push(&mut self, first_frame: u64, true_ns: i64, block: impl Iterator<Item = f32>) {
+        if self.limit.is_some_and(|n| self.samples.len() + BLOCK > n) {
+            return;
+        }
+        if self.timeline.is_empty() {
+            self.first_frame = first_frame;
+        }
+        self.timeline.push((first_frame, true_ns));
+        self.samples.extend(block);
+    }
+
+    fn capture(&self, from: i64, to: i64) -> Option<Capture<'_>> {
+        capture_of(&self.samples, self.first_frame, &self.timeline, from, to)
+    }
+
+    /// Forgets what left before true time `before`, keeping the block that holds it.
+    fn trim(&mut self, before: i64) {
+        let i = self
+            .timeline
+            .partition_point(|&(_, t)| t <= before)
+            .saturating_sub(1);
+        if i == 0 {
+            return;
+        }
+        let k = self.timeline[i].0;
+        self.samples.drain(..(k - self.first_frame) as usize);
+        self.timeline.drain(..i);
+        self.first_frame = k;
+    }
+}
+
+/// The leader's source as recorded: frame `first + i` of the stream is `samples[i]`.
+#[derive(Debug, Default)]
+struct SourceRecording {
+    samples: Vec<f32>,
+    first: u64,
+    first_ns: i64,
+}
+
+impl SourceRecording {
+    fn capture(&self, from: i64, to: i64) -> Option<Capture<'_>> {
+        let frame =
+            |t: i64| ((t - self.first_ns).max(0) as i128 * i128::from(RATE) / 1_000_000_000) as u64;
+        let k0 = frame(from).max(self.first);
+        let k1 = frame(to).min(self.first + self.samples.len() as u64);
+        (k1 > k0).then(|| Capture {
+            samples: &self.samples[(k0 - self.first) as usize..(k1 - self.first) as usize],
+            channels: 1,
+            channel: 0,
+            first_ns: self.first_ns + (i128::from(k0) * 1_000_000_000 / i128::from(RATE)) as i64,
+            rate_hz: f64::from(RATE),
+        })
+    }
+
+    fn trim(&mut self, before: i64) {
+        let k = ((before - self.first_ns).max(0) as i128 * i128::from(RATE) / 1_000_000_000) as u64;
+        if k > self.first {
+            let n = ((k - self.first) as usize).min(self.samples.len());
+            self.samples.drain(..n);
+            self.first += n as u64;
+        }
+    }
+}
+
+/// Skew windows as kept: (true s of the window, signed skew µs).
+type Windows = Vec<(f64, f64)>;
+
+/// Measures a run as it goes, one 2 s piece at a time, and forgets the audio behind it.
+struct Meter {
+    /// Start (ns) of the next piece to measure, and where pieces end.
+    next: i64,
+    end: i64,
+    sampling: Sampling,
+    /// Event times, ns: the 10 s after each are measured however sparse the sampling.
+    events: Vec<i64>,
+    /// Full-range speakers, in order.
+    full: Vec<usize>,
+    /// Each full-range speaker against the source.
+    abs: Vec<Windows>,
+    /// Each pair of full-range speakers (indices into `full`).
+    pairs: Vec<(usize, usize, Windows)>,
+    /// Peak memory (KiB) at the end of each simulated hour.
+    hourly_peak_kib: Vec<Option<u64>>,
+}
+
+/// Length of a measured piece (each piece's rate from its own stretch of the timeline, so
+/// crystal wander does not bend it) and the search margin around it.
+const PIECE_NS: i64 = 2_000_000_000;
+const MARGIN_NS: i64 = 10_000_000;
+
+impl Meter {
+    fn new(s: &PlayoutScenario) -> Meter {
+        let full: Vec<usize> = (0..s.speakers.len())
+            .filter(|&i| s.speakers[i].role.full_range())
+            .collect();
+        let mut pairs = Vec::new();
+        for x in 0..full.len() {
+            for y in x + 1..full.len() {
+                pairs.push((x, y, Vec::new()));
+            }
+        }
+        Meter {
+            next: s.measure_from.as_nanos(),
+            end: s.duration.as_nanos() - 200_000_000,
+            sampling: s.sampling,
+            events: s.events.events.iter().map(|e| e.at.as_nanos()).collect(),
+            abs: vec![Vec::new(); full.len()],
+            full,
+            pairs,
+            hourly_peak_kib: Vec::new(),
+        }
+    }
+
+    /// Whether the piece from `t` is measured.
+    fn wanted(&self, t: i64) -> bool {
+        match self.sampling {
+            Sampling::Continuous => true,
+            Sampling::Sparse { every, span } => {
+                let every = every.as_nanos().max(PIECE_NS);
+                t.rem_euclid(every) < span.as_nanos()
+                    || self
+                        .events
+                        .iter()
+                        .any(|&e| t + PIECE_NS > e && t < e + 10_000_000_000)
+            }
+        }
+    }
+
+    /// Measures every piece that all speakers have emitted by true time `now`, then
+    /// forgets the audio before the next one.
+    fn advance(&mut self, now: i64, source: &mut SourceRecording, followers: &mut [Follower]) {
+        // Blocks are rendered 10 ms before they leave; 50 ms covers a piece's margin.
+        while self.next + PIECE_NS <= self.end
+            && now >= self.next + PIECE_NS + MARGIN_NS + 50_000_000
+        {
+            let t = self.next;
+            if self.wanted(t) {
+                for (x, &i) in self.full.iter().enumerate() {
+                    let w = piece(
+                        |f, to| source.capture(f, to),
+                        |f, to| followers[i].rec.capture(f, to),
+                        t,
+                    );
+                    self.abs[x].extend(w);
+                }
+                for (x, y, out) in &mut self.pairs {
+                    let (a, b) = (&followers[self.full[*x]].rec, &followers[self.full[*y]].rec);
+                    out.extend(piece(|f, to| a.capture(f, to), |f, to| b.capture(f, to), t));
+                }
+            }
+            self.next += PIECE_NS;
+        }
+        let keep = self.next - MARGIN_NS - 20_000_000;
+        source.trim(keep);
+        for f in followers.iter_mut() {
+            f.rec.trim(keep);
+        }
+    }
+}
+
+/// The skew windows of `b` against `a` in the piece from `t`.
+fn piece<'a>(
+    a: impl Fn(i64, i64) -> Option<Capture<'a>>,
+    b: impl Fn(i64, i64) -> Option<Capture<'a>>,
+    t: i64,
+) -> impl Iterator<Item = (f64, f64)> {
+    let windows = match (
+        a(t, t + PIECE_NS),
+        b(t - MARGIN_NS, t + PIECE_NS + MARGIN_NS),
+    ) {
+        (Some(ca), Some(cb)) => measure_skew(&ca, &cb, &METER).map_or(Vec::new(), |r| r.windows),
+        _ => Vec::new(),
+    };
+    windows
+        .into_iter()
+        .map(|w: SkewWindow| (w.t_ns as f64 * 1e-9, w.skew_us))
+}
+
+/// The process's peak resident memory so far (`VmHWM` of `/proc/self/status`), KiB; `None`
+/// where there is no such file (not Linux).
+pub fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Runs the experiment and measures the skew from the audio as it goes (see
+/// [`PlayoutScenario::sampling`]); memory stays bounded however long the run.
+pub fn run_playout(s: &PlayoutScenario) -> Result<PlayoutReport, PlayoutSimError> {
+    let mut meter = Meter::new(s);
+    let run = simulate(s, Some(&mut meter))?;
+    report(s, run, meter)
+}
+
+/// Runs the experiment and returns what the DACs emitted, unmeasured: the whole recording,
+/// which for long runs is large (4 bytes per frame per full-range speaker).
 pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
+    let (run, _) = simulate(s, None)?;
+    Ok(run)
+}
+
+/// A timed action of the driver itself (not of a clock or link).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Action {
+    LeaderRestart,
+    FollowerRestart,
+    DacStall(Nanos),
+    Starve(Nanos),
+}
+
+/// What followers did over a run, apart from their recordings.
+struct Disruptions {
+    /// Per speaker: counted re-aligns, underruns and stops (true ns).
+    realign_at: Vec<Vec<i64>>,
+    underrun_at: Vec<Vec<i64>>,
+    stop_at: Vec<Vec<i64>>,
+}
+
+fn simulate(
+    s: &PlayoutScenario,
+    mut meter: Option<&mut Meter>,
+) -> Result<(GroupRun, Disruptions), PlayoutSimError> {
     let rng = SimRng::new(s.seed);
+    let split = s.events.split();
     let format = AudioFormat::new(RATE, CHANNELS as u16).expect("48 kHz stereo");
     let mut leader_model = ClockModel::ideal();
     leader_model.offset += LEADER_EPOCH;
+    leader_model
+        .steps
+        .extend(split.leader_steps.iter().copied());
+    leader_model
+        .frequency
+        .extend(split.leader_frequency.iter().copied());
     let mut leader = SimClock::new(leader_model, rng.fork(2))?;
-    let mut master = PtpMaster::new(MasterConfig::new(ClockIdentity([
-        0x00, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1,
-    ])));
+    let master_config = MasterConfig::new(ClockIdentity([0x00, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1]));
+    let mut master = PtpMaster::new(master_config);
     let mut sender_cfg = SenderConfig::new(CodecKind::L24, format, 0x51AB_0001);
     sender_cfg.payload_type = 96;
-    let mut sender =
-        RtpSender::new(sender_cfg).map_err(|e| PlayoutSimError::Media(e.to_string()))?;
+    let new_sender =
+        |cfg: SenderConfig| RtpSender::new(cfg).map_err(|e| PlayoutSimError::Media(e.to_string()));
+    let mut sender = new_sender(sender_cfg.clone())?;
+    let new_receiver = || {
+        RtpReceiver::new(ReceiverConfig::new(CodecKind::L24, format, 96))
+            .map_err(|e| PlayoutSimError::Media(e.to_string()))
+    };
+    let keep_all = meter.is_none();
 
     let mut followers = Vec::new();
     for (i, spec) in s.speakers.iter().enumerate() {
@@ -404,6 +816,9 @@ pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
         let mut model = ClockModel::random_follower(&mut fork.fork(1));
         model.drift_ppm = spec.drift_ppm;
         model.offset += LEADER_EPOCH;
+        model
+            .frequency
+            .extend(split.follower_frequency.iter().copied());
         let clock = SimClock::new(model, fork.fork(2))?;
         let port = PortIdentity {
             clock_identity: ClockIdentity([0x02, 0, 0, 0xff, 0xfe, 0, 0, 2 + i as u8]),
@@ -413,64 +828,120 @@ pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
             1 + i as u32,
             LeaderInstant::from_nanos(leader.reading(SimTime(0))),
         );
-        let rx = RtpReceiver::new(ReceiverConfig::new(CodecKind::L24, format, 96))
-            .map_err(|e| PlayoutSimError::Media(e.to_string()))?;
         let chain = spec.role.chain(CHANNELS, RATE)?;
         let mut config = PlayoutConfig::new(RATE);
         config.corrector = s.corrector;
         config.block_frames = BLOCK;
         let playout = Playout::new(config, chain)?;
         let channels = playout.channels_out();
-        let seconds = s.duration.as_secs_f64().max(0.0);
-        let capture_len = (seconds * f64::from(RATE) * 1.001) as usize + BLOCK;
+        let mut rec = Recording::default();
+        // A whole run keeps every speaker's output; a measured one only what the meter
+        // compares.
+        if keep_all {
+            let seconds = s.duration.as_secs_f64().max(0.0);
+            let len = (seconds * f64::from(RATE) * 1.001) as usize + BLOCK;
+            rec.limit = Some(len);
+            rec.samples.reserve_exact(len);
+            rec.timeline.reserve_exact(len / BLOCK + 1);
+        }
         followers.push(Follower {
             spec: spec.clone(),
+            port,
             clock,
             slave: PtpSlave::new(SlaveConfig::new(port)),
+            wake: None,
             estimator: EnvelopeEstimator::default(),
             estimate: None,
-            up: Link::new(s.path.to_leader, fork.fork(3))?,
-            down: Link::new(s.path.to_follower, fork.fork(4))?,
-            media: Link::new(s.path.to_follower, fork.fork(5))?,
-            rx,
+            up: Link::with_changes(s.path.to_leader, fork.fork(3), &split.to_leader)?,
+            down: Link::with_changes(s.path.to_follower, fork.fork(4), &split.to_follower)?,
+            media: Link::with_changes(s.path.to_follower, fork.fork(5), &split.to_follower)?,
+            rx: new_receiver()?,
             playout,
             dac: VirtualDac::new(RATE, channels),
             out: vec![0.0; BLOCK * channels],
-            capture: Vec::with_capacity(capture_len),
-            timeline: Vec::with_capacity(capture_len / BLOCK + 1),
+            rec,
             // Every DAC starts half a second in, rendering a block ahead of emission.
             next_render: SimTime(500_000_000),
             started_at: None,
             first_realigns: 0,
+            realign_at: Vec::new(),
+            underrun_at: Vec::new(),
+            stop_at: Vec::new(),
+            starved_until: SimTime(0),
+            backlog: Vec::new(),
+            rx_before: (0, 0),
         });
     }
+
+    let mut actions: Vec<(SimTime, Action)> = Vec::new();
+    actions.extend(
+        split
+            .leader_restarts
+            .iter()
+            .map(|&t| (t, Action::LeaderRestart)),
+    );
+    actions.extend(
+        split
+            .follower_restarts
+            .iter()
+            .map(|&t| (t, Action::FollowerRestart)),
+    );
+    actions.extend(
+        split
+            .dac_stalls
+            .iter()
+            .map(|&(t, d)| (t, Action::DacStall(d))),
+    );
+    actions.extend(
+        split
+            .starvation
+            .iter()
+            .map(|&(t, d)| (t, Action::Starve(d))),
+    );
+    actions.sort_by_key(|a| a.0);
+    let mut actions = actions.into_iter().peekable();
+    let mut leader_restarts = 0u8;
 
     let end = SimTime(s.duration.as_nanos());
     let mut queue: EventQueue<Packet> = EventQueue::new();
     let mut source = Source::new(s.signal, s.seed, RATE);
-    let source_len = (s.duration.as_secs_f64().max(0.0) * f64::from(RATE)) as usize + 1;
-    let mut source_rec: Vec<f32> = Vec::with_capacity(source_len);
+    let mut source_rec = SourceRecording {
+        // Chunk 0 is captured at true time 0 and played `latency` later.
+        first_ns: s.latency.as_nanos(),
+        ..SourceRecording::default()
+    };
+    if keep_all {
+        let len = (s.duration.as_secs_f64().max(0.0) * f64::from(RATE)) as usize + 1;
+        source_rec.samples.reserve_exact(len);
+    }
     let chunk = (RATE as i64 * PTIME_MS / 1000) as usize;
     let mut pcm = vec![0f32; chunk * CHANNELS];
     // The leader captures chunk k during [k, k+1) × ptime and sends it at the end of it.
     let mut next_chunk = 1i64;
     let media_at = |k: i64| SimTime(k * PTIME_MS * 1_000_000);
     let mut last = SimTime(0);
+    let mut master_woken = SimTime(0);
+    let mut next_hour = SimTime(3_600_000_000_000);
 
     loop {
-        let master_wake = master
-            .poll_timeout()
-            .map(|t| leader.time_of(t.as_nanos()).max(last));
+        // A driver wakes its master at least once a Sync interval, so that a leader clock
+        // set back does not silence it for as long as the step.
+        let master_wake = master.poll_timeout().map(|t| {
+            let cap = master_woken + master_config.sync_interval;
+            leader.time_of(t.as_nanos()).max(last).min(cap.max(last))
+        });
         let mut now = media_at(next_chunk);
-        if let Some(t) = master_wake {
-            now = now.min(t);
-        }
-        if let Some(t) = queue.peek_time() {
-            now = now.min(t);
+        for t in [master_wake, queue.peek_time(), actions.peek().map(|a| a.0)]
+            .into_iter()
+            .flatten()
+        {
+            now = now.min(t.max(last));
         }
         for f in followers.iter_mut() {
-            if let Some(t) = f.slave.poll_timeout() {
-                now = now.min(f.clock.time_of(t.as_nanos()).max(last));
+            if f.starved(last) {
+                now = now.min(f.starved_until);
+            } else if let Some(t) = f.slave_wake() {
+                now = now.min(t.max(last));
             }
             now = now.min(f.next_render);
         }
@@ -480,18 +951,76 @@ pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
         last = now;
         let leader_now = LeaderInstant::from_nanos(leader.reading(now));
 
+        while let Some((_, action)) = actions.next_if(|a| a.0 <= now) {
+            match action {
+                Action::LeaderRestart => {
+                    // A new process: a new clock identity and a new SSRC, sequence numbers
+                    // from zero, every follower served from scratch.
+                    leader_restarts = leader_restarts.wrapping_add(1);
+                    let mut config = master_config;
+                    config.port.clock_identity.0[7] ^= leader_restarts;
+                    config.port.clock_identity.0[6] ^= 0x5a;
+                    master = PtpMaster::new(config);
+                    for i in 0..followers.len() {
+                        master.add_slave(1 + i as u32, leader_now);
+                    }
+                    let mut cfg = sender_cfg.clone();
+                    cfg.ssrc ^= 0x0101_0000 * u32::from(leader_restarts);
+                    sender = new_sender(cfg)?;
+                }
+                Action::FollowerRestart => {
+                    // Its estimator, slave and receiver start from nothing; its crystal and
+                    // DAC run on, and it joins again as a new follower.
+                    for (i, f) in followers.iter_mut().enumerate() {
+                        let st = f.rx.stats();
+                        f.rx_before = (f.rx_before.0 + st.lost, f.rx_before.1 + st.late);
+                        f.rx = new_receiver()?;
+                        f.slave = PtpSlave::new(SlaveConfig::new(f.port));
+                        f.estimator.reset();
+                        f.estimate = None;
+                        f.backlog.clear();
+                        master.add_slave(1 + i as u32, leader_now);
+                    }
+                }
+                Action::DacStall(d) => {
+                    for f in followers.iter_mut() {
+                        f.dac.stall(d);
+                        if let Some(next) = f.dac.next_local() {
+                            let at = f.clock.time_of((next - Nanos::from_millis(10)).as_nanos());
+                            f.next_render = at.max(now);
+                        }
+                    }
+                }
+                Action::Starve(d) => {
+                    // What starves is the network side: datagrams wait, unhandled, and the
+                    // slave's timers with them. The audio callback runs at real-time
+                    // priority and still renders, from what the FIFO holds.
+                    for f in followers.iter_mut() {
+                        f.starved_until = f.starved_until.max(now + d);
+                    }
+                }
+            }
+        }
+        // A follower given the CPU back handles what waited for it, in arrival order.
+        for f in followers.iter_mut() {
+            if !f.starved(now) && !f.backlog.is_empty() {
+                for pkt in std::mem::take(&mut f.backlog) {
+                    f.handle(&pkt.kind, &pkt.data, now);
+                }
+            }
+        }
+
         // Media: the leader finishes a chunk and sends it.
         if now == media_at(next_chunk) {
-            let k = next_chunk - 1;
             for frame in pcm.chunks_exact_mut(CHANNELS) {
                 let x = source.next();
                 frame.fill(x);
-                if source_rec.len() < source_rec.capacity() {
-                    source_rec.push(x);
+                if !keep_all || source_rec.samples.len() < source_rec.samples.capacity() {
+                    source_rec.samples.push(x);
                 }
             }
-            let captured = LEADER_EPOCH + Nanos::from_millis(k * PTIME_MS);
-            let at = LeaderInstant::from_nanos(0) + captured + s.latency;
+            // The chunk's first frame was captured one ptime ago, on the leader's clock.
+            let at = leader_now - Nanos::from_millis(PTIME_MS) + s.latency;
             let mut out: Vec<Vec<u8>> = Vec::new();
             sender
                 .push(&pcm, at, &mut |p: &[u8]| out.push(p.to_vec()))
@@ -512,22 +1041,18 @@ pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
         }
 
         // Packets due now.
-        while queue.peek_time() == Some(now) {
+        while queue.peek_time().is_some_and(|t| t <= now) {
             let Some((_, pkt)) = queue.pop() else { break };
             match pkt.kind {
                 Kind::PtpToLeader(i) => {
                     let _ = master.handle_receive(1 + i as u32, leader_now, &pkt.data);
                 }
-                Kind::PtpToFollower(i) => {
+                Kind::PtpToFollower(i) | Kind::Media(i) => {
                     let f = &mut followers[i];
-                    let local = LocalInstant::from_nanos(f.clock.reading(now));
-                    let _ = f.slave.handle_receive(LEADER, local, &pkt.data);
-                }
-                Kind::Media(i) => {
-                    let f = &mut followers[i];
-                    let local = LocalInstant::from_nanos(f.clock.reading(now));
-                    if let Some(t) = f.leader_now(local) {
-                        f.rx.receive(&pkt.data, t);
+                    if f.starved(now) {
+                        f.backlog.push(pkt);
+                    } else {
+                        f.handle(&pkt.kind, &pkt.data, now);
                     }
                 }
             }
@@ -535,6 +1060,7 @@ pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
 
         if master_wake.is_some_and(|t| t <= now) {
             master.handle_timeout(leader_now);
+            master_woken = now;
         }
         while let Some(tx) = master.poll_transmit(leader_now) {
             let i = (tx.to - 1) as usize;
@@ -552,67 +1078,82 @@ pub fn run_group(s: &PlayoutScenario) -> Result<GroupRun, PlayoutSimError> {
         }
 
         for (i, f) in followers.iter_mut().enumerate() {
-            let local = LocalInstant::from_nanos(f.clock.reading(now));
-            if f.slave
-                .poll_timeout()
-                .is_some_and(|t| f.clock.time_of(t.as_nanos()) <= now)
-            {
-                f.slave.handle_timeout(local);
+            if !f.starved(now) {
+                follow(f, i, now, &mut queue);
             }
-            while let Some(tx) = f.slave.poll_transmit(local) {
-                let data = tx.payload().to_vec();
-                schedule(
-                    &mut queue,
-                    f.up.transmit(now),
-                    Packet {
-                        kind: Kind::PtpToLeader(i),
-                        data,
-                    },
-                );
-            }
-            let mut burst = false;
-            while let Some(ex) = f.slave.poll_exchange() {
-                if f.estimator.wants(ex.completed_at()) {
-                    f.estimator.handle_exchange(&ex);
-                    burst |= f.estimator.poll_burst_request();
-                }
-            }
-            // The request leaves now, as on a node, rather than at the next wake.
-            if burst && f.slave.request_burst(local) {
-                while let Some(tx) = f.slave.poll_transmit(local) {
-                    let data = tx.payload().to_vec();
-                    schedule(
-                        &mut queue,
-                        f.up.transmit(now),
-                        Packet {
-                            kind: Kind::PtpToLeader(i),
-                            data,
-                        },
-                    );
-                }
-            }
-            f.estimate = f.estimator.estimate();
-
             if f.next_render == now {
                 render(f, now);
             }
         }
+        if let Some(m) = meter.as_deref_mut() {
+            m.advance(now.as_nanos(), &mut source_rec, &mut followers);
+            if now >= next_hour {
+                m.hourly_peak_kib.push(peak_memory_kib());
+                next_hour += Nanos::from_secs(3600);
+            }
+        }
+    }
+    if let Some(m) = meter {
+        m.advance(i64::MAX, &mut source_rec, &mut followers);
+        if m.hourly_peak_kib.len() < (end.as_nanos() as f64 / 3.6e12).ceil() as usize {
+            m.hourly_peak_kib.push(peak_memory_kib());
+        }
     }
 
-    Ok(GroupRun {
-        source: source_rec,
-        // Chunk 0 is captured at leader time LEADER_EPOCH (true time 0) and played
-        // `latency` later; the leader's clock is ideal.
-        source_first_ns: s.latency.as_nanos(),
-        speakers: followers.into_iter().map(Follower::finish).collect(),
-    })
+    let disruptions = Disruptions {
+        realign_at: followers.iter().map(|f| f.realign_at.clone()).collect(),
+        underrun_at: followers.iter().map(|f| f.underrun_at.clone()).collect(),
+        stop_at: followers.iter().map(|f| f.stop_at.clone()).collect(),
+    };
+    Ok((
+        GroupRun {
+            source: source_rec.samples,
+            source_first_ns: source_rec.first_ns,
+            speakers: followers.into_iter().map(Follower::finish).collect(),
+        },
+        disruptions,
+    ))
+}
+
+/// Follower `f`'s clock side at `now`: its slave's timer, what it sends, the exchanges it
+/// completed, and its estimate.
+fn follow(f: &mut Follower, i: usize, now: SimTime, queue: &mut EventQueue<Packet>) {
+    let local = LocalInstant::from_nanos(f.clock.reading(now));
+    if f.slave_wake().is_some_and(|t| t <= now) {
+        f.slave.handle_timeout(local);
+    }
+    let mut burst = false;
+    loop {
+        while let Some(tx) = f.slave.poll_transmit(local) {
+            let data = tx.payload().to_vec();
+            schedule(
+                queue,
+                f.up.transmit(now),
+                Packet {
+                    kind: Kind::PtpToLeader(i),
+                    data,
+                },
+            );
+        }
+        while let Some(ex) = f.slave.poll_exchange() {
+            if f.estimator.wants(ex.completed_at()) {
+                f.estimator.handle_exchange(&ex);
+                burst |= f.estimator.poll_burst_request();
+            }
+        }
+        // The request leaves now, as on a node, rather than at the next wake.
+        if !(std::mem::take(&mut burst) && f.slave.request_burst(local)) {
+            break;
+        }
+    }
+    f.estimate = f.estimator.estimate();
 }
 
 impl Follower {
     fn finish(self) -> SpeakerRun {
         let r = self.playout.controller().report();
         let st = self.rx.stats();
-        let base = self.timeline.first().map_or(0, |t| t.0);
+        let base = self.rec.timeline.first().map_or(0, |t| t.0);
         SpeakerRun {
             result: SpeakerResult {
                 name: self.spec.name,
@@ -620,12 +1161,13 @@ impl Follower {
                 drift_ppm: self.spec.drift_ppm,
                 underruns: r.underruns,
                 realigns: r.realigns.saturating_sub(self.first_realigns),
-                lost_packets: st.lost,
-                late_packets: st.late,
+                lost_packets: self.rx_before.0 + st.lost,
+                late_packets: self.rx_before.1 + st.late,
                 abs_error_us: None,
             },
-            samples: self.capture,
+            samples: self.rec.samples,
             timeline: self
+                .rec
                 .timeline
                 .into_iter()
                 .map(|(k, t)| (k - base, t))
@@ -645,6 +1187,7 @@ fn render(f: &mut Follower, now: SimTime) {
         f.rx.poll(t);
     }
     let dac_next = f.dac.next_local().expect("started");
+    let before = f.playout.controller().report();
     let report = f.playout.render(
         &mut f.rx,
         f.estimate.as_ref(),
@@ -652,19 +1195,32 @@ fn render(f: &mut Follower, now: SimTime) {
         f.dac.frames_emitted(),
         &mut f.out,
     );
+    let t_ns = now.as_nanos();
     if f.started_at.is_none() && report.realigns > 0 {
         f.started_at = Some(f.dac.frames_emitted());
         f.first_realigns = report.realigns;
+    } else if f.started_at.is_some() {
+        if report.realigns > before.realigns {
+            f.realign_at.push(t_ns);
+        }
+        if report.underruns > before.underruns {
+            f.underrun_at.push(t_ns);
+        }
+        if before.state != State::Idle && report.state == State::Idle {
+            f.stop_at.push(t_ns);
+        }
     }
     let channels = f.dac.channels();
     let emission = f
         .dac
         .emit(&f.out, &mut f.clock as &mut dyn Crystal)
         .expect("started");
-    if f.capture.len() + BLOCK <= f.capture.capacity() {
-        f.timeline.push((emission.first_frame, emission.true_ns));
-        f.capture
-            .extend(f.out.chunks_exact(channels).map(|frame| frame[0]));
+    if f.spec.role.full_range() || f.rec.limit.is_some() {
+        f.rec.push(
+            emission.first_frame,
+            emission.true_ns,
+            f.out.chunks_exact(channels).map(|frame| frame[0]),
+        );
     }
     // The next block renders one block before it leaves.
     let next_local = f.dac.next_local().expect("started") - Nanos::from_millis(10);
@@ -706,94 +1262,77 @@ const METER: MeterConfig = MeterConfig {
     min_rms: 1e-3,
 };
 
-/// Measures `b` against `a` over `[from, to)` in 2 s pieces (each piece's rate from its
-/// own stretch of the timeline, so crystal wander does not bend the timeline); returns
-/// every window.
-fn skew_windows<'a>(
-    a: impl Fn(i64, i64) -> Option<Capture<'a>>,
-    b: impl Fn(i64, i64) -> Option<Capture<'a>>,
-    from: i64,
-    to: i64,
-) -> Vec<SkewWindow> {
-    let piece = 2_000_000_000i64;
-    let margin = 10_000_000;
-    let mut out = Vec::new();
-    let mut t = from;
-    while t + piece <= to {
-        if let (Some(ca), Some(cb)) = (a(t, t + piece), b(t - margin, t + piece + margin))
-            && let Ok(r) = measure_skew(&ca, &cb, &METER)
-        {
-            out.extend_from_slice(&r.windows);
-        }
-        t += piece;
-    }
-    out
-}
-
-fn sorted_abs(windows: &[SkewWindow]) -> Vec<f64> {
-    let mut v: Vec<f64> = windows.iter().map(|w| w.skew_us.abs()).collect();
+fn sorted_abs(windows: &[(f64, f64)]) -> Vec<f64> {
+    let mut v: Vec<f64> = windows.iter().map(|w| w.1.abs()).collect();
     v.sort_by(f64::total_cmp);
     v
 }
 
-fn measure(s: &PlayoutScenario, mut run: GroupRun) -> Result<PlayoutReport, PlayoutSimError> {
-    let start = s.measure_from.as_nanos();
-    let end = s.duration.as_nanos() - 200_000_000;
-    let source = |from: i64, to: i64| {
-        let first = run.source_first_ns;
-        let k0 = ((from - first).max(0) as i128 * i128::from(RATE) / 1_000_000_000) as usize;
-        let k1 = ((to - first).max(0) as i128 * i128::from(RATE) / 1_000_000_000) as usize;
-        let k1 = k1.min(run.source.len());
-        (k1 > k0).then(|| Capture {
-            samples: &run.source[k0..k1],
-            channels: 1,
-            channel: 0,
-            first_ns: first + (k0 as i128 * 1_000_000_000 / i128::from(RATE)) as i64,
-            rate_hz: f64::from(RATE),
+/// How long before a stop or re-align, and after it, a skew window counts as within its
+/// fades: the half-second window itself, and the second the servo takes to slew away what
+/// a start leaves.
+const FADE_BEFORE_S: f64 = 1.0;
+const FADE_AFTER_S: f64 = 1.5;
+
+fn report(
+    s: &PlayoutScenario,
+    run: (GroupRun, Disruptions),
+    meter: Meter,
+) -> Result<PlayoutReport, PlayoutSimError> {
+    let (run, d) = run;
+    let mut speakers: Vec<SpeakerResult> = run.speakers.into_iter().map(|s| s.result).collect();
+    for (x, &i) in meter.full.iter().enumerate() {
+        let w = &meter.abs[x];
+        let v = sorted_abs(w);
+        let mean = w.iter().map(|w| w.1).sum::<f64>() / w.len().max(1) as f64;
+        speakers[i].abs_error_us =
+            (!v.is_empty()).then(|| (percentile(&v, 0.5), percentile(&v, 0.99), mean));
+    }
+    // Where each speaker's audio was cut: its stops and re-aligns, in seconds.
+    let cuts: Vec<Vec<f64>> = (0..speakers.len())
+        .map(|i| {
+            let mut c: Vec<f64> = d.stop_at[i]
+                .iter()
+                .chain(&d.realign_at[i])
+                .map(|&t| t as f64 * 1e-9)
+                .collect();
+            c.sort_by(f64::total_cmp);
+            c
         })
-    };
-    let full: Vec<usize> = (0..run.speakers.len())
-        .filter(|&i| run.speakers[i].result.role.full_range())
         .collect();
-    let mut abs = Vec::new();
-    for &i in &full {
-        let sp = &run.speakers[i];
-        let w = skew_windows(source, |f, t| sp.capture(f, t), start, end);
-        let v = sorted_abs(&w);
-        let mean = w.iter().map(|w| w.skew_us).sum::<f64>() / w.len().max(1) as f64;
-        abs.push((
-            i,
-            (!v.is_empty()).then(|| (percentile(&v, 0.5), percentile(&v, 0.99), mean)),
-        ));
-    }
-    for (i, e) in abs {
-        run.speakers[i].result.abs_error_us = e;
-    }
+    let near_cut = |i: usize, t: f64| {
+        let c = &cuts[i];
+        let k = c.partition_point(|&x| x < t - FADE_AFTER_S);
+        c.get(k).is_some_and(|&x| x <= t + 0.5 + FADE_BEFORE_S)
+    };
     let mut pairs = Vec::new();
     let mut all = Vec::new();
+    let mut outside = Vec::new();
+    let mut every: Windows = Vec::new();
     let mut series: Vec<(f64, f64)> = Vec::new();
-    for (x, &i) in full.iter().enumerate() {
-        for &j in &full[x + 1..] {
-            let (a, b) = (&run.speakers[i], &run.speakers[j]);
-            let windows = skew_windows(|f, t| a.capture(f, t), |f, t| b.capture(f, t), start, end);
-            for w in &windows {
-                let slot = (w.t_ns as f64 * 1e-9 * 2.0).round() / 2.0;
-                match series.iter_mut().find(|(ts, _)| *ts == slot) {
-                    Some(e) => e.1 = e.1.max(w.skew_us.abs()),
-                    None => series.push((slot, w.skew_us.abs())),
-                }
+    for (x, y, windows) in &meter.pairs {
+        let (i, j) = (meter.full[*x], meter.full[*y]);
+        for &(t, skew) in windows {
+            let slot = (t * 2.0).round() / 2.0;
+            match series.binary_search_by(|e| e.0.total_cmp(&slot)) {
+                Ok(k) => series[k].1 = series[k].1.max(skew.abs()),
+                Err(k) => series.insert(k, (slot, skew.abs())),
             }
-            let skews = sorted_abs(&windows);
-            all.extend_from_slice(&skews);
-            pairs.push(PairResult {
-                a: a.result.name.clone(),
-                b: b.result.name.clone(),
-                p50_us: percentile(&skews, 0.5),
-                p99_us: percentile(&skews, 0.99),
-                max_us: skews.last().copied().unwrap_or(f64::NAN),
-                windows: skews.len(),
-            });
+            if !near_cut(i, t) && !near_cut(j, t) {
+                outside.push(skew.abs());
+            }
         }
+        every.extend_from_slice(windows);
+        let skews = sorted_abs(windows);
+        all.extend_from_slice(&skews);
+        pairs.push(PairResult {
+            a: speakers[i].name.clone(),
+            b: speakers[j].name.clone(),
+            p50_us: percentile(&skews, 0.5),
+            p99_us: percentile(&skews, 0.99),
+            max_us: skews.last().copied().unwrap_or(f64::NAN),
+            windows: skews.len(),
+        });
     }
     if all.is_empty() {
         return Err(PlayoutSimError::Meter(
@@ -801,27 +1340,89 @@ fn measure(s: &PlayoutScenario, mut run: GroupRun) -> Result<PlayoutReport, Play
         ));
     }
     all.sort_by(f64::total_cmp);
-    series.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let speakers: Vec<SpeakerResult> = run.speakers.into_iter().map(|s| s.result).collect();
+    outside.sort_by(f64::total_cmp);
+    let end_s = s.duration.as_secs_f64();
+    let count = |times: &Vec<Vec<i64>>, from: f64, to: f64| {
+        times
+            .iter()
+            .flatten()
+            .filter(|&&t| (from..to).contains(&(t as f64 * 1e-9)))
+            .count() as u64
+    };
+    let max_in = |from: f64, to: f64| {
+        every
+            .iter()
+            .filter(|w| (from..to).contains(&w.0))
+            .map(|w| w.1.abs())
+            .fold(f64::NAN, f64::max)
+    };
+    let evs = &s.events.events;
+    let events = evs
+        .iter()
+        .enumerate()
+        .map(|(k, e)| {
+            let at_s = e.at.as_secs_f64();
+            let until_s = evs
+                .get(k + 1)
+                .map_or(end_s, |n| n.at.as_secs_f64())
+                .max(at_s);
+            PlayoutEventResult {
+                label: e.label(),
+                at_s,
+                until_s,
+                max_5s_us: max_in(at_s, (at_s + 5.0).min(until_s)),
+                max_after_us: max_in(at_s + 5.0, until_s),
+                realigns: count(&d.realign_at, at_s, until_s),
+                underruns: count(&d.underrun_at, at_s, until_s),
+            }
+        })
+        .collect();
+    let hours = (0..meter.hourly_peak_kib.len())
+        .map(|h| {
+            let (from, to) = (h as f64 * 3600.0, (h + 1) as f64 * 3600.0);
+            let mut v: Vec<f64> = every
+                .iter()
+                .filter(|w| (from..to).contains(&w.0))
+                .map(|w| w.1.abs())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            HourResult {
+                hour: h as u32,
+                p99_us: percentile(&v, 0.99),
+                max_us: v.last().copied().unwrap_or(f64::NAN),
+                windows: v.len(),
+                realigns: count(&d.realign_at, from, to),
+                peak_memory_kib: meter.hourly_peak_kib[h],
+            }
+        })
+        .collect();
     Ok(PlayoutReport {
         scenario: s.name.clone(),
         seed: s.seed,
         corrector: s.corrector,
         skew_p50_us: percentile(&all, 0.5),
         skew_p99_us: percentile(&all, 0.99),
-        skew_max_us: *all.last().expect("not empty"),
+        skew_max_us: all.last().copied().unwrap_or(f64::NAN),
+        skew_p99_outside_us: percentile(&outside, 0.99),
+        skew_max_outside_us: outside.last().copied().unwrap_or(f64::NAN),
         underruns: speakers.iter().map(|s| s.underruns).sum(),
         realigns: speakers.iter().map(|s| s.realigns).sum(),
         pairs,
         speakers,
         series,
+        events,
+        hours,
+        peak_memory_kib: peak_memory_kib(),
     })
 }
 
 impl PlayoutReport {
     /// One JSON object with the keys `scenario`, `seed`, `corrector`, `skew_p50_us`,
-    /// `skew_p99_us`, `skew_max_us`, `underruns`, `realigns`, and per-pair and per-speaker
-    /// detail under `pairs` and `speakers`.
+    /// `skew_p99_us`, `skew_max_us`, `underruns`, `realigns`, per-pair and per-speaker
+    /// detail under `pairs` and `speakers`, `skew_p99_outside_us`, `skew_max_outside_us`
+    /// and `peak_memory_kib` (null where unknown), one object per event under `events` and
+    /// per simulated hour under `hours`, with the fields of [`PlayoutEventResult`] and
+    /// [`HourResult`] under their own names (NaN as null).
     pub fn to_json(&self) -> String {
         let mut s = String::new();
         let _ = write!(
@@ -872,6 +1473,45 @@ impl PlayoutReport {
                 json_num(f.abs_error_us.map_or(f64::NAN, |e| e.2))
             );
         }
+        let _ = write!(
+            s,
+            "], \"skew_p99_outside_us\": {}, \"skew_max_outside_us\": {}, \"peak_memory_kib\": {}, \
+             \"events\": [",
+            json_num(self.skew_p99_outside_us),
+            json_num(self.skew_max_outside_us),
+            self.peak_memory_kib
+                .map_or("null".into(), |k| k.to_string()),
+        );
+        for (i, e) in self.events.iter().enumerate() {
+            let _ = write!(
+                s,
+                "{}{{\"label\": {}, \"at_s\": {}, \"until_s\": {}, \"max_5s_us\": {}, \
+                 \"max_after_us\": {}, \"realigns\": {}, \"underruns\": {}}}",
+                if i > 0 { ", " } else { "" },
+                json_str(&e.label),
+                json_num(e.at_s),
+                json_num(e.until_s),
+                json_num(e.max_5s_us),
+                json_num(e.max_after_us),
+                e.realigns,
+                e.underruns
+            );
+        }
+        s.push_str("], \"hours\": [");
+        for (i, h) in self.hours.iter().enumerate() {
+            let _ = write!(
+                s,
+                "{}{{\"hour\": {}, \"p99_us\": {}, \"max_us\": {}, \"windows\": {}, \
+                 \"realigns\": {}, \"peak_memory_kib\": {}}}",
+                if i > 0 { ", " } else { "" },
+                h.hour,
+                json_num(h.p99_us),
+                json_num(h.max_us),
+                h.windows,
+                h.realigns,
+                h.peak_memory_kib.map_or("null".into(), |k| k.to_string()),
+            );
+        }
         s.push_str("]}");
         s
     }
@@ -914,6 +1554,47 @@ impl PlayoutReport {
                     ))
             );
         }
+        let _ = writeln!(
+            s,
+            "  outside re-align fades: p99 {:.2} µs, max {:.2} µs",
+            self.skew_p99_outside_us, self.skew_max_outside_us
+        );
+        for e in &self.events {
+            let _ = writeln!(
+                s,
+                "  @{:>8.1}s {:<36} max 5s {:>9.2} µs  after {:>9.2} µs  realigns {}  underruns {}",
+                e.at_s, e.label, e.max_5s_us, e.max_after_us, e.realigns, e.underruns
+            );
+        }
+        if self.hours.len() > 1 {
+            let first = self.hours[0].peak_memory_kib;
+            for h in &self.hours {
+                let _ = writeln!(
+                    s,
+                    "  hour {:>2}: p99 {:>7.2} µs  max {:>7.2} µs  {:>5} windows  realigns {:>2}  \
+                     peak {}",
+                    h.hour,
+                    h.p99_us,
+                    h.max_us,
+                    h.windows,
+                    h.realigns,
+                    memory(h.peak_memory_kib, first)
+                );
+            }
+        }
         s
+    }
+}
+
+/// A peak memory in MiB, and against the first hour's.
+fn memory(kib: Option<u64>, first: Option<u64>) -> String {
+    match (kib, first) {
+        (Some(k), Some(f)) if f > 0 => format!(
+            "{:.1} MiB ({:+.1}% on hour 0)",
+            k as f64 / 1024.0,
+            100.0 * (k as f64 / f as f64 - 1.0)
+        ),
+        (Some(k), _) => format!("{:.1} MiB", k as f64 / 1024.0),
+        _ => "unknown".into(),
     }
 }
