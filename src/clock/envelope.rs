@@ -32,14 +32,16 @@
 //! one-way change, which moves the two-way offset by half of it), and `reason` says why.
 //! A different leader port starts a new epoch at once.
 //!
-//! A crystal whose frequency moves bends the clock relation away from a line. Two things
+//! A crystal whose frequency moves bends the clock relation away from a line. Three things
 //! answer that:
-//! - Every few seconds a fit over the window's newest quarter is compared with the whole
-//!   window's. When they disagree beyond their spreads, the window halves.
-//! - The drift seen in recent fits' rates widens the uncertainty by the bend it would put
-//!   in the line.
-//!
-//! The bend itself is not modelled.
+//! - Every few seconds the rates of the window's older and newer halves, fitted apart,
+//!   measure the bend. When it stands clear of its noise it is taken out of the samples
+//!   (`curve·(t - newest)²`) before the lines are fitted, so the fit follows a warming
+//!   crystal instead of lagging it, and its rate is the rate at the newest sample.
+//! - A fit over the window's newest quarter is compared with the whole window's. When they
+//!   still disagree beyond their spreads, the window halves.
+//! - What may be left of the bend (the drift seen in recent fits' rates beyond the curve
+//!   taken out, and the curve's own spread) widens the uncertainty.
 //!
 //! The uncertainty is honest about what the estimator cannot know. It widens while a
 //! change is examined or its new levels are young (the estimate is then not `settled`). It
@@ -99,6 +101,17 @@ const DRIFT_SPAN: Nanos = Nanos::from_secs(60);
 /// ...once there are this many, from fits spanning at least [`DRIFT_MIN_SPAN`].
 const DRIFT_MIN_POINTS: usize = 30;
 const DRIFT_MIN_SPAN: Nanos = Nanos::from_secs(30);
+/// The largest drift a fit takes out, rate per ns: 1 ppm/s, more than ten times what a
+/// crystal warming from a cold start shows.
+const CURVE_BOUND: f64 = 1e-6 / 1e9;
+/// The spread of the difference of the two halves' rates is taken as this many times what
+/// their posteriors say (which leave out that delays are not quite exponential).
+const CURVE_NOISE: f64 = 2.0;
+/// A bend is taken out only beyond this many of its standard deviations, and the less of
+/// it the nearer it is to that (see `refit`). On the steady presets the measured bends
+/// spread by 0.66 of their standard deviation, but slowly: an excursion lasts about a
+/// window, and one taken out for real bends the fit for that long. 1.5 keeps those out.
+const CURVE_SIGNIFICANCE: f64 = 1.5;
 /// Refits between two comparisons of the window's newest quarter with the whole...
 const STRUCTURE_EVERY: u32 = 4;
 /// ...which disagree when their offsets are this many of their combined spreads apart...
@@ -265,6 +278,13 @@ pub struct EnvelopeEstimator {
     /// frequency's drift: its magnitude plus its spread, rate per ns).
     rates: Ring<RatePoint>,
     drift: f64,
+    /// The frequency's drift the fits take out (rate per ns, signed: see `refit`), and
+    /// what may be left of the bend once it is taken out (the part held back plus the
+    /// measurement's standard deviation).
+    curve: f64,
+    curve_sd: f64,
+    /// The last three measurements of the bend and their standard deviations.
+    bends: [(f64, f64); 3],
     /// Exchanges since the last refit.
     since_refit: u32,
     /// The window in use, in ns (adapted to the path's noise at each refit).
@@ -309,6 +329,9 @@ impl EnvelopeEstimator {
             structure: 0.0,
             rates: Ring::new(DRIFT_HISTORY),
             drift: 0.0,
+            curve: 0.0,
+            curve_sd: 0.0,
+            bends: [(0.0, 0.0); 3],
             since_refit: 0,
             window: config.window.as_nanos(),
             reason: EpochReason::Start,
@@ -344,16 +367,20 @@ impl EnvelopeEstimator {
         self.last_burst = None;
         self.rates.clear();
         self.drift = 0.0;
+        self.curve = 0.0;
+        self.curve_sd = 0.0;
+        self.bends = [(0.0, 0.0); 3];
         self.window_cap = self.config.window.as_nanos();
         self.structure_refits = 0;
         self.structure = 0.0;
     }
 
     /// Records a fit's rate at its samples' centroid `at` (a line fitted to a bending
-    /// relation has the slope of its middle), and takes the drift as the slope of a
-    /// least-squares line through the rates of the last [`DRIFT_SPAN`]: its magnitude plus
-    /// its standard deviation, so that a steady crystal's noisy rates count for little and
-    /// a moving one's for what they show.
+    /// relation has the slope of its middle), and takes the drift the uncertainty allows for
+    /// from the slope of a least-squares line through the rates of the last [`DRIFT_SPAN`]:
+    /// what of it the `curve` does not take out, plus its standard deviation and the curve's
+    /// own, so that a steady crystal's noisy rates count for little and a moving one's for
+    /// what may be left of them.
     fn track_drift(&mut self, at: i64, rate: f64) {
         if self
             .rates
@@ -363,33 +390,39 @@ impl EnvelopeEstimator {
             return;
         }
         self.rates.push(RatePoint { t: at, rate });
-        let from = at - DRIFT_SPAN.as_nanos();
-        let points = || self.rates.iter().filter(move |p| p.t >= from);
+        self.drift = match self.rate_slope(at - DRIFT_SPAN.as_nanos(), at) {
+            Some((slope, sd)) => (slope - self.curve).abs() + sd + self.curve_sd,
+            None => 0.0,
+        };
+    }
+
+    /// The slope of a least-squares line through the recorded rates from `from` to `to`, and
+    /// its standard deviation; `None` with fewer than [`DRIFT_MIN_POINTS`] of them.
+    fn rate_slope(&self, from: i64, to: i64) -> Option<(f64, f64)> {
+        let points = || self.rates.iter().filter(move |p| p.t >= from && p.t <= to);
         let n = points().count() as f64;
         if n < DRIFT_MIN_POINTS as f64 {
-            self.drift = 0.0;
-            return;
+            return None;
         }
-        let mt = points().map(|p| (p.t - at) as f64).sum::<f64>() / n;
+        let mt = points().map(|p| (p.t - to) as f64).sum::<f64>() / n;
         let mr = points().map(|p| p.rate).sum::<f64>() / n;
         let (mut stt, mut str_) = (0.0, 0.0);
         for p in points() {
-            let dt = (p.t - at) as f64 - mt;
+            let dt = (p.t - to) as f64 - mt;
             stt += dt * dt;
             str_ += dt * (p.rate - mr);
         }
         if stt <= 0.0 {
-            return;
+            return None;
         }
         let slope = str_ / stt;
         let sse: f64 = points()
             .map(|p| {
-                let e = p.rate - mr - slope * ((p.t - at) as f64 - mt);
+                let e = p.rate - mr - slope * ((p.t - to) as f64 - mt);
                 e * e
             })
             .sum();
-        let sd = (sse / (n - 2.0).max(1.0) / stt).sqrt();
-        self.drift = slope.abs() + sd;
+        Some((slope, (sse / (n - 2.0).max(1.0) / stt).sqrt()))
     }
 
     /// The typical residual of one exchange per direction: a kept sample is the best of a
@@ -563,9 +596,12 @@ impl EnvelopeEstimator {
         let mut sd = j.sd;
         for (d, ring) in [&self.fwd, &self.rev].into_iter().enumerate() {
             let slope = if d == 0 { -rate } else { rate };
+            // (With the bend taken out, as the fits do.)
+            let curve = if d == 0 { 0.5 } else { -0.5 } * self.curve;
             let (mut pre, mut post) = ((f64::INFINITY, 0u32), (f64::INFINITY, 0u32));
             for p in ring.iter() {
-                let v = p.y as f64 - slope * p.t as f64;
+                let dt = (p.t - newest) as f64;
+                let v = p.y as f64 + curve * dt * dt - slope * p.t as f64;
                 // Samples between the dated beginning and the alarm may lie on either side.
                 let side = if p.t < j.since[d] {
                     &mut pre
@@ -657,9 +693,12 @@ impl EnvelopeEstimator {
             } else if let Some(t) = self.watch[d].suspect_since() {
                 a.cutoff = t;
             }
+            // The forward samples hold minus the offset, the reverse ones plus it.
+            a.curve = if d == 0 { 0.5 } else { -0.5 } * self.curve;
             a
         };
         let (adj_f, adj_r) = (adjust(0), adjust(1));
+        let changing = self.exam.is_some() || self.junction.is_some();
         let extra_f = if provisional { self.block.fwd } else { None };
         let extra_r = if provisional { self.block.rev } else { None };
         let Some(last) = self
@@ -769,23 +808,72 @@ impl EnvelopeEstimator {
                     self.structure = 0.0;
                 }
             }
+            // Is a bend left once the curve is taken out? The rates of the window's older
+            // and newer halves, fitted apart, tell (their samples, so their noise, are
+            // apart too): the curve plus what they show is the bend. The next fits take it
+            // out when it stands clear of its spread σ, shrunk towards zero
+            // (`b·(1 - (kσ/b)²)` beyond `kσ`, see [`CURVE_SIGNIFICANCE`]), so that noise
+            // bends them not at all and a real bend nearly all the way.
+            let mid = last - (span_s * 1e9 * 0.5) as i64;
+            let (mut of, mut or) = (adj_f, adj_r);
+            (of.cutoff, or.cutoff) = (of.cutoff.min(mid), or.cutoff.min(mid));
+            let (mut nf, mut nr) = (adj_f, adj_r);
+            (nf.since, nr.since) = (mid, mid);
+            let (fwd_ring, rev_ring) = (&self.fwd, &self.rev);
+            let mut half = |f: Adjust, r: Adjust| {
+                let f = Side::build(fwd_ring, None, last, f, &mut self.sorted, &mut self.hull_qf)?;
+                let r = Side::build(rev_ring, None, last, r, &mut self.sorted, &mut self.hull_qr)?;
+                let centroid = 0.5 * (f.sum_t / f.n + r.sum_t / r.n);
+                posterior(&f, wf, &r, wr).map(|p| (p, centroid))
+            };
+            // (Halves of a young window are too short to tell a bend from noise.)
+            if span_s < DRIFT_MIN_SPAN.as_secs_f64() {
+                // Nothing to measure.
+            } else if let (Some((a, ca)), Some((b, cb))) = (half(of, or), half(nf, nr)) {
+                let gap = cb - ca;
+                if gap > 0.0 {
+                    // (The median of the last three measurements: one odd pair of halves
+                    // does not bend the next fits.)
+                    self.bends.rotate_right(1);
+                    self.bends[0] = (
+                        self.curve + (b.rate - a.rate) / gap,
+                        CURVE_NOISE * a.rate_sd.hypot(b.rate_sd) / gap,
+                    );
+                    let (bend, sd) = (
+                        median3(self.bends.map(|b| b.0)),
+                        median3(self.bends.map(|b| b.1)),
+                    );
+                    let least = CURVE_SIGNIFICANCE * sd;
+                    let kept = if bend.abs() > least {
+                        bend * (1.0 - (least / bend).powi(2))
+                    } else {
+                        0.0
+                    };
+                    self.curve = kept.clamp(-CURVE_BOUND, CURVE_BOUND);
+                    self.curve_sd = (bend - self.curve).abs() + sd;
+                }
+            }
         }
         let wander = WANDER_SHAPE * self.config.wander_ppm * 1e3 * span_s.powf(1.5);
-        // A frequency that moves bends the clock relation away from the fitted line, by
-        // about d·W²/12 at its newest end for a drift d over a window W. The estimator does
-        // not follow that bend, but it does not hide it either: the drift seen in the rates
-        // of recent fits widens the uncertainty.
-        // (Young windows' rates scatter too much to tell a drift.)
+        // A frequency that moves bends the clock relation away from a line, by about d·W²/12
+        // at its newest end for a drift d over a window W. The drift seen in the rates of
+        // recent fits is taken out of the next ones (`curve`); what may be left of it widens
+        // the uncertainty.
+        // (Young windows' rates scatter too much to tell a drift, and so do the rates of
+        // fits across a change being examined or joined.)
         if sd.is_some()
+            && !changing
             && n_f >= STEP_MIN_SAMPLES
             && n_r >= STEP_MIN_SAMPLES
             && span_s >= DRIFT_MIN_SPAN.as_secs_f64()
         {
+            // (A fit with the curve taken out has the rate of its newest end; the rate of its
+            // middle is what the drift is measured on.)
             let centroid = 0.5 * (fwd.sum_t / fwd.n + rev.sum_t / rev.n);
-            self.track_drift(last + centroid as i64, rate);
+            self.track_drift(last + centroid as i64, rate + self.curve * centroid);
         }
         let span_ns = span_s * 1e9;
-        let bend = DRIFT_ALLOWANCE * self.drift * span_ns * span_ns / 12.0;
+        let bend = DRIFT_ALLOWANCE * self.drift.max(self.curve_sd) * span_ns * span_ns / 12.0;
         let uncertainty = if let Some(sd) = sd {
             UNCERTAINTY_GAIN * (sd * sd + wander * wander).sqrt()
         } else if n_f < 2 || n_r < 2 {
@@ -900,7 +988,7 @@ fn posterior(fwd: &Side, wf: f64, rev: &Side, wr: f64) -> Option<Posterior> {
     // Each piece is integrated from its end where the density is higher (so exponents stay
     // negative): r = from + step·u for u in 0..1, density e^-(g0 + x·u), and there
     // offset(r) - o_ref = p + q·u.
-    let (mut mass, mut m_rate, mut m_off, mut m_off2) = (0.0, 0.0, 0.0, 0.0);
+    let (mut mass, mut m_rate, mut m_rate2, mut m_off, mut m_off2) = (0.0, 0.0, 0.0, 0.0, 0.0);
     walk(&mut |a, b, cf, cr| {
         let (c, s, o0, o1) = piece(cf, cr);
         let (ga, gb) = (c + s * a - g_min, c + s * b - g_min);
@@ -920,6 +1008,7 @@ fn posterior(fwd: &Side, wf: f64, rev: &Side, wr: f64) -> Option<Posterior> {
         m_rate += scale * (from * f1 + step * f2);
         m_off += scale * (p * f1 + q * f2);
         m_off2 += scale * (p * p * f1 + 2.0 * p * q * f2 + q * q * f3);
+        m_rate2 += scale * (from * from * f1 + 2.0 * from * step * f2 + step * step * f3);
     });
     if mass.is_nan() || mass <= 0.0 {
         return None;
@@ -928,8 +1017,10 @@ fn posterior(fwd: &Side, wf: f64, rev: &Side, wr: f64) -> Option<Posterior> {
     let var = (m_off2 / mass - mean * mean).max(0.0);
     // Each highest line sits above its envelope by an exponential of mean 1/(w·n).
     let (ef, er) = (1.0 / (wf * fwd.n), 1.0 / (wr * rev.n));
+    let rate = m_rate / mass;
     Some(Posterior {
-        rate: m_rate / mass,
+        rate,
+        rate_sd: (m_rate2 / mass - rate * rate).max(0.0).sqrt(),
         offset: o_ref + mean + 0.5 * (ef - er),
         offset_sd: (var + 0.25 * (ef * ef + er * er)).sqrt(),
     })
@@ -940,6 +1031,7 @@ fn posterior(fwd: &Side, wf: f64, rev: &Side, wr: f64) -> Option<Posterior> {
 #[derive(Clone, Copy)]
 struct Posterior {
     rate: f64,
+    rate_sd: f64,
     offset: f64,
     offset_sd: f64,
 }
@@ -974,6 +1066,11 @@ fn phi2(x: f64) -> f64 {
     }
 }
 
+/// The middle one of three.
+fn median3([a, b, c]: [f64; 3]) -> f64 {
+    a.max(b).min(a.min(b).max(c))
+}
+
 /// A direction's typical queuing delay is taken as at least this when weighing it.
 const WEIGHT_FLOOR_NS: f64 = 100.0;
 /// Rates considered, as a fraction: ±2000 ppm is far beyond any crystal.
@@ -1002,6 +1099,9 @@ struct Adjust {
     cutoff: i64,
     /// Samples before this are left out.
     since: i64,
+    /// Every sample moves by `curve·(t - last)²`: the bend of a moving frequency, taken out
+    /// so that a line fits (see `EnvelopeEstimator::curve`).
+    curve: f64,
 }
 
 impl Adjust {
@@ -1010,6 +1110,7 @@ impl Adjust {
         shift: 0,
         cutoff: i64::MAX,
         since: i64::MIN,
+        curve: 0.0,
     };
 }
 
@@ -1053,6 +1154,12 @@ impl<'a> Side<'a> {
         if adjust.shift != 0 {
             for p in sorted.iter_mut().filter(|p| p.t < adjust.before) {
                 p.y = p.y.saturating_add(adjust.shift);
+            }
+        }
+        if adjust.curve != 0.0 {
+            for p in sorted.iter_mut() {
+                let dt = (p.t - last) as f64;
+                p.y = p.y.saturating_add((adjust.curve * dt * dt).round() as i64);
             }
         }
         for i in 1..sorted.len() {
