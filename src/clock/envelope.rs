@@ -122,7 +122,8 @@ const STRUCTURE_GROWTH: f64 = 1.1;
 /// bend more than a least-squares line does).
 const DRIFT_ALLOWANCE: f64 = 2.0;
 /// A window spanning less than this is young: it asks for a burst every
-/// [`YOUNG_BURST_EVERY`] (a leader grants one every 10 s at most by default).
+/// [`YOUNG_BURST_EVERY`] (a leader grants one every 10 s at most by default), and refits at
+/// every block.
 const YOUNG_SPAN: Nanos = Nanos::from_secs(60);
 const YOUNG_BURST_EVERY: Nanos = Nanos::from_secs(10);
 /// Kept samples after a change before its levels are refined from them.
@@ -216,6 +217,8 @@ struct Fit {
     res_f: f64,
     res_r: f64,
     uncertainty: f64,
+    /// Standard deviation of the rate (0 before the posterior exists).
+    rate_sd: f64,
     /// What a moving frequency may bend the line by (see `track_drift`), ns: part of the
     /// reported uncertainty, not of the tolerance changes are looked for with (a bend is
     /// smooth, a change is not).
@@ -462,8 +465,11 @@ impl EnvelopeEstimator {
         }
         let noise = Self::exchange_noise(&fit, self.config.block_samples);
         let tol = (self.config.step_threshold.as_nanos() as f64).max(4.0 * fit.uncertainty);
-        let tf = self.watch[0].observe(fwd.t, e_f, noise[0], tol);
-        let tr = self.watch[1].observe(rev.t, e_r, noise[1], tol);
+        // A young fit's rate is rough, and its envelopes drift away from the truth as they
+        // are carried forward: that is no change either.
+        let ahead = |t: i64| UNCERTAINTY_GAIN * fit.rate_sd * (t - fit.at).max(0) as f64;
+        let tf = self.watch[0].observe(fwd.t, e_f, noise[0], tol + ahead(fwd.t));
+        let tr = self.watch[1].observe(rev.t, e_r, noise[1], tol + ahead(rev.t));
         let trigger = match (tf, tr) {
             (Some(a), Some(b)) => Trigger {
                 since: a.since.min(b.since),
@@ -906,6 +912,7 @@ impl EnvelopeEstimator {
             res_f,
             res_r,
             uncertainty: uncertainty.max(UNCERTAINTY_FLOOR_NS),
+            rate_sd: post.map_or(0.0, |p| p.rate_sd),
             bend,
         });
         self.stats.refits += 1;
@@ -1285,7 +1292,12 @@ impl ClockEstimator for EnvelopeEstimator {
             || fwd.t.saturating_sub(self.block.start) >= self.config.block_span.as_nanos();
         if full {
             self.close_block();
+            // A young window refits at every block: by count (the first seconds need every
+            // sample) and by span (a burst fills the window in a second or two, and the rate
+            // of so short a span is rough: carried forward between sparse refits it would
+            // drift the offset away).
             if self.fwd.len() < self.config.warm_samples
+                || young
                 || self.since_refit >= self.config.refit_every
             {
                 self.refit(false);
