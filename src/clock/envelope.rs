@@ -251,8 +251,9 @@ pub struct EnvelopeEstimator {
     rev: Ring<Point>,
     block: Block,
     fit: Option<Fit>,
-    /// Scratch: the window's samples in time order, and their hull.
+    /// Scratch: the window's samples in time order (forward, reverse), and their hulls.
     sorted: Vec<Point>,
+    sorted_r: Vec<Point>,
     hull_f: Vec<Point>,
     hull_r: Vec<Point>,
     /// Watches over each direction's residuals (forward, reverse).
@@ -276,6 +277,8 @@ pub struct EnvelopeEstimator {
     /// window's when they last disagreed (ns; part of the uncertainty).
     window_cap: i64,
     structure_refits: u32,
+    /// Window checks so far (the bend is measured at every other one).
+    bend_checks: u32,
     structure: f64,
     /// The rates of recent fits at their samples' centroids, and how fast they move (the
     /// frequency's drift: its magnitude plus its spread, rate per ns).
@@ -317,6 +320,7 @@ impl EnvelopeEstimator {
             block: Block::default(),
             fit: None,
             sorted: Vec::with_capacity(cap + 1),
+            sorted_r: Vec::with_capacity(cap + 1),
             hull_f: Vec::with_capacity(cap + 1),
             hull_r: Vec::with_capacity(cap + 1),
             watch: [Watch::new(), Watch::new()],
@@ -329,6 +333,7 @@ impl EnvelopeEstimator {
             hull_qr: Vec::with_capacity(cap + 1),
             window_cap: config.window.as_nanos(),
             structure_refits: 0,
+            bend_checks: 0,
             structure: 0.0,
             rates: Ring::new(DRIFT_HISTORY),
             drift: 0.0,
@@ -733,7 +738,7 @@ impl EnvelopeEstimator {
             extra_r,
             last,
             adj_r,
-            &mut self.sorted,
+            &mut self.sorted_r,
             &mut self.hull_r,
         ) else {
             return;
@@ -780,26 +785,20 @@ impl EnvelopeEstimator {
             && let Some(full) = post
         {
             self.structure_refits = 0;
+            // (The parts of the window are slices of the samples the whole was fitted on,
+            // sorted and adjusted alike.)
+            let (all_f, all_r) = (&self.sorted[..], &self.sorted_r[..]);
+            let from = |all: &[Point], t: i64| all.partition_point(|p| p.t < t);
+            let (hull_qf, hull_qr) = (&mut self.hull_qf, &mut self.hull_qr);
+            let mut part = |f: &[Point], r: &[Point]| {
+                let f = Side::of(f, last, hull_qf)?;
+                let r = Side::of(r, last, hull_qr)?;
+                let centroid = 0.5 * (f.sum_t / f.n + r.sum_t / r.n);
+                posterior(&f, wf, &r, wr).map(|p| (p, centroid))
+            };
             let quarter = last - (span_s * 1e9 * 0.25) as i64;
-            let (mut qf, mut qr) = (adj_f, adj_r);
-            (qf.since, qr.since) = (quarter, quarter);
-            let q = Side::build(
-                &self.fwd,
-                None,
-                last,
-                qf,
-                &mut self.sorted,
-                &mut self.hull_qf,
-            )
-            .zip(Side::build(
-                &self.rev,
-                None,
-                last,
-                qr,
-                &mut self.sorted,
-                &mut self.hull_qr,
-            ))
-            .and_then(|(f, r)| posterior(&f, wf, &r, wr));
+            let (qf, qr) = (from(all_f, quarter), from(all_r, quarter));
+            let q = part(&all_f[qf..], &all_r[qr..]).map(|(q, _)| q);
             if let Some(q) = q {
                 let apart = (q.offset - full.offset).abs();
                 let spread = (q.offset_sd * q.offset_sd + full.offset_sd * full.offset_sd).sqrt();
@@ -821,21 +820,16 @@ impl EnvelopeEstimator {
             // (`b·(1 - (kσ/b)²)` beyond `kσ`, see [`CURVE_SIGNIFICANCE`]), so that noise
             // bends them not at all and a real bend nearly all the way.
             let mid = last - (span_s * 1e9 * 0.5) as i64;
-            let (mut of, mut or) = (adj_f, adj_r);
-            (of.cutoff, or.cutoff) = (of.cutoff.min(mid), or.cutoff.min(mid));
-            let (mut nf, mut nr) = (adj_f, adj_r);
-            (nf.since, nr.since) = (mid, mid);
-            let (fwd_ring, rev_ring) = (&self.fwd, &self.rev);
-            let mut half = |f: Adjust, r: Adjust| {
-                let f = Side::build(fwd_ring, None, last, f, &mut self.sorted, &mut self.hull_qf)?;
-                let r = Side::build(rev_ring, None, last, r, &mut self.sorted, &mut self.hull_qr)?;
-                let centroid = 0.5 * (f.sum_t / f.n + r.sum_t / r.n);
-                posterior(&f, wf, &r, wr).map(|p| (p, centroid))
-            };
+            let (mf, mr) = (from(all_f, mid), from(all_r, mid));
             // (Halves of a young window are too short to tell a bend from noise.)
-            if span_s < DRIFT_MIN_SPAN.as_secs_f64() {
+            // (Every other check: the two fits cost as much as the rest of a check.)
+            self.bend_checks = self.bend_checks.wrapping_add(1);
+            if span_s < DRIFT_MIN_SPAN.as_secs_f64() || self.bend_checks % 2 == 1 {
                 // Nothing to measure.
-            } else if let (Some((a, ca)), Some((b, cb))) = (half(of, or), half(nf, nr)) {
+            } else if let (Some((a, ca)), Some((b, cb))) = (
+                part(&all_f[..mf], &all_r[..mr]),
+                part(&all_f[mf..], &all_r[mr..]),
+            ) {
                 let gap = cb - ca;
                 if gap > 0.0 {
                     // (The median of the last three measurements: one odd pair of halves
@@ -1176,19 +1170,25 @@ impl<'a> Side<'a> {
                 j -= 1;
             }
         }
-        if sorted.is_empty() {
+        Side::of(sorted, last, hull)
+    }
+
+    /// The side of `points`, sorted by time, with times relative to `last`; its hull is
+    /// built in `hull`. `None` if there are none.
+    fn of(points: &[Point], last: i64, hull: &'a mut Vec<Point>) -> Option<Side<'a>> {
+        if points.is_empty() {
             return None;
         }
         let (mut sum_t, mut sum_y) = (0.0, 0.0);
-        for p in sorted.iter() {
+        for p in points {
             sum_t += (p.t - last) as f64;
             sum_y += p.y as f64;
         }
-        lower_hull(sorted.iter().copied(), hull);
+        lower_hull(points.iter().copied(), hull);
         Some(Side {
             hull,
             last,
-            n: sorted.len() as f64,
+            n: points.len() as f64,
             sum_t,
             sum_y,
         })
