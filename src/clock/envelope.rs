@@ -121,9 +121,9 @@ const STRUCTURE_GROWTH: f64 = 1.1;
 /// How many times the bend `d·W²/12` the uncertainty allows for (a fit of envelopes lags a
 /// bend more than a least-squares line does).
 const DRIFT_ALLOWANCE: f64 = 2.0;
-/// A window spanning less than this is young: it asks for a burst every
-/// [`YOUNG_BURST_EVERY`] (a leader grants one every 10 s at most by default), and refits at
-/// every block.
+/// A window spanning less than this (or than the window it is kept to, if shorter) is young:
+/// it asks for a burst every [`YOUNG_BURST_EVERY`] (a leader grants one every 10 s at most by
+/// default), and refits at every block.
 const YOUNG_SPAN: Nanos = Nanos::from_secs(60);
 const YOUNG_BURST_EVERY: Nanos = Nanos::from_secs(10);
 /// Kept samples after a change before its levels are refined from them.
@@ -293,8 +293,10 @@ pub struct EnvelopeEstimator {
     bends: [(f64, f64); 3],
     /// Exchanges since the last refit.
     since_refit: u32,
-    /// The window in use, in ns (adapted to the path's noise at each refit).
+    /// The window in use, in ns (adapted to the path's noise at each refit, and cut to
+    /// `window_cap`), and the window the path's noise alone asks for.
     window: i64,
+    noise_window: i64,
     /// Why the current epoch began.
     reason: EpochReason,
     stats: EnvelopeStats,
@@ -342,6 +344,7 @@ impl EnvelopeEstimator {
             bends: [(0.0, 0.0); 3],
             since_refit: 0,
             window: config.window.as_nanos(),
+            noise_window: config.window.as_nanos(),
             reason: EpochReason::Start,
             stats: EnvelopeStats::default(),
         }
@@ -366,6 +369,7 @@ impl EnvelopeEstimator {
         self.block = Block::default();
         self.fit = None;
         self.window = self.config.window.as_nanos();
+        self.noise_window = self.config.window.as_nanos();
         for w in &mut self.watch {
             w.clear();
         }
@@ -895,9 +899,9 @@ impl EnvelopeEstimator {
                 // rate across it.
                 cap = cap.max(last - j.since[0].min(j.since[1]) + min as i64);
             }
-            self.window = ((min * noise.max(1.0).sqrt()).min(self.config.window.as_nanos() as f64)
-                as i64)
-                .min(cap);
+            self.noise_window =
+                (min * noise.max(1.0).sqrt()).min(self.config.window.as_nanos() as f64) as i64;
+            self.window = self.noise_window.min(cap);
         }
         self.fit = Some(Fit {
             at,
@@ -1264,10 +1268,13 @@ impl ClockEstimator for EnvelopeEstimator {
             t: ex.t3.as_nanos().saturating_sub(t0),
             y: ex.reverse().as_nanos().saturating_sub(z0),
         };
-        let young = self
-            .fwd
-            .front()
-            .is_none_or(|p| fwd.t - p.t < YOUNG_SPAN.as_nanos());
+        // (A window kept short by a quiet path, 30 s on a LAN, is not young once it spans
+        // that: more samples would gain it nothing. One kept short by a moving frequency on
+        // a noisy path stays young, and its bursts make up for the samples it drops.)
+        let young = self.fwd.front().is_none_or(|p| {
+            let grown = self.noise_window - self.config.block_span.as_nanos();
+            fwd.t - p.t < YOUNG_SPAN.as_nanos().min(grown)
+        });
         let due = self
             .last_burst
             .is_none_or(|t| fwd.t - t >= YOUNG_BURST_EVERY.as_nanos());
