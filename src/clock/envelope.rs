@@ -123,9 +123,13 @@ const STRUCTURE_GROWTH: f64 = 1.1;
 const DRIFT_ALLOWANCE: f64 = 2.0;
 /// A window spanning less than this (or than the window it is kept to, if shorter) is young:
 /// it asks for a burst every [`YOUNG_BURST_EVERY`] (a leader grants one every 10 s at most by
-/// default), and refits at every block.
+/// default).
 const YOUNG_SPAN: Nanos = Nanos::from_secs(60);
 const YOUNG_BURST_EVERY: Nanos = Nanos::from_secs(10);
+/// A window spanning less than this refits at every block. (Not every young one: the
+/// window checks and the bend's measurement count refits, and a window cut short by a
+/// check would be checked ever faster.)
+const FRESH_SPAN: Nanos = Nanos::from_secs(10);
 /// Kept samples after a change before its levels are refined from them.
 const REFINE_MIN_SAMPLES: usize = 16;
 
@@ -1299,12 +1303,16 @@ impl ClockEstimator for EnvelopeEstimator {
             || fwd.t.saturating_sub(self.block.start) >= self.config.block_span.as_nanos();
         if full {
             self.close_block();
-            // A young window refits at every block: by count (the first seconds need every
+            // A fresh window refits at every block: by count (the first seconds need every
             // sample) and by span (a burst fills the window in a second or two, and the rate
             // of so short a span is rough: carried forward between sparse refits it would
             // drift the offset away).
+            let fresh = self
+                .fwd
+                .front()
+                .is_none_or(|p| fwd.t - p.t < FRESH_SPAN.as_nanos());
             if self.fwd.len() < self.config.warm_samples
-                || young
+                || fresh
                 || self.since_refit >= self.config.refit_every
             {
                 self.refit(false);
