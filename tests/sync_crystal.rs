@@ -46,7 +46,7 @@ fn a_wandering_crystal_is_followed_within_fifty_microseconds_and_covered() {
 /// the time: the estimator measures that bend and takes it out. A line over the wifi
 /// preset's 150 s window would lag it by `d·W²/12` ≈ 90 µs; shortening the window alone (the
 /// estimator before the bend was measured) gave p99 23–31 µs and max 30–42 µs on these
-/// seeds, taking the bend out 15–18 µs and 19–24 µs.
+/// seeds, taking the bend out 16–20 µs and 19–25 µs.
 #[test]
 fn a_steadily_moving_frequency_is_taken_out_of_the_fit() {
     use lockstep::sim::events::{Event, EventKind, Events, Node};
