@@ -16,15 +16,19 @@ pub fn run(name: &str, seed: u64) -> Vec<(String, EstimatorResult)> {
         .map(|v| {
             let s = SyncScenario::with_variant("wifi", v, seed, Nanos::from_secs(600))
                 .expect("wifi preset");
-            let r = run_sync(&s, default_estimators()).expect("valid scenario");
-            let lockstep = r
-                .results
-                .into_iter()
-                .find(|e| e.estimator == "lockstep")
-                .expect("lockstep in the report");
-            (v.name.clone(), lockstep)
+            (v.name.clone(), run_lockstep(&s))
         })
         .collect()
+}
+
+/// Runs `scenario` and gives lockstep's result.
+pub fn run_lockstep(scenario: &SyncScenario) -> EstimatorResult {
+    run_sync(scenario, default_estimators())
+        .expect("valid scenario")
+        .results
+        .into_iter()
+        .find(|e| e.estimator == "lockstep")
+        .expect("lockstep in the report")
 }
 
 /// The event whose label starts with `prefix`.
