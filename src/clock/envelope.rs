@@ -864,9 +864,10 @@ impl EnvelopeEstimator {
         }
         let wander = WANDER_SHAPE * self.config.wander_ppm * 1e3 * span_s.powf(1.5);
         // A frequency that moves bends the clock relation away from a line, by about d·W²/12
-        // at its newest end for a drift d over a window W. The drift seen in the rates of
-        // recent fits is taken out of the next ones (`curve`); what may be left of it widens
-        // the uncertainty.
+        // at its newest end for a drift d over a window W. The bend measured on the window's
+        // halves is taken out of the next fits (`curve`); what may be left of it, judged
+        // from the drift of recent fits' rates and from the bend's own spread, widens the
+        // uncertainty.
         // (Young windows' rates scatter too much to tell a drift, and so do the rates of
         // fits across a change being examined or joined.)
         if sd.is_some()
