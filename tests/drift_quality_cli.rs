@@ -17,7 +17,7 @@ fn json_rows_per_corrector_drift_and_tone_and_sinc_beats_drop_dup() {
             "--seconds",
             "8",
             "--skip",
-            "3",
+            "1",
             "--correctors",
             "sinc,drop_dup",
         ])
@@ -41,11 +41,11 @@ fn json_rows_per_corrector_drift_and_tone_and_sinc_beats_drop_dup() {
     for f in [1000.0, 15000.0] {
         for ppm in [150.0, -150.0] {
             let (s, d) = (thdn("sinc", f, ppm), thdn("drop_dup", f, ppm));
-            // Even while the servo glides fast the sinc corrector is clean (its changing
-            // ratio is timing, which the meter follows), and a dropped or repeated frame
-            // is a click.
+            // From the first second on, even while the servo glides fast, the sinc
+            // corrector is clean (its changing ratio is timing, which the meter follows,
+            // and its path has no kinks), and a dropped or repeated frame is a click.
             assert!(
-                s < -110.0 && d > -40.0 && s < d - 70.0,
+                s <= -120.0 && d > -40.0 && s < d - 70.0,
                 "{f} Hz {ppm} ppm: {s} vs {d}"
             );
         }
@@ -53,7 +53,7 @@ fn json_rows_per_corrector_drift_and_tone_and_sinc_beats_drop_dup() {
     // Each worst window is named by when it starts, inside the measured stretch.
     for r in rows {
         let at = r["worst_at_s"].as_f64().expect("worst_at_s");
-        assert!((2.98..7.9).contains(&at), "worst window at {at} s: {r}");
+        assert!((0.98..7.9).contains(&at), "worst window at {at} s: {r}");
     }
 }
 

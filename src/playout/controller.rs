@@ -22,7 +22,8 @@
 //! output's phase: at 15 kHz a 0.05 ppm step already reads about −90 dB THD+N. So the
 //! commanded ratio goes through a critically damped two-pole low-pass before it reaches the
 //! corrector; what the corrector sees is a ratio whose first derivative is continuous, and
-//! it ramps even that linearly across each block.
+//! it follows a smooth path through even that (a quadratic B-spline through the ratios of
+//! successive blocks, see [`DriftCorrector::set_ratio`](super::corrector::DriftCorrector::set_ratio)).
 //!
 //! In steady state the loop crosses over at [`ControllerConfig::bandwidth_hz`] (0.05 Hz,
 //! `Kp` = 0.31 per second), with the PI zero nine times lower (`Ki = Kp² / (2ζ)²`, ζ =
@@ -53,6 +54,7 @@
 
 use thiserror::Error;
 
+use crate::playout::corrector::path_mean;
 use crate::time::{LeaderInstant, NANOS_PER_SEC, Nanos};
 
 /// How the controller is set up. [`ControllerConfig::new`] gives the defaults.
@@ -230,10 +232,10 @@ pub struct PlayoutController {
     /// The next play block is the first after a start.
     fresh: bool,
     /// Error (s) still being slewed away, the slew's rate (a fraction of the ratio) while
-    /// it runs and in the last block, and blocks left.
+    /// it runs, its rates in the last two blocks (oldest first), and blocks left.
     slew_left: f64,
     slew_rate: f64,
-    slew_last: f64,
+    slew_history: [f64; 2],
     slew_blocks: u32,
 }
 
@@ -258,7 +260,7 @@ impl PlayoutController {
             fresh: false,
             slew_left: 0.0,
             slew_rate: 0.0,
-            slew_last: 0.0,
+            slew_history: [0.0; 2],
             slew_blocks: 0,
         })
     }
@@ -326,7 +328,7 @@ impl PlayoutController {
         self.smooth = [ratio_ff; 2];
         self.fresh = true;
         self.slew_left = 0.0;
-        self.slew_last = 0.0;
+        self.slew_history = [0.0; 2];
         self.slew_blocks = 0;
         let ratio = ratio_ff;
         self.last.error_ns = 0.0;
@@ -436,18 +438,18 @@ impl PlayoutController {
         self.smooth[0] += (commanded - self.smooth[0]) * a;
         self.smooth[1] += (self.smooth[0] - self.smooth[1]) * a;
         let mut ratio = self.smooth[1];
-        if self.slew_blocks > 0 || self.slew_last != 0.0 {
+        if self.slew_blocks > 0 || self.slew_history != [0.0; 2] {
             let rate = if self.slew_blocks > 0 {
                 self.slew_blocks -= 1;
                 self.slew_rate
             } else {
                 0.0
             };
-            // The corrector ramps from the last block's ratio to this one across the
-            // block, so this block removes the mean of the two rates.
-            self.slew_left -= dt * 0.5 * (self.slew_last + rate);
-            self.slew_last = rate;
-            if self.slew_blocks == 0 && rate == 0.0 {
+            // The corrector follows a smooth path through the ratios it is given, one
+            // block behind, so this block removes that path's mean of the rates.
+            self.slew_left -= dt * path_mean(self.slew_history, rate, block_frames);
+            self.slew_history = [self.slew_history[1], rate];
+            if self.slew_blocks == 0 && rate == 0.0 && self.slew_history == [0.0; 2] {
                 self.slew_left = 0.0;
             }
             ratio *= 1.0 - rate;

@@ -301,8 +301,8 @@ impl Playout {
             self.prepend_left = prepend;
             self.position = -(self.chain.delay_frames() + self.corrector.delay_frames());
             self.fade_in_left = self.fade_frames;
-            // The ratio is set in `finish_block`, which accounts for the ramp from the
-            // reset corrector's 1.0 to it over the first block.
+            // The ratio is set in `finish_block`; a reset corrector runs its first block
+            // at it throughout.
             plan = Plan::Play { ratio };
         }
         let (ratio, fade_out) = match plan {
