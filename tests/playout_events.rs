@@ -83,6 +83,25 @@ fn a_stalled_dac_realigns_and_a_starved_cpu_conceals_and_both_play_on() {
 }
 
 #[test]
+fn a_leader_clock_stepping_forward_costs_one_faded_realign_and_no_late_start() {
+    // leader_step/+1s at 40 s instead of 200 s. The audio already buffered is a second late
+    // on the new timeline, and the stream after the step follows it: a start that could not
+    // skip all of the late audio would land late by what was left, a millisecond or so,
+    // and the servo would take seconds to pull it back.
+    for seed in [1, 2] {
+        let mut s = PlayoutScenario::preset("wifi", seed, Nanos::from_secs(60)).expect("preset");
+        s.events = moved("leader_step", 0, 160);
+        let r = run_playout(&s).expect("runs");
+        let table = r.to_table();
+        let step = &r.events[0];
+        assert_eq!(step.realigns, 4, "seed {seed}: one per speaker\n{table}");
+        assert!(step.max_5s_us <= 50.0, "seed {seed}\n{table}");
+        assert!(r.skew_max_outside_us <= 50.0, "seed {seed}\n{table}");
+        assert_eq!(r.underruns, 0, "seed {seed}\n{table}");
+    }
+}
+
+#[test]
 #[ignore = "two hours of virtual time: minutes of CPU"]
 fn a_two_hour_soak_stays_within_the_wifi_targets_in_bounded_memory() {
     let duration = Nanos::from_secs(7200);

@@ -482,6 +482,14 @@ impl PlayoutController {
         self.state = State::Idle;
         self.last.state = State::Idle;
     }
+
+    /// The start [`plan_start`](Self::plan_start) just planned could not be carried out
+    /// (the input held fewer late frames than it had to skip, so it would have started
+    /// late): back to idle, and the start is not counted as a re-align.
+    pub fn cancel_start(&mut self) {
+        self.last.realigns = self.last.realigns.saturating_sub(1);
+        self.reset();
+    }
 }
 
 #[cfg(test)]

@@ -293,6 +293,15 @@ impl Playout {
                 return self.controller.report();
             };
             let skipped = rx.discard(skip);
+            if skipped < skip {
+                // All that was buffered was late, and more of it may still be on its way
+                // (or a new stream after it, as when the leader's clock steps forward).
+                // Starting now would start late by what could not be skipped; the next
+                // block plans afresh on what the receiver holds then.
+                out.fill(0.0);
+                self.controller.cancel_start();
+                return self.controller.report();
+            }
             self.corrector.reset();
             self.chain.reset();
             self.seg_start =
