@@ -18,13 +18,24 @@
 //! smoothly wandering phase is fitted ([`lockstep::playout::thdn`]: the servo's changing
 //! ratio is timing, not distortion) and THD+N is residual over total energy. The worst
 //! window is reported, with the true time at which it starts, and the median.
+//!
+//! `--family NAME` runs each variant of a family of timed events (`roam`, `warmup`,
+//! `leader_step`, …; see [`lockstep::sim::events::family`]) on the preset, so that the
+//! corrector is heard riding the clock estimate's corrections and re-locks. Windows within
+//! 0.5 s of a block at which a speaker's audio was not the leader's played through (a
+//! counted re-align's fades, an underrun, a stop, concealed audio: see
+//! [`SpeakerRun::disrupted_at`](lockstep::sim::playout::SpeakerRun::disrupted_at)) are left
+//! out and counted. `--events FILE` does the same for a scenario file of your own (see
+//! [`lockstep::sim::scenario_file`]).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use lockstep::playout::corrector::CorrectorKind;
 use lockstep::playout::thdn::thdn_windows;
+use lockstep::sim::events::{FAMILIES, Variant, family};
 use lockstep::sim::playout::{PlayoutScenario, Role, SpeakerSpec, TestSignal, run_group};
+use lockstep::sim::scenario_file::read_events;
 use lockstep::sim::sync::{json_num, json_str};
 use lockstep::sim::{Loss, PathConfig};
 use lockstep::time::Nanos;
@@ -42,6 +53,15 @@ struct Args {
     /// its packet loss is removed.
     #[arg(long, default_value = "wifi")]
     scenario: String,
+    /// A family of timed events to run on the preset, each of its variants in turn (roam,
+    /// warmup, leader_step, …); windows near a speaker's fades or concealed audio are
+    /// left out. Most families' events come at 200 s: give `--seconds` past that.
+    #[arg(long, conflicts_with = "events")]
+    family: Option<String>,
+    /// A scenario file of timed events (JSON; see `lockstep::sim::scenario_file`) to run on
+    /// the preset, measured as a family's variant is.
+    #[arg(long)]
+    events: Option<std::path::PathBuf>,
     /// Simulated seconds per run.
     #[arg(long, default_value_t = 60.0)]
     seconds: f64,
@@ -63,8 +83,13 @@ struct Args {
 const RATE: f64 = 48_000.0;
 const WINDOW_S: f64 = 0.1;
 
+/// Seconds either side of a disrupted block within which a window is left out.
+const DISRUPTION_MARGIN_S: f64 = 0.5;
+
 /// One measured combination.
 struct Row {
+    /// The family's variant, or the preset.
+    scenario: String,
     corrector: CorrectorKind,
     ppm: f64,
     freq_hz: f64,
@@ -73,14 +98,21 @@ struct Row {
     worst_at_s: f64,
     median_db: f64,
     windows: usize,
+    /// Windows left out near disruptions.
+    excluded: usize,
 }
 
-fn run(args: &Args, kind: CorrectorKind, freq_hz: f64) -> Result<Vec<Row>, String> {
-    let mut s = PlayoutScenario::preset(
-        &args.scenario,
-        args.seed,
-        Nanos::from_secs_f64(args.seconds),
-    )
+fn run(
+    args: &Args,
+    variant: Option<&Variant>,
+    kind: CorrectorKind,
+    freq_hz: f64,
+) -> Result<Vec<Row>, String> {
+    let duration = Nanos::from_secs_f64(args.seconds);
+    let mut s = match variant {
+        Some(v) => PlayoutScenario::with_variant(&args.scenario, v, args.seed, duration),
+        None => PlayoutScenario::preset(&args.scenario, args.seed, duration),
+    }
     .ok_or_else(|| format!("unknown scenario {:?}", args.scenario))?;
     s.path.to_follower.loss = Loss::None;
     s.path.to_leader.loss = Loss::None;
@@ -109,19 +141,46 @@ fn run(args: &Args, kind: CorrectorKind, freq_hz: f64) -> Result<Vec<Row>, Strin
         let capture = sp
             .capture(from, to)
             .ok_or_else(|| format!("{}: nothing recorded after {} s", sp.result.name, args.skip))?;
-        let mut db = thdn_windows(capture.samples, RATE, freq_hz, WINDOW_S, 0.0);
-        if db.is_empty() || db.iter().any(|d| d.is_nan()) {
-            return Err(format!("{}: the tone could not be fitted", sp.result.name));
+        let all = thdn_windows(capture.samples, RATE, freq_hz, WINDOW_S, 0.0);
+        if all.is_empty() {
+            return Err(format!("{}: no window recorded", sp.result.name));
         }
-        let worst_index = (0..db.len())
-            .max_by(|&i, &j| db[i].total_cmp(&db[j]))
-            .expect("not empty");
         // A window is 4800 frames; they leave at the DAC's true rate, not at 48 kHz.
         let frames = (WINDOW_S * RATE).round();
-        let worst_at_s =
-            capture.first_ns as f64 * 1e-9 + worst_index as f64 * frames / capture.rate_hz;
+        let start_s =
+            |i: usize| capture.first_ns as f64 * 1e-9 + i as f64 * frames / capture.rate_hz;
+        let disrupted = |i: usize| {
+            let (a, b) = (
+                start_s(i) - DISRUPTION_MARGIN_S,
+                start_s(i) + WINDOW_S + DISRUPTION_MARGIN_S,
+            );
+            let first = sp.disrupted_at.partition_point(|&t| (t as f64 * 1e-9) < a);
+            sp.disrupted_at
+                .get(first)
+                .is_some_and(|&t| (t as f64 * 1e-9) <= b)
+        };
+        let kept: Vec<(usize, f64)> = all
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(i, _)| !disrupted(i))
+            .collect();
+        // (A window of a fade's silence has no tone to fit; anywhere else that is a fault.)
+        if kept.iter().any(|k| k.1.is_nan()) {
+            return Err(format!("{}: the tone could not be fitted", sp.result.name));
+        }
+        let excluded = all.len() - kept.len();
+        let Some(&(worst_index, _)) = kept.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
+            return Err(format!(
+                "{}: every window is near a disruption",
+                sp.result.name
+            ));
+        };
+        let worst_at_s = start_s(worst_index);
+        let mut db: Vec<f64> = kept.iter().map(|k| k.1).collect();
         db.sort_by(f64::total_cmp);
         rows.push(Row {
+            scenario: variant.map_or_else(|| args.scenario.clone(), |v| v.name.clone()),
             corrector: kind,
             ppm: sp.result.drift_ppm,
             freq_hz,
@@ -129,6 +188,7 @@ fn run(args: &Args, kind: CorrectorKind, freq_hz: f64) -> Result<Vec<Row>, Strin
             worst_at_s,
             median_db: db[db.len() / 2],
             windows: db.len(),
+            excluded,
         });
         if sp.result.underruns > 0 || sp.result.late_packets > 0 {
             eprintln!(
@@ -179,14 +239,50 @@ fn main() -> ExitCode {
             kinds
         }
     };
-    let mut rows = Vec::new();
-    for &kind in &kinds {
-        for freq in [1_000.0, 15_000.0] {
-            match run(&args, kind, freq) {
-                Ok(r) => rows.extend(r),
+    let variants: Vec<Option<Variant>> = match &args.family {
+        None if args.events.is_some() => {
+            let path = args.events.as_ref().expect("checked");
+            match read_events(path) {
+                Ok(events) => vec![Some(Variant {
+                    name: path
+                        .file_stem()
+                        .map_or("events".into(), |s| s.to_string_lossy().into_owned()),
+                    events,
+                    start_burst: true,
+                })],
                 Err(e) => {
-                    eprintln!("error: {} at {freq} Hz: {e}", kind.name());
-                    return ExitCode::FAILURE;
+                    eprintln!("error: {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => vec![None],
+        Some(name) => match family(name) {
+            Some(v) if name != "soak" && name != "no_burst" => v.into_iter().map(Some).collect(),
+            _ => {
+                eprintln!(
+                    "error: unknown family {name:?}; choose one of {}",
+                    FAMILIES
+                        .iter()
+                        .filter(|f| !matches!(**f, "soak" | "no_burst"))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let mut rows = Vec::new();
+    for variant in &variants {
+        for &kind in &kinds {
+            for freq in [1_000.0, 15_000.0] {
+                match run(&args, variant.as_ref(), kind, freq) {
+                    Ok(r) => rows.extend(r),
+                    Err(e) => {
+                        eprintln!("error: {} at {freq} Hz: {e}", kind.name());
+                        return ExitCode::FAILURE;
+                    }
                 }
             }
         }
@@ -196,38 +292,59 @@ fn main() -> ExitCode {
             .iter()
             .map(|r| {
                 format!(
-                    "{{\"corrector\": {}, \"ppm\": {}, \"freq_hz\": {}, \"thdn_db\": {}, \
-                     \"worst_at_s\": {}, \"median_thdn_db\": {}, \"windows\": {}}}",
+                    "{{\"scenario\": {}, \"corrector\": {}, \"ppm\": {}, \"freq_hz\": {}, \
+                     \"thdn_db\": {}, \"worst_at_s\": {}, \"median_thdn_db\": {}, \
+                     \"windows\": {}, \"excluded\": {}}}",
+                    json_str(&r.scenario),
                     json_str(r.corrector.name()),
                     json_num(r.ppm),
                     json_num(r.freq_hz),
                     json_num(r.worst_db),
                     json_num(r.worst_at_s),
                     json_num(r.median_db),
-                    r.windows
+                    r.windows,
+                    r.excluded
                 )
             })
             .collect();
         println!("[\n  {}\n]", objs.join(",\n  "));
     } else {
         println!(
-            "THD+N of a −1 dBFS tone, 100 ms windows, {} ({} s, from {} s on), seed {}",
-            args.scenario, args.seconds, args.skip, args.seed
+            "THD+N of a −1 dBFS tone, 100 ms windows, {}{} ({} s, from {} s on), seed {}",
+            args.scenario,
+            match (&args.family, &args.events) {
+                (Some(f), _) => format!(" with the {f} family"),
+                (None, Some(path)) => format!(" with the events of {}", path.display()),
+                (None, None) => String::new(),
+            },
+            args.seconds,
+            args.skip,
+            args.seed
         );
         println!(
-            "{:<10} {:>8} {:>8} {:>12} {:>8} {:>12} {:>8}",
-            "corrector", "ppm", "Hz", "worst dB", "at s", "median dB", "windows"
+            "{:<26} {:<10} {:>8} {:>8} {:>12} {:>8} {:>12} {:>8} {:>8}",
+            "scenario",
+            "corrector",
+            "ppm",
+            "Hz",
+            "worst dB",
+            "at s",
+            "median dB",
+            "windows",
+            "excluded"
         );
         for r in &rows {
             println!(
-                "{:<10} {:>+8.0} {:>8.0} {:>12.1} {:>8.2} {:>12.1} {:>8}",
+                "{:<26} {:<10} {:>+8.0} {:>8.0} {:>12.1} {:>8.2} {:>12.1} {:>8} {:>8}",
+                r.scenario,
                 r.corrector.name(),
                 r.ppm,
                 r.freq_hz,
                 r.worst_db,
                 r.worst_at_s,
                 r.median_db,
-                r.windows
+                r.windows,
+                r.excluded
             );
         }
     }

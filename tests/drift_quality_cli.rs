@@ -58,6 +58,56 @@ fn json_rows_per_corrector_drift_and_tone_and_sinc_beats_drop_dup() {
 }
 
 #[test]
+fn through_a_leader_step_the_relock_is_clean_and_its_fades_are_left_out() {
+    // A leader clock step of +1 s at 6 s: every speaker fades out, re-aligns on the new
+    // timeline and fades in. The windows around that are left out and counted; every
+    // other one, the re-lock's glide included, is measured.
+    let dir = std::env::temp_dir().join(format!("lockstep-dq-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("step.json");
+    std::fs::write(
+        &file,
+        r#"{"events": [{"at_s": 6, "leader_step": {"by_ms": 1000}}]}"#,
+    )
+    .unwrap();
+    let out = drift_quality()
+        .args([
+            "--json",
+            "--seconds",
+            "12",
+            "--skip",
+            "1",
+            "--correctors",
+            "sinc",
+        ])
+        .arg("--events")
+        .arg(&file)
+        .output()
+        .expect("runs");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let rows = v.as_array().expect("an array");
+    assert_eq!(rows.len(), 4, "{v}");
+    for r in rows {
+        assert_eq!(r["scenario"], "step", "{r}");
+        let (db, windows, excluded) = (
+            r["thdn_db"].as_f64().unwrap(),
+            r["windows"].as_u64().unwrap(),
+            r["excluded"].as_u64().unwrap(),
+        );
+        assert!(db <= -120.0, "{r}");
+        // The fade out, the silence and the fade in: a few hundred ms and the margins.
+        assert!((5..40).contains(&excluded), "{r}");
+        assert!(windows >= 70, "{r}");
+    }
+}
+
+#[test]
 fn bad_options_are_refused() {
     let out = drift_quality()
         .args(["--correctors", "linear"])
@@ -67,6 +117,14 @@ fn bad_options_are_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown corrector"));
     let out = drift_quality()
         .args(["--seconds", "5", "--skip", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = drift_quality().args(["--family", "soak"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown family"));
+    let out = drift_quality()
+        .args(["--events", "/nonexistent/events.json"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -396,6 +396,10 @@ struct Follower {
     backlog: Vec<Packet>,
     /// Receiver counters of the receivers a restart threw away (lost, late).
     rx_before: (u64, u64),
+    /// True times (ns) of the blocks at which the receiver had concealed more audio (a
+    /// lost packet, a stream run dry) than by the block before, and that count.
+    concealed_at: Vec<i64>,
+    concealed_seen: u64,
 }
 
 impl Follower {
@@ -502,6 +506,11 @@ pub struct SpeakerRun {
     /// (index of the block's first frame in `samples`, true emission time in ns) of every
     /// block.
     pub timeline: Vec<(u64, i64)>,
+    /// True render times (ns), in order, of the blocks at which this speaker's audio was
+    /// not the leader's played through: a counted re-align (a fade out and in), an
+    /// underrun, a stop, or audio the receiver concealed (a lost packet, a stream run
+    /// dry). What a measure of the corrector's sound leaves out.
+    pub disrupted_at: Vec<i64>,
 }
 
 impl SpeakerRun {
@@ -870,6 +879,8 @@ fn simulate(
             starved_until: SimTime(0),
             backlog: Vec::new(),
             rx_before: (0, 0),
+            concealed_at: Vec::new(),
+            concealed_seen: 0,
         });
     }
 
@@ -1165,6 +1176,17 @@ impl Follower {
                 late_packets: self.rx_before.1 + st.late,
                 abs_error_us: None,
             },
+            disrupted_at: {
+                let mut at: Vec<i64> = [
+                    self.realign_at,
+                    self.underrun_at,
+                    self.stop_at,
+                    self.concealed_at,
+                ]
+                .concat();
+                at.sort_unstable();
+                at
+            },
             samples: self.rec.samples,
             timeline: self
                 .rec
@@ -1209,6 +1231,13 @@ fn render(f: &mut Follower, now: SimTime) {
         if before.state != State::Idle && report.state == State::Idle {
             f.stop_at.push(t_ns);
         }
+    }
+    let st = f.rx.stats();
+    let concealed = st.concealed_frames + st.dry_frames;
+    if concealed != f.concealed_seen {
+        // (A restarted follower's new receiver counts from zero.)
+        f.concealed_seen = concealed;
+        f.concealed_at.push(t_ns);
     }
     let channels = f.dac.channels();
     let emission = f
