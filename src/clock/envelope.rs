@@ -782,11 +782,13 @@ impl EnvelopeEstimator {
         // window's line lags behind; when the two disagree beyond their spreads the window
         // is too long for the clock, and it shrinks.
         self.structure_refits += 1;
-        // (Not across a change being examined or joined: its two sides' levels are still
-        // being learnt, and that is not a bend.)
+        // (Not across a change being examined: the samples after it are held out. Across
+        // one being joined the bend is still measured, for a moving frequency goes on
+        // moving meanwhile and a curve kept from before the change goes stale, but the
+        // window is not judged: its two sides' levels are still being learnt, and that is
+        // not a bend.)
         if !provisional
             && self.exam.is_none()
-            && self.junction.is_none()
             && self.structure_refits >= STRUCTURE_EVERY
             && n_f >= 4 * STEP_MIN_SAMPLES
             && n_r >= 4 * STEP_MIN_SAMPLES
@@ -806,7 +808,11 @@ impl EnvelopeEstimator {
             };
             let quarter = last - (span_s * 1e9 * 0.25) as i64;
             let (qf, qr) = (from(all_f, quarter), from(all_r, quarter));
-            let q = part(&all_f[qf..], &all_r[qr..]).map(|(q, _)| q);
+            let q = if self.junction.is_none() {
+                part(&all_f[qf..], &all_r[qr..]).map(|(q, _)| q)
+            } else {
+                None
+            };
             if let Some(q) = q {
                 let apart = (q.offset - full.offset).abs();
                 let spread = (q.offset_sd * q.offset_sd + full.offset_sd * full.offset_sd).sqrt();
