@@ -396,9 +396,10 @@ struct Follower {
     backlog: Vec<Packet>,
     /// Receiver counters of the receivers a restart threw away (lost, late).
     rx_before: (u64, u64),
-    /// True times (ns) of the blocks at which the receiver had concealed more audio (a
-    /// lost packet, a stream run dry) than by the block before, and that count.
-    concealed_at: Vec<i64>,
+    /// True times (ns) of the blocks rendered silent for want of audio or of a settled
+    /// estimate, or at which the receiver had concealed more audio (a lost packet, a
+    /// stream run dry) than by the block before; and that count.
+    quiet_at: Vec<i64>,
     concealed_seen: u64,
 }
 
@@ -508,8 +509,9 @@ pub struct SpeakerRun {
     pub timeline: Vec<(u64, i64)>,
     /// True render times (ns), in order, of the blocks at which this speaker's audio was
     /// not the leader's played through: a counted re-align (a fade out and in), an
-    /// underrun, a stop, or audio the receiver concealed (a lost packet, a stream run
-    /// dry). What a measure of the corrector's sound leaves out.
+    /// underrun, a stop, silence (nothing to play yet, or no settled estimate), or audio
+    /// the receiver concealed (a lost packet, a stream run dry). What a measure of the
+    /// corrector's sound leaves out.
     pub disrupted_at: Vec<i64>,
 }
 
@@ -879,7 +881,7 @@ fn simulate(
             starved_until: SimTime(0),
             backlog: Vec::new(),
             rx_before: (0, 0),
-            concealed_at: Vec::new(),
+            quiet_at: Vec::new(),
             concealed_seen: 0,
         });
     }
@@ -1181,7 +1183,7 @@ impl Follower {
                     self.realign_at,
                     self.underrun_at,
                     self.stop_at,
-                    self.concealed_at,
+                    self.quiet_at,
                 ]
                 .concat();
                 at.sort_unstable();
@@ -1234,10 +1236,12 @@ fn render(f: &mut Follower, now: SimTime) {
     }
     let st = f.rx.stats();
     let concealed = st.concealed_frames + st.dry_frames;
-    if concealed != f.concealed_seen {
-        // (A restarted follower's new receiver counts from zero.)
+    // (A restarted follower's new receiver counts from zero. Before the first start the
+    // speaker is silent anyway, and from it on the start's glide is to be heard.)
+    let idle = f.started_at.is_some() && report.state == State::Idle;
+    if concealed != f.concealed_seen || idle {
         f.concealed_seen = concealed;
-        f.concealed_at.push(t_ns);
+        f.quiet_at.push(t_ns);
     }
     let channels = f.dac.channels();
     let emission = f
