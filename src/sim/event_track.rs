@@ -32,6 +32,9 @@ pub struct EventResult {
     pub max_err_us: f64,
     /// Largest |offset error| in the first 5 s of the window, µs.
     pub max_err_5s_us: f64,
+    /// Largest |rate error| in the window from 10 s after the event on, ppm (NaN if the
+    /// window ends sooner): how well the rate carried across the event.
+    pub max_rate_err_ppm: f64,
     /// The error the window ends at (median of its last 10 s), µs: zero for events that do
     /// not move the truth away from what a two-way method sees, half the change for a
     /// one-way path change.
@@ -68,6 +71,8 @@ pub(crate) struct Sample {
     pub prev_uncertainty_ns: f64,
     /// Whether the estimate said it was settled.
     pub settled: bool,
+    /// The estimate's rate minus the true rate, ppm.
+    pub rate_err_ppm: f64,
 }
 
 /// Honesty of an estimator over a whole run.
@@ -152,6 +157,9 @@ impl EventTracker {
             if since < 5.0 {
                 r.max_err_5s_us = r.max_err_5s_us.max(a / 1e3);
             }
+            if since >= 10.0 {
+                r.max_rate_err_ppm = r.max_rate_err_ppm.max(s.rate_err_ppm.abs());
+            }
             if changed {
                 r.epoch_changes += 1;
                 r.first_epoch_s.get_or_insert(since);
@@ -184,6 +192,7 @@ impl EventTracker {
                     until_s,
                     max_err_us: 0.0,
                     max_err_5s_us: 0.0,
+                    max_rate_err_ppm: f64::NAN,
                     final_level_us: f64::NAN,
                     settle_s: None,
                     epoch_changes: 0,

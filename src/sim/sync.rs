@@ -249,6 +249,7 @@ impl Tracker {
             jump_ns,
             prev_uncertainty_ns,
             settled: e.settled,
+            rate_err_ppm: rate_err,
         });
         let a = err_ns.abs();
         if a > 100_000.0 {
@@ -680,12 +681,13 @@ impl SyncReport {
         for r in &self.results {
             for e in &r.events {
                 out.push_str(&format!(
-                    "{:<10} @{:>7.1}s {:<34} max {:>9.1} µs  5s {:>9.1}  level {:>8.1}  settle {:>6}  epochs {} first {:>6} {}\n",
+                    "{:<10} @{:>7.1}s {:<34} max {:>9.1} µs  5s {:>9.1}  rate {:>6.2} ppm  level {:>8.1}  settle {:>6}  epochs {} first {:>6} {}\n",
                     r.estimator,
                     e.at_s,
                     e.label,
                     e.max_err_us,
                     e.max_err_5s_us,
+                    e.max_rate_err_ppm,
                     e.final_level_us,
                     e.settle_s.map_or("never".into(), |v| format!("{v:.2}")),
                     e.epoch_changes,
@@ -703,13 +705,14 @@ fn event_json(e: &EventResult) -> String {
     let opt = |v: Option<f64>| v.map_or("null".into(), json_num);
     format!(
         "{{\"label\": {}, \"at_s\": {}, \"until_s\": {}, \"max_err_us\": {}, \
-         \"max_err_5s_us\": {}, \"final_level_us\": {}, \"settle_s\": {}, \
-         \"epoch_changes\": {}, \"first_epoch_s\": {}, \"reason\": {}}}",
+         \"max_err_5s_us\": {}, \"max_rate_err_ppm\": {}, \"final_level_us\": {}, \
+         \"settle_s\": {}, \"epoch_changes\": {}, \"first_epoch_s\": {}, \"reason\": {}}}",
         json_str(&e.label),
         json_num(e.at_s),
         json_num(e.until_s),
         json_num(e.max_err_us),
         json_num(e.max_err_5s_us),
+        json_num(e.max_rate_err_ppm),
         json_num(e.final_level_us),
         opt(e.settle_s),
         e.epoch_changes,
