@@ -783,10 +783,10 @@ impl EnvelopeEstimator {
         // is too long for the clock, and it shrinks.
         self.structure_refits += 1;
         // (Not across a change being examined: the samples after it are held out. Across
-        // one being joined the bend is still measured, for a moving frequency goes on
-        // moving meanwhile and a curve kept from before the change goes stale, but the
-        // window is not judged: its two sides' levels are still being learnt, and that is
-        // not a bend.)
+        // a path change being joined the bend is still measured, for a moving frequency
+        // goes on moving meanwhile and a curve kept from before the change goes stale, but
+        // the window is not judged: its two sides' levels are still being learnt, and that
+        // is not a bend.)
         if !provisional
             && self.exam.is_none()
             && self.structure_refits >= STRUCTURE_EVERY
@@ -838,7 +838,14 @@ impl EnvelopeEstimator {
             // (Halves of a young window are too short to tell a bend from noise.)
             // (Every other check: the two fits cost as much as the rest of a check.)
             self.bend_checks = self.bend_checks.wrapping_add(1);
-            if span_s < DRIFT_MIN_SPAN.as_secs_f64() || self.bend_checks % 2 == 1 {
+            // (Across a path change only: both directions moved alike there, and the
+            // offset carried over. Across a leader step or a one-way change the old
+            // samples moved by a measured jump of the offset itself, whose error the
+            // halves took for a bend: a −1 s leader step put 24 µs between speakers.)
+            let across_other = self
+                .junction
+                .is_some_and(|j| !matches!(j.explanation, Explanation::Path(_)));
+            if span_s < DRIFT_MIN_SPAN.as_secs_f64() || self.bend_checks % 2 == 1 || across_other {
                 // Nothing to measure.
             } else if let (Some((a, ca)), Some((b, cb))) = (
                 part(&all_f[..mf], &all_r[..mr]),
