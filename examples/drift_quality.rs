@@ -166,8 +166,12 @@ fn run(
             .filter(|&(i, _)| !disrupted(i))
             .collect();
         // (A window of a fade's silence has no tone to fit; anywhere else that is a fault.)
-        if kept.iter().any(|k| k.1.is_nan()) {
-            return Err(format!("{}: the tone could not be fitted", sp.result.name));
+        if let Some(&(i, _)) = kept.iter().find(|k| k.1.is_nan()) {
+            return Err(format!(
+                "{}: the tone could not be fitted in the window at {:.2} s",
+                sp.result.name,
+                start_s(i)
+            ));
         }
         let excluded = all.len() - kept.len();
         let Some(&(worst_index, _)) = kept.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {

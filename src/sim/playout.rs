@@ -398,8 +398,10 @@ struct Follower {
     rx_before: (u64, u64),
     /// True times (ns) of the blocks rendered silent for want of audio or of a settled
     /// estimate, or at which the receiver had concealed more audio (a lost packet, a
-    /// stream run dry) than by the block before; and that count.
-    quiet_at: Vec<i64>,
+    /// stream run dry) than by the block before; and that count. Kept only where the
+    /// whole run's audio is (on a lossy link it grows with the run: a measured run, the
+    /// soak, keeps its memory flat).
+    quiet_at: Option<Vec<i64>>,
     concealed_seen: u64,
 }
 
@@ -511,7 +513,10 @@ pub struct SpeakerRun {
     /// not the leader's played through: a counted re-align (a fade out and in), an
     /// underrun, a stop, silence (nothing to play yet, or no settled estimate), or audio
     /// the receiver concealed (a lost packet, a stream run dry). What a measure of the
-    /// corrector's sound leaves out.
+    /// corrector's sound leaves out. Silence and concealment are recorded only in a whole
+    /// run ([`run_group`]), which keeps all the audio anyway; a measured run
+    /// ([`run_playout`]) records only re-aligns, underruns and stops, so that its memory
+    /// stays flat over a day.
     pub disrupted_at: Vec<i64>,
 }
 
@@ -881,7 +886,7 @@ fn simulate(
             starved_until: SimTime(0),
             backlog: Vec::new(),
             rx_before: (0, 0),
-            quiet_at: Vec::new(),
+            quiet_at: keep_all.then(Vec::new),
             concealed_seen: 0,
         });
     }
@@ -1183,7 +1188,7 @@ impl Follower {
                     self.realign_at,
                     self.underrun_at,
                     self.stop_at,
-                    self.quiet_at,
+                    self.quiet_at.unwrap_or_default(),
                 ]
                 .concat();
                 at.sort_unstable();
@@ -1241,7 +1246,9 @@ fn render(f: &mut Follower, now: SimTime) {
     let idle = f.started_at.is_some() && report.state == State::Idle;
     if concealed != f.concealed_seen || idle {
         f.concealed_seen = concealed;
-        f.quiet_at.push(t_ns);
+        if let Some(at) = &mut f.quiet_at {
+            at.push(t_ns);
+        }
     }
     let channels = f.dac.channels();
     let emission = f
