@@ -9,34 +9,36 @@ fn drift_quality() -> Command {
     bin::example("drift_quality")
 }
 
-#[test]
-fn json_rows_per_corrector_drift_and_tone_and_sinc_beats_drop_dup() {
-    let out = drift_quality()
-        .args([
-            "--json",
-            "--seconds",
-            "8",
-            "--skip",
-            "1",
-            "--correctors",
-            "sinc,drop_dup",
-        ])
-        .output()
-        .expect("runs");
+/// Runs `cmd`, which must succeed, and gives the rows of its JSON array.
+fn json_rows(cmd: &mut Command) -> Vec<serde_json::Value> {
+    let out = cmd.output().expect("runs");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-    let rows = v.as_array().expect("an array");
+    v.as_array().expect("an array").clone()
+}
+
+#[test]
+fn json_rows_per_corrector_drift_and_tone_and_sinc_beats_drop_dup() {
+    let rows = json_rows(drift_quality().args([
+        "--json",
+        "--seconds",
+        "8",
+        "--skip",
+        "1",
+        "--correctors",
+        "sinc,drop_dup",
+    ]));
     // 2 correctors × 2 tones × 2 drifts.
     assert_eq!(rows.len(), 8);
     let thdn = |c: &str, f: f64, ppm: f64| {
         rows.iter()
             .find(|r| r["corrector"] == c && r["freq_hz"] == f && r["ppm"] == ppm)
             .and_then(|r| r["thdn_db"].as_f64())
-            .unwrap_or_else(|| panic!("no row {c} {f} {ppm}: {v}"))
+            .unwrap_or_else(|| panic!("no row {c} {f} {ppm}: {rows:?}"))
     };
     for f in [1000.0, 15000.0] {
         for ppm in [150.0, -150.0] {
@@ -70,29 +72,22 @@ fn through_a_leader_step_the_relock_is_clean_and_its_fades_are_left_out() {
         r#"{"events": [{"at_s": 6, "leader_step": {"by_ms": 1000}}]}"#,
     )
     .unwrap();
-    let out = drift_quality()
-        .args([
-            "--json",
-            "--seconds",
-            "12",
-            "--skip",
-            "1",
-            "--correctors",
-            "sinc",
-        ])
-        .arg("--events")
-        .arg(&file)
-        .output()
-        .expect("runs");
-    std::fs::remove_dir_all(&dir).ok();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let rows = json_rows(
+        drift_quality()
+            .args([
+                "--json",
+                "--seconds",
+                "12",
+                "--skip",
+                "1",
+                "--correctors",
+                "sinc",
+            ])
+            .arg("--events")
+            .arg(&file),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-    let rows = v.as_array().expect("an array");
-    assert_eq!(rows.len(), 4, "{v}");
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(rows.len(), 4, "{rows:?}");
     for r in rows {
         assert_eq!(r["scenario"], "step", "{r}");
         let (db, windows, excluded) = (
