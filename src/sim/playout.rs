@@ -511,8 +511,8 @@ pub struct SpeakerRun {
     pub timeline: Vec<(u64, i64)>,
     /// True render times (ns), in order, of the blocks at which this speaker's audio was
     /// not the leader's played through: a counted re-align (a fade out and in), an
-    /// underrun, a stop, silence (nothing to play yet, or no settled estimate), or audio
-    /// the receiver concealed (a lost packet, a stream run dry). What a measure of the
+    /// underrun, a stop, silence after its first start (nothing to play, or no settled
+    /// estimate), or audio the receiver concealed (a lost packet, a stream run dry). What a measure of the
     /// corrector's sound leaves out. Silence and concealment are recorded only in a whole
     /// run ([`run_group`]), which keeps all the audio anyway; a measured run
     /// ([`run_playout`]) records only re-aligns, underruns and stops, so that its memory
