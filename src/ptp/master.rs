@@ -5,9 +5,11 @@
 //! change) can ask for another burst with a Signaling carrying REQUEST_UNICAST_TRANSMISSION
 //! for Sync. The master then sends that follower Syncs at the requested period, but no
 //! faster than [`MasterConfig::burst_interval`] and no slower than the steady
-//! [`MasterConfig::sync_interval`], for the requested duration cut to
-//! [`MasterConfig::reburst_max_duration`], and goes back to its schedule; it answers with a
-//! GRANT_UNICAST_TRANSMISSION saying the period and duration granted. A follower gets at
+//! [`MasterConfig::sync_interval`], for the requested duration (cut to
+//! [`MasterConfig::reburst_spacing`]), and goes back to its schedule. Only the first
+//! [`MasterConfig::reburst_max_duration`] of it runs at that period; a longer request tapers
+//! off after it, the rate halving at each such stage, as the start burst does. It answers
+//! with a GRANT_UNICAST_TRANSMISSION saying the period and duration granted. A follower gets at
 //! most one re-burst per [`MasterConfig::reburst_spacing`]: a request inside it is answered
 //! with a grant of duration 0, the standard's refusal, so that a misbehaving slave cannot
 //! keep the master at its fastest rate. Requests from addresses the master does not serve
@@ -61,12 +63,15 @@ pub struct MasterConfig {
     pub priority2: u8,
     /// Most messages waiting to be polled; beyond it new ones are dropped and counted.
     pub max_queue: usize,
-    /// Longest re-burst granted on a follower's request (2 s by default); requests for longer
-    /// are granted this. Zero refuses every request.
+    /// Longest run at the requested (fast) rate granted on a follower's request (2 s by
+    /// default). A request for longer is granted up to `reburst_spacing`, tapering off after
+    /// this as the start burst does: the rate halves every `reburst_max_duration` until the
+    /// steady rate or the request's end. Zero refuses every request.
     pub reburst_max_duration: Nanos,
     /// Least time between the starts of two re-bursts to one follower (10 s by default): a
     /// request inside it is refused, which bounds a follower's share of the fast rate to
-    /// `reburst_max_duration / reburst_spacing`.
+    /// `reburst_max_duration / reburst_spacing` (a tapering one adds at most as many Syncs
+    /// again).
     pub reburst_spacing: Nanos,
 }
 
@@ -109,11 +114,29 @@ fn interval_of_log(log: i8) -> Nanos {
     Nanos((2f64.powi(i32::from(log)) * 1e9) as i64)
 }
 
-/// A re-burst in progress.
+/// A re-burst in progress: `interval` for a `stage`, then twice it for another, and so on,
+/// until `until` or the steady interval, whichever comes first.
 #[derive(Clone, Copy, Debug)]
 struct Reburst {
     interval: Nanos,
+    started: LeaderInstant,
+    stage: Nanos,
     until: LeaderInstant,
+}
+
+impl Reburst {
+    /// The interval at `now`, or `None` once the re-burst is over.
+    fn interval_at(&self, now: LeaderInstant, steady: Nanos) -> Option<Nanos> {
+        if now >= self.until {
+            return None;
+        }
+        let stages = (now - self.started).as_nanos().max(0) / self.stage.as_nanos().max(1);
+        let interval = self
+            .interval
+            .as_nanos()
+            .saturating_mul(1i64 << stages.min(32));
+        (interval < steady.as_nanos()).then_some(Nanos(interval))
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -353,12 +376,14 @@ impl<A: Copy + Eq> PtpMaster<A> {
             return refused;
         }
         self.stats.burst_requests += 1;
-        let duration =
-            Nanos::from_secs(i64::from(r.duration_secs)).min(self.config.reburst_max_duration);
         let spacing = self.config.reburst_spacing;
+        // At the fast rate for `reburst_max_duration` at most; a longer request tapers off
+        // after that, as the start burst does, within the spacing.
+        let duration = Nanos::from_secs(i64::from(r.duration_secs)).min(spacing);
+        let stage = duration.min(self.config.reburst_max_duration);
         let f = &mut self.followers[i];
         let too_soon = f.last_reburst.is_some_and(|t| now - t < spacing);
-        if too_soon || duration <= Nanos::ZERO {
+        if too_soon || stage <= Nanos::ZERO {
             self.stats.bursts_refused += 1;
             return refused;
         }
@@ -369,6 +394,8 @@ impl<A: Copy + Eq> PtpMaster<A> {
             .min(self.config.sync_interval);
         f.reburst = Some(Reburst {
             interval,
+            started: now,
+            stage,
             until: now + duration,
         });
         f.last_reburst = Some(now);
@@ -457,8 +484,8 @@ impl<A: Copy + Eq> PtpMaster<A> {
                 let scheduled = self.interval_after(f.syncs_sent);
                 let reburst = f
                     .reburst
-                    .filter(|r| now < r.until && r.interval < scheduled)
-                    .map(|r| r.interval);
+                    .and_then(|r| r.interval_at(now, self.config.sync_interval))
+                    .filter(|&i| i < scheduled);
                 let interval = reburst.unwrap_or(scheduled);
                 let header = self.header(f.sync_seq, interval);
                 let origin = PtpTimestamp::from_instant(now).unwrap_or_default();
@@ -470,7 +497,9 @@ impl<A: Copy + Eq> PtpMaster<A> {
                 if reburst.is_none() {
                     f.syncs_sent = f.syncs_sent.saturating_add(1);
                 }
-                if f.reburst.is_some_and(|r| now >= r.until) {
+                if f.reburst
+                    .is_some_and(|r| r.interval_at(now, self.config.sync_interval).is_none())
+                {
                     f.reburst = None;
                 }
                 f.next_sync = advance(f.next_sync, now, interval);
@@ -659,30 +688,35 @@ mod tests {
     }
 
     #[test]
-    fn the_period_and_duration_granted_are_clamped() {
+    fn the_period_and_duration_granted_are_clamped_and_a_long_request_tapers_off() {
         let mut master = steady_master();
-        // Far faster than the master's burst rate, for an hour: 384 a second for 2 s.
+        // Far faster than the master's burst rate, for an hour: 384 a second for 2 s, then
+        // 192, 96, 48 and 24 a second for 2 s each; 10 s (the spacing) granted.
         let req = request(&master, MessageType::Sync, -20, 3600);
         master.handle_receive(FOLLOWER, at(1.0), &req).unwrap();
-        let (syncs, grants) = run(&mut master, at(3.5));
+        let (syncs, grants) = run(&mut master, at(11.5));
         assert_eq!(grants.len(), 1);
-        assert_eq!(grants[0].duration_secs, 2);
+        assert_eq!(grants[0].duration_secs, 10);
         assert_eq!(grants[0].log_inter_message_period, -9);
         let fast = master.config().burst_interval;
-        let burst: Vec<_> = syncs
-            .iter()
-            .filter(|&&t| t >= at(1.0) && t < at(3.0))
-            .collect();
-        assert!(
-            burst.len().abs_diff(768) <= 1,
-            "{} Syncs in the burst",
-            burst.len()
-        );
+        let in_stage = |k: i32| {
+            let from = at(1.0 + 2.0 * f64::from(k));
+            let to = at(3.0 + 2.0 * f64::from(k));
+            syncs.iter().filter(|&&t| t >= from && t < to).count()
+        };
+        for (k, expected) in [768usize, 384, 192, 96, 48].into_iter().enumerate() {
+            let n = in_stage(k as i32);
+            assert!(
+                n.abs_diff(expected) <= 1,
+                "stage {k}: {n} Syncs, not {expected}"
+            );
+        }
         assert!(intervals(&syncs[..700]).iter().all(|&i| i == fast));
-        let late = syncs.iter().filter(|&&t| t >= at(3.01)).count();
+        // Then the steady rate.
+        let late = syncs.iter().filter(|&&t| t >= at(11.01)).count();
         assert!(late <= 8, "{late} Syncs in the last half second");
 
-        // Slower than steady, 11 s later (past the spacing): the steady rate, never slower.
+        // Slower than steady, past the spacing: the steady rate, never slower.
         let req = request(&master, MessageType::Sync, 3, 2);
         master.handle_receive(FOLLOWER, at(12.0), &req).unwrap();
         let (syncs, grants) = run(&mut master, at(14.0));

@@ -50,6 +50,12 @@ pub struct SlaveConfig {
     /// How long [`PtpSlave::request_burst`] asks for: 2 s by default, sent as whole seconds
     /// (rounded up).
     pub burst_duration: Nanos,
+    /// How long the first [`PtpSlave::request_burst`] to a master asks for: 10 s by default.
+    /// An estimator asks at its first exchange; if the master gave no start burst (or the
+    /// slave started after it), a lockstep master answers a request this long with a burst
+    /// that tapers off as its start burst does (see `ptp::master`), which a follower's first
+    /// seconds need. If it did give one, the start burst is as fast, and nothing changes.
+    pub first_burst_duration: Nanos,
 }
 
 impl SlaveConfig {
@@ -65,6 +71,7 @@ impl SlaveConfig {
             max_exchanges: 64,
             burst_period: Nanos(1_000_000_000 / 384),
             burst_duration: Nanos::from_secs(2),
+            first_burst_duration: Nanos::from_secs(10),
         }
     }
 }
@@ -97,6 +104,8 @@ struct Master<A> {
     port: PortIdentity,
     addr: A,
     last_heard: LocalInstant,
+    /// Whether [`PtpSlave::request_burst`] has asked this master yet.
+    asked: bool,
 }
 
 /// A PTP slave, sans-IO: turns a master's Syncs into Delay_Reqs and completed
@@ -190,6 +199,7 @@ impl<A: Copy + Eq> PtpSlave<A> {
                     port,
                     addr: from,
                     last_heard: at,
+                    asked: false,
                 });
                 self.syncs.clear();
                 self.delays.clear();
@@ -340,10 +350,21 @@ impl<A: Copy + Eq> PtpSlave<A> {
     }
 
     /// Asks the followed master for a burst of Syncs at [`SlaveConfig::burst_period`] for
-    /// [`SlaveConfig::burst_duration`] (384 a second for 2 s by default). See
+    /// [`SlaveConfig::burst_duration`] (384 a second for 2 s by default), or for
+    /// [`SlaveConfig::first_burst_duration`] if it is the first request to this master. See
     /// [`request_burst_with`](Self::request_burst_with).
     pub fn request_burst(&mut self, now: LocalInstant) -> bool {
-        self.request_burst_with(now, self.config.burst_period, self.config.burst_duration)
+        let first = self.master.is_some_and(|m| !m.asked);
+        let duration = if first {
+            self.config.first_burst_duration
+        } else {
+            self.config.burst_duration
+        };
+        let queued = self.request_burst_with(now, self.config.burst_period, duration);
+        if queued && let Some(m) = &mut self.master {
+            m.asked = true;
+        }
+        queued
     }
 
     /// Asks the followed master for Syncs every `period` (the master may grant a longer one)
@@ -602,20 +623,30 @@ mod tests {
             panic!("not a Signaling: {msg:?}");
         };
         assert_eq!(s.target_port, master_port());
-        // The defaults: 1/384 s, sent as 2^-9 s; 2 s.
-        assert_eq!(
-            s.tlvs(),
+        // The defaults: 1/384 s, sent as 2^-9 s; 10 s for the first request to a master...
+        let asked = |tx: &Transmit<u8>| {
+            let Body::Signaling(s) = Message::parse(tx.payload()).unwrap().body else {
+                panic!("not a Signaling");
+            };
+            s.tlvs().to_vec()
+        };
+        let request = |duration_secs| {
             [SignalingTlv::Request(UnicastRequest {
                 message_type: 0,
                 log_inter_message_period: -9,
-                duration_secs: 2
+                duration_secs,
             })]
-        );
+        };
+        assert_eq!(s.tlvs(), request(10));
         assert!(slave.poll_transmit(secs(2)).is_none(), "sent once");
         assert_eq!(slave.stats().burst_requests, 1);
+        // ...and 2 s for the next ones.
+        assert!(slave.request_burst(secs(2)));
+        assert_eq!(asked(&slave.poll_transmit(secs(2)).unwrap()), request(2));
 
         // A master silent for longer than master_timeout is no longer asked.
         assert!(!slave.request_burst(secs(5)));
+        assert_eq!(slave.stats().burst_requests, 2);
     }
 
     #[test]
