@@ -1,16 +1,16 @@
 //! The media path: how audio travels from the leader's source to each follower's output.
 //!
-//! On the leader, an [`RtpSender`](crate::media::sender::RtpSender) takes interleaved `f32`
+//! On the leader, an [`RtpSender`] takes interleaved `f32`
 //! PCM with the leader-clock instant its first frame is to be played, encodes it with a
-//! [`Codec`](crate::media::Codec) and emits RTP packets that carry that instant in an
+//! [`Codec`] and emits RTP packets that carry that instant in an
 //! RFC 6051 header extension, plus RTCP sender reports; a
-//! [`SessionDescription`](crate::media::sdp::SessionDescription) describes the stream in
+//! [`SessionDescription`] describes the stream in
 //! SDP, so that ffmpeg, GStreamer or VLC can play it. On each follower, an
-//! [`RtpReceiver`](crate::media::receiver::RtpReceiver) validates datagrams, orders them in
-//! a [`JitterBuffer`](crate::media::jitter::JitterBuffer), decodes them, conceals losses and
+//! [`RtpReceiver`] validates datagrams, orders them in
+//! a [`JitterBuffer`](jitter::JitterBuffer), decodes them, conceals losses and
 //! hands out samples with their presentation time.
 //!
-//! Codecs: [`L16`](crate::media::L16) and [`L24`](crate::media::L24) (linear PCM, RFC 3551,
+//! Codecs: [`L16`] and [`L24`] (linear PCM, RFC 3551,
 //! RFC 3190/AES67) are always built; Opus (RFC 7587) needs the `opus` feature. Like the rest
 //! of the core, all of it is sans-IO (bytes in, bytes out, no sockets and no clocks) and
 //! allocates nothing per packet.

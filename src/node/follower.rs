@@ -218,7 +218,7 @@ impl FollowerShared {
     }
 }
 
-/// A follower node. See the [module docs](self).
+/// A follower node. See the [`node`](crate::node) module docs.
 pub struct Follower {
     shared: Arc<FollowerShared>,
     threads: Vec<JoinHandle<()>>,

@@ -208,7 +208,7 @@ pub(crate) struct LeaderShared {
     clock: Arc<ClockLeader>,
 }
 
-/// A leader node. See the [module docs](self).
+/// A leader node. See the [`node`](crate::node) module docs.
 pub struct Leader {
     shared: Arc<LeaderShared>,
     threads: Vec<JoinHandle<()>>,
