@@ -644,9 +644,23 @@ mod tests {
         assert!(slave.request_burst(secs(2)));
         assert_eq!(asked(&slave.poll_transmit(secs(2)).unwrap()), request(2));
 
+        // A master restarted with a new identity at the same address is asked for the
+        // long first burst again.
+        let restarted = PortIdentity {
+            clock_identity: ClockIdentity([3; 8]),
+            port_number: 1,
+        };
+        let sync = Message::sync(Header::new(restarted, 0, 1), PtpTimestamp::default(), true);
+        slave
+            .handle_receive(MASTER, secs(3), &bytes(&sync))
+            .unwrap();
+        assert_eq!(slave.master(), Some(restarted));
+        assert!(slave.request_burst(secs(3)));
+        assert_eq!(asked(&slave.poll_transmit(secs(3)).unwrap()), request(10));
+
         // A master silent for longer than master_timeout is no longer asked.
-        assert!(!slave.request_burst(secs(5)));
-        assert_eq!(slave.stats().burst_requests, 2);
+        assert!(!slave.request_burst(secs(7)));
+        assert_eq!(slave.stats().burst_requests, 3);
     }
 
     #[test]
