@@ -131,12 +131,18 @@ impl Reburst {
             return None;
         }
         let stages = (now - self.started).as_nanos().max(0) / self.stage.as_nanos().max(1);
-        let interval = self
-            .interval
-            .as_nanos()
-            .saturating_mul(1i64 << stages.min(32));
-        (interval < steady.as_nanos()).then_some(Nanos(interval))
+        let interval = doubled(self.interval, stages);
+        (interval < steady).then_some(interval)
     }
+}
+
+/// `interval` doubled `times` times (saturating): a taper's interval at its `times`-th stage.
+fn doubled(interval: Nanos, times: i64) -> Nanos {
+    Nanos(
+        interval
+            .as_nanos()
+            .saturating_mul(1i64 << times.clamp(0, 32)),
+    )
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -247,12 +253,9 @@ impl<A: Copy + Eq> PtpMaster<A> {
         if self.config.burst_count == 0 {
             return steady;
         }
-        let doublings = (sent / self.config.burst_count).min(32);
-        Nanos(
-            self.config
-                .burst_interval
-                .as_nanos()
-                .saturating_mul(1i64 << doublings),
+        doubled(
+            self.config.burst_interval,
+            i64::from(sent / self.config.burst_count),
         )
         .min(steady)
     }
