@@ -12,6 +12,12 @@
 //!
 //! - [`wire`]: framing and messages.
 //! - [`auth`]: the household key, the HMAC proofs both sides exchange, and a replay guard.
+//! - [`session`]: the handshake and the session of each end as a state machine
+//!   ([`LeaderSession`], [`FollowerSession`]): bytes and nonces in, frames and events out.
+//!   The nodes only move bytes between these and their sockets.
+//! - [`admission`]: the rules a leader admits by (group, key, replay, what the speaker can
+//!   play, one holder per half of a stereo pair, a pair of one model), written once and
+//!   kept by an [`Admission`] that every session of a leader shares.
 //!
 //! # Session sequence
 //!
@@ -51,13 +57,16 @@
 //! byte is read, so a hostile peer cannot make a receiver allocate. Field encodings are
 //! described in [`wire`].
 
+pub mod admission;
 pub mod auth;
 mod error;
 mod field;
 mod message;
 mod role;
+pub mod session;
 pub mod wire;
 
+pub use admission::{Admission, AdmissionError, Member, check_roles};
 pub use auth::{HouseholdKey, KeyError, ReplayGuard, new_nonce};
 pub use error::ControlError;
 pub use message::{
@@ -65,6 +74,10 @@ pub use message::{
     TimestampKind,
 };
 pub use role::{Role, UnknownRole};
+pub use session::{
+    Command, FollowerEvent, FollowerSession, Hello, LeaderEvent, LeaderSession, SessionError,
+    Welcome,
+};
 pub use wire::{
     HEADER_LEN, MAX_PAYLOAD_LEN, PROTOCOL_VERSION, decode_frame, read_message, write_message,
 };

@@ -6,18 +6,21 @@
 //! PTP slave ([`ClockFollower`]), the media receiver, the audio output and the control
 //! session. When the control connection drops (the leader restarted), the session thread
 //! reconnects by itself, every 100 ms, and the new session's stream replaces the old.
+//!
+//! The handshake and the session's messages are a [`FollowerSession`]'s; the control thread
+//! only moves bytes between it and the socket, and acts on its commands.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::control::{
-    Capabilities, ControlError, FollowerStatus, HouseholdKey, Message, PeerPorts, Role,
-    StreamParams, new_nonce, read_message, write_message,
+    Capabilities, Command, ControlError, FollowerEvent, FollowerSession, FollowerStatus, Hello,
+    HouseholdKey, PeerPorts, Role, SessionError, StreamParams, new_nonce,
 };
 use crate::media::AudioFormat;
 use crate::media::receiver::{ReceiverConfig, RtpReceiver};
@@ -222,7 +225,7 @@ impl FollowerShared {
 pub struct Follower {
     shared: Arc<FollowerShared>,
     threads: Vec<JoinHandle<()>>,
-    control: Arc<Mutex<Option<TcpStream>>>,
+    control: Arc<Mutex<Option<Link>>>,
     output: Output,
     ports: PeerPorts,
 }
@@ -316,7 +319,7 @@ impl Follower {
                 ptp_general,
             },
         };
-        let (stream, session) = connect(&identity)?;
+        let (stream, link, session) = connect(&identity)?;
 
         let shared = Arc::new(FollowerShared {
             shutdown: AtomicBool::new(false),
@@ -336,11 +339,7 @@ impl Follower {
             multicast: Mutex::new(None),
         });
         begin_session(&shared, session)?;
-        let control = Arc::new(Mutex::new(Some(
-            stream
-                .try_clone()
-                .map_err(|e| NodeError::Socket(e.to_string()))?,
-        )));
+        let control = Arc::new(Mutex::new(Some(link)));
 
         // The output (and its file) is made before any thread starts, so that a failure
         // here leaves nothing running.
@@ -428,11 +427,11 @@ impl Follower {
         if self.shared.shutdown.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(s) = lock(&self.control).as_mut() {
-            let mut scratch = Vec::new();
-            let _ = write_message(s, &Message::Leave, &mut scratch);
-            let _ = s.flush();
-            let _ = s.shutdown(Shutdown::Both);
+        if let Some(l) = lock(&self.control).as_mut() {
+            if l.session.leave().is_ok() {
+                let _ = l.flush();
+            }
+            let _ = l.stream.shutdown(Shutdown::Both);
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -446,8 +445,36 @@ impl Drop for Follower {
     }
 }
 
-/// Connects and runs the follower's half of the handshake.
-fn connect(id: &Identity) -> Result<(TcpStream, SessionInfo), NodeError> {
+/// The control connection's session, and the socket its frames leave by.
+struct Link {
+    session: FollowerSession,
+    stream: TcpStream,
+}
+
+impl Link {
+    fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(bytes) = self.session.poll_transmit() {
+            self.stream.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+}
+
+fn session_error(leader: SocketAddr, e: SessionError) -> NodeError {
+    match e {
+        SessionError::Refused(r) => NodeError::Refused(r),
+        SessionError::LeaderNotAuthenticated => NodeError::LeaderNotAuthenticated { addr: leader },
+        SessionError::Unexpected { what } => NodeError::Control(ControlError::Malformed { what }),
+        SessionError::Frame(e) => NodeError::Control(e),
+        SessionError::NotJoined => NodeError::Control(ControlError::Closed),
+    }
+}
+
+/// Connects and runs the follower's half of the handshake, within [`CONTROL_TIMEOUT`] for
+/// each read and twice that overall. Returns the socket to read from, the link to write
+/// through (whose session may already hold commands that came with the Welcome), and the
+/// session joined.
+fn connect(id: &Identity) -> Result<(TcpStream, Link, SessionInfo), NodeError> {
     let mut stream = TcpStream::connect_timeout(&id.leader, CONTROL_TIMEOUT).map_err(|source| {
         NodeError::Unreachable {
             addr: id.leader,
@@ -458,64 +485,53 @@ fn connect(id: &Identity) -> Result<(TcpStream, SessionInfo), NodeError> {
     let _ = stream.set_read_timeout(Some(CONTROL_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CONTROL_TIMEOUT));
     let nonce = new_nonce().map_err(|e| NodeError::Socket(e.to_string()))?;
-    let hello = Message::Hello {
+    let hello = Hello {
         caps: id.caps.clone(),
         role: id.role,
         group: id.group.clone(),
-        nonce,
         ports: id.ports,
     };
-    let mut hello_bytes = Vec::new();
-    hello.encode(&mut hello_bytes)?;
-    stream
-        .write_all(&hello_bytes)
-        .map_err(|e| NodeError::Control(ControlError::Io(e)))?;
-    let mut scratch = Vec::new();
-    let leader_nonce = match read_message(&mut stream, &mut scratch)? {
-        Message::Challenge { nonce } => nonce,
-        Message::Refused { refusal } => return Err(NodeError::Refused(refusal)),
-        other => return Err(unexpected(other)),
+    let session = FollowerSession::new(hello, id.key.clone(), nonce)
+        .map_err(|e| session_error(id.leader, e))?;
+    let writer = stream
+        .try_clone()
+        .map_err(|e| NodeError::Socket(e.to_string()))?;
+    let mut link = Link {
+        session,
+        stream: writer,
     };
-    let mac = id.key.follower_proof(&leader_nonce, &nonce, &hello_bytes);
-    write_message(&mut stream, &Message::Auth { mac }, &mut scratch)?;
-    match read_message(&mut stream, &mut scratch)? {
-        Message::Welcome {
-            session,
-            group,
-            role,
-            stream: params,
-            volume: _,
-            muted: _,
-            trim: _,
-            mac,
-        } => {
-            if !id.key.verify_leader(&leader_nonce, &nonce, session, &mac) {
-                return Err(NodeError::LeaderNotAuthenticated { addr: id.leader });
-            }
-            let _ = stream.set_read_timeout(None);
-            Ok((
-                stream,
-                SessionInfo {
-                    session,
-                    group,
-                    role,
-                    stream: params,
+    let deadline = Instant::now() + 2 * CONTROL_TIMEOUT;
+    let mut buf = [0u8; 1024];
+    loop {
+        link.flush()
+            .map_err(|e| NodeError::Control(ControlError::Io(e)))?;
+        match link.session.poll_event() {
+            Some(FollowerEvent::Joined(w)) => {
+                let _ = stream.set_read_timeout(None);
+                let info = SessionInfo {
+                    session: w.session,
+                    group: w.group,
+                    role: w.role,
+                    stream: w.stream,
                     leader: id.leader,
-                },
-            ))
+                };
+                return Ok((stream, link, info));
+            }
+            Some(FollowerEvent::Failed(e)) => return Err(session_error(id.leader, e)),
+            Some(FollowerEvent::Command(_)) => continue,
+            None => {}
         }
-        Message::Refused { refusal } => Err(NodeError::Refused(refusal)),
-        other => Err(unexpected(other)),
+        if Instant::now() >= deadline {
+            return Err(NodeError::Control(ControlError::Io(
+                std::io::ErrorKind::TimedOut.into(),
+            )));
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return Err(NodeError::Control(ControlError::Closed)),
+            Ok(n) => link.session.handle_input(&buf[..n]),
+            Err(e) => return Err(NodeError::Control(ControlError::Io(e))),
+        }
     }
-}
-
-fn unexpected(m: Message) -> NodeError {
-    NodeError::Control(ControlError::Malformed {
-        what: match m {
-            Message::Welcome { .. } => "a Welcome out of turn",
-            _ => "an unexpected message during the handshake",
-        },
-    })
 }
 
 /// Makes `session` the current one: a new receiver for its stream, the clock on its leader.
@@ -580,81 +596,99 @@ fn begin_session(shared: &FollowerShared, session: SessionInfo) -> Result<(), No
 /// The session thread: obeys the leader, answers status queries, reconnects.
 fn control_loop(
     shared: &FollowerShared,
-    writer: &Mutex<Option<TcpStream>>,
+    link: &Mutex<Option<Link>>,
     mut stream: TcpStream,
     id: &Identity,
 ) {
-    let mut scratch = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut events = Vec::new();
     while !shared.shutdown.load(Ordering::Acquire) {
-        match read_message(&mut stream, &mut scratch) {
-            Ok(msg) => handle(shared, writer, msg),
-            Err(_) => {
-                if shared.shutdown.load(Ordering::Acquire) {
-                    break;
-                }
-                // The leader went away: keep playing what is buffered, and reconnect.
-                *lock(&shared.session) = None;
-                match reconnect(shared, id) {
-                    Some(s) => {
-                        if let Ok(w) = s.try_clone() {
-                            *lock(writer) = Some(w);
-                        }
-                        stream = s;
+        // (The first pass runs what came with the Welcome.)
+        let failed = {
+            let mut guard = lock(link);
+            let Some(l) = guard.as_mut() else { break };
+            while let Some(e) = l.session.poll_event() {
+                events.push(e);
+            }
+            l.flush().is_err()
+        };
+        let mut broken = failed;
+        for e in events.drain(..) {
+            match e {
+                FollowerEvent::Command(c) => obey(shared, link, c),
+                FollowerEvent::Failed(_) => broken = true,
+                FollowerEvent::Joined(_) => {}
+            }
+        }
+        if !broken {
+            match stream.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    if let Some(l) = lock(link).as_mut() {
+                        l.session.handle_input(&buf[..n]);
                     }
-                    None => break,
+                    continue;
                 }
+                _ => broken = true,
+            }
+        }
+        if broken {
+            if shared.shutdown.load(Ordering::Acquire) {
+                break;
+            }
+            // The leader went away: keep playing what is buffered, and reconnect.
+            *lock(&shared.session) = None;
+            match reconnect(shared, id) {
+                Some((s, l)) => {
+                    *lock(link) = Some(l);
+                    stream = s;
+                }
+                None => break,
             }
         }
     }
 }
 
-fn reconnect(shared: &FollowerShared, id: &Identity) -> Option<TcpStream> {
+fn reconnect(shared: &FollowerShared, id: &Identity) -> Option<(TcpStream, Link)> {
     while !shared.shutdown.load(Ordering::Acquire) {
         std::thread::sleep(RECONNECT_EVERY);
-        if let Ok((stream, session)) = connect(id)
+        if let Ok((stream, link, session)) = connect(id)
             && begin_session(shared, session).is_ok()
         {
-            return Some(stream);
+            return Some((stream, link));
         }
     }
     None
 }
 
-fn handle(shared: &FollowerShared, writer: &Mutex<Option<TcpStream>>, msg: Message) {
-    match msg {
-        Message::SetVolume { volume } => shared
+fn obey(shared: &FollowerShared, link: &Mutex<Option<Link>>, command: Command) {
+    match command {
+        Command::SetVolume(volume) => shared
             .volume_bits
             .store(volume.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed),
-        Message::SetMute { muted } => shared.muted.store(muted, Ordering::Relaxed),
-        Message::SetTrim { trim } => shared.trim_ns.store(trim.as_nanos(), Ordering::Relaxed),
-        Message::SetRole { role } => {
+        Command::SetMute(muted) => shared.muted.store(muted, Ordering::Relaxed),
+        Command::SetTrim(trim) => shared.trim_ns.store(trim.as_nanos(), Ordering::Relaxed),
+        Command::SetRole(role) => {
             if let Some(s) = lock(&shared.session).as_mut() {
                 s.role = role;
             }
             shared.generation.fetch_add(1, Ordering::AcqRel);
         }
-        Message::Pause => shared.paused.store(true, Ordering::Release),
-        Message::Resume => shared.paused.store(false, Ordering::Release),
-        Message::StatusQuery { id } => {
+        Command::Pause => shared.paused.store(true, Ordering::Release),
+        Command::Resume => shared.paused.store(false, Ordering::Release),
+        Command::StatusQuery(id) => {
             let status = shared.status();
-            if let Some(w) = lock(writer).as_mut() {
-                let _ = write_message(w, &Message::Status { id, status }, &mut Vec::new());
+            if let Some(l) = lock(link).as_mut()
+                && l.session.send_status(id, status).is_ok()
+            {
+                let _ = l.flush();
             }
         }
-        Message::Ping { id } => {
-            if let Some(w) = lock(writer).as_mut() {
-                let _ = write_message(w, &Message::Pong { id }, &mut Vec::new());
-            }
-        }
-        Message::Stream { stream } => {
+        Command::Stream(stream) => {
             let session = lock(&shared.session).clone();
             if let Some(mut s) = session {
                 s.stream = stream;
                 let _ = begin_session(shared, s);
             }
         }
-        // Handshake messages out of turn, and a Leave from the leader's side, are ignored:
-        // the connection's end is what ends a session.
-        _ => {}
     }
 }

@@ -6,18 +6,21 @@
 //! threads). A session first runs the handshake of [`crate::control`] with a deadline; a
 //! follower that fails it gets a typed [`Refusal`] and a closed connection. An admitted one
 //! is added as a PTP peer and an RTP destination until it leaves or its connection drops.
+//!
+//! The protocol lives in [`LeaderSession`] and the rules in one [`Admission`] that every
+//! session shares; a session thread only moves bytes between its socket and those.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::control::{
-    FollowerStatus, HouseholdKey, Message, Refusal, ReplayGuard, Role, StreamParams, TimestampKind,
-    new_nonce, read_message, write_message,
+    Admission, AdmissionError, FollowerStatus, HouseholdKey, LeaderEvent, LeaderSession, Message,
+    Refusal, Role, StreamParams, TimestampKind, new_nonce, write_message,
 };
 use crate::media::sdp::{PtpReference, SessionDescription};
 use crate::media::sender::{RtpSender, SenderConfig};
@@ -171,20 +174,75 @@ pub(crate) struct Dests {
     pub(crate) fixed: Vec<SocketAddr>,
 }
 
-/// What the handshake hands the session loop.
-struct Admitted {
-    id: u64,
-    peer: PtpPeer,
-    status: StatusSlot,
-}
-
 /// Where a session's reader leaves the latest Status answer for [`Leader::status`].
 type StatusSlot = Arc<(Mutex<Option<(u32, FollowerStatus)>>, Condvar)>;
 
+/// A joined follower's connection: its session, and the socket its frames leave by.
+struct Link {
+    session: LeaderSession,
+    stream: TcpStream,
+}
+
+impl Link {
+    /// Queues `msg` and sends what is queued.
+    fn send(&mut self, msg: &Message) -> Result<(), NodeError> {
+        self.session
+            .send(msg)
+            .map_err(|e| NodeError::Socket(format!("control message: {e}")))?;
+        self.flush()
+            .map_err(|e| NodeError::Control(crate::control::ControlError::Io(e)))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(bytes) = self.session.poll_transmit() {
+            self.stream.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the leader keeps of a joined follower beside its [`Member`] entry in the
+/// admission (name, model, role).
+///
+/// [`Member`]: crate::control::Member
 struct Session {
-    info: FollowerInfo,
-    writer: Arc<Mutex<TcpStream>>,
+    id: u64,
+    addr: SocketAddr,
+    volume: f32,
+    muted: bool,
+    trim: Nanos,
+    link: Arc<Mutex<Link>>,
     status: StatusSlot,
+}
+
+/// The admission rules and the joined followers, under one lock. (Lock order: the registry
+/// before any [`Link`]; nothing takes the registry while holding a link.)
+struct Registry {
+    admission: Admission,
+    sessions: Vec<Session>,
+}
+
+impl Registry {
+    fn info(&self, s: &Session) -> Option<FollowerInfo> {
+        let m = self.admission.member(s.id)?;
+        Some(FollowerInfo {
+            id: s.id,
+            name: m.name.clone(),
+            model: m.model.clone(),
+            role: m.role,
+            addr: s.addr,
+            volume: s.volume,
+            muted: s.muted,
+            trim: s.trim,
+        })
+    }
+
+    fn link(&self, id: u64) -> Option<Arc<Mutex<Link>>> {
+        self.sessions
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| Arc::clone(&s.link))
+    }
 }
 
 pub(crate) struct LeaderShared {
@@ -194,15 +252,10 @@ pub(crate) struct LeaderShared {
     pub(crate) dests: Mutex<Dests>,
     pub(crate) dest_version: AtomicU64,
     pub(crate) counters: Counters,
-    sessions: Mutex<Vec<Session>>,
+    registry: Mutex<Registry>,
     /// Connections being served (handshaking or joined).
     open: AtomicU64,
-    next_id: AtomicU64,
     next_query: AtomicU64,
-    replay: Mutex<ReplayGuard>,
-    key: HouseholdKey,
-    group: String,
-    stream: StreamParams,
     handshake_timeout: Duration,
     max_sessions: usize,
     clock: Arc<ClockLeader>,
@@ -343,14 +396,12 @@ impl Leader {
             }),
             dest_version: AtomicU64::new(0),
             counters: Counters::default(),
-            sessions: Mutex::new(Vec::new()),
+            registry: Mutex::new(Registry {
+                admission: Admission::new(config.group.clone(), config.key.clone(), stream.clone()),
+                sessions: Vec::new(),
+            }),
             open: AtomicU64::new(0),
-            next_id: AtomicU64::new(1),
             next_query: AtomicU64::new(1),
-            replay: Mutex::new(ReplayGuard::new(4096)),
-            key: config.key.clone(),
-            group: config.group.clone(),
-            stream: stream.clone(),
             handshake_timeout: config.handshake_timeout,
             max_sessions: config.max_sessions.max(1),
             clock: Arc::new(ptp),
@@ -397,10 +448,8 @@ impl Leader {
 
     /// The joined followers.
     pub fn followers(&self) -> Vec<FollowerInfo> {
-        lock(&self.shared.sessions)
-            .iter()
-            .map(|s| s.info.clone())
-            .collect()
+        let reg = lock(&self.shared.registry);
+        reg.sessions.iter().filter_map(|s| reg.info(s)).collect()
     }
 
     /// The counters.
@@ -422,20 +471,19 @@ impl Leader {
         &self,
         id: u64,
         msg: &Message,
-        update: impl FnOnce(&mut FollowerInfo),
+        update: impl FnOnce(&mut Session),
     ) -> Result<(), NodeError> {
-        let writer = {
-            let mut sessions = lock(&self.shared.sessions);
-            let s = sessions
+        let link = {
+            let mut reg = lock(&self.shared.registry);
+            let s = reg
+                .sessions
                 .iter_mut()
-                .find(|s| s.info.id == id)
+                .find(|s| s.id == id)
                 .ok_or(NodeError::UnknownFollower { id })?;
-            update(&mut s.info);
-            Arc::clone(&s.writer)
+            update(s);
+            Arc::clone(&s.link)
         };
-        let mut scratch = Vec::new();
-        write_message(&mut *lock(&writer), msg, &mut scratch)?;
-        Ok(())
+        lock(&link).send(msg)
     }
 
     /// Sets follower `id`'s volume (0 to 1).
@@ -469,41 +517,30 @@ impl Leader {
     /// Makes followers `left` and `right` a stereo pair. Two different models are refused
     /// with [`NodeError::ModelMismatch`] and nothing changes.
     pub fn pair(&self, left: u64, right: u64) -> Result<(), NodeError> {
-        {
-            let sessions = lock(&self.shared.sessions);
-            let find = |id| {
-                sessions
-                    .iter()
-                    .find(|s| s.info.id == id)
-                    .ok_or(NodeError::UnknownFollower { id })
-            };
-            let (l, r) = (find(left)?, find(right)?);
-            if let Some(other) = sessions.iter().find(|s| {
-                s.info.id != left
-                    && s.info.id != right
-                    && matches!(s.info.role, Role::Left | Role::Right)
-            }) {
-                return Err(NodeError::Config {
+        let links = {
+            let mut reg = lock(&self.shared.registry);
+            reg.admission.pair(left, right).map_err(|e| match e {
+                AdmissionError::UnknownMember { id } => NodeError::UnknownFollower { id },
+                AdmissionError::Refused(Refusal::ModelMismatch {
+                    model,
+                    partner_model,
+                }) => NodeError::ModelMismatch {
+                    model,
+                    partner_model,
+                },
+                AdmissionError::Refused(r) => NodeError::Config {
                     field: "pair",
-                    reason: format!(
-                        "follower {} ({}) already plays {}",
-                        other.info.id, other.info.name, other.info.role
-                    ),
-                });
-            }
-            if l.info.model != r.info.model {
-                return Err(NodeError::ModelMismatch {
-                    model: l.info.model.clone(),
-                    partner_model: r.info.model.clone(),
-                });
+                    reason: r.to_string(),
+                },
+            })?;
+            [(left, Role::Left), (right, Role::Right)].map(|(id, role)| (reg.link(id), role))
+        };
+        for (link, role) in links {
+            if let Some(link) = link {
+                lock(&link).send(&Message::SetRole { role })?;
             }
         }
-        self.send_to(left, &Message::SetRole { role: Role::Left }, |i| {
-            i.role = Role::Left
-        })?;
-        self.send_to(right, &Message::SetRole { role: Role::Right }, |i| {
-            i.role = Role::Right
-        })
+        Ok(())
     }
 
     /// Pauses the group: the stream stops and every follower fades out.
@@ -529,39 +566,32 @@ impl Leader {
     }
 
     fn broadcast(&self, msg: &Message) {
-        let writers: Vec<_> = lock(&self.shared.sessions)
+        let links: Vec<_> = lock(&self.shared.registry)
+            .sessions
             .iter()
-            .map(|s| Arc::clone(&s.writer))
+            .map(|s| Arc::clone(&s.link))
             .collect();
-        let mut scratch = Vec::new();
-        for w in writers {
+        for link in links {
             // A follower whose connection fails is dropped by its session thread.
-            let _ = write_message(&mut *lock(&w), msg, &mut scratch);
+            let _ = lock(&link).send(msg);
         }
     }
 
     /// Asks every joined follower for its status and waits up to `timeout` for the answers;
     /// a follower that does not answer in time has `None`.
     pub fn status(&self, timeout: Duration) -> Vec<(FollowerInfo, Option<FollowerStatus>)> {
-        let asked: Vec<_> = lock(&self.shared.sessions)
-            .iter()
-            .map(|s| {
-                let id = self.shared.next_query.fetch_add(1, Ordering::Relaxed) as u32;
-                (
-                    s.info.clone(),
-                    Arc::clone(&s.writer),
-                    Arc::clone(&s.status),
-                    id,
-                )
-            })
-            .collect();
-        let mut scratch = Vec::new();
-        for (_, w, _, id) in &asked {
-            let _ = write_message(
-                &mut *lock(w),
-                &Message::StatusQuery { id: *id },
-                &mut scratch,
-            );
+        let asked: Vec<_> = {
+            let reg = lock(&self.shared.registry);
+            reg.sessions
+                .iter()
+                .filter_map(|s| {
+                    let id = self.shared.next_query.fetch_add(1, Ordering::Relaxed) as u32;
+                    Some((reg.info(s)?, Arc::clone(&s.link), Arc::clone(&s.status), id))
+                })
+                .collect()
+        };
+        for (_, link, _, id) in &asked {
+            let _ = lock(link).send(&Message::StatusQuery { id: *id });
         }
         let deadline = std::time::Instant::now() + timeout;
         asked
@@ -596,8 +626,13 @@ impl Leader {
 
     fn halt(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
-        for s in lock(&self.shared.sessions).iter() {
-            let _ = lock(&s.writer).shutdown(Shutdown::Both);
+        let links: Vec<_> = lock(&self.shared.registry)
+            .sessions
+            .iter()
+            .map(|s| Arc::clone(&s.link))
+            .collect();
+        for link in links {
+            let _ = lock(&link).stream.shutdown(Shutdown::Both);
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -708,205 +743,145 @@ fn serve(shared: &Arc<LeaderShared>, mut stream: TcpStream, addr: SocketAddr) {
     crate::net::tune_control(&stream);
     let _ = stream.set_read_timeout(Some(shared.handshake_timeout));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let mut scratch = Vec::new();
-    let admitted = match handshake(shared, &mut stream, addr, &mut scratch) {
-        Ok(a) => a,
-        Err(refusal) => {
-            if let Some(r) = refusal {
-                if r == Refusal::WrongKey {
-                    shared
-                        .counters
-                        .refused_wrong_key
-                        .fetch_add(1, Ordering::Relaxed);
-                } else {
-                    shared
-                        .counters
-                        .refused_other
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = write_message(&mut stream, &Message::Refused { refusal: r }, &mut scratch);
-                let _ = stream.flush();
-            }
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
+    let Some((id, link, status, peer)) = handshake(shared, &mut stream, addr) else {
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
     };
-    let Admitted { id, peer, status } = admitted;
     shared.counters.admitted.fetch_add(1, Ordering::Relaxed);
     shared.dest_version.fetch_add(1, Ordering::AcqRel);
     shared.clock.add_peer(peer);
 
     // Joined: read until the follower leaves or the connection fails. Writes come from the
-    // Leader's methods through the shared writer.
+    // Leader's methods through the link too.
     let _ = stream.set_read_timeout(None);
-    while !shared.shutdown.load(Ordering::Acquire) {
-        match read_message(&mut stream, &mut scratch) {
-            Ok(Message::Status {
-                id: qid,
-                status: st,
-            }) => {
-                let (m, cv) = &*status;
-                *lock(m) = Some((qid, st));
-                cv.notify_all();
+    let mut buf = [0u8; 4096];
+    let mut events = Vec::new();
+    'read: while !shared.shutdown.load(Ordering::Acquire) {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        {
+            let mut reg = lock(&shared.registry);
+            let mut l = lock(&link);
+            l.session.handle_input(&buf[..n], &mut reg.admission);
+            drop(reg);
+            // (A Pong, or a refusal of a frame that did not decode.)
+            let _ = l.flush();
+            while let Some(e) = l.session.poll_event() {
+                events.push(e);
             }
-            Ok(Message::Leave) => break,
-            Ok(Message::Ping { id: p }) => {
-                let w = lock(&shared.sessions)
-                    .iter()
-                    .find(|s| s.info.id == id)
-                    .map(|s| Arc::clone(&s.writer));
-                if let Some(w) = w {
-                    let _ =
-                        write_message(&mut *lock(&w), &Message::Pong { id: p }, &mut Vec::new());
+        }
+        for e in events.drain(..) {
+            match e {
+                LeaderEvent::Status {
+                    id: qid,
+                    status: st,
+                } => {
+                    let (m, cv) = &*status;
+                    *lock(m) = Some((qid, st));
+                    cv.notify_all();
                 }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if let Some(r) = e.refusal() {
+                LeaderEvent::Refused(_) => {
                     shared
                         .counters
                         .refused_other
                         .fetch_add(1, Ordering::Relaxed);
-                    let w = lock(&shared.sessions)
-                        .iter()
-                        .find(|s| s.info.id == id)
-                        .map(|s| Arc::clone(&s.writer));
-                    if let Some(w) = w {
-                        let _ = write_message(
-                            &mut *lock(&w),
-                            &Message::Refused { refusal: r },
-                            &mut Vec::new(),
-                        );
-                    }
+                    break 'read;
                 }
-                break;
+                LeaderEvent::Left => break 'read,
+                LeaderEvent::Joined { .. } => {}
             }
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
-    lock(&shared.sessions).retain(|s| s.info.id != id);
+    {
+        let mut reg = lock(&shared.registry);
+        reg.admission.remove(id);
+        reg.sessions.retain(|s| s.id != id);
+    }
     lock(&shared.dests).followers.retain(|(sid, _)| *sid != id);
     shared.dest_version.fetch_add(1, Ordering::AcqRel);
     shared.clock.remove_peer(peer);
 }
 
-/// Runs the leader's half of the handshake. `Err(Some(r))`: refuse with `r`;
-/// `Err(None)`: the connection failed, close quietly.
+/// Runs the leader's half of the handshake, within the handshake timeout overall. A
+/// refusal is sent before it returns `None`; so is nothing when the connection failed.
 fn handshake(
     shared: &LeaderShared,
     stream: &mut TcpStream,
     addr: SocketAddr,
-    scratch: &mut Vec<u8>,
-) -> Result<Admitted, Option<Refusal>> {
-    let hello = read_message(stream, scratch).map_err(|e| e.refusal())?;
-    let Message::Hello {
-        caps,
-        role,
-        group,
-        nonce: follower_nonce,
-        ports,
-    } = hello.clone()
-    else {
-        return Err(Some(Refusal::Malformed));
-    };
-    if !group.is_empty() && group != shared.group {
-        return Err(Some(Refusal::WrongGroup {
-            requested: group,
-            group: shared.group.clone(),
-        }));
-    }
-    let leader_nonce = new_nonce().map_err(|_| None)?;
-    write_message(
-        stream,
-        &Message::Challenge {
-            nonce: leader_nonce,
-        },
-        scratch,
-    )
-    .map_err(|_| None)?;
-    let mac = match read_message(stream, scratch).map_err(|e| e.refusal())? {
-        Message::Auth { mac } => mac,
-        _ => return Err(Some(Refusal::Malformed)),
-    };
-    // The proof covers the Hello exactly as the follower encoded it; the encoding is
-    // canonical, so encoding what we decoded gives the same bytes.
-    let mut hello_bytes = Vec::new();
-    hello
-        .encode(&mut hello_bytes)
-        .map_err(|_| Some(Refusal::Malformed))?;
-    if !shared
-        .key
-        .verify_follower(&leader_nonce, &follower_nonce, &hello_bytes, &mac)
-    {
-        return Err(Some(Refusal::WrongKey));
-    }
-    lock(&shared.replay).check(&follower_nonce)?;
-    if caps.max_rate < shared.stream.sample_rate || caps.channels == 0 {
-        return Err(Some(Refusal::Unsupported {
-            what: format!(
-                "the stream is {} Hz; the speaker plays up to {} Hz on {} channels",
-                shared.stream.sample_rate, caps.max_rate, caps.channels
-            ),
-        }));
-    }
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let info = FollowerInfo {
-        id,
-        name: caps.name.clone(),
-        model: caps.model.clone(),
-        role,
-        addr,
-        volume: 1.0,
-        muted: false,
-        trim: Nanos::ZERO,
-    };
-    let writer = stream.try_clone().map_err(|_| None)?;
-    let peer = PtpPeer::new(addr.ip(), ports.ptp_event, ports.ptp_general);
-    let status = Arc::new((Mutex::new(None), Condvar::new()));
-    {
-        // The role rules are checked and the session registered under one lock, so two
-        // followers racing for the halves of a pair cannot both slip through.
-        let mut sessions = lock(&shared.sessions);
-        let partner = match role {
-            Role::Left => Some(Role::Right),
-            Role::Right => Some(Role::Left),
-            _ => None,
+) -> Option<(u64, Arc<Mutex<Link>>, StatusSlot, PtpPeer)> {
+    let deadline = Instant::now() + shared.handshake_timeout;
+    let mut session = LeaderSession::new(new_nonce().ok()?);
+    let writer = stream.try_clone().ok()?;
+    let mut buf = [0u8; 1024];
+    loop {
+        // (Each read waits the handshake timeout at most, and the whole handshake too: a
+        // peer trickling bytes cannot hold the session open.)
+        if Instant::now() >= deadline {
+            return None;
+        }
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => n,
         };
-        if partner.is_some() {
-            if sessions.iter().any(|s| s.info.role == role) {
-                return Err(Some(Refusal::RoleTaken { role }));
-            }
-            if let Some(p) = sessions.iter().find(|s| Some(s.info.role) == partner)
-                && p.info.model != caps.model
-            {
-                return Err(Some(Refusal::ModelMismatch {
-                    model: caps.model.clone(),
-                    partner_model: p.info.model.clone(),
-                }));
+        let mut reg = lock(&shared.registry);
+        session.handle_input(&buf[..n], &mut reg.admission);
+        let mut joined = None;
+        while let Some(e) = session.poll_event() {
+            match e {
+                LeaderEvent::Joined { id, ports, .. } => joined = Some((id, ports)),
+                LeaderEvent::Refused(r) => {
+                    let counter = if r == Refusal::WrongKey {
+                        &shared.counters.refused_wrong_key
+                    } else {
+                        &shared.counters.refused_other
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                LeaderEvent::Status { .. } | LeaderEvent::Left => {}
             }
         }
-        sessions.push(Session {
-            info,
-            writer: Arc::new(Mutex::new(writer)),
+        let Some((id, ports)) = joined else {
+            drop(reg);
+            // The Challenge, or the refusal before the close.
+            let mut sent = true;
+            while let Some(bytes) = session.poll_transmit() {
+                sent &= stream.write_all(&bytes).is_ok();
+            }
+            if session.is_closed() || !sent {
+                let _ = stream.flush();
+                return None;
+            }
+            continue;
+        };
+        // Registered before the Welcome leaves: a follower that has it can be steered.
+        let status: StatusSlot = Arc::new((Mutex::new(None), Condvar::new()));
+        let link = Arc::new(Mutex::new(Link {
+            session,
+            stream: writer,
+        }));
+        reg.sessions.push(Session {
+            id,
+            addr,
+            volume: 1.0,
+            muted: false,
+            trim: Nanos::ZERO,
+            link: Arc::clone(&link),
             status: Arc::clone(&status),
         });
+        drop(reg);
+        if lock(&link).flush().is_err() {
+            let mut reg = lock(&shared.registry);
+            reg.admission.remove(id);
+            reg.sessions.retain(|s| s.id != id);
+            return None;
+        }
+        lock(&shared.dests)
+            .followers
+            .push((id, SocketAddr::new(addr.ip(), ports.rtp)));
+        let peer = PtpPeer::new(addr.ip(), ports.ptp_event, ports.ptp_general);
+        return Some((id, link, status, peer));
     }
-    let welcome = Message::Welcome {
-        session: id,
-        group: shared.group.clone(),
-        role,
-        stream: shared.stream.clone(),
-        volume: 1.0,
-        muted: false,
-        trim: Nanos::ZERO,
-        mac: shared.key.leader_proof(&leader_nonce, &follower_nonce, id),
-    };
-    if write_message(stream, &welcome, scratch).is_err() {
-        lock(&shared.sessions).retain(|s| s.info.id != id);
-        return Err(None);
-    }
-    lock(&shared.dests)
-        .followers
-        .push((id, SocketAddr::new(addr.ip(), ports.rtp)));
-    Ok(Admitted { id, peer, status })
 }
