@@ -16,14 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::clock::{ClockEstimate, ClockEstimator, EnvelopeEstimator};
+use crate::clock::ClockEstimate;
 use crate::control::TimestampKind;
+use crate::core::{ClockCore, EstimatorFactory, default_estimator};
 use crate::net::{Dscp, Multicast, TimestampSource, Transport, UdpConfig, UdpSocket};
 use crate::node::NodeError;
 use crate::node::clock::NodeClock;
 use crate::ptp::{
-    ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpPort, PtpSlave, PtpStats, SlaveConfig,
-    Transmit, TxTag,
+    ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpPort, PtpStats, SlaveConfig, Transmit,
+    TxTag,
 };
 use crate::time::{LeaderInstant, LocalInstant};
 
@@ -271,8 +272,17 @@ impl ClockFollower {
         config: ClockFollowerConfig,
         clock: NodeClock,
     ) -> Result<ClockFollower, NodeError> {
+        ClockFollower::start_with(config, clock, default_estimator())
+    }
+
+    /// As [`start`](Self::start), with an estimator of the caller's choice.
+    pub fn start_with(
+        config: ClockFollowerConfig,
+        clock: NodeClock,
+        estimator: EstimatorFactory,
+    ) -> Result<ClockFollower, NodeError> {
         let sockets = PtpSockets::bind(&config.sockets, clock)?;
-        ClockFollower::start_on(sockets, config, clock)
+        ClockFollower::start_on(sockets, config, clock, estimator)
     }
 
     /// Starts on `sockets` of any transport (`config.sockets` is not used).
@@ -280,6 +290,7 @@ impl ClockFollower {
         sockets: PtpSockets<T>,
         config: ClockFollowerConfig,
         clock: NodeClock,
+        estimator: EstimatorFactory,
     ) -> Result<ClockFollower, NodeError> {
         let shared = Arc::new(ClockShared::default());
         *shared.master.lock().unwrap_or_else(|e| e.into_inner()) = config.master;
@@ -291,7 +302,7 @@ impl ClockFollower {
             port_number: 1,
         };
         let thread = crate::node::spawn("lockstep-ptp-slave", move || {
-            run_slave(sockets, clock, port, &s)
+            run_slave(sockets, clock, port, &estimator, &s)
         })?;
         Ok(ClockFollower {
             runner: Runner::new(&shared, thread),
@@ -388,11 +399,10 @@ fn run_slave<T: Transport>(
     mut sockets: PtpSockets<T>,
     clock: NodeClock,
     port: PortIdentity,
+    estimator: &EstimatorFactory,
     shared: &ClockShared,
 ) {
-    let new_slave = || PtpSlave::<SocketAddr>::new(SlaveConfig::new(port));
-    let mut slave = new_slave();
-    let mut estimator = EnvelopeEstimator::default();
+    let mut core = ClockCore::<SocketAddr>::new(SlaveConfig::new(port), estimator());
     let mut generation = shared.generation.load(Ordering::Acquire);
     let mut master = *lock(&shared.master);
     // With no configured master, the one first heard (its event and general addresses).
@@ -401,13 +411,12 @@ fn run_slave<T: Transport>(
         let g = shared.generation.load(Ordering::Acquire);
         if g != generation {
             generation = g;
-            slave = new_slave();
-            estimator = EnvelopeEstimator::default();
+            core.reset();
             master = *lock(&shared.master);
             heard = None;
         }
-        sockets.wait(wait_for(&clock, slave.poll_timeout()));
-        sockets.drain_tx(&mut |tag, at| slave.handle_transmitted(tag, at));
+        sockets.wait(wait_for(&clock, core.poll_timeout()));
+        sockets.drain_tx(&mut |tag, at| core.handle_transmitted(tag, at));
         sockets.drain_rx(&mut |from, at, bytes| {
             let known = match master {
                 Some(m) => from.ip() == m.event.ip(),
@@ -420,7 +429,7 @@ fn run_slave<T: Transport>(
             // The slave keys its master by the event address; general messages come from
             // the master's general port, so both map to one key.
             let key = SocketAddr::new(from.ip(), 0);
-            if slave.handle_receive(key, at, bytes).is_ok() && master.is_none() && heard.is_none() {
+            if core.handle_ptp(key, at, bytes).is_ok() && master.is_none() && heard.is_none() {
                 heard = Some(PtpPeer::new(
                     from.ip(),
                     crate::ptp::EVENT_PORT,
@@ -429,38 +438,22 @@ fn run_slave<T: Transport>(
             }
         });
         let now = clock.now();
-        if slave.poll_timeout().is_some_and(|t| t <= now) {
-            slave.handle_timeout(now);
-        }
-        while let Some(tx) = slave.poll_transmit(now) {
+        core.handle_timeout(now);
+        // (Each is sent as soon as it is polled: a Delay_Req is stamped at its poll.)
+        while let Some(tx) = core.poll_transmit(clock.now()) {
             if let Some(peer) = master.or(heard) {
                 sockets.send(&tx, &peer);
             }
         }
-        sockets.drain_tx(&mut |tag, at| slave.handle_transmitted(tag, at));
-        let mut fresh = false;
-        let mut burst = false;
-        while let Some(ex) = slave.poll_exchange() {
-            if estimator.wants(ex.completed_at()) {
-                estimator.handle_exchange(&ex);
-                fresh = true;
-                burst |= estimator.poll_burst_request();
+        // Transmit stamps that are in already complete their exchanges now.
+        sockets.drain_tx(&mut |tag, at| core.handle_transmitted(tag, at));
+        while let Some(tx) = core.poll_transmit(clock.now()) {
+            if let Some(peer) = master.or(heard) {
+                sockets.send(&tx, &peer);
             }
         }
-        // The request goes out at once, after the Delay_Reqs above: those are stamped when
-        // polled, so the estimator's work must not sit between their poll and their send.
-        if burst && slave.request_burst(clock.now()) {
-            let now = clock.now();
-            while let Some(tx) = slave.poll_transmit(now) {
-                if let Some(peer) = master.or(heard) {
-                    sockets.send(&tx, &peer);
-                }
-            }
-        }
-        if fresh {
-            *lock(&shared.estimate) = estimator.estimate();
-        }
-        *lock(&shared.stats) = *slave.stats();
+        *lock(&shared.estimate) = core.estimate();
+        *lock(&shared.stats) = *core.stats();
     }
 }
 

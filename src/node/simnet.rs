@@ -232,6 +232,7 @@ mod tests {
                 clock_identity: ClockIdentity([2; 8]),
             },
             follower_clock,
+            crate::core::default_estimator(),
         )
         .expect("follower");
         leader.add_peer(PtpPeer::new(ip(2), 319, 320));

@@ -23,7 +23,8 @@ use std::fmt::Write as _;
 
 use super::events::{Events, Variant};
 use super::{ClockModel, Delivery, EventQueue, Link, PathConfig, SimClock, SimRng, SimTime};
-use crate::clock::{ClockEstimate, ClockEstimator, EnvelopeEstimator};
+use crate::clock::EnvelopeEstimator;
+use crate::core::ClockCore;
 use crate::media::receiver::{ReceiverConfig, RtpReceiver};
 use crate::media::sender::{RtpSender, SenderConfig};
 use crate::media::{AudioFormat, CodecKind};
@@ -34,7 +35,7 @@ use crate::playout::meter::{Capture, MeterConfig, SkewWindow, measure_skew};
 use crate::playout::pipeline::{Playout, PlayoutConfig};
 use crate::playout::stage::{Chain, ChainError, Stage};
 use crate::playout::stages::{ChannelSplit, Crossover, CrossoverKind, SplitMode};
-use crate::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpSlave, SlaveConfig};
+use crate::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpMaster, SlaveConfig};
 use crate::sim::sync::{LEADER_EPOCH, json_num, json_str, percentile};
 use crate::time::{LeaderInstant, LocalInstant, Nanos};
 
@@ -364,13 +365,10 @@ struct Packet {
 
 struct Follower {
     spec: SpeakerSpec,
-    port: PortIdentity,
     clock: SimClock,
-    slave: PtpSlave<u32>,
+    clock_core: ClockCore<u32>,
     /// The slave's last deadline and the true time it falls due at.
     wake: Option<(LocalInstant, SimTime)>,
-    estimator: EnvelopeEstimator,
-    estimate: Option<ClockEstimate>,
     up: Link,
     down: Link,
     media: Link,
@@ -407,14 +405,14 @@ struct Follower {
 
 impl Follower {
     fn leader_now(&self, local: LocalInstant) -> Option<LeaderInstant> {
-        self.estimate.map(|e| e.to_leader(local))
+        self.clock_core.estimate().map(|e| e.to_leader(local))
     }
 
     /// The true time at which the slave's timer falls due. The answer for a reading does not
     /// change, and finding it walks the crystal's wander from now on, so the last one is
     /// kept: the loop asks every follower at every step.
     fn slave_wake(&mut self) -> Option<SimTime> {
-        let t = self.slave.poll_timeout()?;
+        let t = self.clock_core.poll_timeout()?;
         match self.wake {
             Some((reading, at)) if reading == t => Some(at),
             _ => {
@@ -434,7 +432,7 @@ impl Follower {
         let local = LocalInstant::from_nanos(self.clock.reading(now));
         match kind {
             Kind::PtpToFollower(_) => {
-                let _ = self.slave.handle_receive(LEADER, local, data);
+                let _ = self.clock_core.handle_ptp(LEADER, local, data);
             }
             Kind::Media(_) => {
                 if let Some(t) = self.leader_now(local) {
@@ -862,12 +860,12 @@ fn simulate(
         }
         followers.push(Follower {
             spec: spec.clone(),
-            port,
             clock,
-            slave: PtpSlave::new(SlaveConfig::new(port)),
+            clock_core: ClockCore::new(
+                SlaveConfig::new(port),
+                Box::new(EnvelopeEstimator::default()),
+            ),
             wake: None,
-            estimator: EnvelopeEstimator::default(),
-            estimate: None,
             up: Link::with_changes(s.path.to_leader, fork.fork(3), &split.to_leader)?,
             down: Link::with_changes(s.path.to_follower, fork.fork(4), &split.to_follower)?,
             media: Link::with_changes(s.path.to_follower, fork.fork(5), &split.to_follower)?,
@@ -993,9 +991,7 @@ fn simulate(
                         let st = f.rx.stats();
                         f.rx_before = (f.rx_before.0 + st.lost, f.rx_before.1 + st.late);
                         f.rx = new_receiver()?;
-                        f.slave = PtpSlave::new(SlaveConfig::new(f.port));
-                        f.estimator.reset();
-                        f.estimate = None;
+                        f.clock_core.reset();
                         f.backlog.clear();
                         master.add_slave(1 + i as u32, leader_now);
                     }
@@ -1138,33 +1134,19 @@ fn simulate(
 fn follow(f: &mut Follower, i: usize, now: SimTime, queue: &mut EventQueue<Packet>) {
     let local = LocalInstant::from_nanos(f.clock.reading(now));
     if f.slave_wake().is_some_and(|t| t <= now) {
-        f.slave.handle_timeout(local);
+        f.clock_core.handle_timeout(local);
     }
-    let mut burst = false;
-    loop {
-        while let Some(tx) = f.slave.poll_transmit(local) {
-            let data = tx.payload().to_vec();
-            schedule(
-                queue,
-                f.up.transmit(now),
-                Packet {
-                    kind: Kind::PtpToLeader(i),
-                    data,
-                },
-            );
-        }
-        while let Some(ex) = f.slave.poll_exchange() {
-            if f.estimator.wants(ex.completed_at()) {
-                f.estimator.handle_exchange(&ex);
-                burst |= f.estimator.poll_burst_request();
-            }
-        }
-        // The request leaves now, as on a node, rather than at the next wake.
-        if !(std::mem::take(&mut burst) && f.slave.request_burst(local)) {
-            break;
-        }
+    while let Some(tx) = f.clock_core.poll_transmit(local) {
+        let data = tx.payload().to_vec();
+        schedule(
+            queue,
+            f.up.transmit(now),
+            Packet {
+                kind: Kind::PtpToLeader(i),
+                data,
+            },
+        );
     }
-    f.estimate = f.estimator.estimate();
 }
 
 impl Follower {
@@ -1219,7 +1201,7 @@ fn render(f: &mut Follower, now: SimTime) {
     let before = f.playout.controller().report();
     let report = f.playout.render(
         &mut f.rx,
-        f.estimate.as_ref(),
+        f.clock_core.estimate().as_ref(),
         dac_next,
         f.dac.frames_emitted(),
         &mut f.out,

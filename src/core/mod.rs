@@ -1,0 +1,16 @@
+//! The cores a follower and a leader are made of: sans-IO, driven by whoever owns the
+//! sockets, the threads and the clock.
+//!
+//! A core takes every input with the time it happened (`handle_*`), and gives its outputs
+//! when asked (`poll_*`): datagrams to send, the next time it must be woken, and audio to
+//! play. It never reads a clock, sleeps or touches a socket. The [`node`](crate::node)
+//! threads drive these over real sockets; the [`sim`](crate::sim) drives the very same
+//! types in virtual time; a speaker project can drive them from its own event loop and
+//! audio callback.
+//!
+//! - [`ClockCore`]: a PTP slave and a clock estimator, chosen through an
+//!   [`EstimatorFactory`]: learns the leader's clock.
+
+mod clock;
+
+pub use clock::{ClockCore, EstimatorFactory, default_estimator};
