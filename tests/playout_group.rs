@@ -48,7 +48,7 @@ fn the_roles_shape_what_each_speaker_plays() {
     for sp in &run.speakers {
         match sp.result.role {
             // Full range: the noise at its level (−12 dBFS RMS, 0.25).
-            Role::Left | Role::Right | Role::Full => {
+            Role::Left | Role::Right | Role::Full | Role::Mono => {
                 let tail = &sp.samples[sp.samples.len() - 48_000..];
                 let level = rms(tail);
                 assert!(

@@ -33,6 +33,12 @@ impl Role {
         }
     }
 
+    /// Whether its output carries the full band (a subwoofer's does not): a skew meter
+    /// compares only those.
+    pub fn full_range(self) -> bool {
+        self != Role::Sub
+    }
+
     /// The role's code on the wire.
     pub(crate) fn code(self) -> u8 {
         match self {

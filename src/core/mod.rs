@@ -10,7 +10,15 @@
 //!
 //! - [`ClockCore`]: a PTP slave and a clock estimator, chosen through an
 //!   [`EstimatorFactory`]: learns the leader's clock.
+//! - [`FollowerCore`]: a whole follower. The clock, the receiver of the stream, the
+//!   role's stages plus any extra ones ([`StageFactory`]), and the playout that steers
+//!   the drift corrector; [`FollowerCore::render`] gives the audio of each DAC block.
 
 mod clock;
+mod follower;
 
 pub use clock::{ClockCore, EstimatorFactory, default_estimator};
+pub use follower::{
+    CoreError, FollowerCore, FollowerCoreConfig, Rendered, StageFactory, receiver_config,
+    role_chain,
+};

@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::control::Role;
+use crate::core::role_chain;
 use crate::net::UdpSocket;
 use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
@@ -27,10 +28,7 @@ use crate::playout::controller::State;
 use crate::playout::corrector::CorrectorKind;
 use crate::playout::dac::{VirtualDac, WavSink};
 use crate::playout::pipeline::{Playout, PlayoutConfig};
-use crate::playout::stage::{Chain, ChainError, Stage};
-use crate::playout::stages::{
-    ChannelSplit, Crossover, CrossoverKind, Gain, GainControl, SplitMode,
-};
+use crate::playout::stages::GainControl;
 use crate::time::{LocalInstant, Nanos};
 
 /// What the output thread publishes for status queries and the final report.
@@ -111,31 +109,6 @@ impl MediaLoop {
             }
         }
     }
-}
-
-/// The stage chain of a role for a stream of `channels` channels, ending in the gain.
-pub(crate) fn role_chain(
-    role: Role,
-    channels: usize,
-    rate: u32,
-) -> Result<(Chain, GainControl), ChainError> {
-    let mut stages: Vec<Box<dyn Stage>> = match role {
-        Role::Full => Vec::new(),
-        Role::Left => vec![Box::new(ChannelSplit::new(SplitMode::Left, channels)?)],
-        Role::Right => vec![Box::new(ChannelSplit::new(SplitMode::Right, channels)?)],
-        Role::Mono => vec![Box::new(ChannelSplit::new(
-            SplitMode::MonoDownmix,
-            channels,
-        )?)],
-        Role::Sub => vec![
-            Box::new(ChannelSplit::new(SplitMode::MonoDownmix, channels)?),
-            Box::new(Crossover::new(CrossoverKind::LowPass, 80.0, rate, 1)?),
-        ],
-    };
-    let out = if role == Role::Full { channels } else { 1 };
-    let (gain, control) = Gain::new(out, rate, 0.0)?;
-    stages.push(Box::new(gain));
-    Ok((Chain::new(channels, stages)?, control))
 }
 
 enum Sink {
@@ -338,8 +311,13 @@ impl OutputLoop {
     fn build(&self) -> Option<(Playout, GainControl, u32)> {
         let session = lock(&self.shared.session).clone()?;
         let rate = session.stream.sample_rate;
-        let (chain, gain) =
-            role_chain(session.role, usize::from(session.stream.channels), rate).ok()?;
+        let (chain, gain) = role_chain(
+            session.role,
+            usize::from(session.stream.channels),
+            rate,
+            None,
+        )
+        .ok()?;
         let mut pc = PlayoutConfig::new(rate);
         pc.corrector = self.corrector;
         pc.block_frames = self.block;

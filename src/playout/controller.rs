@@ -212,6 +212,19 @@ pub struct BlockReport {
     pub realigns: u64,
 }
 
+impl Default for BlockReport {
+    /// What an idle controller that never played reports: no error, the nominal ratio.
+    fn default() -> Self {
+        BlockReport {
+            error_ns: 0.0,
+            ratio: 1.0,
+            state: State::Idle,
+            underruns: 0,
+            realigns: 0,
+        }
+    }
+}
+
 /// Blocks over which the first block after a start removes the fraction of a frame the
 /// start could not.
 pub const SLEW_BLOCKS: u32 = 4;

@@ -20,68 +20,24 @@
 //! +40 and −150 ppm, playing white noise that is the same on both channels.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::events::{Events, Variant};
 use super::{ClockModel, Delivery, EventQueue, Link, PathConfig, SimClock, SimRng, SimTime};
 use crate::clock::EnvelopeEstimator;
-use crate::core::ClockCore;
-use crate::media::receiver::{ReceiverConfig, RtpReceiver};
+use crate::control::{CodecId, StreamParams};
+use crate::core::{FollowerCore, FollowerCoreConfig};
 use crate::media::sender::{RtpSender, SenderConfig};
 use crate::media::{AudioFormat, CodecKind};
 use crate::playout::controller::State;
 use crate::playout::corrector::CorrectorKind;
 use crate::playout::dac::{Crystal, VirtualDac};
 use crate::playout::meter::{Capture, MeterConfig, SkewWindow, measure_skew};
-use crate::playout::pipeline::{Playout, PlayoutConfig};
-use crate::playout::stage::{Chain, ChainError, Stage};
-use crate::playout::stages::{ChannelSplit, Crossover, CrossoverKind, SplitMode};
 use crate::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpMaster, SlaveConfig};
 use crate::sim::sync::{LEADER_EPOCH, json_num, json_str, percentile};
 use crate::time::{LeaderInstant, LocalInstant, Nanos};
 
-/// A speaker's job in the group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Left of a stereo pair: plays the left channel.
-    Left,
-    /// Right of a stereo pair: plays the right channel.
-    Right,
-    /// Subwoofer: mono downmix, low-passed at 80 Hz.
-    Sub,
-    /// Full range, both channels.
-    Full,
-}
-
-impl Role {
-    /// Its name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Left => "left",
-            Role::Right => "right",
-            Role::Sub => "sub",
-            Role::Full => "full",
-        }
-    }
-
-    /// Whether its output carries the full band (and so takes part in skew measurement).
-    pub fn full_range(self) -> bool {
-        self != Role::Sub
-    }
-
-    /// The stage chain for this role, fed with `channels` channels at `rate` Hz.
-    pub fn chain(self, channels: usize, rate: u32) -> Result<Chain, ChainError> {
-        let stages: Vec<Box<dyn Stage>> = match self {
-            Role::Left => vec![Box::new(ChannelSplit::new(SplitMode::Left, channels)?)],
-            Role::Right => vec![Box::new(ChannelSplit::new(SplitMode::Right, channels)?)],
-            Role::Sub => vec![
-                Box::new(ChannelSplit::new(SplitMode::MonoDownmix, channels)?),
-                Box::new(Crossover::new(CrossoverKind::LowPass, 80.0, rate, 1)?),
-            ],
-            Role::Full => Vec::new(),
-        };
-        Chain::new(channels, stages)
-    }
-}
+pub use crate::control::Role;
 
 /// One speaker of the group.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,12 +170,9 @@ pub enum PlayoutSimError {
     /// A clock or link is invalid.
     #[error(transparent)]
     Sim(#[from] super::SimConfigError),
-    /// A speaker's chain could not be built.
-    #[error("speaker chain: {0}")]
-    Chain(#[from] ChainError),
-    /// The playout path could not be built.
-    #[error("playout: {0}")]
-    Playout(#[from] crate::playout::pipeline::PlayoutError),
+    /// A speaker's follower could not play the stream (its chain, its playout).
+    #[error("follower: {0}")]
+    Follower(#[from] crate::core::CoreError),
     /// The media path could not be built.
     #[error("media: {0}")]
     Media(String),
@@ -366,14 +319,13 @@ struct Packet {
 struct Follower {
     spec: SpeakerSpec,
     clock: SimClock,
-    clock_core: ClockCore<u32>,
+    /// The follower itself: the same core a node runs.
+    core: FollowerCore<u32>,
     /// The slave's last deadline and the true time it falls due at.
     wake: Option<(LocalInstant, SimTime)>,
     up: Link,
     down: Link,
     media: Link,
-    rx: RtpReceiver,
-    playout: Playout,
     dac: VirtualDac,
     out: Vec<f32>,
     /// Channel 0 of what the DAC emitted: all of it for [`run_group`], the last seconds of
@@ -404,15 +356,11 @@ struct Follower {
 }
 
 impl Follower {
-    fn leader_now(&self, local: LocalInstant) -> Option<LeaderInstant> {
-        self.clock_core.estimate().map(|e| e.to_leader(local))
-    }
-
     /// The true time at which the slave's timer falls due. The answer for a reading does not
     /// change, and finding it walks the crystal's wander from now on, so the last one is
     /// kept: the loop asks every follower at every step.
     fn slave_wake(&mut self) -> Option<SimTime> {
-        let t = self.clock_core.poll_timeout()?;
+        let t = self.core.poll_timeout()?;
         match self.wake {
             Some((reading, at)) if reading == t => Some(at),
             _ => {
@@ -432,13 +380,9 @@ impl Follower {
         let local = LocalInstant::from_nanos(self.clock.reading(now));
         match kind {
             Kind::PtpToFollower(_) => {
-                let _ = self.clock_core.handle_ptp(LEADER, local, data);
+                let _ = self.core.handle_ptp(LEADER, local, data);
             }
-            Kind::Media(_) => {
-                if let Some(t) = self.leader_now(local) {
-                    self.rx.receive(data, t);
-                }
-            }
+            Kind::Media(_) => self.core.handle_rtp(local, data),
             Kind::PtpToLeader(_) => {}
         }
     }
@@ -818,10 +762,21 @@ fn simulate(
     let new_sender =
         |cfg: SenderConfig| RtpSender::new(cfg).map_err(|e| PlayoutSimError::Media(e.to_string()));
     let mut sender = new_sender(sender_cfg.clone())?;
-    let new_receiver = || {
-        RtpReceiver::new(ReceiverConfig::new(CodecKind::L24, format, 96))
-            .map_err(|e| PlayoutSimError::Media(e.to_string()))
+    // What a follower is told it plays, as a leader's Welcome tells it.
+    let stream_of = |ssrc: u32| StreamParams {
+        codec: CodecId::from_kind(CodecKind::L24),
+        sample_rate: RATE,
+        channels: CHANNELS as u8,
+        payload_type: 96,
+        ssrc,
+        rtp_port: 0,
+        multicast: None,
+        ptp_event_port: 0,
+        ptp_general_port: 0,
+        target_latency: s.latency,
+        ptime: Nanos::from_millis(PTIME_MS),
     };
+    let mut stream = stream_of(sender_cfg.ssrc);
     let keep_all = meter.is_none();
 
     let mut followers = Vec::new();
@@ -842,12 +797,13 @@ fn simulate(
             1 + i as u32,
             LeaderInstant::from_nanos(leader.reading(SimTime(0))),
         );
-        let chain = spec.role.chain(CHANNELS, RATE)?;
-        let mut config = PlayoutConfig::new(RATE);
+        let mut config = FollowerCoreConfig::new(SlaveConfig::new(port));
+        config.estimator = Arc::new(|| Box::new(EnvelopeEstimator::default()));
         config.corrector = s.corrector;
         config.block_frames = BLOCK;
-        let playout = Playout::new(config, chain)?;
-        let channels = playout.channels_out();
+        let mut core = FollowerCore::new(config, spec.role);
+        core.set_stream(&stream, spec.role)?;
+        let channels = core.channels_out();
         let mut rec = Recording::default();
         // A whole run keeps every speaker's output; a measured one only what the meter
         // compares.
@@ -861,16 +817,11 @@ fn simulate(
         followers.push(Follower {
             spec: spec.clone(),
             clock,
-            clock_core: ClockCore::new(
-                SlaveConfig::new(port),
-                Box::new(EnvelopeEstimator::default()),
-            ),
+            core,
             wake: None,
             up: Link::with_changes(s.path.to_leader, fork.fork(3), &split.to_leader)?,
             down: Link::with_changes(s.path.to_follower, fork.fork(4), &split.to_follower)?,
             media: Link::with_changes(s.path.to_follower, fork.fork(5), &split.to_follower)?,
-            rx: new_receiver()?,
-            playout,
             dac: VirtualDac::new(RATE, channels),
             out: vec![0.0; BLOCK * channels],
             rec,
@@ -982,16 +933,21 @@ fn simulate(
                     }
                     let mut cfg = sender_cfg.clone();
                     cfg.ssrc ^= 0x0101_0000 * u32::from(leader_restarts);
+                    stream = stream_of(cfg.ssrc);
                     sender = new_sender(cfg)?;
+                    // Each follower joins the new leader, and is told its stream.
+                    for f in followers.iter_mut() {
+                        f.core.set_stream(&stream, f.spec.role)?;
+                    }
                 }
                 Action::FollowerRestart => {
                     // Its estimator, slave and receiver start from nothing; its crystal and
                     // DAC run on, and it joins again as a new follower.
                     for (i, f) in followers.iter_mut().enumerate() {
-                        let st = f.rx.stats();
+                        let st = f.core.receiver_stats().unwrap_or_default();
                         f.rx_before = (f.rx_before.0 + st.lost, f.rx_before.1 + st.late);
-                        f.rx = new_receiver()?;
-                        f.clock_core.reset();
+                        f.core.reset_clock();
+                        f.core.set_stream(&stream, f.spec.role)?;
                         f.backlog.clear();
                         master.add_slave(1 + i as u32, leader_now);
                     }
@@ -1134,9 +1090,9 @@ fn simulate(
 fn follow(f: &mut Follower, i: usize, now: SimTime, queue: &mut EventQueue<Packet>) {
     let local = LocalInstant::from_nanos(f.clock.reading(now));
     if f.slave_wake().is_some_and(|t| t <= now) {
-        f.clock_core.handle_timeout(local);
+        f.core.handle_timeout(local);
     }
-    while let Some(tx) = f.clock_core.poll_transmit(local) {
+    while let Some(tx) = f.core.poll_transmit(local) {
         let data = tx.payload().to_vec();
         schedule(
             queue,
@@ -1151,8 +1107,8 @@ fn follow(f: &mut Follower, i: usize, now: SimTime, queue: &mut EventQueue<Packe
 
 impl Follower {
     fn finish(self) -> SpeakerRun {
-        let r = self.playout.controller().report();
-        let st = self.rx.stats();
+        let r = self.core.playout_report().unwrap_or_default();
+        let st = self.core.receiver_stats().unwrap_or_default();
         let base = self.rec.timeline.first().map_or(0, |t| t.0);
         SpeakerRun {
             result: SpeakerResult {
@@ -1194,18 +1150,12 @@ fn render(f: &mut Follower, now: SimTime) {
         // The first block leaves one block after this render.
         f.dac.start(local + Nanos::from_millis(10));
     }
-    if let Some(t) = f.leader_now(local) {
-        f.rx.poll(t);
-    }
     let dac_next = f.dac.next_local().expect("started");
-    let before = f.playout.controller().report();
-    let report = f.playout.render(
-        &mut f.rx,
-        f.clock_core.estimate().as_ref(),
-        dac_next,
-        f.dac.frames_emitted(),
-        &mut f.out,
-    );
+    let before = f.core.playout_report().unwrap_or_default();
+    let rendered = f
+        .core
+        .render(local, dac_next, f.dac.frames_emitted(), &mut f.out);
+    let report = rendered.report.unwrap_or_default();
     let t_ns = now.as_nanos();
     if f.started_at.is_none() && report.realigns > 0 {
         f.started_at = Some(f.dac.frames_emitted());
@@ -1221,7 +1171,7 @@ fn render(f: &mut Follower, now: SimTime) {
             f.stop_at.push(t_ns);
         }
     }
-    let st = f.rx.stats();
+    let st = f.core.receiver_stats().unwrap_or_default();
     let concealed = st.concealed_frames + st.dry_frames;
     // (A restarted follower's new receiver counts from zero. Before the first start the
     // speaker is silent anyway, and from it on the start's glide is to be heard.)

@@ -1,0 +1,456 @@
+//! A whole follower, sans-IO: the clock, the stream, the role's stages and the playout.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use super::clock::{ClockCore, EstimatorFactory, default_estimator};
+use crate::clock::ClockEstimate;
+use crate::control::{Role, StreamParams};
+use crate::media::AudioFormat;
+use crate::media::receiver::{ReceiverConfig, ReceiverStats, RtpReceiver};
+use crate::playout::controller::BlockReport;
+use crate::playout::corrector::CorrectorKind;
+use crate::playout::pipeline::{Playout, PlayoutConfig, PlayoutError};
+use crate::playout::stage::{Chain, ChainError, Stage};
+use crate::playout::stages::{
+    ChannelSplit, Crossover, CrossoverKind, Gain, GainControl, SplitMode,
+};
+use crate::ptp::{PtpError, PtpStats, SlaveConfig, Transmit, TxTag};
+use crate::time::{LocalInstant, Nanos};
+
+/// Makes a follower's extra stages for a stream of `channels` channels (what the role's
+/// chain gives) at `rate` Hz: a room EQ, say. They run after the role's stages and before
+/// the volume.
+pub type StageFactory =
+    Arc<dyn Fn(usize, u32) -> Result<Vec<Box<dyn Stage>>, ChainError> + Send + Sync>;
+
+/// How a [`FollowerCore`] is set up. [`FollowerCoreConfig::new`] gives the defaults.
+#[derive(Clone)]
+pub struct FollowerCoreConfig {
+    /// The PTP slave's settings (its port identity among them).
+    pub slave: SlaveConfig,
+    /// Makes the clock estimator. Default: lockstep's own.
+    pub estimator: EstimatorFactory,
+    /// Frames per rendered block. Default 480.
+    pub block_frames: usize,
+    /// The drift corrector. Default [`CorrectorKind::Sinc`].
+    pub corrector: CorrectorKind,
+    /// Delay from the DAC to the ear (an amplifier's, a speaker's DSP): the audio leaves
+    /// this much early. Default 0.
+    pub output_latency: Nanos,
+    /// Extra stages after the role's (`None`: none).
+    pub stages: Option<StageFactory>,
+}
+
+impl std::fmt::Debug for FollowerCoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FollowerCoreConfig")
+            .field("slave", &self.slave)
+            .field("block_frames", &self.block_frames)
+            .field("corrector", &self.corrector)
+            .field("output_latency", &self.output_latency)
+            .field("stages", &self.stages.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FollowerCoreConfig {
+    /// The defaults, with the slave's settings `slave`.
+    pub fn new(slave: SlaveConfig) -> FollowerCoreConfig {
+        FollowerCoreConfig {
+            slave,
+            estimator: default_estimator(),
+            block_frames: 480,
+            corrector: CorrectorKind::Sinc,
+            output_latency: Nanos::ZERO,
+            stages: None,
+        }
+    }
+}
+
+/// Why a stream could not be played.
+#[derive(Debug, Error)]
+pub enum CoreError {
+    /// The stream's codec is not built into this build (Opus without the `opus` feature).
+    #[error("the stream's codec {0:?} is not built in")]
+    Codec(crate::control::CodecId),
+    /// The stream's format or receiver settings are refused.
+    #[error("the stream cannot be received: {0}")]
+    Media(String),
+    /// The role's stages, or the extra ones, refuse the stream.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The playout refuses its settings.
+    #[error(transparent)]
+    Playout(#[from] PlayoutError),
+}
+
+/// What one [`FollowerCore::render`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rendered {
+    /// The playout's report for the block; `None` when there was nothing to render from
+    /// (no stream yet) or the group is paused: the block is silent.
+    pub report: Option<BlockReport>,
+    /// Frames the receiver holds after the block.
+    pub buffered_frames: usize,
+    /// Channels in the block (the role's chain's output).
+    pub channels: usize,
+}
+
+/// The stage chain of `role` for a stream of `channels` channels at `rate` Hz, then the
+/// `extra` stages, then the gain the volume and mute steer. The one place a role becomes
+/// stages.
+pub fn role_chain(
+    role: Role,
+    channels: usize,
+    rate: u32,
+    extra: Option<&StageFactory>,
+) -> Result<(Chain, GainControl), ChainError> {
+    let mut stages: Vec<Box<dyn Stage>> = match role {
+        Role::Full => Vec::new(),
+        Role::Left => vec![Box::new(ChannelSplit::new(SplitMode::Left, channels)?)],
+        Role::Right => vec![Box::new(ChannelSplit::new(SplitMode::Right, channels)?)],
+        Role::Mono => vec![Box::new(ChannelSplit::new(
+            SplitMode::MonoDownmix,
+            channels,
+        )?)],
+        Role::Sub => vec![
+            Box::new(ChannelSplit::new(SplitMode::MonoDownmix, channels)?),
+            Box::new(Crossover::new(CrossoverKind::LowPass, 80.0, rate, 1)?),
+        ],
+    };
+    let mut out = if role == Role::Full { channels } else { 1 };
+    if let Some(make) = extra {
+        let more = make(out, rate)?;
+        if let Some(last) = more.last() {
+            out = last.channels_out();
+        }
+        stages.extend(more);
+    }
+    let (gain, control) = Gain::new(out, rate, 0.0)?;
+    stages.push(Box::new(gain));
+    Ok((Chain::new(channels, stages)?, control))
+}
+
+/// How a follower receives `stream`: only its SSRC, concealing a gap only when the output
+/// is about to need it.
+pub fn receiver_config(stream: &StreamParams) -> Result<ReceiverConfig, CoreError> {
+    let codec = stream
+        .codec
+        .to_kind()
+        .ok_or(CoreError::Codec(stream.codec))?;
+    let format = AudioFormat::new(stream.sample_rate, u16::from(stream.channels))
+        .map_err(|e| CoreError::Media(e.to_string()))?;
+    let mut rc = ReceiverConfig::new(codec, format, stream.payload_type);
+    rc.ssrc = Some(stream.ssrc);
+    // With a short target latency the default 20 ms lead would conceal packets that are
+    // merely on their way.
+    rc.conceal_lead = Nanos(stream.target_latency.as_nanos() / 2).min(Nanos::from_millis(20));
+    rc.fifo_frames = (stream.sample_rate as usize).max(format.sample_rate() as usize / 2);
+    Ok(rc)
+}
+
+struct Path {
+    playout: Playout,
+    gain: GainControl,
+}
+
+/// A follower, sans-IO: the PTP slave and its clock estimator ([`ClockCore`]), the
+/// receiver of the stream, the role's stages plus any extra ones, and the playout that
+/// steers the drift corrector. It never reads a clock or touches a socket: the
+/// [`Follower`](crate::node::Follower) node drives one over real sockets, the simulator
+/// drives one in virtual time, and a speaker project can drive one from its own loop and
+/// its audio callback.
+///
+/// `A` names the leader's PTP address (a socket address on a node).
+///
+/// Call order:
+/// - the clock, as on [`ClockCore`]: [`handle_ptp`](Self::handle_ptp) and
+///   [`handle_ptp_transmitted`](Self::handle_ptp_transmitted) as datagrams and stamps come,
+///   [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout), and
+///   after any of them [`poll_transmit`](Self::poll_transmit) until `None` (the drain rule:
+///   the estimate is updated when it returns `None`);
+/// - the stream: [`set_stream`](Self::set_stream) once the leader says what it plays, then
+///   [`handle_rtp`](Self::handle_rtp) for every datagram from it, with its arrival time;
+/// - the audio: [`render`](Self::render) once per block, ahead of the block's DAC time.
+///   It allocates nothing.
+pub struct FollowerCore<A> {
+    config: FollowerCoreConfig,
+    clock: ClockCore<A>,
+    stream: Option<StreamParams>,
+    role: Role,
+    rx: Option<RtpReceiver>,
+    path: Option<Path>,
+    volume: f32,
+    muted: bool,
+    trim: Nanos,
+    paused: bool,
+    was_paused: bool,
+    /// Datagrams that came before there was an estimate to place them by.
+    unplaced: u64,
+}
+
+impl<A> std::fmt::Debug for FollowerCore<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FollowerCore")
+            .field("clock", &self.clock)
+            .field("stream", &self.stream)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Copy + Eq> FollowerCore<A> {
+    /// A follower with `config`, with no stream yet, playing `role` once it has one.
+    pub fn new(config: FollowerCoreConfig, role: Role) -> FollowerCore<A> {
+        let clock = ClockCore::new(config.slave, (config.estimator)());
+        FollowerCore {
+            config,
+            clock,
+            stream: None,
+            role,
+            rx: None,
+            path: None,
+            volume: 1.0,
+            muted: false,
+            trim: Nanos::ZERO,
+            paused: false,
+            was_paused: false,
+            unplaced: 0,
+        }
+    }
+
+    // ----- the clock -----
+
+    /// A PTP datagram from the leader, received at `at`.
+    pub fn handle_ptp(&mut self, from: A, at: LocalInstant, bytes: &[u8]) -> Result<(), PtpError> {
+        self.clock.handle_ptp(from, at, bytes)
+    }
+
+    /// The transmit stamp of a PTP datagram sent earlier.
+    pub fn handle_ptp_transmitted(&mut self, tag: TxTag, at: LocalInstant) {
+        self.clock.handle_transmitted(tag, at);
+    }
+
+    /// Runs the timers due by `now`.
+    pub fn handle_timeout(&mut self, now: LocalInstant) {
+        self.clock.handle_timeout(now);
+    }
+
+    /// The next PTP datagram to send, stamped as leaving at `now`. Drain it after every
+    /// `handle_*`, and send each at once.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: LocalInstant) -> Option<Transmit<A>> {
+        self.clock.poll_transmit(now)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<LocalInstant> {
+        self.clock.poll_timeout()
+    }
+
+    /// The estimate of the leader's clock.
+    pub fn estimate(&self) -> Option<ClockEstimate> {
+        self.clock.estimate()
+    }
+
+    /// The PTP slave's counters.
+    pub fn ptp_stats(&self) -> &PtpStats {
+        self.clock.stats()
+    }
+
+    /// The clock side.
+    pub fn clock(&self) -> &ClockCore<A> {
+        &self.clock
+    }
+
+    /// Starts the clock afresh (a restart, another leader): no master, no estimate. The
+    /// stream stays.
+    pub fn reset_clock(&mut self) {
+        self.clock.reset();
+    }
+
+    // ----- the stream -----
+
+    /// Plays `stream` from now on, as `role`: a new receiver and a new path (this
+    /// allocates; it happens once per session or role change, not per block). Nothing
+    /// changes when it fails.
+    pub fn set_stream(&mut self, stream: &StreamParams, role: Role) -> Result<(), CoreError> {
+        let rx = RtpReceiver::new(receiver_config(stream)?)
+            .map_err(|e| CoreError::Media(e.to_string()))?;
+        let path = self.build_path(stream, role)?;
+        self.rx = Some(rx);
+        self.path = Some(path);
+        self.stream = Some(stream.clone());
+        self.role = role;
+        Ok(())
+    }
+
+    /// Plays another part of the stream: a new path on the same receiver.
+    pub fn set_role(&mut self, role: Role) -> Result<(), CoreError> {
+        if let Some(stream) = self.stream.clone() {
+            self.path = Some(self.build_path(&stream, role)?);
+        }
+        self.role = role;
+        Ok(())
+    }
+
+    /// Forgets the stream (the leader went away): silence until the next
+    /// [`set_stream`](Self::set_stream).
+    pub fn clear_stream(&mut self) {
+        self.rx = None;
+        self.path = None;
+        self.stream = None;
+    }
+
+    fn build_path(&self, stream: &StreamParams, role: Role) -> Result<Path, CoreError> {
+        let rate = stream.sample_rate;
+        let (chain, gain) = role_chain(
+            role,
+            usize::from(stream.channels),
+            rate,
+            self.config.stages.as_ref(),
+        )?;
+        let mut pc = PlayoutConfig::new(rate);
+        pc.corrector = self.config.corrector;
+        pc.block_frames = self.config.block_frames;
+        Ok(Path {
+            playout: Playout::new(pc, chain)?,
+            gain,
+        })
+    }
+
+    /// The stream being played.
+    pub fn stream(&self) -> Option<&StreamParams> {
+        self.stream.as_ref()
+    }
+
+    /// The role being played.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// An RTP datagram from the leader, received at `at`. Dropped (and counted in
+    /// [`unplaced`](Self::unplaced)) while there is no estimate to place it by; ignored
+    /// without a stream.
+    pub fn handle_rtp(&mut self, at: LocalInstant, bytes: &[u8]) {
+        let Some(rx) = self.rx.as_mut() else { return };
+        match self.clock.estimate() {
+            Some(est) => {
+                rx.receive(bytes, est.to_leader(at));
+            }
+            None => self.unplaced += 1,
+        }
+    }
+
+    /// RTP datagrams dropped because no estimate could place them yet.
+    pub fn unplaced(&self) -> u64 {
+        self.unplaced
+    }
+
+    /// The receiver's counters, while there is a stream.
+    pub fn receiver_stats(&self) -> Option<ReceiverStats> {
+        self.rx.as_ref().map(RtpReceiver::stats)
+    }
+
+    /// The playout's latest report, while there is a stream.
+    pub fn playout_report(&self) -> Option<BlockReport> {
+        self.path.as_ref().map(|p| p.playout.controller().report())
+    }
+
+    /// Channels a rendered block has (0 without a stream).
+    pub fn channels_out(&self) -> usize {
+        self.path.as_ref().map_or(0, |p| p.playout.channels_out())
+    }
+
+    // ----- steering -----
+
+    /// Sets the volume, 0 to 1 (NaN is 0).
+    pub fn set_volume(&mut self, volume: f32) {
+        self.volume = if volume.is_nan() {
+            0.0
+        } else {
+            volume.clamp(0.0, 1.0)
+        };
+    }
+
+    /// Mutes or unmutes.
+    pub fn set_mute(&mut self, muted: bool) {
+        self.muted = muted;
+    }
+
+    /// Sets the delay trim: positive plays later.
+    pub fn set_trim(&mut self, trim: Nanos) {
+        self.trim = trim;
+    }
+
+    /// Pauses (silence, the playout reset) or resumes.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// The volume, mute, trim and pause in force.
+    pub fn steering(&self) -> (f32, bool, Nanos, bool) {
+        (self.volume, self.muted, self.trim, self.paused)
+    }
+
+    // ----- the audio -----
+
+    /// Renders the block whose first frame leaves the DAC at `dac_time` (the DAC having
+    /// emitted `dac_frames` frames before it) into `out`, at `now`. `out` must hold
+    /// `block_frames × channels_out` samples; a block with nothing to play is silent.
+    /// Allocates nothing.
+    pub fn render(
+        &mut self,
+        now: LocalInstant,
+        dac_time: LocalInstant,
+        dac_frames: u64,
+        out: &mut [f32],
+    ) -> Rendered {
+        let est = self.clock.estimate();
+        let paused = self.paused;
+        let was_paused = std::mem::replace(&mut self.was_paused, paused);
+        let (Some(path), Some(rx)) = (self.path.as_mut(), self.rx.as_mut()) else {
+            out.fill(0.0);
+            return Rendered {
+                report: None,
+                buffered_frames: 0,
+                channels: 0,
+            };
+        };
+        path.gain.set_volume_db(if self.volume <= 0.0 {
+            f32::NEG_INFINITY
+        } else {
+            20.0 * self.volume.log10()
+        });
+        path.gain.set_mute(self.muted);
+        path.playout
+            .controller_mut()
+            .set_trim(self.trim - self.config.output_latency);
+        let channels = path.playout.channels_out();
+        if paused {
+            out.fill(0.0);
+            if !was_paused {
+                path.playout.controller_mut().reset();
+            }
+            return Rendered {
+                report: None,
+                buffered_frames: rx.buffered_frames(),
+                channels,
+            };
+        }
+        if let Some(e) = est.as_ref() {
+            rx.poll(e.to_leader(now));
+        }
+        let report = path
+            .playout
+            .render(rx, est.as_ref(), dac_time, dac_frames, out);
+        Rendered {
+            report: Some(report),
+            buffered_frames: rx.buffered_frames(),
+            channels,
+        }
+    }
+}
