@@ -1,12 +1,16 @@
 //! A whole follower, sans-IO: the clock, the stream, the role's stages and the playout.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use thiserror::Error;
 
 use super::clock::{ClockCore, EstimatorFactory, default_estimator};
 use crate::clock::ClockEstimate;
-use crate::control::{Role, StreamParams};
+use crate::control::{
+    Command, FollowerEvent, FollowerSession, FollowerStatus, Hello, HouseholdKey, Nonce, Role,
+    SessionError, StreamParams, Welcome,
+};
 use crate::media::AudioFormat;
 use crate::media::receiver::{ReceiverConfig, ReceiverStats, RtpReceiver};
 use crate::playout::controller::BlockReport;
@@ -84,6 +88,28 @@ pub enum CoreError {
     /// The playout refuses its settings.
     #[error(transparent)]
     Playout(#[from] PlayoutError),
+}
+
+/// What a [`FollowerCore`] tells its driver, from the control session.
+#[derive(Debug)]
+pub enum CoreEvent {
+    /// The leader welcomed the follower, and its stream is being played: follow the
+    /// leader's clock now, and take its stream's datagrams (from its RTP port, or from the
+    /// multicast group the stream names).
+    Joined(Welcome),
+    /// The leader switched the stream (a new source): take its datagrams from now on.
+    Stream(StreamParams),
+    /// The leader gave the follower another role; it plays it already.
+    Role(Role),
+    /// The leader asks for the follower's status: answer with
+    /// [`FollowerCore::send_status`].
+    StatusQuery(u32),
+    /// The leader's stream cannot be played here (its codec is not built in, say). The
+    /// session stays; the follower is silent.
+    Unplayable(CoreError),
+    /// The control session failed (refused, a leader without the key, a broken stream of
+    /// frames). Close the connection; a new one needs [`FollowerCore::connect`].
+    Failed(SessionError),
 }
 
 /// What one [`FollowerCore::render`] did.
@@ -174,7 +200,13 @@ struct Path {
 /// - the stream: [`set_stream`](Self::set_stream) once the leader says what it plays, then
 ///   [`handle_rtp`](Self::handle_rtp) for every datagram from it, with its arrival time;
 /// - the audio: [`render`](Self::render) once per block, ahead of the block's DAC time.
-///   It allocates nothing.
+///   It allocates nothing;
+/// - the control session, if the core runs one: [`connect`](Self::connect), then
+///   [`handle_control`](Self::handle_control) with the bytes from the leader's control
+///   connection, and after either [`poll_control_transmit`](Self::poll_control_transmit)
+///   and [`poll_event`](Self::poll_event) until `None`. The core obeys the leader's
+///   commands itself (stream, role, volume, mute, trim, pause); the events say what its
+///   driver must do besides.
 pub struct FollowerCore<A> {
     config: FollowerCoreConfig,
     clock: ClockCore<A>,
@@ -189,6 +221,8 @@ pub struct FollowerCore<A> {
     was_paused: bool,
     /// Datagrams that came before there was an estimate to place them by.
     unplaced: u64,
+    session: Option<FollowerSession>,
+    events: VecDeque<CoreEvent>,
 }
 
 impl<A> std::fmt::Debug for FollowerCore<A> {
@@ -218,6 +252,8 @@ impl<A: Copy + Eq> FollowerCore<A> {
             paused: false,
             was_paused: false,
             unplaced: 0,
+            session: None,
+            events: VecDeque::new(),
         }
     }
 
@@ -264,6 +300,11 @@ impl<A: Copy + Eq> FollowerCore<A> {
     /// The clock side.
     pub fn clock(&self) -> &ClockCore<A> {
         &self.clock
+    }
+
+    /// The clock side, for a driver that runs it on its own (a node's PTP thread).
+    pub fn clock_mut(&mut self) -> &mut ClockCore<A> {
+        &mut self.clock
     }
 
     /// Starts the clock afresh (a restart, another leader): no master, no estimate. The
@@ -394,6 +435,121 @@ impl<A: Copy + Eq> FollowerCore<A> {
     /// The volume, mute, trim and pause in force.
     pub fn steering(&self) -> (f32, bool, Nanos, bool) {
         (self.volume, self.muted, self.trim, self.paused)
+    }
+
+    // ----- the control session -----
+
+    /// Starts a control session with a leader: says `hello`, proves `key` with `nonce`
+    /// (fresh: see [`new_nonce`](crate::control::new_nonce)). The Hello is queued for
+    /// [`poll_control_transmit`](Self::poll_control_transmit). A session before it is
+    /// dropped.
+    pub fn connect(
+        &mut self,
+        hello: Hello,
+        key: HouseholdKey,
+        nonce: Nonce,
+    ) -> Result<(), SessionError> {
+        self.session = Some(FollowerSession::new(hello, key, nonce)?);
+        Ok(())
+    }
+
+    /// Bytes from the leader's control connection.
+    pub fn handle_control(&mut self, bytes: &[u8]) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        session.handle_input(bytes);
+        while let Some(e) = self.session.as_mut().and_then(FollowerSession::poll_event) {
+            if let Some(out) = self.obey(e) {
+                self.events.push_back(out);
+            }
+        }
+        if self
+            .session
+            .as_ref()
+            .is_some_and(FollowerSession::is_closed)
+        {
+            self.session = None;
+        }
+    }
+
+    /// Does what the leader says; returns what the driver must hear of it.
+    fn obey(&mut self, event: FollowerEvent) -> Option<CoreEvent> {
+        let command = match event {
+            FollowerEvent::Joined(w) => {
+                let played = self.set_stream(&w.stream, w.role);
+                self.set_volume(w.volume);
+                self.set_mute(w.muted);
+                self.set_trim(w.trim);
+                self.set_paused(false);
+                self.events.push_back(CoreEvent::Joined(w));
+                return played.err().map(|e| {
+                    self.clear_stream();
+                    CoreEvent::Unplayable(e)
+                });
+            }
+            FollowerEvent::Failed(e) => return Some(CoreEvent::Failed(e)),
+            FollowerEvent::Command(c) => c,
+        };
+        match command {
+            Command::SetVolume(v) => self.set_volume(v),
+            Command::SetMute(m) => self.set_mute(m),
+            Command::SetTrim(t) => self.set_trim(t),
+            Command::Pause => self.set_paused(true),
+            Command::Resume => self.set_paused(false),
+            Command::SetRole(r) => {
+                return Some(match self.set_role(r) {
+                    Ok(()) => CoreEvent::Role(r),
+                    Err(e) => CoreEvent::Unplayable(e),
+                });
+            }
+            Command::Stream(st) => {
+                return Some(match self.set_stream(&st, self.role) {
+                    Ok(()) => CoreEvent::Stream(st),
+                    Err(e) => {
+                        self.clear_stream();
+                        CoreEvent::Unplayable(e)
+                    }
+                });
+            }
+            Command::StatusQuery(id) => return Some(CoreEvent::StatusQuery(id)),
+        }
+        None
+    }
+
+    /// Answers [`CoreEvent::StatusQuery`] `id`.
+    pub fn send_status(&mut self, id: u32, status: FollowerStatus) -> Result<(), SessionError> {
+        self.session
+            .as_mut()
+            .ok_or(SessionError::NotJoined)?
+            .send_status(id, status)
+    }
+
+    /// Leaves the group: a Leave is queued, and the session is over once it is sent.
+    pub fn leave(&mut self) -> Result<(), SessionError> {
+        self.session
+            .as_mut()
+            .ok_or(SessionError::NotJoined)?
+            .leave()
+    }
+
+    /// Whether a control session is joined.
+    pub fn is_joined(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(FollowerSession::is_joined)
+    }
+
+    /// The next bytes for the leader's control connection.
+    #[must_use]
+    pub fn poll_control_transmit(&mut self) -> Option<Vec<u8>> {
+        self.session.as_mut()?.poll_transmit()
+    }
+
+    /// The next event for the driver.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<CoreEvent> {
+        self.events.pop_front()
     }
 
     // ----- the audio -----

@@ -19,6 +19,6 @@ mod follower;
 
 pub use clock::{ClockCore, EstimatorFactory, default_estimator};
 pub use follower::{
-    CoreError, FollowerCore, FollowerCoreConfig, Rendered, StageFactory, receiver_config,
-    role_chain,
+    CoreError, CoreEvent, FollowerCore, FollowerCoreConfig, Rendered, StageFactory,
+    receiver_config, role_chain,
 };

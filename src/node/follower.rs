@@ -7,30 +7,32 @@
 //! session. When the control connection drops (the leader restarted), the session thread
 //! reconnects by itself, every 100 ms, and the new session's stream replaces the old.
 //!
-//! The handshake and the session's messages are a [`FollowerSession`]'s; the control thread
-//! only moves bytes between it and the socket, and acts on its commands.
+//! Everything a follower decides is in one [`FollowerCore`] that the threads share: the
+//! clock, the control session, the stream and the playout. The threads only move bytes and
+//! time between it and the sockets, the clock and the output.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::control::{
-    Capabilities, Command, ControlError, FollowerEvent, FollowerSession, FollowerStatus, Hello,
-    HouseholdKey, PeerPorts, Role, SessionError, StreamParams, new_nonce,
+    Capabilities, ControlError, FollowerStatus, Hello, HouseholdKey, PeerPorts, Role, SessionError,
+    StreamParams, new_nonce,
 };
-use crate::media::AudioFormat;
-use crate::media::receiver::{ReceiverConfig, RtpReceiver};
+use crate::core::{
+    CoreEvent, EstimatorFactory, FollowerCore, FollowerCoreConfig, StageFactory, default_estimator,
+};
 use crate::net::{Dscp, Multicast, UdpConfig, UdpSocket};
 use crate::node::clock::{LocalClock, NodeClock};
 use crate::node::follower_io::{MediaLoop, OutputLoop, OutputShared};
 use crate::node::ptp::{ClockFollower, ClockFollowerConfig, PtpPeer, PtpSocketConfig, lock};
 use crate::node::{NodeError, spawn};
 use crate::playout::corrector::CorrectorKind;
-use crate::ptp::ClockIdentity;
+use crate::ptp::{ClockIdentity, PortIdentity, SlaveConfig};
 use crate::time::Nanos;
 
 /// Why [`Output::Device`] is refused in a build without the `cpal` feature.
@@ -54,7 +56,7 @@ pub enum Output {
 }
 
 /// How a [`Follower`] is set up. [`FollowerConfig::new`] gives the defaults.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FollowerConfig {
     /// The leader's control address.
     pub leader: SocketAddr,
@@ -93,6 +95,30 @@ pub struct FollowerConfig {
     /// follower emits that much earlier so that the sound is heard on time, and reports it
     /// to the leader.
     pub output_latency: Nanos,
+    /// Makes the clock estimator. Default: lockstep's own.
+    pub estimator: EstimatorFactory,
+    /// Extra stages after the role's (a room EQ): `None`, none.
+    pub stages: Option<StageFactory>,
+}
+
+impl std::fmt::Debug for FollowerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FollowerConfig")
+            .field("leader", &self.leader)
+            .field("role", &self.role)
+            .field("group", &self.group)
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field("output", &self.output)
+            .field("clock", &self.clock)
+            .field("bind", &self.bind)
+            .field("corrector", &self.corrector)
+            .field("block_frames", &self.block_frames)
+            .field("render_lead", &self.render_lead)
+            .field("output_latency", &self.output_latency)
+            .field("stages", &self.stages.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FollowerConfig {
@@ -124,6 +150,8 @@ impl FollowerConfig {
             render_lead: Nanos::from_millis(3),
             output_latency: Nanos::ZERO,
             device_period_frames: None,
+            estimator: default_estimator(),
+            stages: None,
         }
     }
 }
@@ -163,13 +191,10 @@ pub struct FollowerReport {
 pub(crate) struct FollowerShared {
     pub(crate) shutdown: AtomicBool,
     pub(crate) session: Mutex<Option<SessionInfo>>,
-    /// Bumped for every new session: the output and media threads start afresh.
+    /// Bumped for every new session or stream: the media thread takes its source afresh.
     pub(crate) generation: AtomicU64,
-    pub(crate) paused: AtomicBool,
-    pub(crate) volume_bits: AtomicU32,
-    pub(crate) muted: AtomicBool,
-    pub(crate) trim_ns: AtomicI64,
-    pub(crate) rx: Mutex<Option<RtpReceiver>>,
+    /// The follower itself; every thread drives it.
+    pub(crate) core: Arc<Mutex<FollowerCore<SocketAddr>>>,
     pub(crate) unknown_source: AtomicU64,
     pub(crate) output: Mutex<OutputShared>,
     pub(crate) sessions: AtomicU64,
@@ -184,17 +209,16 @@ pub(crate) struct FollowerShared {
 }
 
 impl FollowerShared {
-    pub(crate) fn volume(&self) -> f32 {
-        f32::from_bits(self.volume_bits.load(Ordering::Relaxed))
-    }
-
     fn status(&self) -> FollowerStatus {
-        let est = self.clock.estimate();
+        let (est, rx_stats, (volume, muted, trim, _)) = {
+            let core = lock(&self.core);
+            (
+                core.estimate(),
+                core.receiver_stats().unwrap_or_default(),
+                core.steering(),
+            )
+        };
         let out = lock(&self.output).clone();
-        let rx_stats = lock(&self.rx)
-            .as_ref()
-            .map(|r| r.stats())
-            .unwrap_or_default();
         let now = self.local.now();
         FollowerStatus {
             clock_offset: est.map(|e| e.offset_at(now)),
@@ -213,9 +237,9 @@ impl FollowerShared {
             underruns: out.underruns,
             skew_estimate: out.error,
             playing: out.playing,
-            volume: self.volume(),
-            muted: self.muted.load(Ordering::Relaxed),
-            trim: Nanos(self.trim_ns.load(Ordering::Relaxed)),
+            volume,
+            muted,
+            trim,
             timestamping: self.clock.timestamping(),
         }
     }
@@ -225,7 +249,7 @@ impl FollowerShared {
 pub struct Follower {
     shared: Arc<FollowerShared>,
     threads: Vec<JoinHandle<()>>,
-    control: Arc<Mutex<Option<Link>>>,
+    control: Arc<Mutex<Option<TcpStream>>>,
     output: Output,
     ports: PeerPorts,
 }
@@ -288,13 +312,25 @@ impl Follower {
         let nonce = new_nonce().map_err(|e| NodeError::Socket(e.to_string()))?;
         let mut id = [0u8; 8];
         id.copy_from_slice(&nonce[..8]);
-        let ptp = ClockFollower::start(
+        let port = PortIdentity {
+            clock_identity: ClockIdentity(id),
+            port_number: 1,
+        };
+        let mut core_config = FollowerCoreConfig::new(SlaveConfig::new(port));
+        core_config.estimator = Arc::clone(&config.estimator);
+        core_config.stages = config.stages.clone();
+        core_config.block_frames = config.block_frames;
+        core_config.corrector = config.corrector;
+        core_config.output_latency = config.output_latency;
+        let core = Arc::new(Mutex::new(FollowerCore::new(core_config, config.role)));
+        let ptp = ClockFollower::start_hosted(
             ClockFollowerConfig {
                 sockets: PtpSocketConfig::new(config.bind),
                 master: None,
                 clock_identity: ClockIdentity(id),
             },
             clock,
+            Arc::clone(&core),
         )?;
         let (ptp_event, ptp_general) = ptp.ports();
         let channels = match config.role {
@@ -319,17 +355,13 @@ impl Follower {
                 ptp_general,
             },
         };
-        let (stream, link, session) = connect(&identity)?;
+        let (stream, writer, session) = connect(&identity, &core)?;
 
         let shared = Arc::new(FollowerShared {
             shutdown: AtomicBool::new(false),
             session: Mutex::new(None),
             generation: AtomicU64::new(0),
-            paused: AtomicBool::new(false),
-            volume_bits: AtomicU32::new(1.0f32.to_bits()),
-            muted: AtomicBool::new(false),
-            trim_ns: AtomicI64::new(0),
-            rx: Mutex::new(None),
+            core,
             unknown_source: AtomicU64::new(0),
             output: Mutex::new(OutputShared::new()),
             sessions: AtomicU64::new(0),
@@ -339,7 +371,7 @@ impl Follower {
             multicast: Mutex::new(None),
         });
         begin_session(&shared, session)?;
-        let control = Arc::new(Mutex::new(Some(link)));
+        let control = Arc::new(Mutex::new(Some(writer)));
 
         // The output (and its file) is made before any thread starts, so that a failure
         // here leaves nothing running.
@@ -427,11 +459,11 @@ impl Follower {
         if self.shared.shutdown.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(l) = lock(&self.control).as_mut() {
-            if l.session.leave().is_ok() {
-                let _ = l.flush();
+        if let Some(w) = lock(&self.control).as_mut() {
+            if lock(&self.shared.core).leave().is_ok() {
+                let _ = flush(&self.shared.core, w);
             }
-            let _ = l.stream.shutdown(Shutdown::Both);
+            let _ = w.shutdown(Shutdown::Both);
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -445,18 +477,13 @@ impl Drop for Follower {
     }
 }
 
-/// The control connection's session, and the socket its frames leave by.
-struct Link {
-    session: FollowerSession,
-    stream: TcpStream,
-}
-
-impl Link {
-    fn flush(&mut self) -> std::io::Result<()> {
-        while let Some(bytes) = self.session.poll_transmit() {
-            self.stream.write_all(&bytes)?;
-        }
-        Ok(())
+/// Sends what the core has for the leader's control connection.
+fn flush(core: &Mutex<FollowerCore<SocketAddr>>, w: &mut TcpStream) -> std::io::Result<()> {
+    loop {
+        let Some(bytes) = lock(core).poll_control_transmit() else {
+            return Ok(());
+        };
+        w.write_all(&bytes)?;
     }
 }
 
@@ -470,11 +497,14 @@ fn session_error(leader: SocketAddr, e: SessionError) -> NodeError {
     }
 }
 
-/// Connects and runs the follower's half of the handshake, within [`CONTROL_TIMEOUT`] for
-/// each read and twice that overall. Returns the socket to read from, the link to write
-/// through (whose session may already hold commands that came with the Welcome), and the
-/// session joined.
-fn connect(id: &Identity) -> Result<(TcpStream, Link, SessionInfo), NodeError> {
+/// Connects and runs the follower's half of the handshake through the core, within
+/// [`CONTROL_TIMEOUT`] for each read and twice that overall. Returns the socket to read
+/// from, a clone to write to, and the session joined (the core plays its stream already,
+/// and holds whatever came with the Welcome).
+fn connect(
+    id: &Identity,
+    core: &Mutex<FollowerCore<SocketAddr>>,
+) -> Result<(TcpStream, TcpStream, SessionInfo), NodeError> {
     let mut stream = TcpStream::connect_timeout(&id.leader, CONTROL_TIMEOUT).map_err(|source| {
         NodeError::Unreachable {
             addr: id.leader,
@@ -491,22 +521,20 @@ fn connect(id: &Identity) -> Result<(TcpStream, Link, SessionInfo), NodeError> {
         group: id.group.clone(),
         ports: id.ports,
     };
-    let session = FollowerSession::new(hello, id.key.clone(), nonce)
+    lock(core)
+        .connect(hello, id.key.clone(), nonce)
         .map_err(|e| session_error(id.leader, e))?;
-    let writer = stream
+    let mut writer = stream
         .try_clone()
         .map_err(|e| NodeError::Socket(e.to_string()))?;
-    let mut link = Link {
-        session,
-        stream: writer,
-    };
+    let io = |e| NodeError::Control(ControlError::Io(e));
     let deadline = Instant::now() + 2 * CONTROL_TIMEOUT;
     let mut buf = [0u8; 1024];
     loop {
-        link.flush()
-            .map_err(|e| NodeError::Control(ControlError::Io(e)))?;
-        match link.session.poll_event() {
-            Some(FollowerEvent::Joined(w)) => {
+        flush(core, &mut writer).map_err(io)?;
+        let event = lock(core).poll_event();
+        match event {
+            Some(CoreEvent::Joined(w)) => {
                 let _ = stream.set_read_timeout(None);
                 let info = SessionInfo {
                     session: w.session,
@@ -515,41 +543,42 @@ fn connect(id: &Identity) -> Result<(TcpStream, Link, SessionInfo), NodeError> {
                     stream: w.stream,
                     leader: id.leader,
                 };
-                return Ok((stream, link, info));
+                return Ok((stream, writer, info));
             }
-            Some(FollowerEvent::Failed(e)) => return Err(session_error(id.leader, e)),
-            Some(FollowerEvent::Command(_)) => continue,
+            Some(CoreEvent::Failed(e)) => return Err(session_error(id.leader, e)),
+            Some(CoreEvent::Unplayable(e)) => return Err(NodeError::Media(e.to_string())),
+            Some(_) => continue,
             None => {}
         }
         if Instant::now() >= deadline {
-            return Err(NodeError::Control(ControlError::Io(
-                std::io::ErrorKind::TimedOut.into(),
-            )));
+            return Err(io(std::io::ErrorKind::TimedOut.into()));
         }
         match stream.read(&mut buf) {
             Ok(0) => return Err(NodeError::Control(ControlError::Closed)),
-            Ok(n) => link.session.handle_input(&buf[..n]),
-            Err(e) => return Err(NodeError::Control(ControlError::Io(e))),
+            Ok(n) => lock(core).handle_control(&buf[..n]),
+            Err(e) => return Err(io(e)),
         }
     }
 }
 
-/// Makes `session` the current one: a new receiver for its stream, the clock on its leader.
+/// Makes `session` the current one: the clock on its leader, its stream's source (the
+/// core plays the stream already).
 fn begin_session(shared: &FollowerShared, session: SessionInfo) -> Result<(), NodeError> {
-    let s = &session.stream;
-    let codec = s.codec.to_kind().ok_or(NodeError::Media(format!(
-        "the leader's codec {:?} is not built in",
-        s.codec
-    )))?;
-    let format = AudioFormat::new(s.sample_rate, u16::from(s.channels))
-        .map_err(|e| NodeError::Media(e.to_string()))?;
-    let mut rc = ReceiverConfig::new(codec, format, s.payload_type);
-    rc.ssrc = Some(s.ssrc);
-    // Conceal a gap only when the output is about to need it: with a short target latency
-    // the default 20 ms lead would conceal packets that are merely on their way.
-    rc.conceal_lead = Nanos(s.target_latency.as_nanos() / 2).min(Nanos::from_millis(20));
-    rc.fifo_frames = (s.sample_rate as usize).max(format.sample_rate() as usize / 2);
-    let rx = RtpReceiver::new(rc).map_err(|e| NodeError::Media(e.to_string()))?;
+    take_stream(shared, &session.stream)?;
+    shared.clock.follow(Some(PtpPeer::new(
+        session.leader.ip(),
+        session.stream.ptp_event_port,
+        session.stream.ptp_general_port,
+    )));
+    *lock(&shared.session) = Some(session);
+    shared.sessions.fetch_add(1, Ordering::Relaxed);
+    shared.generation.fetch_add(1, Ordering::AcqRel);
+    Ok(())
+}
+
+/// Where the datagrams of `stream` arrive: a multicast stream's group is joined on its own
+/// socket, which the media thread takes at the next generation.
+fn take_stream(shared: &FollowerShared, s: &StreamParams) -> Result<(), NodeError> {
     let multicast = match s.multicast {
         None => None,
         Some(group) => {
@@ -580,115 +609,87 @@ fn begin_session(shared: &FollowerShared, session: SessionInfo) -> Result<(), No
         }
     };
     *lock(&shared.multicast) = multicast;
-    *lock(&shared.rx) = Some(rx);
-    shared.clock.follow(Some(PtpPeer::new(
-        session.leader.ip(),
-        s.ptp_event_port,
-        s.ptp_general_port,
-    )));
-    *lock(&shared.session) = Some(session);
-    shared.paused.store(false, Ordering::Release);
-    shared.sessions.fetch_add(1, Ordering::Relaxed);
-    shared.generation.fetch_add(1, Ordering::AcqRel);
     Ok(())
 }
 
-/// The session thread: obeys the leader, answers status queries, reconnects.
+/// The session thread: moves the leader's bytes to the core and the core's back, acts on
+/// what the core reports, and reconnects.
 fn control_loop(
     shared: &FollowerShared,
-    link: &Mutex<Option<Link>>,
+    writer: &Mutex<Option<TcpStream>>,
     mut stream: TcpStream,
     id: &Identity,
 ) {
+    let core = &*shared.core;
     let mut buf = [0u8; 4096];
-    let mut events = Vec::new();
     while !shared.shutdown.load(Ordering::Acquire) {
         // (The first pass runs what came with the Welcome.)
-        let failed = {
-            let mut guard = lock(link);
-            let Some(l) = guard.as_mut() else { break };
-            while let Some(e) = l.session.poll_event() {
-                events.push(e);
+        let mut broken = false;
+        loop {
+            let event = lock(core).poll_event();
+            let Some(event) = event else { break };
+            match event {
+                CoreEvent::StatusQuery(q) => {
+                    let status = shared.status();
+                    let _ = lock(core).send_status(q, status);
+                }
+                CoreEvent::Stream(st) => {
+                    if let Err(e) = take_stream(shared, &st) {
+                        lock(&shared.output).sink_error = Some(e.to_string());
+                    }
+                    if let Some(s) = lock(&shared.session).as_mut() {
+                        s.stream = st;
+                    }
+                    shared.generation.fetch_add(1, Ordering::AcqRel);
+                }
+                CoreEvent::Role(r) => {
+                    if let Some(s) = lock(&shared.session).as_mut() {
+                        s.role = r;
+                    }
+                }
+                CoreEvent::Unplayable(e) => {
+                    lock(&shared.output).sink_error = Some(e.to_string());
+                }
+                CoreEvent::Failed(_) => broken = true,
+                CoreEvent::Joined(_) => {}
             }
-            l.flush().is_err()
-        };
-        let mut broken = failed;
-        for e in events.drain(..) {
-            match e {
-                FollowerEvent::Command(c) => obey(shared, link, c),
-                FollowerEvent::Failed(_) => broken = true,
-                FollowerEvent::Joined(_) => {}
-            }
+        }
+        if let Some(w) = lock(writer).as_mut() {
+            broken |= flush(core, w).is_err();
         }
         if !broken {
             match stream.read(&mut buf) {
                 Ok(n) if n > 0 => {
-                    if let Some(l) = lock(link).as_mut() {
-                        l.session.handle_input(&buf[..n]);
-                    }
+                    lock(core).handle_control(&buf[..n]);
                     continue;
                 }
-                _ => broken = true,
+                // The connection ended or failed.
+                _ => {}
             }
         }
-        if broken {
-            if shared.shutdown.load(Ordering::Acquire) {
-                break;
+        if shared.shutdown.load(Ordering::Acquire) {
+            break;
+        }
+        // The leader went away: keep playing what is buffered, and reconnect.
+        *lock(&shared.session) = None;
+        match reconnect(shared, id) {
+            Some((s, w)) => {
+                *lock(writer) = Some(w);
+                stream = s;
             }
-            // The leader went away: keep playing what is buffered, and reconnect.
-            *lock(&shared.session) = None;
-            match reconnect(shared, id) {
-                Some((s, l)) => {
-                    *lock(link) = Some(l);
-                    stream = s;
-                }
-                None => break,
-            }
+            None => break,
         }
     }
 }
 
-fn reconnect(shared: &FollowerShared, id: &Identity) -> Option<(TcpStream, Link)> {
+fn reconnect(shared: &FollowerShared, id: &Identity) -> Option<(TcpStream, TcpStream)> {
     while !shared.shutdown.load(Ordering::Acquire) {
         std::thread::sleep(RECONNECT_EVERY);
-        if let Ok((stream, link, session)) = connect(id)
+        if let Ok((stream, writer, session)) = connect(id, &shared.core)
             && begin_session(shared, session).is_ok()
         {
-            return Some((stream, link));
+            return Some((stream, writer));
         }
     }
     None
-}
-
-fn obey(shared: &FollowerShared, link: &Mutex<Option<Link>>, command: Command) {
-    match command {
-        Command::SetVolume(volume) => shared
-            .volume_bits
-            .store(volume.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed),
-        Command::SetMute(muted) => shared.muted.store(muted, Ordering::Relaxed),
-        Command::SetTrim(trim) => shared.trim_ns.store(trim.as_nanos(), Ordering::Relaxed),
-        Command::SetRole(role) => {
-            if let Some(s) = lock(&shared.session).as_mut() {
-                s.role = role;
-            }
-            shared.generation.fetch_add(1, Ordering::AcqRel);
-        }
-        Command::Pause => shared.paused.store(true, Ordering::Release),
-        Command::Resume => shared.paused.store(false, Ordering::Release),
-        Command::StatusQuery(id) => {
-            let status = shared.status();
-            if let Some(l) = lock(link).as_mut()
-                && l.session.send_status(id, status).is_ok()
-            {
-                let _ = l.flush();
-            }
-        }
-        Command::Stream(stream) => {
-            let session = lock(&shared.session).clone();
-            if let Some(mut s) = session {
-                s.stream = stream;
-                let _ = begin_session(shared, s);
-            }
-        }
-    }
 }

@@ -1,20 +1,23 @@
 //! A follower's media receiver and audio output threads.
 //!
 //! The receiver stamps each RTP datagram with its arrival (the kernel's receive time when
-//! the socket has it), maps that onto the leader's clock with the current estimate and
-//! hands it to the [`RtpReceiver`]. Datagrams from anyone but the leader's RTP socket are
-//! counted and dropped; the receiver itself drops other SSRCs.
+//! the socket has it) and hands it to the follower's [`FollowerCore`], which places it on
+//! the leader's timeline. Datagrams from anyone but the leader's RTP socket are counted and
+//! dropped; the core's receiver drops other SSRCs.
 //!
 //! The output runs a virtual DAC on the node's clock: block `n` leaves when that clock reads
-//! `start + n·block/rate`, and is rendered `render_lead` before. Rendering is the
-//! [`Playout`] path; the emitted block goes to the sink with its true (monotonic) time.
+//! `start + n·block/rate`, and is rendered `render_lead` before, by
+//! [`FollowerCore::render`]; the emitted block goes to the sink with its true (monotonic)
+//! time.
+//!
+//! [`FollowerCore`]: crate::core::FollowerCore
+//! [`FollowerCore::render`]: crate::core::FollowerCore::render
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::control::Role;
-use crate::core::role_chain;
 use crate::net::UdpSocket;
 use crate::node::NodeError;
 use crate::node::clock::{LocalClock, NodeClock};
@@ -25,10 +28,7 @@ use crate::node::follower::NEEDS_CPAL;
 use crate::node::follower::{FollowerConfig, FollowerShared, Output};
 use crate::node::ptp::lock;
 use crate::playout::controller::State;
-use crate::playout::corrector::CorrectorKind;
 use crate::playout::dac::{VirtualDac, WavSink};
-use crate::playout::pipeline::{Playout, PlayoutConfig};
-use crate::playout::stages::GainControl;
 use crate::time::{LocalInstant, Nanos};
 
 /// What the output thread publishes for status queries and the final report.
@@ -100,13 +100,7 @@ impl MediaLoop {
                 Some(rt) => self.clock.from_realtime(rt),
                 None => self.clock.now(),
             };
-            let Some(est) = self.shared.clock.estimate() else {
-                // No clock yet: the packet cannot be placed on the timeline.
-                continue;
-            };
-            if let Some(rx) = lock(&self.shared.rx).as_mut() {
-                rx.receive(&buf[..d.len.min(buf.len())], est.to_leader(at));
-            }
+            lock(&self.shared.core).handle_rtp(at, &buf[..d.len.min(buf.len())]);
         }
     }
 }
@@ -128,11 +122,8 @@ enum Dac {
 pub(crate) struct OutputLoop {
     shared: Arc<FollowerShared>,
     clock: NodeClock,
-    corrector: CorrectorKind,
     block: usize,
     lead: Nanos,
-    /// From the DAC to the ear: emitted this much early.
-    output_latency: Nanos,
     /// Channels the output device has (fixed by the role asked for at the start).
     channels: usize,
     sink: Sink,
@@ -211,10 +202,8 @@ impl OutputLoop {
         Ok(OutputLoop {
             shared,
             clock,
-            corrector: config.corrector,
             block: config.block_frames,
             lead: config.render_lead,
-            output_latency: config.output_latency,
             channels,
             sink,
             dac,
@@ -308,105 +297,60 @@ impl OutputLoop {
         }
     }
 
-    fn build(&self) -> Option<(Playout, GainControl, u32)> {
-        let session = lock(&self.shared.session).clone()?;
-        let rate = session.stream.sample_rate;
-        let (chain, gain) = role_chain(
-            session.role,
-            usize::from(session.stream.channels),
-            rate,
-            None,
-        )
-        .ok()?;
-        let mut pc = PlayoutConfig::new(rate);
-        pc.corrector = self.corrector;
-        pc.block_frames = self.block;
-        Playout::new(pc, chain).ok().map(|p| (p, gain, rate))
+    /// The rate and the channels of the stream the core plays, if it has one.
+    fn shape(&mut self) -> Option<(u32, usize)> {
+        let core = lock(&self.shared.core);
+        let stream = core.stream()?;
+        #[cfg(feature = "cpal")]
+        {
+            self.latency = stream.target_latency;
+            self.packet = stream.ptime;
+        }
+        Some((stream.sample_rate, core.channels_out()))
     }
 
     pub(crate) fn run(mut self) {
         let mut out = vec![0f32; self.block * 2];
         let mut sink_buf = vec![0f32; self.block * self.channels];
-        let mut current: Option<(Playout, GainControl, u32)> = None;
-        let mut generation = u64::MAX;
-        let mut was_paused = false;
+        // The rate the DAC was made ready for.
+        let mut rate: Option<u32> = None;
         let mut first_ns = None;
         let mut frames = 0u64;
         let mut sink_error = None;
         while !self.shared.shutdown.load(Ordering::Acquire) {
-            let g = self.shared.generation.load(Ordering::Acquire);
-            if g != generation {
-                generation = g;
-                // A new session or role: build the path for it (allocation here is off the
-                // steady-state path: it happens once per session).
-                #[cfg(feature = "cpal")]
-                if let Some(s) = lock(&self.shared.session).as_ref() {
-                    self.latency = s.stream.target_latency;
-                    self.packet = s.stream.ptime;
-                }
-                if let Some(built) = self.build() {
-                    let rate_changed = current.as_ref().is_none_or(|c| c.2 != built.2);
-                    if let Err(e) = self.prepare_dac(built.2, rate_changed) {
-                        lock(&self.shared.output).sink_error = Some(e.to_string());
-                        current = None;
-                        continue;
-                    }
-                    let ch = built.0.channels_out();
-                    out.resize(self.block * ch, 0.0);
-                    current = Some(built);
-                }
-            }
-            if current.is_none() {
+            let Some((r, _)) = self.shape() else {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
+            };
+            if rate != Some(r) {
+                // A new stream at another rate (or the first): the DAC is made ready for it
+                // (allocation here is off the steady-state path).
+                if let Err(e) = self.prepare_dac(r, rate.is_some()) {
+                    lock(&self.shared.output).sink_error = Some(e.to_string());
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                rate = Some(r);
             }
             let Some((next, dac_frames)) = self.next_block() else {
                 break;
             };
-            let Some((playout, gain, rate)) = current.as_mut() else {
-                continue;
-            };
-
-            let volume = self.shared.volume();
-            gain.set_volume_db(if volume <= 0.0 {
-                f32::NEG_INFINITY
-            } else {
-                20.0 * volume.log10()
-            });
-            gain.set_mute(self.shared.muted.load(Ordering::Relaxed));
-            playout
-                .controller_mut()
-                .set_trim(Nanos(self.shared.trim_ns.load(Ordering::Relaxed)) - self.output_latency);
-
-            let paused = self.shared.paused.load(Ordering::Acquire);
-            let est = self.shared.clock.estimate();
-            let mut buffered = 0usize;
-            let report = if paused {
-                out.fill(0.0);
-                if !was_paused {
-                    playout.controller_mut().reset();
+            let rendered = {
+                let mut core = lock(&self.shared.core);
+                let ch = core.channels_out();
+                if core.stream().map(|s| s.sample_rate) != rate || ch == 0 {
+                    // The stream changed while the block waited: the next pass adapts.
+                    continue;
                 }
-                None
-            } else {
-                let mut rx = lock(&self.shared.rx);
-                match rx.as_mut() {
-                    Some(rx) => {
-                        if let Some(e) = est.as_ref() {
-                            rx.poll(e.to_leader(self.clock.now()));
-                        }
-                        let r = playout.render(rx, est.as_ref(), next, dac_frames, &mut out);
-                        buffered = rx.buffered_frames();
-                        Some(r)
-                    }
-                    None => {
-                        out.fill(0.0);
-                        None
-                    }
+                if out.len() != self.block * ch {
+                    // A role change (allocation here happens once per change).
+                    out.resize(self.block * ch, 0.0);
                 }
+                let now = self.clock.now();
+                core.render(now, next, dac_frames, &mut out)
             };
-            was_paused = paused;
-            let ch = playout.channels_out();
-            let rate = *rate;
+            let ch = rendered.channels.max(1);
+            let r = rate.unwrap_or(48_000);
             // The device's channels: a chain with fewer (a role change, a card with more
             // channels) repeats its last.
             for (dst, src) in sink_buf
@@ -430,11 +374,12 @@ impl OutputLoop {
             }
             let (dac_underruns, dac_error) = self.dac_status();
             let mut o = lock(&self.shared.output);
-            o.buffer_level = Nanos(buffered as i64 * 1_000_000_000 / i64::from(rate.max(1)));
-            if let Some(r) = report {
-                o.underruns = r.underruns + dac_underruns;
-                o.playing = r.state != State::Idle;
-                o.error = Some(Nanos(r.error_ns.round() as i64));
+            o.buffer_level =
+                Nanos(rendered.buffered_frames as i64 * 1_000_000_000 / i64::from(r.max(1)));
+            if let Some(report) = rendered.report {
+                o.underruns = report.underruns + dac_underruns;
+                o.playing = report.state != State::Idle;
+                o.error = Some(Nanos(report.error_ns.round() as i64));
             } else {
                 o.playing = false;
             }

@@ -285,24 +285,31 @@ impl ClockFollower {
         ClockFollower::start_on(sockets, config, clock, estimator)
     }
 
-    /// Starts on `sockets` of any transport (`config.sockets` is not used).
-    pub(crate) fn start_on<T: Transport>(
-        sockets: PtpSockets<T>,
+    /// Runs the clock side of `host` (a follower's core, which the caller shares with its
+    /// other threads) over sockets bound as `config.sockets` says. `config.clock_identity`
+    /// is not used: the host's slave has its own.
+    pub(crate) fn start_hosted<H: ClockHost>(
         config: ClockFollowerConfig,
         clock: NodeClock,
-        estimator: EstimatorFactory,
+        host: Arc<Mutex<H>>,
+    ) -> Result<ClockFollower, NodeError> {
+        let sockets = PtpSockets::bind(&config.sockets, clock)?;
+        ClockFollower::run(sockets, config.master, clock, host)
+    }
+
+    fn run<T: Transport, H: ClockHost>(
+        sockets: PtpSockets<T>,
+        master: Option<PtpPeer>,
+        clock: NodeClock,
+        host: Arc<Mutex<H>>,
     ) -> Result<ClockFollower, NodeError> {
         let shared = Arc::new(ClockShared::default());
-        *shared.master.lock().unwrap_or_else(|e| e.into_inner()) = config.master;
+        *lock(&shared.master) = master;
         let timestamping = sockets.timestamping();
         let ports = (sockets.event_port(), sockets.general_port());
         let s = Arc::clone(&shared);
-        let port = PortIdentity {
-            clock_identity: config.clock_identity,
-            port_number: 1,
-        };
         let thread = crate::node::spawn("lockstep-ptp-slave", move || {
-            run_slave(sockets, clock, port, &estimator, &s)
+            run_slave(sockets, clock, &host, &s)
         })?;
         Ok(ClockFollower {
             runner: Runner::new(&shared, thread),
@@ -310,6 +317,21 @@ impl ClockFollower {
             timestamping,
             ports,
         })
+    }
+
+    /// Starts on `sockets` of any transport (`config.sockets` is not used).
+    pub(crate) fn start_on<T: Transport>(
+        sockets: PtpSockets<T>,
+        config: ClockFollowerConfig,
+        clock: NodeClock,
+        estimator: EstimatorFactory,
+    ) -> Result<ClockFollower, NodeError> {
+        let port = PortIdentity {
+            clock_identity: config.clock_identity,
+            port_number: 1,
+        };
+        let core = ClockCore::<SocketAddr>::new(SlaveConfig::new(port), estimator());
+        ClockFollower::run(sockets, config.master, clock, Arc::new(Mutex::new(core)))
     }
 
     /// The current estimate of the leader's clock, if any.
@@ -395,14 +417,30 @@ fn wait_for(clock: &NodeClock, deadline: Option<LocalInstant>) -> Duration {
     }
 }
 
-fn run_slave<T: Transport>(
+/// What a PTP slave thread drives: a clock core, alone or inside a follower's core.
+pub(crate) trait ClockHost: Send + 'static {
+    /// The clock core.
+    fn clock_core(&mut self) -> &mut ClockCore<SocketAddr>;
+}
+
+impl ClockHost for ClockCore<SocketAddr> {
+    fn clock_core(&mut self) -> &mut ClockCore<SocketAddr> {
+        self
+    }
+}
+
+impl ClockHost for crate::core::FollowerCore<SocketAddr> {
+    fn clock_core(&mut self) -> &mut ClockCore<SocketAddr> {
+        self.clock_mut()
+    }
+}
+
+fn run_slave<T: Transport, H: ClockHost>(
     mut sockets: PtpSockets<T>,
     clock: NodeClock,
-    port: PortIdentity,
-    estimator: &EstimatorFactory,
+    host: &Mutex<H>,
     shared: &ClockShared,
 ) {
-    let mut core = ClockCore::<SocketAddr>::new(SlaveConfig::new(port), estimator());
     let mut generation = shared.generation.load(Ordering::Acquire);
     let mut master = *lock(&shared.master);
     // With no configured master, the one first heard (its event and general addresses).
@@ -411,11 +449,14 @@ fn run_slave<T: Transport>(
         let g = shared.generation.load(Ordering::Acquire);
         if g != generation {
             generation = g;
-            core.reset();
+            lock(host).clock_core().reset();
             master = *lock(&shared.master);
             heard = None;
         }
-        sockets.wait(wait_for(&clock, core.poll_timeout()));
+        let deadline = lock(host).clock_core().poll_timeout();
+        sockets.wait(wait_for(&clock, deadline));
+        let mut guard = lock(host);
+        let core = guard.clock_core();
         sockets.drain_tx(&mut |tag, at| core.handle_transmitted(tag, at));
         sockets.drain_rx(&mut |from, at, bytes| {
             let known = match master {
@@ -437,8 +478,7 @@ fn run_slave<T: Transport>(
                 ));
             }
         });
-        let now = clock.now();
-        core.handle_timeout(now);
+        core.handle_timeout(clock.now());
         // (Each is sent as soon as it is polled: a Delay_Req is stamped at its poll.)
         while let Some(tx) = core.poll_transmit(clock.now()) {
             if let Some(peer) = master.or(heard) {

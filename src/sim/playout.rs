@@ -1,8 +1,10 @@
 //! The playout experiment: one leader, a group of followers, skew measured from the audio.
 //!
 //! The leader runs the real [`PtpMaster`] and [`RtpSender`]; each follower runs the real
-//! [`PtpSlave`], [`EnvelopeEstimator`], [`RtpReceiver`] and [`Playout`] on its own simulated
-//! crystal (drift and wander), which also drives its [`VirtualDac`]. Clock messages and media
+//! [`FollowerCore`] (the one a [`Follower`](crate::node::Follower) node runs: its PTP slave,
+//! the [`EnvelopeEstimator`], its receiver, its role's stages and its playout) on its own
+//! simulated crystal (drift and wander), which also drives its [`VirtualDac`]. It is told
+//! its stream as a leader's Welcome tells it, and again when the leader restarts. Clock messages and media
 //! cross the simulated network (each follower has its own links, with the preset's delay,
 //! jitter, spikes and loss). Every DAC block is recorded with its true emission time, and
 //! the [sync meter](crate::playout::meter) then cross-correlates the recordings of the
