@@ -17,6 +17,10 @@
 //! b.wav`), or `device` / `device:NAME` (a sound card: the default output, or the named
 //! one, an ALSA PCM name such as `pulse` or `hw:0,0`; needs the `cpal` feature and ALSA's
 //! headers: `cargo run --release --features cpal --example follower -- ... --output device`).
+//! `-` writes raw interleaved PCM to standard output (`--format s16le|s24le|s32le|f32le`,
+//! default `s16le`), each block when it leaves the virtual DAC, for a pipe:
+//! `... --output - | aplay -f S16_LE -r 48000 -c 2` (its status and summary then go to
+//! standard error; a closed pipe ends it with exit status 1).
 //! `--drift-ppm` runs the follower on a simulated crystal that fast (negative: slow), so
 //! that several followers on one machine each have a clock of their own to correct for.
 //!
@@ -35,6 +39,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use lockstep::control::{FollowerStatus, HouseholdKey, Refusal, Role, TimestampKind};
 use lockstep::node::{Follower, FollowerConfig, FollowerReport, LocalClock, NodeError, Output};
+use lockstep::playout::sink::SampleFormat;
 use lockstep::time::Nanos;
 
 #[path = "common/cli.rs"]
@@ -64,15 +69,18 @@ struct Args {
     /// the sockets bind to, when the leader is on loopback).
     #[arg(long, value_name = "IPv4")]
     multicast_interface: Option<std::net::Ipv4Addr>,
-    /// Where the audio goes: a WAV file, `null`, or a sound card, `device` (the default
-    /// output) or `device:NAME` (an ALSA PCM such as `pulse` or `hw:0,0`); a sound card
-    /// needs the cpal feature.
+    /// Where the audio goes: a WAV file, `null`, `-` (raw PCM on standard output, see
+    /// `--format`), or a sound card, `device` (the default output) or `device:NAME` (an
+    /// ALSA PCM such as `pulse` or `hw:0,0`); a sound card needs the cpal feature.
     #[arg(
         long,
         default_value = "null",
-        value_name = "FILE.wav|null|device[:NAME]"
+        value_name = "FILE.wav|null|-|device[:NAME]"
     )]
     output: String,
+    /// The sample format of `--output -`.
+    #[arg(long, default_value = "s16le", value_parser = parse_format, value_name = "s16le|s24le|s32le|f32le")]
+    format: SampleFormat,
     /// A sound card's callback size in frames (default: the device's); the card's buffer
     /// must fit in the group's latency.
     #[arg(long, value_name = "FRAMES")]
@@ -92,6 +100,11 @@ struct Args {
     /// The household key file (the same as the leader's).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+}
+
+fn parse_format(s: &str) -> Result<SampleFormat, String> {
+    SampleFormat::from_name(s)
+        .ok_or_else(|| format!("unknown format {s:?}: s16le, s24le, s32le or f32le"))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -117,13 +130,13 @@ fn run(args: &Args) -> Result<(), Failure> {
             args.drift_ppm
         )));
     }
-    let output = parse_output(&args.output)?;
+    let output = parse_output(&args.output, args.format)?;
     let leader = resolve(&args.leader)?;
     let key = HouseholdKey::from_file(&args.key).map_err(|e| Failure::runtime(e.to_string()))?;
     // Find out now whether the output can be written, before joining the group.
     let created = match &output {
         Output::Wav(path) => check_writable(path)?,
-        Output::Null | Output::Device(_) => false,
+        _ => false,
     };
 
     let mut config = FollowerConfig::new(leader, key, args.role);
@@ -219,14 +232,20 @@ fn run(args: &Args) -> Result<(), Failure> {
     let report = follower
         .stop()
         .map_err(|e| Failure::runtime(format!("output: {e}")))?;
-    print_report(&report);
+    // With the audio on standard output, the summary goes with the status lines.
+    if matches!(output, Output::Stdout(_)) {
+        eprint!("{}", report_text(&report));
+    } else {
+        print!("{}", report_text(&report));
+    }
     Ok(())
 }
 
 /// `--output` to an [`Output`].
-fn parse_output(output: &str) -> Result<Output, Failure> {
+fn parse_output(output: &str, format: SampleFormat) -> Result<Output, Failure> {
     match output {
         "null" => Ok(Output::Null),
+        "-" => Ok(Output::Stdout(format)),
         "device" => device_output(None),
         name if name.starts_with("device:") => {
             let name = &name["device:".len()..];
@@ -316,23 +335,34 @@ fn status_line(elapsed: Duration, st: &FollowerStatus, joined: bool) -> String {
     )
 }
 
-fn print_report(r: &FollowerReport) {
+fn report_text(r: &FollowerReport) -> String {
+    use std::fmt::Write as _;
     let st = &r.status;
     let seconds = if r.rate_hz > 0.0 {
         r.frames as f64 / r.rate_hz
     } else {
         0.0
     };
-    println!("follower: stopped");
-    println!("  played       {} frames ({seconds:.2} s)", r.frames);
-    println!(
+    let mut t = String::new();
+    let _ = writeln!(t, "follower: stopped");
+    let _ = writeln!(t, "  played       {} frames ({seconds:.2} s)", r.frames);
+    let _ = writeln!(
+        t,
         "  packets      received {}, lost {}, late {}, from unknown sources {}",
         st.packets_received, st.packets_lost, st.packets_late, st.unknown_source
     );
-    println!("  underruns    {}", st.underruns);
-    println!("  sessions     {}", r.sessions);
+    let _ = writeln!(t, "  underruns    {}", st.underruns);
+    let _ = writeln!(t, "  sessions     {}", r.sessions);
+    if r.late_blocks > 0 {
+        let _ = writeln!(
+            t,
+            "  late blocks  {} (the output took longer than a block)",
+            r.late_blocks
+        );
+    }
     if let Some(e) = st.skew_estimate {
-        println!(
+        let _ = writeln!(
+            t,
             "  last error   {:.1} µs against the leader's schedule",
             e.as_micros_f64()
         );
@@ -340,12 +370,14 @@ fn print_report(r: &FollowerReport) {
     if let Some(wav) = &r.wav {
         let mut side = wav.clone().into_os_string();
         side.push(".json");
-        println!(
+        let _ = writeln!(
+            t,
             "  recording    {} (timeline in {})",
             wav.display(),
             PathBuf::from(side).display()
         );
     }
+    t
 }
 
 /// Whether the clock estimate can be played on, and why its epoch began.

@@ -29,39 +29,9 @@ fn example(name: &str) -> std::process::Command {
     bin::example(name)
 }
 
-/// Builds [`EXAMPLES`] into the target directory and profile this test binary runs from
-/// (`<target>/<profile dir>/deps/node_cli-…`).
+/// Builds [`EXAMPLES`] (see [`bin::build`]).
 fn build_examples() -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("unexpected test binary path")?;
-    let target_dir = profile_dir.parent().ok_or("unexpected test binary path")?;
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev",
-        Some(p) => p,
-        None => return Err("unexpected test binary path".into()),
-    };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.arg("build")
-        .arg("--quiet")
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(target_dir)
-        .args(["--profile", profile]);
-    for name in EXAMPLES {
-        cmd.args(["--example", name]);
-    }
-    let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    bin::build(&EXAMPLES)
 }
 
 /// A running example: killed and reaped when dropped. Its standard error is collected by a

@@ -32,11 +32,52 @@ use crate::node::follower_io::{MediaLoop, OutputLoop, OutputShared};
 use crate::node::ptp::{ClockFollower, ClockFollowerConfig, PtpPeer, PtpSocketConfig, lock};
 use crate::node::{NodeError, spawn};
 use crate::playout::corrector::CorrectorKind;
+use crate::playout::sink::{AudioSink, Block, SampleFormat, SinkError};
 use crate::ptp::{ClockIdentity, PortIdentity, SlaveConfig};
 use crate::time::Nanos;
 
 /// Why [`Output::Device`] is refused in a build without the `cpal` feature.
 pub(crate) const NEEDS_CPAL: &str = "a sound card needs lockstep built with the `cpal` feature";
+
+/// A sink of the caller's own, shared between the caller and the follower's output thread
+/// (the caller keeps its typed handle to look at the sink afterwards).
+#[derive(Clone)]
+pub struct SharedSink(Arc<Mutex<dyn AudioSink>>);
+
+impl SharedSink {
+    /// Shares `sink`.
+    pub fn new<S: AudioSink + 'static>(sink: Arc<Mutex<S>>) -> SharedSink {
+        SharedSink(sink)
+    }
+}
+
+impl AudioSink for SharedSink {
+    fn write(&mut self, block: &Block<'_>) -> Result<(), SinkError> {
+        lock(&self.0).write(block)
+    }
+
+    fn paced(&self) -> bool {
+        lock(&self.0).paced()
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        lock(&self.0).finish()
+    }
+}
+
+impl std::fmt::Debug for SharedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedSink")
+    }
+}
+
+impl PartialEq for SharedSink {
+    fn eq(&self, other: &SharedSink) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedSink {}
 
 /// Where a follower's audio goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +94,13 @@ pub enum Output {
     /// the playout steers the resampler to that. Needs the `cpal` feature; without it
     /// [`Follower::start`] refuses it with [`NodeError::Config`].
     Device(Option<String>),
+    /// Raw interleaved PCM in this format on standard output, each block written when it
+    /// leaves the virtual DAC, so that the bytes arrive at the DAC's pace: for a pipe
+    /// (`| aplay`, `| pw-cat`) or a measurement. A closed pipe stops the output with
+    /// [`SinkError::Closed`].
+    Stdout(SampleFormat),
+    /// A sink of the caller's own, paced by the virtual DAC on the node's clock.
+    Custom(SharedSink),
 }
 
 /// How a [`Follower`] is set up. [`FollowerConfig::new`] gives the defaults.
@@ -186,6 +234,8 @@ pub struct FollowerReport {
     pub status: FollowerStatus,
     /// Sessions held (more than 1 after reconnections).
     pub sessions: u64,
+    /// Blocks the sink took longer than a block's duration to take.
+    pub late_blocks: u64,
 }
 
 pub(crate) struct FollowerShared {
@@ -197,6 +247,8 @@ pub(crate) struct FollowerShared {
     pub(crate) core: Arc<Mutex<FollowerCore<SocketAddr>>>,
     pub(crate) unknown_source: AtomicU64,
     pub(crate) output: Mutex<OutputShared>,
+    /// Why the sink stopped the output, typed, for [`Follower::stop`].
+    pub(crate) sink_failure: Mutex<Option<SinkError>>,
     pub(crate) sessions: AtomicU64,
     pub(crate) clock: ClockFollower,
     /// The node's own clock (the one `clock` estimates the leader's against).
@@ -364,6 +416,7 @@ impl Follower {
             core,
             unknown_source: AtomicU64::new(0),
             output: Mutex::new(OutputShared::new()),
+            sink_failure: Mutex::new(None),
             sessions: AtomicU64::new(0),
             clock: ptp,
             local: clock,
@@ -438,6 +491,9 @@ impl Follower {
     /// Leaves the group, stops the threads and finishes the output file.
     pub fn stop(mut self) -> Result<FollowerReport, NodeError> {
         self.halt();
+        if let Some(e) = lock(&self.shared.sink_failure).take() {
+            return Err(NodeError::Sink(e));
+        }
         let out = lock(&self.shared.output).clone();
         if let Some(e) = out.sink_error.clone() {
             return Err(NodeError::Media(e));
@@ -445,13 +501,14 @@ impl Follower {
         Ok(FollowerReport {
             wav: match &self.output {
                 Output::Wav(p) => Some(p.clone()),
-                Output::Null | Output::Device(_) => None,
+                Output::Null | Output::Device(_) | Output::Stdout(_) | Output::Custom(_) => None,
             },
             first_sample_ns: out.first_sample_ns,
             rate_hz: out.rate_hz,
             frames: out.frames,
             status: self.shared.status(),
             sessions: self.sessions(),
+            late_blocks: out.late_blocks,
         })
     }
 

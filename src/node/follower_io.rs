@@ -29,6 +29,7 @@ use crate::node::follower::{FollowerConfig, FollowerShared, Output};
 use crate::node::ptp::lock;
 use crate::playout::controller::State;
 use crate::playout::dac::{VirtualDac, WavSink};
+use crate::playout::sink::{AudioSink, Block, NullSink, PcmWriter};
 use crate::time::{LocalInstant, Nanos};
 
 /// What the output thread publishes for status queries and the final report.
@@ -42,6 +43,7 @@ pub(crate) struct OutputShared {
     pub(crate) rate_hz: f64,
     pub(crate) frames: u64,
     pub(crate) sink_error: Option<String>,
+    pub(crate) late_blocks: u64,
 }
 
 impl OutputShared {
@@ -55,6 +57,7 @@ impl OutputShared {
             rate_hz: 0.0,
             frames: 0,
             sink_error: None,
+            late_blocks: 0,
         }
     }
 }
@@ -105,11 +108,6 @@ impl MediaLoop {
     }
 }
 
-enum Sink {
-    Null,
-    Wav(WavSink),
-}
-
 /// What paces the output and when its blocks leave.
 enum Dac {
     /// A DAC on the node's clock (for `null` and WAV output).
@@ -126,7 +124,7 @@ pub(crate) struct OutputLoop {
     lead: Nanos,
     /// Channels the output device has (fixed by the role asked for at the start).
     channels: usize,
-    sink: Sink,
+    sink: Box<dyn AudioSink>,
     dac: Dac,
     /// The sound card's name, to reopen it at another rate.
     #[cfg(feature = "cpal")]
@@ -172,13 +170,19 @@ impl OutputLoop {
         };
         let rate_hz = f64::from(rate) * (1.0 + drift_ppm * 1e-6);
         let virtual_dac = || Dac::Virtual(VirtualDac::new(rate, channels));
-        let (sink, dac, channels) = match config.output.clone() {
-            Output::Null => (Sink::Null, virtual_dac(), channels),
+        let (sink, dac, channels): (Box<dyn AudioSink>, _, _) = match config.output.clone() {
+            Output::Null => (Box::new(NullSink), virtual_dac(), channels),
             Output::Wav(path) => {
                 let mut w = WavSink::create(&path, rate, channels as u16)?;
                 w.set_rate_hz(rate_hz);
-                (Sink::Wav(w), virtual_dac(), channels)
+                (Box::new(w), virtual_dac(), channels)
             }
+            Output::Stdout(format) => (
+                Box::new(PcmWriter::new(std::io::stdout(), format)),
+                virtual_dac(),
+                channels,
+            ),
+            Output::Custom(sink) => (Box::new(sink), virtual_dac(), channels),
             #[cfg(feature = "cpal")]
             Output::Device(name) => {
                 let device = DeviceDac::open(
@@ -189,7 +193,7 @@ impl OutputLoop {
                     clock,
                 )?;
                 let channels = device.channels();
-                (Sink::Null, Dac::Device(Box::new(device)), channels)
+                (Box::new(NullSink), Dac::Device(Box::new(device)), channels)
             }
             #[cfg(not(feature = "cpal"))]
             Output::Device(_) => {
@@ -317,6 +321,7 @@ impl OutputLoop {
         let mut first_ns = None;
         let mut frames = 0u64;
         let mut sink_error = None;
+        let mut late_blocks = 0u64;
         while !self.shared.shutdown.load(Ordering::Acquire) {
             let Some((r, _)) = self.shape() else {
                 std::thread::sleep(Duration::from_millis(5));
@@ -366,11 +371,31 @@ impl OutputLoop {
             };
             first_ns.get_or_insert(true_ns);
             frames += self.block as u64;
-            if let Sink::Wav(w) = &mut self.sink
-                && sink_error.is_none()
-                && let Err(e) = w.write(&sink_buf, true_ns)
-            {
-                sink_error = Some(e.to_string());
+            let block = Block {
+                samples: &sink_buf,
+                channels: self.channels,
+                rate: r,
+                first_frame: dac_frames,
+                leaves_at: next,
+                leaves_at_monotonic_ns: true_ns,
+            };
+            if self.sink.paced() {
+                // Handed over when it leaves, so that a pipe's bytes come at the DAC's pace.
+                self.clock.sleep_until(next);
+            }
+            let began = self.clock.now();
+            if let Err(e) = self.sink.write(&block) {
+                // The sink's error stops the output; the follower reports it.
+                let mut o = lock(&self.shared.output);
+                o.sink_error = Some(e.to_string());
+                o.playing = false;
+                drop(o);
+                *lock(&self.shared.sink_failure) = Some(e);
+                return;
+            }
+            let block_ns = self.block as i64 * 1_000_000_000 / i64::from(r.max(1));
+            if (self.clock.now() - began).as_nanos() > block_ns {
+                late_blocks += 1;
             }
             let (dac_underruns, dac_error) = self.dac_status();
             let mut o = lock(&self.shared.output);
@@ -386,6 +411,7 @@ impl OutputLoop {
             o.first_sample_ns = first_ns;
             o.frames = frames;
             o.rate_hz = self.rate_hz;
+            o.late_blocks = late_blocks;
             if sink_error.is_none() {
                 sink_error = dac_error;
             }
@@ -395,10 +421,9 @@ impl OutputLoop {
         if let Some(e) = dac_error {
             lock(&self.shared.output).sink_error.get_or_insert(e);
         }
-        if let Sink::Wav(w) = std::mem::replace(&mut self.sink, Sink::Null)
-            && let Err(e) = w.finish()
-        {
+        if let Err(e) = self.sink.finish() {
             lock(&self.shared.output).sink_error = Some(e.to_string());
+            *lock(&self.shared.sink_failure) = Some(e);
         }
     }
 }

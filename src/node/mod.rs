@@ -36,7 +36,7 @@ mod source;
 
 pub use clock::{LocalClock, NodeClock};
 pub use error::NodeError;
-pub use follower::{Follower, FollowerConfig, FollowerReport, Output, SessionInfo};
+pub use follower::{Follower, FollowerConfig, FollowerReport, Output, SessionInfo, SharedSink};
 pub use leader::{
     DEFAULT_LATENCY, FollowerInfo, Leader, LeaderConfig, LeaderStats, MulticastStream,
 };

@@ -400,7 +400,7 @@ impl Drop for Runner {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicked thread leaves plain data behind, still usable.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -9,6 +9,7 @@
 //! drift and wander) or derived from the machine's real monotonic clock
 //! ([`LinearCrystal`], for the demo).
 
+use super::sink::{AudioSink, Block};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -151,26 +152,7 @@ impl VirtualDac {
     }
 }
 
-/// Why a WAV sink failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The WAV file could not be created or written.
-    #[error("WAV file {path}: {source}")]
-    Wav {
-        /// The file.
-        path: PathBuf,
-        /// What hound said.
-        source: hound::Error,
-    },
-    /// The sidecar file could not be written.
-    #[error("sidecar file {path}: {source}")]
-    Sidecar {
-        /// The file.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-}
+pub use super::sink::SinkError;
 
 /// Writes a speaker's output to a 32-bit float WAV file, and beside it
 /// (`<file>.json`) the emission time of its first sample and the rate frames left at,
@@ -237,6 +219,10 @@ impl WavSink {
     /// Finishes the WAV file and writes the sidecar `<file>.json` with `first_sample_ns`
     /// and `rate_hz`.
     pub fn finish(mut self) -> Result<(), SinkError> {
+        self.close()
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
         if let Some(w) = self.writer.take() {
             w.finalize().map_err(|source| SinkError::Wav {
                 path: self.path.clone(),
@@ -252,6 +238,16 @@ impl WavSink {
             self.rate_hz
         );
         std::fs::write(&side, json).map_err(|source| SinkError::Sidecar { path: side, source })
+    }
+}
+
+impl AudioSink for WavSink {
+    fn write(&mut self, block: &Block<'_>) -> Result<(), SinkError> {
+        WavSink::write(self, block.samples, block.leaves_at_monotonic_ns)
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.close()
     }
 }
 

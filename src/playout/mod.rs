@@ -12,6 +12,7 @@ pub mod dac;
 pub mod device_clock;
 pub mod meter;
 pub mod pipeline;
+pub mod sink;
 pub mod stage;
 pub mod stages;
 pub mod thdn;

@@ -1,0 +1,262 @@
+//! Scenario: two follower processes write their audio to pipes (`--output -`), on crystals
+//! 100 ppm fast and 100 ppm slow. The test records each pipe with the arrival time of every
+//! read, and measures from the content and those times alone how far apart the two play:
+//! within 200 µs, where a pipe's wake-up jitter is the floor. A follower whose pipe closes
+//! ends with a clear message and exit status 1.
+
+#[path = "common/bin.rs"]
+mod bin;
+#[path = "common/node.rs"]
+mod node;
+
+use std::io::Read;
+use std::process::{Child, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lockstep::playout::meter::{Capture, MeterConfig, measure_skew};
+
+fn follower_cmd() -> std::process::Command {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = BUILT.get_or_init(|| bin::build(&["follower"])) {
+        panic!("cannot build the follower example: {e}");
+    }
+    bin::example("follower")
+}
+
+/// A child killed and reaped when dropped, even when the test fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One pipe's recording: channel 0 of every frame, and (frames received so far, arrival
+/// time in ns since `base`) after each read.
+struct PipeRecording {
+    samples: Vec<f32>,
+    reads: Vec<(u64, i64)>,
+}
+
+const CHANNELS: usize = 2;
+const BLOCK: u64 = 240;
+
+fn record(mut pipe: std::process::ChildStdout, base: Instant, limit: Duration) -> PipeRecording {
+    let mut rec = PipeRecording {
+        samples: Vec::new(),
+        reads: Vec::new(),
+    };
+    let mut buf = vec![0u8; 1 << 16];
+    let mut pending: Vec<u8> = Vec::new();
+    let frame_bytes = 4 * CHANNELS;
+    while base.elapsed() < limit {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let at = base.elapsed().as_nanos() as i64;
+        pending.extend_from_slice(&buf[..n]);
+        let whole = pending.len() / frame_bytes * frame_bytes;
+        for frame in pending[..whole].chunks_exact(frame_bytes) {
+            rec.samples
+                .push(f32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]));
+        }
+        pending.drain(..whole);
+        rec.reads.push((rec.samples.len() as u64, at));
+    }
+    rec
+}
+
+/// When frame 0 arrived and frames per second, fitted to the reads: every block is
+/// written when its first frame leaves, so a read that ends with block `k` came when frame
+/// `k·BLOCK` left (plus the pipe's delay, alike for both followers). A read is late by the
+/// reader's wake-up, never early: the line is the least-squares fit, then lowered onto the
+/// earliest arrivals.
+fn timeline(reads: &[(u64, i64)]) -> (f64, f64) {
+    let pts: Vec<(f64, f64)> = reads
+        .iter()
+        .filter(|(n, _)| *n >= BLOCK && n % BLOCK == 0)
+        .map(|&(n, t)| ((n - BLOCK) as f64, t as f64))
+        .collect();
+    assert!(pts.len() > 100, "too few reads: {}", pts.len());
+    let k = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / k,
+        pts.iter().map(|p| p.1).sum::<f64>() / k,
+    );
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    let slope = sxy / sxx;
+    let mut residuals: Vec<f64> = pts
+        .iter()
+        .map(|p| p.1 - (my + slope * (p.0 - mx)))
+        .collect();
+    residuals.sort_by(f64::total_cmp);
+    // The 5th percentile: the earliest arrivals, a few outliers aside.
+    let low = residuals[residuals.len() / 20];
+    let first_ns = my - slope * mx + low;
+    (first_ns, 1e9 / slope)
+}
+
+#[test]
+fn two_followers_on_pipes_play_within_200_us_of_each_other() {
+    let leader = node::leader();
+    let dir = node::temp_dir("stdout");
+    let key = dir.join("household.key");
+    std::fs::write(&key, b"lockstep test household key 0001").expect("key file");
+    let addr = leader.control_addr().to_string();
+    let seconds = 10.0;
+    let base = Instant::now();
+    let mut children = Vec::new();
+    let mut readers = Vec::new();
+    for ppm in ["100", "-100"] {
+        let mut child = Killed(
+            follower_cmd()
+                .args([
+                    "--key",
+                    key.to_str().expect("utf-8 path"),
+                    "--leader",
+                    &addr,
+                ])
+                .args(["--output", "-", "--format", "f32le", "--drift-ppm", ppm])
+                .args(["--duration", &seconds.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("follower starts"),
+        );
+        let out = child.0.stdout.take().expect("piped");
+        readers.push(std::thread::spawn(move || {
+            record(out, base, Duration::from_secs_f64(seconds + 10.0))
+        }));
+        children.push(child);
+    }
+    let recs: Vec<PipeRecording> = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader"))
+        .collect();
+    for c in &mut children {
+        let status = c.0.wait().expect("wait");
+        let mut err = String::new();
+        if let Some(mut e) = c.0.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(status.success(), "follower failed ({status}):\n{err}");
+        assert!(
+            err.contains("follower: stopped"),
+            "summary on stderr:\n{err}"
+        );
+    }
+    let lines: Vec<(f64, f64)> = recs.iter().map(|r| timeline(&r.reads)).collect();
+    // The pipes' paces are the crystals': 200 ppm apart.
+    let apart_ppm = (lines[0].1 / lines[1].1 - 1.0) * 1e6;
+    assert!(
+        (150.0..250.0).contains(&apart_ppm),
+        "the pipes' rates are {apart_ppm:.1} ppm apart, expected about 200"
+    );
+    fn capture(r: &PipeRecording, (first_ns, rate_hz): (f64, f64)) -> Capture<'_> {
+        Capture {
+            samples: &r.samples,
+            channels: 1,
+            channel: 0,
+            first_ns: first_ns as i64,
+            rate_hz,
+        }
+    }
+    let config = MeterConfig {
+        window_s: 0.5,
+        hop_s: 0.5,
+        max_skew_us: 5_000.0,
+        // From 3 s on: both have joined, converged and started.
+        start_ns: Some(3_000_000_000),
+        min_rms: 1e-3,
+    };
+    let skew = measure_skew(
+        &capture(&recs[0], lines[0]),
+        &capture(&recs[1], lines[1]),
+        &config,
+    )
+    .expect("the two pipes are measured");
+    eprintln!(
+        "pipes: {} windows, skew p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs, mean {:+.1} µs",
+        skew.windows.len(),
+        skew.p50_us,
+        skew.p99_us,
+        skew.max_us,
+        skew.mean_us
+    );
+    assert!(skew.windows.len() >= 8, "{} windows", skew.windows.len());
+    assert!(skew.p99_us <= 200.0, "skew p99 {:.1} µs", skew.p99_us);
+    drop(leader);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_closed_pipe_ends_the_follower_with_status_1() {
+    let leader = node::leader();
+    let dir = node::temp_dir("stdout-closed");
+    let key = dir.join("household.key");
+    std::fs::write(&key, b"lockstep test household key 0001").expect("key file");
+    let mut child = Killed(
+        follower_cmd()
+            .args(["--key", key.to_str().expect("utf-8 path")])
+            .args(["--leader", &leader.control_addr().to_string()])
+            .args(["--output", "-", "--duration", "20"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("follower starts"),
+    );
+    // Read a little, then close the pipe.
+    let mut out = child.0.stdout.take().expect("piped");
+    let mut first = [0u8; 4096];
+    out.read_exact(&mut first).expect("audio comes");
+    drop(out);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("try_wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the follower did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.0.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(status.code(), Some(1), "stderr:\n{err}");
+    assert!(err.contains("closed pipe"), "stderr:\n{err}");
+    drop(leader);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_custom_sink_example_plays_in_step_with_the_virtual_dac() {
+    if let Err(e) = bin::build(&["custom_sink"]) {
+        panic!("cannot build the custom_sink example: {e}");
+    }
+    let out = bin::example("custom_sink")
+        .stdin(Stdio::null())
+        .output()
+        .expect("custom_sink runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "custom_sink failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or("");
+    let p99: f64 = last
+        .strip_prefix("custom sink vs virtual DAC: p99 ")
+        .and_then(|r| r.strip_suffix(" µs"))
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected last line {last:?}"));
+    // Both followers share the machine's clock and the leader's estimate: far inside the
+    // Wi-Fi target.
+    assert!(p99 <= 20.0, "custom sink vs virtual DAC p99 {p99} µs");
+}
