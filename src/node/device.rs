@@ -228,7 +228,7 @@ impl DeviceDac {
             ring: ring_rx,
             timings: timing_tx,
             shared: Arc::clone(&shared),
-            clock,
+            clock: clock.clone(),
             channels: device_channels,
             position: 0,
             scratch: [0.0; 512],

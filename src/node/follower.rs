@@ -350,7 +350,7 @@ impl Follower {
                 reason: NEEDS_CPAL.into(),
             });
         }
-        let clock = NodeClock::new(config.clock);
+        let clock = NodeClock::new(config.clock.clone());
         let media = UdpSocket::bind(&UdpConfig {
             bind: SocketAddr::new(config.bind, 0),
             reuse_addr: false,
@@ -381,7 +381,7 @@ impl Follower {
                 master: None,
                 clock_identity: ClockIdentity(id),
             },
-            clock,
+            clock.clone(),
             Arc::clone(&core),
         )?;
         let (ptp_event, ptp_general) = ptp.ports();
@@ -419,7 +419,7 @@ impl Follower {
             sink_failure: Mutex::new(None),
             sessions: AtomicU64::new(0),
             clock: ptp,
-            local: clock,
+            local: clock.clone(),
             multicast_interface: config.multicast_interface,
             multicast: Mutex::new(None),
         });
@@ -428,7 +428,7 @@ impl Follower {
 
         // The output (and its file) is made before any thread starts, so that a failure
         // here leaves nothing running.
-        let output_loop = OutputLoop::new(Arc::clone(&shared), clock, &config)?;
+        let output_loop = OutputLoop::new(Arc::clone(&shared), clock.clone(), &config)?;
         let mut threads = Vec::new();
         let media_loop = MediaLoop {
             shared: Arc::clone(&shared),
@@ -473,7 +473,7 @@ impl Follower {
 
     /// The clock this follower reads (its simulated crystal, for a drifting one).
     pub fn clock(&self) -> NodeClock {
-        self.shared.local
+        self.shared.local.clone()
     }
 
     /// Why the output stopped working, if it did: the WAV file could not be written, or

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::control::Role;
 use crate::net::UdpSocket;
 use crate::node::NodeError;
-use crate::node::clock::{LocalClock, NodeClock};
+use crate::node::clock::NodeClock;
 #[cfg(feature = "cpal")]
 use crate::node::device::DeviceDac;
 #[cfg(not(feature = "cpal"))]
@@ -164,10 +164,7 @@ impl OutputLoop {
         } else {
             1
         };
-        let drift_ppm = match clock.kind() {
-            LocalClock::Drifting { drift_ppm, .. } => drift_ppm,
-            _ => 0.0,
-        };
+        let drift_ppm = clock.drift_ppm();
         let rate_hz = f64::from(rate) * (1.0 + drift_ppm * 1e-6);
         let virtual_dac = || Dac::Virtual(VirtualDac::new(rate, channels));
         let (sink, dac, channels): (Box<dyn AudioSink>, _, _) = match config.output.clone() {
@@ -190,7 +187,7 @@ impl OutputLoop {
                     rate,
                     channels,
                     config.device_period_frames,
-                    clock,
+                    clock.clone(),
                 )?;
                 let channels = device.channels();
                 (Box::new(NullSink), Dac::Device(Box::new(device)), channels)
@@ -248,7 +245,7 @@ impl OutputLoop {
                         rate,
                         self.channels,
                         self.device_period_frames,
-                        self.clock,
+                        self.clock.clone(),
                     )?;
                     self.dac = Dac::Device(Box::new(device));
                 }

@@ -288,7 +288,7 @@ impl Leader {
     /// Fails with [`NodeError::AddrInUse`] if a port is taken.
     pub fn start(config: LeaderConfig, source: Box<dyn AudioSource>) -> Result<Leader, NodeError> {
         let ip = config.control.ip();
-        let clock = NodeClock::new(config.clock);
+        let clock = NodeClock::new(config.clock.clone());
         let format = AudioFormat::new(config.sample_rate, config.channels)
             .map_err(|e| NodeError::Media(e.to_string()))?;
         let ptime_ms = (config.ptime.as_nanos() / 1_000_000) as u32;
@@ -332,7 +332,7 @@ impl Leader {
                 sockets: ptp_sockets,
                 clock_identity,
             },
-            clock,
+            clock.clone(),
         )?;
         if let Some(m) = config.multicast
             && !m.group.ip().is_multicast()

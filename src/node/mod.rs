@@ -34,7 +34,7 @@ mod simnet;
 mod skew;
 mod source;
 
-pub use clock::{LocalClock, NodeClock};
+pub use clock::{Clock, CustomClock, LocalClock, MAX_SLEEP, NodeClock};
 pub use error::NodeError;
 pub use follower::{Follower, FollowerConfig, FollowerReport, Output, SessionInfo, SharedSink};
 pub use leader::{

@@ -190,7 +190,7 @@ impl<T: Transport> PtpSockets<T> {
 
     /// Hands each kernel transmit timestamp, as a local instant, to `f` with its tag.
     pub(crate) fn drain_tx(&mut self, f: &mut dyn FnMut(TxTag, LocalInstant)) {
-        let (ring, clock) = (&mut self.tx_ring, self.clock);
+        let (ring, clock) = (&mut self.tx_ring, self.clock.clone());
         let _ = self.event.drain_tx_timestamps(&mut |id, rt_ns| {
             if let Some(slot) = ring.iter_mut().find(|s| s.is_some_and(|(i, _)| i == id))
                 && let Some((_, tag)) = slot.take()
@@ -281,7 +281,7 @@ impl ClockFollower {
         clock: NodeClock,
         estimator: EstimatorFactory,
     ) -> Result<ClockFollower, NodeError> {
-        let sockets = PtpSockets::bind(&config.sockets, clock)?;
+        let sockets = PtpSockets::bind(&config.sockets, clock.clone())?;
         ClockFollower::start_on(sockets, config, clock, estimator)
     }
 
@@ -293,7 +293,7 @@ impl ClockFollower {
         clock: NodeClock,
         host: Arc<Mutex<H>>,
     ) -> Result<ClockFollower, NodeError> {
-        let sockets = PtpSockets::bind(&config.sockets, clock)?;
+        let sockets = PtpSockets::bind(&config.sockets, clock.clone())?;
         ClockFollower::run(sockets, config.master, clock, host)
     }
 
@@ -533,7 +533,7 @@ impl std::fmt::Debug for ClockLeader {
 impl ClockLeader {
     /// Binds its sockets and starts its thread, serving `clock`.
     pub fn start(config: ClockLeaderConfig, clock: NodeClock) -> Result<ClockLeader, NodeError> {
-        let sockets = PtpSockets::bind(&config.sockets, clock)?;
+        let sockets = PtpSockets::bind(&config.sockets, clock.clone())?;
         ClockLeader::start_on(sockets, config, clock)
     }
 

@@ -192,7 +192,7 @@ fn our_slave_follows_ptp4l_as_grandmaster() {
     // Started inside b, so its sockets live there; its thread keeps them.
     let follower = pair
         .b
-        .enter_thread(|| ClockFollower::start(config, clock))
+        .enter_thread(|| ClockFollower::start(config, clock.clone()))
         .expect("enter namespace b")
         .expect("start the clock follower");
 
@@ -287,7 +287,7 @@ fn ptp4l_slave_follows_our_leader() {
     };
     let leader = pair
         .a
-        .enter_thread(|| ClockLeader::start(config, clock))
+        .enter_thread(|| ClockLeader::start(config, clock.clone()))
         .expect("enter namespace a")
         .expect("start the clock leader");
     // Our master unicasts to the slaves it is given; ptp4l takes unicast on its ports.

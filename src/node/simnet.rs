@@ -211,27 +211,27 @@ mod tests {
             PtpSockets::new(
                 sock(1, 319, path.to_follower, 1),
                 sock(1, 320, path.to_follower, 2),
-                leader_clock,
+                leader_clock.clone(),
             ),
             ClockLeaderConfig {
                 sockets: PtpSocketConfig::new(ip(1)),
                 clock_identity: ClockIdentity([1; 8]),
             },
-            leader_clock,
+            leader_clock.clone(),
         )
         .expect("leader");
         let follower = ClockFollower::start_on(
             PtpSockets::new(
                 sock(2, 319, path.to_leader, 3),
                 sock(2, 320, path.to_leader, 4),
-                follower_clock,
+                follower_clock.clone(),
             ),
             ClockFollowerConfig {
                 sockets: PtpSocketConfig::new(ip(2)),
                 master: Some(PtpPeer::new(ip(1), 319, 320)),
                 clock_identity: ClockIdentity([2; 8]),
             },
-            follower_clock,
+            follower_clock.clone(),
             crate::core::default_estimator(),
         )
         .expect("follower");
@@ -265,13 +265,13 @@ mod tests {
             PtpSockets::new(
                 net.bind(SocketAddr::new(ip(1), 319), lan.to_follower, 1),
                 net.bind(SocketAddr::new(ip(1), 320), lan.to_follower, 2),
-                clock,
+                clock.clone(),
             ),
             ClockLeaderConfig {
                 sockets: PtpSocketConfig::new(ip(1)),
                 clock_identity: ClockIdentity([1; 8]),
             },
-            clock,
+            clock.clone(),
         )
         .expect("leader");
         leader.add_peer(PtpPeer::new(ip(2), 319, 320));
