@@ -260,3 +260,77 @@ fn the_custom_sink_example_plays_in_step_with_the_virtual_dac() {
     // Wi-Fi target.
     assert!(p99 <= 20.0, "custom sink vs virtual DAC p99 {p99} µs");
 }
+
+/// A sink of a project's own that goes wrong: after `ok` blocks it takes `slow` per block,
+/// or (with `slow` `None`) never returns again.
+struct Troubled {
+    blocks: u64,
+    ok: u64,
+    slow: Option<Duration>,
+}
+
+impl lockstep::playout::sink::AudioSink for Troubled {
+    fn write(
+        &mut self,
+        _block: &lockstep::playout::sink::Block<'_>,
+    ) -> Result<(), lockstep::playout::sink::SinkError> {
+        self.blocks += 1;
+        if self.blocks > self.ok {
+            match self.slow {
+                Some(d) => std::thread::sleep(d),
+                None => loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_slow_sink_is_counted_late_and_a_stuck_one_does_not_hang_the_stop() {
+    use lockstep::node::{Follower, NodeError, Output, SharedSink};
+    use lockstep::playout::sink::SinkError;
+    use std::sync::{Arc, Mutex};
+    let leader = node::leader();
+    // 5 ms blocks taking 8 ms each, after the first 100.
+    let slow = Arc::new(Mutex::new(Troubled {
+        blocks: 0,
+        ok: 100,
+        slow: Some(Duration::from_millis(8)),
+    }));
+    let mut c = node::follower_config(&leader, lockstep::control::Role::Full, 0.0);
+    c.output = Output::Custom(SharedSink::new(Arc::clone(&slow)));
+    let f = Follower::start(c).expect("joins");
+    std::thread::sleep(Duration::from_secs(2));
+    let report = f.stop().expect("a slow sink is no error");
+    assert!(
+        report.late_blocks > 10,
+        "late blocks {}",
+        report.late_blocks
+    );
+    assert!(slow.lock().unwrap().blocks > 120, "the stream went on");
+
+    // One that never returns after 20 blocks.
+    let stuck = Arc::new(Mutex::new(Troubled {
+        blocks: 0,
+        ok: 20,
+        slow: None,
+    }));
+    let mut c = node::follower_config(&leader, lockstep::control::Role::Full, 0.0);
+    c.output = Output::Custom(SharedSink::new(stuck));
+    let f = Follower::start(c).expect("joins");
+    std::thread::sleep(Duration::from_secs(1));
+    // The session goes on meanwhile: the follower still answers.
+    assert!(f.session().is_some());
+    let began = Instant::now();
+    match f.stop() {
+        Err(NodeError::Sink(SinkError::Hung { .. })) => {}
+        other => panic!("expected a hung sink, got {other:?}"),
+    }
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "the stop took {:?}",
+        began.elapsed()
+    );
+}

@@ -488,7 +488,9 @@ impl Follower {
         self.shared.clock.estimate()
     }
 
-    /// Leaves the group, stops the threads and finishes the output file.
+    /// Leaves the group, stops the threads and finishes the output file. Returns within a
+    /// few seconds whatever the sink does: one that does not return from a block is left
+    /// behind and reported as [`SinkError::Hung`].
     pub fn stop(mut self) -> Result<FollowerReport, NodeError> {
         self.halt();
         if let Some(e) = lock(&self.shared.sink_failure).take() {
@@ -522,11 +524,26 @@ impl Follower {
             }
             let _ = w.shutdown(Shutdown::Both);
         }
+        // Every thread ends within moments of the flag; one that does not is inside a sink
+        // that never returns. It is left behind rather than hang the caller.
+        let deadline = std::time::Instant::now() + STOP_WAIT;
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                lock(&self.shared.sink_failure).get_or_insert(SinkError::Hung {
+                    waited_ms: STOP_WAIT.as_millis() as u64,
+                });
+            }
         }
     }
 }
+
+/// How long a stop waits for the follower's threads.
+const STOP_WAIT: Duration = Duration::from_secs(3);
 
 impl Drop for Follower {
     fn drop(&mut self) {

@@ -38,6 +38,13 @@ pub enum SinkError {
     /// Writing failed.
     #[error("cannot write the output: {0}")]
     Io(std::io::Error),
+    /// The sink did not return from a block within this long of the follower's stop: its
+    /// thread was left behind (it ends with the process), so that the stop does not hang.
+    #[error("the sink did not return within {waited_ms} ms of the stop")]
+    Hung {
+        /// How long the stop waited, ms.
+        waited_ms: u64,
+    },
     /// A sink of the caller's own failed, and says why.
     #[error("the sink failed: {reason}")]
     Custom {
