@@ -253,25 +253,11 @@ fn run(args: &Args) -> Result<(), String> {
 
 fn status_lines(elapsed: Duration, followers: &[Follower]) {
     for (f, s) in followers.iter().zip(&SPEAKERS) {
-        let st = f.status();
-        let us = |n: Option<Nanos>| {
-            n.map_or("     -".to_string(), |n| {
-                format!("{:>8.1}", n.as_nanos() as f64 / 1e3)
-            })
-        };
         eprintln!(
-            "[{:>5.1} s] {:<15} offset {} µs  rate {:>+8.2} ppm  ±{} µs  buffer {:>5.1} ms  lost {} late {}  underruns {}  error {} µs  {}",
+            "[{:>5.1} s] {:<15} {}",
             elapsed.as_secs_f64(),
             s.name,
-            us(st.clock_offset.map(|o| Nanos(o.as_nanos() % 1_000_000_000))),
-            st.clock_rate_ppm.unwrap_or(f64::NAN),
-            us(st.uncertainty),
-            st.buffer_level.as_nanos() as f64 / 1e6,
-            st.packets_lost,
-            st.packets_late,
-            st.underruns,
-            us(st.skew_estimate),
-            if st.playing { "playing" } else { "waiting" },
+            f.status()
         );
     }
 }

@@ -37,7 +37,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use lockstep::control::{FollowerStatus, HouseholdKey, Refusal, Role, TimestampKind};
+use lockstep::control::{FollowerStatus, HouseholdKey, Refusal, Role};
 use lockstep::node::{Follower, FollowerConfig, FollowerReport, LocalClock, NodeError, Output};
 use lockstep::playout::sink::SampleFormat;
 use lockstep::time::Nanos;
@@ -308,31 +308,8 @@ fn explain(e: &NodeError, leader: SocketAddr) -> String {
 }
 
 fn status_line(elapsed: Duration, st: &FollowerStatus, joined: bool) -> String {
-    let us = |n: Option<Nanos>| n.map_or("-".into(), |n| format!("{:.1} µs", n.as_micros_f64()));
-    format!(
-        "[{:>6.0} s] offset {}  rate {}  ±{} ({})  buffer {:.1} ms  received {} lost {} late {}  \
-         underruns {}  {}  timestamps {}",
-        elapsed.as_secs_f64(),
-        us(st.clock_offset),
-        st.clock_rate_ppm
-            .map_or("-".into(), |r| format!("{r:+.2} ppm")),
-        us(st.uncertainty),
-        clock_state(st),
-        st.buffer_level.as_nanos() as f64 / 1e6,
-        st.packets_received,
-        st.packets_lost,
-        st.packets_late,
-        st.underruns,
-        match (joined, st.playing) {
-            (false, _) => "reconnecting",
-            (true, true) => "playing",
-            (true, false) => "waiting",
-        },
-        match st.timestamping {
-            TimestampKind::Kernel => "kernel",
-            TimestampKind::User => "user",
-        },
-    )
+    let reconnecting = if joined { "" } else { "  reconnecting" };
+    format!("[{:>6.0} s] {st}{reconnecting}", elapsed.as_secs_f64())
 }
 
 fn report_text(r: &FollowerReport) -> String {
@@ -378,13 +355,4 @@ fn report_text(r: &FollowerReport) -> String {
         );
     }
     t
-}
-
-/// Whether the clock estimate can be played on, and why its epoch began.
-fn clock_state(st: &FollowerStatus) -> String {
-    match (st.clock_settled, st.clock_reason) {
-        (_, None) => "no clock".into(),
-        (true, Some(reason)) => format!("settled, since {reason}"),
-        (false, Some(reason)) => format!("settling, since {reason}"),
-    }
 }

@@ -201,6 +201,7 @@ pub trait ClockEstimator: Send {
     /// request; the caller (the node or the simulator) then asks the leader for a burst
     /// through its PTP slave. Call after each [`handle_exchange`](Self::handle_exchange).
     /// Estimators that never ask keep the default.
+    #[must_use]
     fn poll_burst_request(&mut self) -> bool {
         false
     }

@@ -167,6 +167,46 @@ pub struct FollowerStatus {
     pub timestamping: TimestampKind,
 }
 
+/// One status line: the clock estimate and how sure it is, the buffer, the packets, the
+/// output. What the examples print once a second.
+impl std::fmt::Display for FollowerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let us =
+            |n: Option<Nanos>| n.map_or("-".into(), |n| format!("{:.1} µs", n.as_micros_f64()));
+        write!(f, "offset {}  rate ", us(self.clock_offset))?;
+        match self.clock_rate_ppm {
+            Some(r) => write!(f, "{r:+.2} ppm")?,
+            None => f.write_str("-")?,
+        }
+        write!(f, "  ±{} (", us(self.uncertainty))?;
+        match (self.clock_settled, self.clock_reason) {
+            (_, None) => f.write_str("no clock")?,
+            (true, Some(reason)) => write!(f, "settled, since {reason}")?,
+            (false, Some(reason)) => write!(f, "settling, since {reason}")?,
+        }
+        write!(
+            f,
+            ")  buffer {:.1} ms  received {} lost {} late {}  underruns {}  error {}  {}  \
+             timestamps {}",
+            self.buffer_level.as_nanos() as f64 / 1e6,
+            self.packets_received,
+            self.packets_lost,
+            self.packets_late,
+            self.underruns,
+            us(self.skew_estimate),
+            if self.playing { "playing" } else { "waiting" },
+            match self.timestamping {
+                TimestampKind::Kernel => "kernel",
+                TimestampKind::User => "user",
+            },
+        )?;
+        if self.muted {
+            f.write_str("  muted")?;
+        }
+        Ok(())
+    }
+}
+
 /// Why the leader refuses a follower; travels in [`Message::Refused`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
@@ -822,6 +862,43 @@ mod tests {
         }
         assert_eq!(CodecId::L24.to_kind(), Some(CodecKind::L24));
         assert_eq!(CodecId::from_code(3), None);
+    }
+
+    #[test]
+    fn a_status_reads_as_one_line() {
+        let mut st = FollowerStatus {
+            clock_offset: Some(Nanos(1_250)),
+            clock_rate_ppm: Some(-12.345),
+            uncertainty: Some(Nanos(300)),
+            clock_settled: true,
+            clock_reason: Some(EpochReason::PathChange),
+            buffer_level: Nanos::from_millis(90),
+            packets_received: 200,
+            packets_lost: 1,
+            packets_late: 2,
+            unknown_source: 0,
+            underruns: 3,
+            skew_estimate: Some(Nanos(-40)),
+            playing: true,
+            volume: 1.0,
+            muted: false,
+            trim: Nanos::ZERO,
+            timestamping: TimestampKind::Kernel,
+        };
+        assert_eq!(
+            st.to_string(),
+            "offset 1.2 µs  rate -12.35 ppm  ±0.3 µs (settled, since path change)  buffer 90.0 ms  \
+             received 200 lost 1 late 2  underruns 3  error -0.0 µs  playing  timestamps kernel"
+        );
+        st.clock_offset = None;
+        st.clock_rate_ppm = None;
+        st.clock_reason = None;
+        st.playing = false;
+        st.muted = true;
+        let line = st.to_string();
+        assert!(line.starts_with("offset -  rate -  ±0.3 µs (no clock)"), "{line}");
+        assert!(line.ends_with("waiting  timestamps kernel  muted"), "{line}");
+        assert!(!line.contains('\n'));
     }
 
     #[test]

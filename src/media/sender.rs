@@ -434,6 +434,7 @@ impl RtpSender {
     /// [`MAX_COMPOUND_LEN`](crate::media::rtcp::MAX_COMPOUND_LEN) bytes; if it is too small for
     /// this CNAME, nothing is written, `None` is returned and the report stays due.
     /// Allocates nothing.
+    #[must_use]
     pub fn poll_rtcp(&mut self, now: LeaderInstant, out: &mut [u8]) -> Option<usize> {
         if self.next_sr.is_some_and(|due| now < due) {
             return None;

@@ -511,6 +511,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
     }
 
     /// The next datagram to send, stamped as leaving at `now`. Call until `None`.
+    #[must_use]
     pub fn poll_transmit(&mut self, now: LeaderInstant) -> Option<Transmit<A>> {
         let (to, mut msg) = self.queue.pop_front()?;
         let kind = msg.body.message_type();
@@ -538,6 +539,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
 
     /// When [`handle_timeout`](Self::handle_timeout) next has something to do, or `None`
     /// with no followers. Datagrams already queued are not a deadline: poll them now.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<LeaderInstant> {
         let schedule = self
             .followers

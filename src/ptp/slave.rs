@@ -499,6 +499,7 @@ impl<A: Copy + Eq> PtpSlave<A> {
 
     /// The next datagram to send, stamped as leaving at `now`: Delay_Reqs first (their
     /// send time is part of the exchange), then a burst request. Call until `None`.
+    #[must_use]
     pub fn poll_transmit(&mut self, now: LocalInstant) -> Option<Transmit<A>> {
         let m = self.master?;
         let Some(d) = self.delays.iter_mut().find(|d| !d.sent) else {
@@ -525,11 +526,13 @@ impl<A: Copy + Eq> PtpSlave<A> {
     }
 
     /// The next completed exchange, oldest first. Call until `None`.
+    #[must_use]
     pub fn poll_exchange(&mut self) -> Option<Exchange> {
         self.exchanges.pop_front()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has something to drop.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<LocalInstant> {
         let a = self
             .syncs
