@@ -128,6 +128,7 @@ fn run(
     s.speakers = [args.ppm, -args.ppm]
         .iter()
         .map(|&ppm| SpeakerSpec {
+            sink: None,
             name: format!("{ppm:+} ppm"),
             role: Role::Full,
             drift_ppm: ppm,

@@ -88,3 +88,84 @@ fn drop_dup_is_the_baseline_it_is_documented_as() {
         sinc.skew_p50_us
     );
 }
+
+/// A sink of the test's own: channel 0 and (first frame, true emission time) of each block.
+#[derive(Default)]
+struct Kept {
+    samples: Vec<f32>,
+    timeline: Vec<(u64, i64)>,
+}
+
+impl lockstep::playout::sink::AudioSink for Kept {
+    fn write(
+        &mut self,
+        b: &lockstep::playout::sink::Block<'_>,
+    ) -> Result<(), lockstep::playout::sink::SinkError> {
+        self.timeline
+            .push((b.first_frame, b.leaves_at_monotonic_ns));
+        self.samples
+            .extend(b.samples.iter().step_by(b.channels).copied());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_sink_of_the_callers_own_measures_the_same_skew_as_the_virtual_dac() {
+    use lockstep::playout::meter::{Capture, MeterConfig, measure_skew};
+    use lockstep::playout::sink::SharedSink;
+    use std::sync::{Arc, Mutex};
+    let mut s = scenario("wifi", 20, 4);
+    let kept = Arc::new(Mutex::new(Kept::default()));
+    s.speakers[0].sink = Some(SharedSink::new(Arc::clone(&kept)));
+    let run = run_group(&s).expect("runs");
+    let kept = kept.lock().unwrap();
+    let left = &run.speakers[0];
+    assert_eq!(left.result.sink_errors, 0);
+    assert_eq!(
+        kept.samples.len(),
+        left.samples.len(),
+        "every block reached the sink"
+    );
+    // The sink's capture: its first block's time and the rate its blocks left at.
+    let (&(f0, t0), &(f1, t1)) = (
+        kept.timeline.first().unwrap(),
+        kept.timeline.last().unwrap(),
+    );
+    let own = Capture {
+        samples: &kept.samples,
+        channels: 1,
+        channel: 0,
+        first_ns: t0,
+        rate_hz: (f1 - f0) as f64 * 1e9 / (t1 - t0) as f64,
+    };
+    let config = MeterConfig {
+        window_s: 0.5,
+        hop_s: 0.5,
+        max_skew_us: 2_000.0,
+        start_ns: Some(8_000_000_000),
+        min_rms: 1e-3,
+    };
+    let (from, to) = (8_000_000_000, 19_000_000_000);
+    let right = run.speakers[1]
+        .capture(from, to)
+        .expect("right's recording");
+    let dac = left.capture(from, to).expect("left's recording");
+    let through_sink = measure_skew(&own, &right, &config).expect("measured");
+    let through_dac = measure_skew(&dac, &right, &config).expect("measured");
+    eprintln!(
+        "left through its sink vs right: p99 {:.2} µs; through the virtual DAC: p99 {:.2} µs",
+        through_sink.p99_us, through_dac.p99_us
+    );
+    assert!(
+        through_sink.windows.len() >= 15,
+        "{} windows",
+        through_sink.windows.len()
+    );
+    assert!(
+        (through_sink.p99_us - through_dac.p99_us).abs() < 0.5,
+        "sink p99 {} µs, virtual DAC p99 {} µs",
+        through_sink.p99_us,
+        through_dac.p99_us
+    );
+    assert!(through_sink.p99_us < 20.0, "{} µs", through_sink.p99_us);
+}

@@ -896,8 +896,14 @@ mod tests {
         st.playing = false;
         st.muted = true;
         let line = st.to_string();
-        assert!(line.starts_with("offset -  rate -  ±0.3 µs (no clock)"), "{line}");
-        assert!(line.ends_with("waiting  timestamps kernel  muted"), "{line}");
+        assert!(
+            line.starts_with("offset -  rate -  ±0.3 µs (no clock)"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("waiting  timestamps kernel  muted"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
     }
 

@@ -32,52 +32,12 @@ use crate::node::follower_io::{MediaLoop, OutputLoop, OutputShared};
 use crate::node::ptp::{ClockFollower, ClockFollowerConfig, PtpPeer, PtpSocketConfig, lock};
 use crate::node::{NodeError, spawn};
 use crate::playout::corrector::CorrectorKind;
-use crate::playout::sink::{AudioSink, Block, SampleFormat, SinkError};
+use crate::playout::sink::{SampleFormat, SharedSink, SinkError};
 use crate::ptp::{ClockIdentity, PortIdentity, SlaveConfig};
 use crate::time::Nanos;
 
 /// Why [`Output::Device`] is refused in a build without the `cpal` feature.
 pub(crate) const NEEDS_CPAL: &str = "a sound card needs lockstep built with the `cpal` feature";
-
-/// A sink of the caller's own, shared between the caller and the follower's output thread
-/// (the caller keeps its typed handle to look at the sink afterwards).
-#[derive(Clone)]
-pub struct SharedSink(Arc<Mutex<dyn AudioSink>>);
-
-impl SharedSink {
-    /// Shares `sink`.
-    pub fn new<S: AudioSink + 'static>(sink: Arc<Mutex<S>>) -> SharedSink {
-        SharedSink(sink)
-    }
-}
-
-impl AudioSink for SharedSink {
-    fn write(&mut self, block: &Block<'_>) -> Result<(), SinkError> {
-        lock(&self.0).write(block)
-    }
-
-    fn paced(&self) -> bool {
-        lock(&self.0).paced()
-    }
-
-    fn finish(&mut self) -> Result<(), SinkError> {
-        lock(&self.0).finish()
-    }
-}
-
-impl std::fmt::Debug for SharedSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SharedSink")
-    }
-}
-
-impl PartialEq for SharedSink {
-    fn eq(&self, other: &SharedSink) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for SharedSink {}
 
 /// Where a follower's audio goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,9 +34,10 @@ mod simnet;
 mod skew;
 mod source;
 
+pub use crate::playout::sink::SharedSink;
 pub use clock::{Clock, CustomClock, LocalClock, MAX_SLEEP, NodeClock};
 pub use error::NodeError;
-pub use follower::{Follower, FollowerConfig, FollowerReport, Output, SessionInfo, SharedSink};
+pub use follower::{Follower, FollowerConfig, FollowerReport, Output, SessionInfo};
 pub use leader::{
     DEFAULT_LATENCY, FollowerInfo, Leader, LeaderConfig, LeaderStats, MulticastStream,
 };

@@ -10,6 +10,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use crate::time::LocalInstant;
 
@@ -100,6 +101,52 @@ pub trait AudioSink: Send {
         Ok(())
     }
 }
+
+/// A sink of the caller's own, shared between the caller and the output it is given to
+/// (the caller keeps its typed handle to look at the sink afterwards). A follower node and
+/// a speaker of the simulator both take one.
+#[derive(Clone)]
+pub struct SharedSink(Arc<Mutex<dyn AudioSink>>);
+
+impl SharedSink {
+    /// Shares `sink`.
+    pub fn new<S: AudioSink + 'static>(sink: Arc<Mutex<S>>) -> SharedSink {
+        SharedSink(sink)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, dyn AudioSink + 'static> {
+        // A sink that panicked leaves plain data behind, still usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl AudioSink for SharedSink {
+    fn write(&mut self, block: &Block<'_>) -> Result<(), SinkError> {
+        self.lock().write(block)
+    }
+
+    fn paced(&self) -> bool {
+        self.lock().paced()
+    }
+
+    fn finish(&mut self) -> Result<(), SinkError> {
+        self.lock().finish()
+    }
+}
+
+impl std::fmt::Debug for SharedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedSink")
+    }
+}
+
+impl PartialEq for SharedSink {
+    fn eq(&self, other: &SharedSink) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedSink {}
 
 /// Discards the audio: the virtual DAC still paces the blocks.
 #[derive(Debug, Clone, Copy, Default)]

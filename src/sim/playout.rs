@@ -35,6 +35,7 @@ use crate::playout::controller::State;
 use crate::playout::corrector::CorrectorKind;
 use crate::playout::dac::{Crystal, VirtualDac};
 use crate::playout::meter::{Capture, MeterConfig, SkewWindow, measure_skew};
+use crate::playout::sink::{AudioSink, Block, SharedSink};
 use crate::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpMaster, SlaveConfig};
 use crate::sim::sync::{LEADER_EPOCH, json_num, json_str, percentile};
 use crate::time::{LeaderInstant, LocalInstant, Nanos};
@@ -50,6 +51,10 @@ pub struct SpeakerSpec {
     pub role: Role,
     /// Its crystal's drift in ppm (its wander is 0.01 ppm/√s).
     pub drift_ppm: f64,
+    /// A sink of the caller's own that also gets every block its DAC emits, with the block's
+    /// true emission time as `leaves_at_monotonic_ns` (`None`: the recording only). Its
+    /// error stops nothing: it is counted in [`SpeakerResult::sink_errors`].
+    pub sink: Option<SharedSink>,
 }
 
 /// Everything that defines one run of the playout experiment.
@@ -120,6 +125,7 @@ impl PlayoutScenario {
     pub fn preset(name: &str, seed: u64, duration: Nanos) -> Option<PlayoutScenario> {
         let path = PathConfig::preset(name)?;
         let speaker = |name: &str, role, drift_ppm| SpeakerSpec {
+            sink: None,
             name: name.to_string(),
             role,
             drift_ppm,
@@ -205,6 +211,8 @@ pub struct SpeakerResult {
     /// (p50 |error|, p99 |error|, mean signed error), µs. Shows a speaker that is off
     /// on its own, which inter-speaker skew cannot.
     pub abs_error_us: Option<(f64, f64, f64)>,
+    /// Blocks the speaker's own sink ([`SpeakerSpec::sink`]) refused.
+    pub sink_errors: u64,
 }
 
 /// The skew between two speakers.
@@ -355,6 +363,9 @@ struct Follower {
     /// soak, keeps its memory flat).
     quiet_at: Option<Vec<i64>>,
     concealed_seen: u64,
+    /// The caller's sink, and the blocks it refused.
+    sink: Option<SharedSink>,
+    sink_errors: u64,
 }
 
 impl Follower {
@@ -839,6 +850,8 @@ fn simulate(
             rx_before: (0, 0),
             quiet_at: keep_all.then(Vec::new),
             concealed_seen: 0,
+            sink: spec.sink.clone(),
+            sink_errors: 0,
         });
     }
 
@@ -1122,6 +1135,7 @@ impl Follower {
                 lost_packets: self.rx_before.0 + st.lost,
                 late_packets: self.rx_before.1 + st.late,
                 abs_error_us: None,
+                sink_errors: self.sink_errors,
             },
             disrupted_at: {
                 let mut at: Vec<i64> = [
@@ -1189,6 +1203,19 @@ fn render(f: &mut Follower, now: SimTime) {
         .dac
         .emit(&f.out, &mut f.clock as &mut dyn Crystal)
         .expect("started");
+    if let Some(sink) = f.sink.as_mut() {
+        let block = Block {
+            samples: &f.out,
+            channels,
+            rate: RATE,
+            first_frame: emission.first_frame,
+            leaves_at: emission.local,
+            leaves_at_monotonic_ns: emission.true_ns,
+        };
+        if sink.write(&block).is_err() {
+            f.sink_errors += 1;
+        }
+    }
     if f.spec.role.full_range() || f.rec.limit.is_some() {
         f.rec.push(
             emission.first_frame,
