@@ -237,6 +237,10 @@ impl Registry {
         })
     }
 
+    fn links(&self) -> Vec<Arc<Mutex<Link>>> {
+        self.sessions.iter().map(|s| Arc::clone(&s.link)).collect()
+    }
+
     fn link(&self, id: u64) -> Option<Arc<Mutex<Link>>> {
         self.sessions
             .iter()
@@ -566,11 +570,7 @@ impl Leader {
     }
 
     fn broadcast(&self, msg: &Message) {
-        let links: Vec<_> = lock(&self.shared.registry)
-            .sessions
-            .iter()
-            .map(|s| Arc::clone(&s.link))
-            .collect();
+        let links = lock(&self.shared.registry).links();
         for link in links {
             // A follower whose connection fails is dropped by its session thread.
             let _ = lock(&link).send(msg);
@@ -626,11 +626,7 @@ impl Leader {
 
     fn halt(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
-        let links: Vec<_> = lock(&self.shared.registry)
-            .sessions
-            .iter()
-            .map(|s| Arc::clone(&s.link))
-            .collect();
+        let links = lock(&self.shared.registry).links();
         for link in links {
             let _ = lock(&link).stream.shutdown(Shutdown::Both);
         }
