@@ -1,5 +1,6 @@
 //! lockstep: keeps many speakers playing one stream in step.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod clock;
 pub mod control;

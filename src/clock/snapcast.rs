@@ -5,13 +5,13 @@ use super::{ClockEstimate, ClockEstimator, Exchange};
 use crate::time::{LocalInstant, Nanos};
 
 /// Offsets the median is taken over.
-pub const WINDOW: usize = 200;
+pub(super) const WINDOW: usize = 200;
 /// Exchanges taken back to back at start.
-pub const FAST_START: u32 = 50;
+pub(super) const FAST_START: u32 = 50;
 /// Cadence after the fast start.
-pub const INTERVAL: Nanos = Nanos::from_secs(1);
+pub(super) const INTERVAL: Nanos = Nanos::from_secs(1);
 /// The window is forgotten after this long without an exchange.
-pub const STALE_AFTER: Nanos = Nanos::from_secs(60);
+pub(super) const STALE_AFTER: Nanos = Nanos::from_secs(60);
 
 /// Snapcast's method as a baseline: the median of the last 200 per-exchange offsets, with 50
 /// exchanges back to back at start and one a second afterwards, and no rate estimate, so a

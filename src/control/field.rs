@@ -8,14 +8,14 @@ use super::error::ControlError;
 use crate::time::Nanos;
 
 /// Cap on model and device-name strings, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
+pub(super) const MAX_NAME_LEN: usize = 64;
 /// Cap on group names, in bytes.
-pub const MAX_GROUP_LEN: usize = 64;
+pub(super) const MAX_GROUP_LEN: usize = 64;
 /// Cap on free-form detail text (such as [`Refusal::Unsupported`](super::Refusal)), in bytes.
-pub const MAX_DETAIL_LEN: usize = 256;
+pub(super) const MAX_DETAIL_LEN: usize = 256;
 
 /// Appends a string as u16 BE length + UTF-8, refusing one longer than `max` bytes.
-pub fn put_str(
+pub(super) fn put_str(
     out: &mut Vec<u8>,
     field: &'static str,
     s: &str,
@@ -33,17 +33,17 @@ pub fn put_str(
 }
 
 /// Appends a bool as one byte, 0 or 1.
-pub fn put_bool(out: &mut Vec<u8>, b: bool) {
+pub(super) fn put_bool(out: &mut Vec<u8>, b: bool) {
     out.push(u8::from(b));
 }
 
 /// Appends a span as i64 BE nanoseconds.
-pub fn put_nanos(out: &mut Vec<u8>, n: Nanos) {
+pub(super) fn put_nanos(out: &mut Vec<u8>, n: Nanos) {
     out.extend_from_slice(&n.as_nanos().to_be_bytes());
 }
 
 /// Appends an optional span: a presence byte, then the span if present.
-pub fn put_opt_nanos(out: &mut Vec<u8>, n: Option<Nanos>) {
+pub(super) fn put_opt_nanos(out: &mut Vec<u8>, n: Option<Nanos>) {
     put_bool(out, n.is_some());
     if let Some(n) = n {
         put_nanos(out, n);
@@ -51,7 +51,7 @@ pub fn put_opt_nanos(out: &mut Vec<u8>, n: Option<Nanos>) {
 }
 
 /// Appends a volume as f32 BE bits, refusing one the receiver would refuse.
-pub fn put_volume(out: &mut Vec<u8>, volume: f32) -> Result<(), ControlError> {
+pub(super) fn put_volume(out: &mut Vec<u8>, volume: f32) -> Result<(), ControlError> {
     check_volume(volume)?;
     out.extend_from_slice(&volume.to_bits().to_be_bytes());
     Ok(())
@@ -59,7 +59,7 @@ pub fn put_volume(out: &mut Vec<u8>, volume: f32) -> Result<(), ControlError> {
 
 /// Appends an optional finite f64 as a presence byte then BE bits, refusing NaN and
 /// infinities (the receiver would refuse them).
-pub fn put_opt_f64(
+pub(super) fn put_opt_f64(
     out: &mut Vec<u8>,
     what: &'static str,
     x: Option<f64>,
@@ -86,18 +86,18 @@ fn check_volume(volume: f32) -> Result<f32, ControlError> {
 }
 
 /// Reads fields off the front of a payload.
-pub struct Reader<'a> {
+pub(super) struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     /// A reader over a whole payload.
-    pub fn new(payload: &'a [u8]) -> Reader<'a> {
+    pub(super) fn new(payload: &'a [u8]) -> Reader<'a> {
         Reader { rest: payload }
     }
 
     /// The next `N` bytes.
-    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], ControlError> {
+    pub(super) fn array<const N: usize>(&mut self) -> Result<[u8; N], ControlError> {
         let Some((head, tail)) = self.rest.split_first_chunk::<N>() else {
             return Err(ControlError::Truncated {
                 needed: N,
@@ -122,32 +122,32 @@ impl<'a> Reader<'a> {
     }
 
     /// A u8.
-    pub fn u8(&mut self) -> Result<u8, ControlError> {
+    pub(super) fn u8(&mut self) -> Result<u8, ControlError> {
         self.array::<1>().map(|[b]| b)
     }
 
     /// A u16 BE.
-    pub fn u16(&mut self) -> Result<u16, ControlError> {
+    pub(super) fn u16(&mut self) -> Result<u16, ControlError> {
         self.array().map(u16::from_be_bytes)
     }
 
     /// A u32 BE.
-    pub fn u32(&mut self) -> Result<u32, ControlError> {
+    pub(super) fn u32(&mut self) -> Result<u32, ControlError> {
         self.array().map(u32::from_be_bytes)
     }
 
     /// A u64 BE.
-    pub fn u64(&mut self) -> Result<u64, ControlError> {
+    pub(super) fn u64(&mut self) -> Result<u64, ControlError> {
         self.array().map(u64::from_be_bytes)
     }
 
     /// A span, i64 BE nanoseconds.
-    pub fn nanos(&mut self) -> Result<Nanos, ControlError> {
+    pub(super) fn nanos(&mut self) -> Result<Nanos, ControlError> {
         self.array().map(|b| Nanos(i64::from_be_bytes(b)))
     }
 
     /// A bool: 0 or 1, anything else is malformed.
-    pub fn bool(&mut self, what: &'static str) -> Result<bool, ControlError> {
+    pub(super) fn bool(&mut self, what: &'static str) -> Result<bool, ControlError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -156,7 +156,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An optional span behind a presence byte.
-    pub fn opt_nanos(&mut self, what: &'static str) -> Result<Option<Nanos>, ControlError> {
+    pub(super) fn opt_nanos(&mut self, what: &'static str) -> Result<Option<Nanos>, ControlError> {
         if self.bool(what)? {
             self.nanos().map(Some)
         } else {
@@ -166,7 +166,7 @@ impl<'a> Reader<'a> {
 
     /// An optional finite f64 behind a presence byte; NaN and infinities are malformed so
     /// that every decoded message compares equal to itself.
-    pub fn opt_f64(&mut self, what: &'static str) -> Result<Option<f64>, ControlError> {
+    pub(super) fn opt_f64(&mut self, what: &'static str) -> Result<Option<f64>, ControlError> {
         if !self.bool(what)? {
             return Ok(None);
         }
@@ -179,12 +179,16 @@ impl<'a> Reader<'a> {
     }
 
     /// A volume: f32 BE bits, finite and within 0.0..=1.0.
-    pub fn volume(&mut self) -> Result<f32, ControlError> {
+    pub(super) fn volume(&mut self) -> Result<f32, ControlError> {
         check_volume(f32::from_bits(self.u32()?))
     }
 
     /// A string: u16 BE length, then that many bytes of UTF-8, at most `max` of them.
-    pub fn string(&mut self, field: &'static str, max: usize) -> Result<String, ControlError> {
+    pub(super) fn string(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<String, ControlError> {
         let len = usize::from(self.u16()?);
         if len > max {
             return Err(ControlError::FieldTooLong { field, len, max });
@@ -200,7 +204,7 @@ impl<'a> Reader<'a> {
 
     /// Ends the payload: bytes left over are malformed (the format is strict, so that one
     /// message has exactly one encoding).
-    pub fn finish(self) -> Result<(), ControlError> {
+    pub(super) fn finish(self) -> Result<(), ControlError> {
         if self.rest.is_empty() {
             Ok(())
         } else {

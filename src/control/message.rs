@@ -404,42 +404,42 @@ pub enum Message {
 /// The message type codes of the frame header (the table is in the `wire` docs).
 pub(crate) mod code {
     /// [`Message::Hello`](super::Message::Hello).
-    pub const HELLO: u8 = 0x01;
+    pub(crate) const HELLO: u8 = 0x01;
     /// [`Message::Challenge`](super::Message::Challenge).
-    pub const CHALLENGE: u8 = 0x02;
+    pub(crate) const CHALLENGE: u8 = 0x02;
     /// [`Message::Auth`](super::Message::Auth).
-    pub const AUTH: u8 = 0x03;
+    pub(crate) const AUTH: u8 = 0x03;
     /// [`Message::Welcome`](super::Message::Welcome).
-    pub const WELCOME: u8 = 0x04;
+    pub(crate) const WELCOME: u8 = 0x04;
     /// [`Message::Refused`](super::Message::Refused).
-    pub const REFUSED: u8 = 0x05;
+    pub(crate) const REFUSED: u8 = 0x05;
     /// [`Message::SetVolume`](super::Message::SetVolume).
-    pub const SET_VOLUME: u8 = 0x10;
+    pub(crate) const SET_VOLUME: u8 = 0x10;
     /// [`Message::SetMute`](super::Message::SetMute).
-    pub const SET_MUTE: u8 = 0x11;
+    pub(crate) const SET_MUTE: u8 = 0x11;
     /// [`Message::SetTrim`](super::Message::SetTrim).
-    pub const SET_TRIM: u8 = 0x12;
+    pub(crate) const SET_TRIM: u8 = 0x12;
     /// [`Message::SetRole`](super::Message::SetRole).
-    pub const SET_ROLE: u8 = 0x13;
+    pub(crate) const SET_ROLE: u8 = 0x13;
     /// [`Message::Stream`](super::Message::Stream).
-    pub const STREAM: u8 = 0x14;
+    pub(crate) const STREAM: u8 = 0x14;
     /// [`Message::Pause`](super::Message::Pause).
-    pub const PAUSE: u8 = 0x15;
+    pub(crate) const PAUSE: u8 = 0x15;
     /// [`Message::Resume`](super::Message::Resume).
-    pub const RESUME: u8 = 0x16;
+    pub(crate) const RESUME: u8 = 0x16;
     /// [`Message::Leave`](super::Message::Leave).
-    pub const LEAVE: u8 = 0x17;
+    pub(crate) const LEAVE: u8 = 0x17;
     /// [`Message::StatusQuery`](super::Message::StatusQuery).
-    pub const STATUS_QUERY: u8 = 0x20;
+    pub(crate) const STATUS_QUERY: u8 = 0x20;
     /// [`Message::Status`](super::Message::Status).
-    pub const STATUS: u8 = 0x21;
+    pub(crate) const STATUS: u8 = 0x21;
     /// [`Message::Ping`](super::Message::Ping).
-    pub const PING: u8 = 0x22;
+    pub(crate) const PING: u8 = 0x22;
     /// [`Message::Pong`](super::Message::Pong).
-    pub const PONG: u8 = 0x23;
+    pub(crate) const PONG: u8 = 0x23;
 
     /// Every code, so that a header can be checked before its payload is read.
-    pub const ALL: [u8; 17] = [
+    pub(crate) const ALL: [u8; 17] = [
         HELLO,
         CHALLENGE,
         AUTH,
@@ -462,15 +462,15 @@ pub(crate) mod code {
 
 /// Codes of the [`Refusal`] variants inside a Refused payload.
 mod refusal_code {
-    pub const WRONG_KEY: u8 = 0;
-    pub const REPLAY: u8 = 1;
-    pub const UNSUPPORTED_VERSION: u8 = 2;
-    pub const MODEL_MISMATCH: u8 = 3;
-    pub const ROLE_TAKEN: u8 = 4;
-    pub const WRONG_GROUP: u8 = 5;
-    pub const UNSUPPORTED: u8 = 6;
-    pub const MALFORMED: u8 = 7;
-    pub const BUSY: u8 = 8;
+    pub(super) const WRONG_KEY: u8 = 0;
+    pub(super) const REPLAY: u8 = 1;
+    pub(super) const UNSUPPORTED_VERSION: u8 = 2;
+    pub(super) const MODEL_MISMATCH: u8 = 3;
+    pub(super) const ROLE_TAKEN: u8 = 4;
+    pub(super) const WRONG_GROUP: u8 = 5;
+    pub(super) const UNSUPPORTED: u8 = 6;
+    pub(super) const MALFORMED: u8 = 7;
+    pub(super) const BUSY: u8 = 8;
 }
 
 impl Message {

@@ -138,7 +138,7 @@ pub(super) struct CmsgBuf(pub [u8; 256]);
 
 impl CmsgBuf {
     /// An empty buffer.
-    pub fn new() -> CmsgBuf {
+    pub(super) fn new() -> CmsgBuf {
         CmsgBuf([0; 256])
     }
 }

@@ -99,39 +99,39 @@ pub const PORT_IDENTITY_LEN: usize = 10;
 mod field {
     use core::ops::Range;
 
-    pub const TYPE: usize = 0;
-    pub const VERSION: usize = 1;
-    pub const LENGTH: Range<usize> = 2..4;
-    pub const DOMAIN: usize = 4;
-    pub const MINOR_SDO_ID: usize = 5;
-    pub const FLAGS: Range<usize> = 6..8;
-    pub const CORRECTION: Range<usize> = 8..16;
-    pub const TYPE_SPECIFIC: Range<usize> = 16..20;
-    pub const SOURCE_PORT: Range<usize> = 20..30;
-    pub const SEQUENCE_ID: Range<usize> = 30..32;
-    pub const CONTROL: usize = 32;
-    pub const LOG_INTERVAL: usize = 33;
+    pub(super) const TYPE: usize = 0;
+    pub(super) const VERSION: usize = 1;
+    pub(super) const LENGTH: Range<usize> = 2..4;
+    pub(super) const DOMAIN: usize = 4;
+    pub(super) const MINOR_SDO_ID: usize = 5;
+    pub(super) const FLAGS: Range<usize> = 6..8;
+    pub(super) const CORRECTION: Range<usize> = 8..16;
+    pub(super) const TYPE_SPECIFIC: Range<usize> = 16..20;
+    pub(super) const SOURCE_PORT: Range<usize> = 20..30;
+    pub(super) const SEQUENCE_ID: Range<usize> = 30..32;
+    pub(super) const CONTROL: usize = 32;
+    pub(super) const LOG_INTERVAL: usize = 33;
 
     // Every timed message starts its body with a timestamp.
-    pub const TIMESTAMP: Range<usize> = 34..44;
+    pub(super) const TIMESTAMP: Range<usize> = 34..44;
 
     // Signaling: the target, then TLVs.
-    pub const TARGET_PORT: Range<usize> = 34..44;
+    pub(super) const TARGET_PORT: Range<usize> = 34..44;
 
     // Delay_Resp.
-    pub const REQUESTING_PORT: Range<usize> = 44..54;
+    pub(super) const REQUESTING_PORT: Range<usize> = 44..54;
 
     // Announce.
-    pub const UTC_OFFSET: Range<usize> = 44..46;
-    pub const ANNOUNCE_RESERVED: usize = 46;
-    pub const PRIORITY1: usize = 47;
-    pub const CLOCK_CLASS: usize = 48;
-    pub const CLOCK_ACCURACY: usize = 49;
-    pub const LOG_VARIANCE: Range<usize> = 50..52;
-    pub const PRIORITY2: usize = 52;
-    pub const GM_IDENTITY: Range<usize> = 53..61;
-    pub const STEPS_REMOVED: Range<usize> = 61..63;
-    pub const TIME_SOURCE: usize = 63;
+    pub(super) const UTC_OFFSET: Range<usize> = 44..46;
+    pub(super) const ANNOUNCE_RESERVED: usize = 46;
+    pub(super) const PRIORITY1: usize = 47;
+    pub(super) const CLOCK_CLASS: usize = 48;
+    pub(super) const CLOCK_ACCURACY: usize = 49;
+    pub(super) const LOG_VARIANCE: Range<usize> = 50..52;
+    pub(super) const PRIORITY2: usize = 52;
+    pub(super) const GM_IDENTITY: Range<usize> = 53..61;
+    pub(super) const STEPS_REMOVED: Range<usize> = 61..63;
+    pub(super) const TIME_SOURCE: usize = 63;
 }
 
 /// Why a datagram could not be parsed or a message could not be written.

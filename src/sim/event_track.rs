@@ -104,7 +104,7 @@ pub(crate) struct EventTracker {
 
 impl EventTracker {
     /// A tracker for event windows `(start, end, label)` in time order.
-    pub fn new(windows: Vec<(f64, f64, String)>) -> Self {
+    pub(super) fn new(windows: Vec<(f64, f64, String)>) -> Self {
         EventTracker {
             pending: windows.into(),
             open: None,
@@ -117,16 +117,16 @@ impl EventTracker {
     }
 
     /// Whether `t` lies within `secs` after the start of any event window.
-    pub fn near_event(windows: &[(f64, f64, String)], t: f64, secs: f64) -> bool {
+    pub(super) fn near_event(windows: &[(f64, f64, String)], t: f64, secs: f64) -> bool {
         windows.iter().any(|(a, _, _)| t >= *a && t < a + secs)
     }
 
     /// A time without an estimate.
-    pub fn none(&mut self, t: f64) {
+    pub(super) fn none(&mut self, t: f64) {
         self.roll(t);
     }
 
-    pub fn sample(&mut self, s: Sample) {
+    pub(super) fn sample(&mut self, s: Sample) {
         self.roll(s.t);
         let a = s.err_ns.abs();
         // Honesty.
@@ -240,7 +240,7 @@ impl EventTracker {
         self.done.push(w.result);
     }
 
-    pub fn finish(mut self, end: f64) -> (Vec<EventResult>, Honesty) {
+    pub(super) fn finish(mut self, end: f64) -> (Vec<EventResult>, Honesty) {
         self.roll(end);
         self.close();
         if let Some(from) = self.beyond_since {
