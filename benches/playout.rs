@@ -55,11 +55,9 @@ struct Path {
 impl Path {
     fn new(kind: Option<CorrectorKind>) -> Path {
         let corrector = kind.map(|kind| {
-            let mut c = DriftCorrector::new(CorrectorConfig {
-                kind,
-                ..CorrectorConfig::new(2, RATE)
-            })
-            .expect("corrector");
+            let mut config = CorrectorConfig::new(2, RATE);
+            config.kind = kind;
+            let mut c = DriftCorrector::new(config).expect("corrector");
             c.set_ratio(1.0 + 150e-6);
             c
         });

@@ -297,6 +297,7 @@ fn gstreamer_receives(codec: CodecKind, name: &str) {
         CodecKind::L16 => "rtpL16depay",
         CodecKind::L24 => "rtpL24depay",
         CodecKind::Opus => "rtpopusdepay ! opusdec",
+        other => panic!("no GStreamer depayloader known for {other:?}"),
     };
     let pipeline = format!(
         "filesrc location={} ! sdpdemux latency=100 ! {decode} ! audioconvert ! \

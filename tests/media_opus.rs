@@ -21,10 +21,16 @@ fn stereo() -> AudioFormat {
 }
 
 fn config(frame_ms: u32) -> OpusConfig {
-    OpusConfig {
-        frame_ms,
-        ..OpusConfig::default()
-    }
+    with(OpusConfig::default(), |c| {
+        c.frame_ms = frame_ms;
+    })
+}
+
+/// `base` with the changes `f` makes.
+fn with(base: OpusConfig, f: impl FnOnce(&mut OpusConfig)) -> OpusConfig {
+    let mut c = base;
+    f(&mut c);
+    c
 }
 
 /// `seconds` of a 1 kHz tone in stereo: left at -6 dBFS, right at -12 dBFS and a quarter
@@ -244,10 +250,9 @@ fn tone_run(cfg: OpusConfig) -> ToneRun {
 /// Without FEC the encoder stays in CELT mode for a tone, at one fixed delay, and the whole
 /// run matches the tone.
 fn assert_celt_run(frame_ms: u32) {
-    let run = tone_run(OpusConfig {
-        fec: false,
-        ..config(frame_ms)
-    });
+    let run = tone_run(with(config(frame_ms), |c| {
+        c.fec = false;
+    }));
     for (ch, snr) in run.whole.into_iter().enumerate() {
         assert!(snr > 20.0, "{frame_ms} ms, channel {ch}: SNR {snr:.1} dB");
     }
@@ -297,10 +302,9 @@ fn voiced(seconds: f64) -> Vec<f32> {
 /// SNR in dB, both channels, of 20 ms packet `lost` after losing it and concealing it with
 /// the next packet's FEC (`fec`) or with PLC; the delay is found by cross-correlation.
 fn concealed_snr(lost: usize, fec: bool) -> f64 {
-    let cfg = OpusConfig {
-        expected_loss_percent: 10,
-        ..OpusConfig::default()
-    };
+    let cfg = with(OpusConfig::default(), |c| {
+        c.expected_loss_percent = 10;
+    });
     let mut codec = Opus::new(stereo(), cfg).unwrap();
     let sound = voiced(2.0);
     let mut packets: Vec<_> = encode_all(&mut codec, &sound)
@@ -425,12 +429,12 @@ fn new_codec_builds_opus_with_the_default_config() {
     assert_eq!(OpusConfig::default(), config(20));
     assert_eq!(
         OpusConfig::default(),
-        OpusConfig {
-            frame_ms: 20,
-            bitrate: 128_000,
-            fec: true,
-            expected_loss_percent: 5
-        }
+        with(OpusConfig::default(), |c| {
+            c.frame_ms = 20;
+            c.bitrate = 128_000;
+            c.fec = true;
+            c.expected_loss_percent = 5;
+        })
     );
 }
 
@@ -494,10 +498,9 @@ fn encode_takes_exactly_one_packet_and_a_full_size_buffer() {
 #[test]
 fn the_loudest_packets_fit_the_buffer() {
     // White noise at the highest bitrate asks for the most bytes.
-    let cfg = OpusConfig {
-        bitrate: 510_000,
-        ..OpusConfig::default()
-    };
+    let cfg = with(OpusConfig::default(), |c| {
+        c.bitrate = 510_000;
+    });
     let mut codec = Opus::new(stereo(), cfg).unwrap();
     let mut rng = Lcg(99);
     let noise: Vec<f32> = (0..RATE * 2).map(|_| rng.sample()).collect();
@@ -582,24 +585,21 @@ fn bad_settings_are_refused_by_name() {
         (config(0), "frame_ms"),
         (config(40), "frame_ms"),
         (
-            OpusConfig {
-                bitrate: 1_000,
-                ..OpusConfig::default()
-            },
+            with(OpusConfig::default(), |c| {
+                c.bitrate = 1_000;
+            }),
             "bitrate",
         ),
         (
-            OpusConfig {
-                bitrate: 600_000,
-                ..OpusConfig::default()
-            },
+            with(OpusConfig::default(), |c| {
+                c.bitrate = 600_000;
+            }),
             "bitrate",
         ),
         (
-            OpusConfig {
-                expected_loss_percent: 101,
-                ..OpusConfig::default()
-            },
+            with(OpusConfig::default(), |c| {
+                c.expected_loss_percent = 101;
+            }),
             "expected_loss_percent",
         ),
     ] {
@@ -614,12 +614,11 @@ fn bad_settings_are_refused_by_name() {
     }
     // The edges are fine.
     for bitrate in [6_000, 510_000] {
-        let cfg = OpusConfig {
-            bitrate,
-            fec: false,
-            expected_loss_percent: 0,
-            ..config(10)
-        };
+        let cfg = with(config(10), |c| {
+            c.bitrate = bitrate;
+            c.fec = false;
+            c.expected_loss_percent = 0;
+        });
         assert!(Opus::new(stereo(), cfg).is_ok());
     }
 }

@@ -478,87 +478,83 @@ fn ragged_pcm_is_refused_and_consumes_nothing() {
 // ---------------------------------------------------------------------------------------
 // Configuration.
 
+/// `base` with the changes `f` makes.
+fn with(base: &SenderConfig, f: impl FnOnce(&mut SenderConfig)) -> SenderConfig {
+    let mut c = base.clone();
+    f(&mut c);
+    c
+}
+
 #[test]
 fn config_errors_name_the_field() {
     let base = SenderConfig::new(CodecKind::L24, format(48_000, 2), 1);
     let cases: Vec<(&str, SenderConfig)> = vec![
         (
             "payload_type",
-            SenderConfig {
-                payload_type: 95,
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.payload_type = 95;
+            }),
         ),
         (
             "payload_type",
-            SenderConfig {
-                payload_type: 128,
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.payload_type = 128;
+            }),
         ),
         (
             "payload_type",
-            SenderConfig {
-                payload_type: 0,
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.payload_type = 0;
+            }),
         ),
         (
             "ptime_ms",
-            SenderConfig {
-                ptime_ms: Some(0),
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.ptime_ms = Some(0);
+            }),
         ),
         (
             "ptime_ms",
-            SenderConfig {
-                ptime_ms: Some(3),
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.ptime_ms = Some(3);
+            }),
         ),
         (
             "ptime_ms",
-            SenderConfig {
-                ptime_ms: Some(40),
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.ptime_ms = Some(40);
+            }),
         ),
         (
             "ptime_ms",
-            SenderConfig {
-                codec: CodecKind::Opus,
-                ptime_ms: Some(5),
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.codec = CodecKind::Opus;
+                c.ptime_ms = Some(5);
+            }),
         ),
         (
             "ntp_extension_id",
-            SenderConfig {
-                ntp_extension_id: 0,
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.ntp_extension_id = 0;
+            }),
         ),
         (
             "ntp_extension_id",
-            SenderConfig {
-                ntp_extension_id: 15,
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.ntp_extension_id = 15;
+            }),
         ),
         (
             "cname",
-            SenderConfig {
-                cname: String::new(),
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.cname = String::new();
+            }),
         ),
         (
             "cname",
-            SenderConfig {
-                cname: "é".repeat(128),
-                ..base.clone()
-            },
+            with(&base, |c| {
+                c.cname = "é".repeat(128);
+            }),
         ),
     ];
     for (field, config) in cases {
@@ -573,30 +569,24 @@ fn config_errors_name_the_field() {
     }
     // The edges of each range are fine.
     for config in [
-        SenderConfig {
-            payload_type: 96,
-            ..base.clone()
-        },
-        SenderConfig {
-            payload_type: 127,
-            ..base.clone()
-        },
-        SenderConfig {
-            ntp_extension_id: 1,
-            ..base.clone()
-        },
-        SenderConfig {
-            ntp_extension_id: 14,
-            ..base.clone()
-        },
-        SenderConfig {
-            cname: "x".into(),
-            ..base.clone()
-        },
-        SenderConfig {
-            cname: "x".repeat(255),
-            ..base.clone()
-        },
+        with(&base, |c| {
+            c.payload_type = 96;
+        }),
+        with(&base, |c| {
+            c.payload_type = 127;
+        }),
+        with(&base, |c| {
+            c.ntp_extension_id = 1;
+        }),
+        with(&base, |c| {
+            c.ntp_extension_id = 14;
+        }),
+        with(&base, |c| {
+            c.cname = "x".into();
+        }),
+        with(&base, |c| {
+            c.cname = "x".repeat(255);
+        }),
     ] {
         let sender = RtpSender::new(config.clone()).unwrap();
         assert_eq!(sender.config(), &config);

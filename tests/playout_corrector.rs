@@ -65,13 +65,18 @@ fn worst(windows: &[f64]) -> f64 {
 }
 
 fn config(kind: CorrectorKind, channels: usize) -> CorrectorConfig {
-    CorrectorConfig {
-        kind,
-        channels,
-        sample_rate: FS,
-        block_frames: BLOCK,
-        max_deviation_ppm: 1000.0,
-    }
+    let mut c = CorrectorConfig::new(channels, FS);
+    c.kind = kind;
+    c.block_frames = BLOCK;
+    c.max_deviation_ppm = 1000.0;
+    c
+}
+
+/// `base` with one change made by `f`.
+fn with(base: CorrectorConfig, f: impl FnOnce(&mut CorrectorConfig)) -> CorrectorConfig {
+    let mut c = base;
+    f(&mut c);
+    c
 }
 
 /// The servo-like ratio: `1 + base_ppm·10⁻⁶ + 20·10⁻⁶·sin(2π t / 7 s)`.
@@ -621,61 +626,60 @@ fn bad_configs_name_the_field() {
     let good = config(CorrectorKind::Sinc, 2);
     assert!(DriftCorrector::new(good).is_ok());
     for channels in [0, 9] {
-        assert_eq!(field_of(CorrectorConfig { channels, ..good }), "channels");
+        assert_eq!(
+            field_of(with(good, |c| {
+                c.channels = channels;
+            })),
+            "channels"
+        );
     }
     for block_frames in [0, 8193] {
         assert_eq!(
-            field_of(CorrectorConfig {
-                block_frames,
-                ..good
-            }),
+            field_of(with(good, |c| {
+                c.block_frames = block_frames;
+            })),
             "block_frames"
         );
     }
     for max_deviation_ppm in [0.0, -1.0, f64::NAN, 100_001.0] {
         assert_eq!(
-            field_of(CorrectorConfig {
-                max_deviation_ppm,
-                ..good
-            }),
+            field_of(with(good, |c| {
+                c.max_deviation_ppm = max_deviation_ppm;
+            })),
             "max_deviation_ppm"
         );
     }
     assert_eq!(
-        field_of(CorrectorConfig {
-            sample_rate: 0,
-            ..good
-        }),
+        field_of(with(good, |c| {
+            c.sample_rate = 0;
+        })),
         "sample_rate"
     );
     let slip = config(CorrectorKind::Slip, 2);
     assert_eq!(
-        field_of(CorrectorConfig {
-            block_frames: 3,
-            ..slip
-        }),
+        field_of(with(slip, |c| {
+            c.block_frames = 3;
+        })),
         "block_frames"
     );
     // Slip fits three slips in a 480-frame block: ±0.6% at most.
     assert_eq!(
-        field_of(CorrectorConfig {
-            max_deviation_ppm: 100_000.0,
-            ..slip
-        }),
+        field_of(with(slip, |c| {
+            c.max_deviation_ppm = 100_000.0;
+        })),
         "max_deviation_ppm"
     );
     for kind in CorrectorKind::ALL {
-        let edge = CorrectorConfig {
-            kind,
-            channels: 8,
-            block_frames: if kind == CorrectorKind::Slip { 4 } else { 1 },
-            max_deviation_ppm: if kind == CorrectorKind::Slip {
+        let edge = with(good, |c| {
+            c.kind = kind;
+            c.channels = 8;
+            c.block_frames = if kind == CorrectorKind::Slip { 4 } else { 1 };
+            c.max_deviation_ppm = if kind == CorrectorKind::Slip {
                 1000.0
             } else {
                 100_000.0
-            },
-            ..good
-        };
+            };
+        });
         assert!(DriftCorrector::new(edge).is_ok(), "{edge:?}");
     }
     // Short buffers are errors, and nothing is consumed.

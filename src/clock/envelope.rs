@@ -57,6 +57,7 @@ use crate::time::{LeaderInstant, LocalInstant, Nanos};
 
 /// Tuning of [`EnvelopeEstimator`]. The defaults are what the sync report measures.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct EnvelopeConfig {
     /// How far back samples are kept at most. Longer averages more delay noise away; shorter
     /// follows the crystal's frequency wander more closely. The window in use shrinks

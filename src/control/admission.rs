@@ -36,6 +36,7 @@ pub struct Member {
 
 /// A change to the group that the rules do not allow.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AdmissionError {
     /// No member has this session id.
     #[error("no follower has session id {id}")]

@@ -40,6 +40,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Why a household key could not be made.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The key file could not be read.
     #[error("cannot read household key file {path}: {source}")]

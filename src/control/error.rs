@@ -4,6 +4,7 @@ use super::message::Refusal;
 
 /// Why a control frame could not be read, decoded or encoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ControlError {
     /// The frame does not start with `b"LS"`: not a lockstep peer, or the stream lost sync.
     #[error("bad magic {got:?}, expected \"LS\"")]

@@ -34,6 +34,7 @@ pub struct Capabilities {
 /// The codec of a stream, as named on the wire. Unlike [`CodecKind`] it is fixed by the
 /// protocol, so its codes do not depend on which features a build has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CodecId {
     /// 16-bit linear PCM.
     L16,
@@ -209,6 +210,7 @@ impl std::fmt::Display for FollowerStatus {
 
 /// Why the leader refuses a follower; travels in [`Message::Refused`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Refusal {
     /// The follower's HMAC proof did not verify: it does not hold the household key.
     WrongKey,
@@ -297,6 +299,7 @@ pub struct PeerPorts {
 /// One control message; [`Message::encode`](Message::encode) and
 /// [`decode_frame`](super::decode_frame) frame it.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Message {
     /// Follower → leader, the first frame: who it is and what it asks for.
     Hello {

@@ -32,6 +32,7 @@ use crate::time::Nanos;
 
 /// What a [`LeaderSession`] tells the leader.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum LeaderEvent {
     /// The follower proved the key and the rules admitted it: start sending it the stream
     /// and the clock. Its Welcome is queued.
@@ -264,6 +265,7 @@ impl LeaderSession {
 
 /// Why a [`FollowerSession`] failed, or a message could not be queued.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// The leader refused the follower.
     #[error("the leader refused: {0}")]
@@ -288,6 +290,7 @@ pub enum SessionError {
 
 /// What the leader tells a joined follower to do.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Command {
     /// Set the output volume (already clamped to 0..=1).
     SetVolume(f32),
@@ -328,6 +331,7 @@ pub struct Welcome {
 
 /// What a [`FollowerSession`] tells the follower.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum FollowerEvent {
     /// Admitted by a leader that proved the key.
     Joined(Welcome),

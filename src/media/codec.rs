@@ -28,11 +28,13 @@ use thiserror::Error;
 /// Sample rates the media path supports, in Hz.
 pub const SUPPORTED_SAMPLE_RATES: [u32; 3] = [44_100, 48_000, 96_000];
 
-/// The largest channel count the media path supports.
-pub const MAX_CHANNELS: u16 = 8;
+/// The largest channel count lockstep carries, from the wire through the stages and the
+/// drift corrector to the DAC: the one limit every layer checks against.
+pub const MAX_CHANNELS: usize = 8;
 
 /// Why a format could not be made or a buffer could not be encoded or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// The sample rate is not one of [`SUPPORTED_SAMPLE_RATES`], or the codec does not run at
     /// it (Opus runs at 48 kHz only).
@@ -128,6 +130,7 @@ fn opus_error_text(code: i32) -> &'static str {
 
 /// Which codec a stream uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CodecKind {
     /// 16-bit linear PCM, big-endian (RFC 3551 §4.5.11).
     L16,
@@ -152,7 +155,7 @@ impl AudioFormat {
         if !SUPPORTED_SAMPLE_RATES.contains(&sample_rate) {
             return Err(CodecError::UnsupportedSampleRate { rate: sample_rate });
         }
-        if channels == 0 || channels > MAX_CHANNELS {
+        if channels == 0 || usize::from(channels) > MAX_CHANNELS {
             return Err(CodecError::UnsupportedChannels { channels });
         }
         Ok(AudioFormat {
@@ -669,7 +672,7 @@ mod tests {
     #[test]
     fn formats_outside_the_supported_set_are_refused() {
         for rate in SUPPORTED_SAMPLE_RATES {
-            for channels in 1..=MAX_CHANNELS {
+            for channels in 1..=MAX_CHANNELS as u16 {
                 let f = AudioFormat::new(rate, channels).unwrap();
                 assert_eq!((f.sample_rate(), f.channels()), (rate, channels));
             }

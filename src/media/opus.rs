@@ -80,6 +80,7 @@ const OPUS_INTERNAL_ERROR: i32 = -3;
 
 /// How to run the Opus encoder. The decoder needs no settings: it follows the packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct OpusConfig {
     /// Packet duration in milliseconds: 10 or 20 (default 20). Each
     /// [`encode`](Codec::encode) takes exactly this much audio.

@@ -59,6 +59,7 @@ const OPUS_MAX_FRAMES: usize = 5_760;
 
 /// How a receiver is set up. [`ReceiverConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReceiverConfig {
     /// The codec of the stream.
     pub codec: CodecKind,
@@ -163,6 +164,7 @@ impl ReceiverConfig {
 
 /// Why a receiver could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ReceiverError {
     /// A configuration field is out of range.
     #[error("invalid receiver config: {field} {reason}")]
@@ -179,6 +181,7 @@ pub enum ReceiverError {
 
 /// Why a datagram was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RejectReason {
     /// Shorter than the 12-byte fixed header.
     TooShort,

@@ -82,6 +82,7 @@ pub const fn compound_len(cname: &str) -> usize {
 
 /// Why a compound RTCP packet could not be written or read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum RtcpError {
     /// The output buffer is too small for the compound packet.
     #[error("RTCP buffer too small: need {need} bytes, have {have}")]

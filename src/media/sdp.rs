@@ -137,6 +137,7 @@ pub struct SessionDescription {
 ///
 /// Every variant's message names the SDP field at fault (`c=`, `m=`, `a=rtpmap`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SdpError {
     /// The text is longer than [`MAX_SDP_LEN`].
     #[error("SDP text of {len} bytes is over the {limit}-byte limit")]

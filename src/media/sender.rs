@@ -91,6 +91,7 @@ static NTP_PLACEHOLDER: [u8; 8] = *b"ntp\x00time";
 /// RFC 3550 asks for a random SSRC, initial sequence number and timestamp offset; this crate
 /// has no random source of its own, so the caller picks them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SenderConfig {
     /// The codec.
     pub codec: CodecKind,
@@ -185,6 +186,7 @@ fn invalid(field: &'static str, reason: &'static str) -> SenderError {
 
 /// Why a sender could not be made or could not send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SenderError {
     /// A [`SenderConfig`] field (or, for [`RtpSender::with_codec`], the codec given) is not
     /// acceptable.

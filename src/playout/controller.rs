@@ -59,6 +59,7 @@ use crate::time::{LeaderInstant, NANOS_PER_SEC, Nanos};
 
 /// How the controller is set up. [`ControllerConfig::new`] gives the defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ControllerConfig {
     /// Nominal sample rate of the stream, in Hz.
     pub sample_rate: u32,
@@ -148,6 +149,7 @@ impl ControllerConfig {
 
 /// Why a controller could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ControllerError {
     /// A configuration field is out of range.
     #[error("invalid playout controller config: {field} {reason}")]

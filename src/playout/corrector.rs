@@ -51,8 +51,8 @@ use rubato::{
 };
 use thiserror::Error;
 
-/// Most channels a corrector takes.
-pub const MAX_CHANNELS: usize = 8;
+use crate::media::MAX_CHANNELS;
+
 /// Most output frames per block.
 pub const MAX_BLOCK_FRAMES: usize = 8192;
 /// Largest allowed [`CorrectorConfig::max_deviation_ppm`].
@@ -110,6 +110,7 @@ const POLY_DEGREE: PolynomialDegree = PolynomialDegree::Cubic;
 
 /// The resampling method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum CorrectorKind {
     /// rubato's asynchronous sinc resampler in f64: high quality (the default).
     #[default]
@@ -164,6 +165,7 @@ impl fmt::Display for CorrectorKind {
 
 /// How a corrector is set up. [`CorrectorConfig::new`] gives the defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct CorrectorConfig {
     /// The resampling method. Default [`CorrectorKind::Sinc`].
     pub kind: CorrectorKind,
@@ -215,6 +217,7 @@ impl CorrectorConfig {
 
 /// What went wrong in a corrector.
 #[derive(Debug, Clone, Copy, PartialEq, Error)]
+#[non_exhaustive]
 pub enum CorrectorError {
     /// A configuration field is out of range.
     #[error("invalid drift corrector config: {field} {reason}")]

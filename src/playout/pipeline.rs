@@ -28,6 +28,7 @@ use crate::time::{LeaderInstant, LocalInstant, NANOS_PER_SEC, Nanos};
 
 /// How a follower's playout is set up.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct PlayoutConfig {
     /// Sample rate of the stream and of the DAC, in Hz.
     pub sample_rate: u32,
@@ -56,6 +57,7 @@ impl PlayoutConfig {
 
 /// Why a playout path could not be built.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PlayoutError {
     /// A configuration field is out of range.
     #[error("invalid playout config: {field} {reason}")]

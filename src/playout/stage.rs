@@ -16,12 +16,11 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::media::MAX_CHANNELS;
+
 /// The largest block a [`Stage`] is ever handed, in frames. [`Chain::process`] cuts longer
 /// input into pieces of at most this many frames.
 pub const MAX_BLOCK_FRAMES: usize = 8192;
-
-/// The most channels a chain (and any stage in it) carries.
-pub const MAX_CHANNELS: usize = 8;
 
 /// One step of a speaker's signal path: takes interleaved frames of
 /// [`channels_in`](Self::channels_in) channels, gives as many frames of
@@ -56,6 +55,7 @@ pub trait Stage: Send {
 
 /// Why a chain or a stage could not be made.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum ChainError {
     /// A stage is fed a different number of channels than it takes.
     #[error("stage {index} ({stage}) takes {expected} channels but is fed {got}")]

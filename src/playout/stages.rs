@@ -5,12 +5,13 @@
 //! All of them allocate only in their constructors, accept blocks of any length, and never
 //! turn finite input into NaN or infinity.
 
+use crate::media::MAX_CHANNELS;
 use std::f64::consts::PI;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::playout::stage::{
-    ChainError, MAX_BLOCK_FRAMES, MAX_CHANNELS, Stage, check_channels, check_sample_rate,
+    ChainError, MAX_BLOCK_FRAMES, Stage, check_channels, check_sample_rate,
 };
 
 /// Frames `input` and `output` have room for, given their channel counts.

@@ -36,6 +36,7 @@ use crate::time::{LeaderInstant, Nanos};
 /// follower is within a few microseconds on a noisy path; a Sync exchange is four packets of
 /// under 100 bytes, so even the fastest stage is well under 1 Mbit/s.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct MasterConfig {
     /// This master's port identity (its clockIdentity names the leader).
     pub port: PortIdentity,

@@ -39,6 +39,7 @@ pub use wire::{
 
 /// Why a received datagram was not used. Every one is also counted in [`PtpStats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PtpError {
     /// The bytes are not a PTP message we understand.
     #[error("malformed PTP message: {0}")]

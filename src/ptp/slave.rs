@@ -27,6 +27,7 @@ const PENDING: usize = 16;
 
 /// How the slave behaves.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct SlaveConfig {
     /// This slave's port identity (its requests are matched by it).
     pub port: PortIdentity,

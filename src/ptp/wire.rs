@@ -136,6 +136,7 @@ mod field {
 
 /// Why a datagram could not be parsed or a message could not be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The buffer is shorter than the header, or than the length the message declares.
     #[error("PTP message too short: needed {needed} bytes, got {got}")]
@@ -236,6 +237,7 @@ impl WireError {
 
 /// A fieldless summary of a [`WireError`], usable as an array index for per-reason counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum RejectReason {
     /// [`WireError::TooShort`].
     TooShort,
@@ -1153,6 +1155,7 @@ pub struct UnicastGrant {
 
 /// A TLV of a Signaling message that lockstep reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SignalingTlv {
     /// REQUEST_UNICAST_TRANSMISSION.
     Request(UnicastRequest),
