@@ -1,4 +1,76 @@
-//! lockstep: keeps many speakers playing one stream in step.
+//! lockstep keeps many speakers playing one stream in step: whole-home multi-room music,
+//! stereo pairs, a subwoofer, over an ordinary LAN or Wi-Fi.
+//!
+//! A leader timestamps audio against its clock and sends it over RTP. Each follower learns
+//! the leader's clock with a PTPv2 exchange (offset and rate), runs the audio through its
+//! role's stages and a drift corrector, and plays every sample at the leader-clock instant
+//! it was meant for.
+//!
+//! # Layers
+//!
+//! From the wire up: a layer builds on the ones listed before it (`ptp` and `clock` share
+//! the exchange and port types), and [`node`] and [`sim`] are the two drivers of the cores.
+//!
+//! | layer | what it holds | does I/O |
+//! |---|---|---|
+//! | [`time`] | local and leader instants, signed spans, media time; integer nanoseconds | no |
+//! | [`ptp`] | PTPv2 wire format, a two-step master and slave | no |
+//! | [`clock`] | estimators of the leader's clock behind [`clock::ClockEstimator`] | no |
+//! | [`media`] | codecs, the RTP sender and receiver, jitter buffer, SDP, RTCP | no |
+//! | [`playout`] | what runs per block: stages, the drift corrector, its servo, the DAC timeline, sinks | no |
+//! | [`control`] | the control channel's messages and its handshake and admission as sessions | no |
+//! | [`core`] | [`core::ClockCore`] and [`core::FollowerCore`]: a whole follower, sans-IO | no |
+//! | [`node`] | [`node::Leader`] and [`node::Follower`]: threads that drive the cores over sockets | yes |
+//! | [`sim`] | a seeded simulator of clocks, links and events that drives the same cores in virtual time | no (virtual time) |
+//!
+//! # The sans-IO promise
+//!
+//! Nothing below [`node`] reads a clock, sleeps, spawns a thread or touches a socket. Every
+//! input carries the time it happened (`handle_*`), and every output is asked for
+//! (`poll_*`: a datagram to send, the next deadline, audio to play). So the simulator runs
+//! the code that ships, deterministically, and a speaker project can drive a follower from
+//! its own event loop and its own audio callback. After any `handle_*` call, drain every
+//! `poll_*` until it returns `None`.
+//!
+//! # A follower with a sink of your own
+//!
+//! A [`node::Follower`] joins a leader over the network and hands each block to an
+//! [`playout::sink::AudioSink`] when it leaves the virtual DAC:
+//!
+//! ```no_run
+//! use std::sync::{Arc, Mutex};
+//!
+//! use lockstep::control::{HouseholdKey, Role};
+//! use lockstep::node::{Follower, FollowerConfig, Output, SharedSink};
+//! use lockstep::playout::sink::{AudioSink, Block, SinkError};
+//!
+//! /// Hands the left channel to the project's own driver.
+//! struct MyDriver {
+//!     frames: u64,
+//! }
+//!
+//! impl AudioSink for MyDriver {
+//!     fn write(&mut self, block: &Block<'_>) -> Result<(), SinkError> {
+//!         for frame in block.samples.chunks_exact(block.channels) {
+//!             let _left = frame[0]; // to the I2S FIFO, say
+//!             self.frames += 1;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = HouseholdKey::new(&std::fs::read("household.key")?)?;
+//! let driver = Arc::new(Mutex::new(MyDriver { frames: 0 }));
+//! let mut config = FollowerConfig::new("192.168.1.10:7700".parse()?, key, Role::Left);
+//! config.output = Output::Custom(SharedSink::new(Arc::clone(&driver)));
+//! let follower = Follower::start(config)?;
+//! std::thread::sleep(std::time::Duration::from_secs(60));
+//! let report = follower.stop()?; // a sink's error comes back here, typed
+//! println!("played {} frames", report.frames);
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
