@@ -74,8 +74,8 @@ fn media_path(c: &mut Criterion, codec: CodecKind, name: &str) {
                     // Each packet arrives 10 ms before it is to be played.
                     let now = start + ptime.mul_f64(packet as f64) - Nanos::from_millis(10);
                     packet += 1;
-                    receiver.receive(p, now);
-                    while let Some(block) = receiver.read(&mut out) {
+                    receiver.handle_rtp(p, now);
+                    while let Some(block) = receiver.poll_audio(&mut out) {
                         frames += block.frames;
                     }
                 })

@@ -380,7 +380,7 @@ fn receive_from(name: &str, mut child: Child, port: u16, codec: CodecKind, pt: u
     let mut exited = false;
     while start.elapsed() < Duration::from_secs(15) {
         if let Ok((n, _)) = socket.recv_from(&mut buf) {
-            rx.receive(&buf[..n], wall_now());
+            rx.handle_rtp(&buf[..n], wall_now());
             last_packet = Instant::now();
         }
         let done = exited && last_packet.elapsed() > Duration::from_millis(500);
@@ -391,8 +391,8 @@ fn receive_from(name: &str, mut child: Child, port: u16, codec: CodecKind, pt: u
             } else {
                 Nanos::ZERO
             };
-        rx.poll(now);
-        while let Some(block) = rx.read(&mut out) {
+        rx.handle_timeout(now);
+        while let Some(block) = rx.poll_audio(&mut out) {
             if let Some(expect) = next_at {
                 let off = (block.presentation - expect).abs();
                 assert!(

@@ -104,7 +104,7 @@ struct Played {
 
 fn read_all(rx: &mut RtpReceiver, played: &mut Played) {
     let mut buf = [0f32; 2 * 128];
-    while let Some(b) = rx.read(&mut buf) {
+    while let Some(b) = rx.poll_audio(&mut buf) {
         played.samples.extend_from_slice(&buf[..b.frames * 2]);
         played.blocks.push((b.presentation, b.frames));
     }
@@ -116,14 +116,14 @@ fn play(rx: &mut RtpReceiver, packets: &[(Vec<u8>, LeaderInstant)]) -> Played {
         blocks: Vec::new(),
     };
     for (p, now) in packets {
-        rx.receive(p, *now);
+        rx.handle_rtp(p, *now);
         read_all(rx, &mut played);
     }
     // Time passes until just before the last packet plays (packets arrive 30 or 50 ms
     // ahead; gaps are concealed 20 ms ahead): every gap before it is due, and the stream
     // has not yet run dry, which would start concealing after its end.
     let end = packets.last().unwrap().1 + Nanos::from_millis(10);
-    rx.poll(end);
+    rx.handle_timeout(end);
     read_all(rx, &mut played);
     played
 }
@@ -277,7 +277,7 @@ fn a_full_jitter_buffer_drops_the_oldest() {
     let s = stream(40, 0, 0, SSRC, true);
     let mut rx = RtpReceiver::new(cfg).unwrap();
     for (p, now) in &s.packets {
-        rx.receive(p, *now);
+        rx.handle_rtp(p, *now);
         assert!(rx.buffered_packets() <= 8);
     }
     let st = rx.stats();
@@ -314,11 +314,11 @@ fn a_new_ssrc_relocks_and_junk_ssrcs_do_not() {
         blocks: Vec::new(),
     };
     for (k, (p, now)) in a.packets.iter().enumerate() {
-        rx.receive(p, *now);
+        rx.handle_rtp(p, *now);
         // Junk SSRCs with random sequence numbers interleaved: rejected, no relock.
         let junk = rtp((k * 7919) as u16, 0, 0xDEAD_0000 + k as u32, None, &p[28..]);
         assert_eq!(
-            rx.receive(&junk, *now),
+            rx.handle_rtp(&junk, *now),
             Outcome::Rejected(RejectReason::WrongSsrc)
         );
         read_all(&mut rx, &mut played);
@@ -326,7 +326,7 @@ fn a_new_ssrc_relocks_and_junk_ssrcs_do_not() {
     assert_eq!(rx.stats().relocks, 0);
     let mut outcomes = Vec::new();
     for (p, now) in &b_packets {
-        outcomes.push(rx.receive(p, *now));
+        outcomes.push(rx.handle_rtp(p, *now));
         read_all(&mut rx, &mut played);
     }
     assert_eq!(rx.stats().relocks, 1);
@@ -343,9 +343,9 @@ fn a_new_ssrc_during_a_live_stream_takes_over_after_a_few_packets() {
     let b = stream(50, 900, 123, 0xB0B, true);
     let mut rx = RtpReceiver::new(config()).unwrap();
     for (k, ((pa, now), (pb, _))) in a.packets.iter().zip(&b.packets).enumerate() {
-        rx.receive(pa, *now);
+        rx.handle_rtp(pa, *now);
         if k >= 10 {
-            rx.receive(pb, *now);
+            rx.handle_rtp(pb, *now);
         }
     }
     assert_eq!(rx.stats().relocks, 1);
@@ -403,7 +403,7 @@ fn malformed_datagrams_are_rejected_by_reason() {
     cases.push((v, RejectReason::MalformedPayload));
     for (datagram, reason) in &cases {
         assert_eq!(
-            rx.receive(datagram, now),
+            rx.handle_rtp(datagram, now),
             Outcome::Rejected(*reason),
             "{reason}"
         );
@@ -440,15 +440,15 @@ fn steady_state_receive_and_read_allocate_nothing() {
     let mut rx = RtpReceiver::new(config()).unwrap();
     let mut buf = vec![0f32; 2 * 128];
     for (p, now) in &packets[..100] {
-        rx.receive(p, *now);
-        while rx.read(&mut buf).is_some() {}
+        rx.handle_rtp(p, *now);
+        while rx.poll_audio(&mut buf).is_some() {}
     }
     let ((), allocs, _) = watch(|| {
         for (p, now) in &packets[100..] {
-            rx.receive(p, *now);
-            rx.receive(p, *now); // duplicate
-            rx.receive(&p[..20], *now); // junk
-            while rx.read(&mut buf).is_some() {}
+            rx.handle_rtp(p, *now);
+            rx.handle_rtp(p, *now); // duplicate
+            rx.handle_rtp(&p[..20], *now); // junk
+            while rx.poll_audio(&mut buf).is_some() {}
         }
     });
     assert_eq!(allocs, 0, "allocations on the receive path");
@@ -482,9 +482,9 @@ fn memory_at_defaults_is_under_a_mebibyte_and_flat_under_junk() {
                 datagram[8..12].copy_from_slice(&SSRC.to_be_bytes());
             }
             let now = LeaderInstant::from_nanos((x >> 8) as i64);
-            rx.receive(&datagram[..len], now);
+            rx.handle_rtp(&datagram[..len], now);
             let mut out = [0f32; 64];
-            rx.read(&mut out);
+            let _ = rx.poll_audio(&mut out);
         }
     });
     assert_eq!(allocs, 0);
@@ -524,10 +524,10 @@ fn a_stream_that_runs_dry_is_concealed_on_time_then_stops_after_max_conceal() {
     let end = events.last().unwrap().0 + Nanos::from_secs(2);
     while now <= end {
         while next < events.len() && events[next].0 <= now {
-            rx.receive(events[next].1, now);
+            rx.handle_rtp(events[next].1, now);
             next += 1;
         }
-        rx.poll(now);
+        rx.handle_timeout(now);
         read_all(&mut rx, &mut played);
         now += Nanos::from_millis(1);
     }
@@ -564,7 +564,7 @@ fn a_stream_that_runs_dry_is_concealed_on_time_then_stops_after_max_conceal() {
             .iter()
             .all(|&x| x == 0.0)
     );
-    rx.poll(end + Nanos::from_secs(5));
+    rx.handle_timeout(end + Nanos::from_secs(5));
     assert_eq!(rx.buffered_frames(), 0);
 }
 
@@ -622,7 +622,7 @@ fn without_extensions_an_rtcp_sender_report_gives_the_timing() {
     // The first packet arrives and is anchored at arrival + latency, then an SR says when
     // its timestamp really plays.
     let (first, arrival) = packets.remove(0);
-    rx.receive(&first, arrival);
+    rx.handle_rtp(&first, arrival);
     let ts0 = u32::from_be_bytes([first[4], first[5], first[6], first[7]]);
     let sr = SenderReport {
         ssrc: 0xC0DE,
@@ -633,25 +633,25 @@ fn without_extensions_an_rtcp_sender_report_gives_the_timing() {
     };
     let mut buf = [0u8; 128];
     let n = sr.write_compound("test", &mut buf).unwrap();
-    assert!(rx.receive_rtcp(&buf[..n]));
+    assert!(rx.handle_rtcp(&buf[..n]));
     let mut played = Played {
         samples: Vec::new(),
         blocks: Vec::new(),
     };
     for (p, now) in &packets {
-        rx.receive(p, *now);
+        rx.handle_rtp(p, *now);
         read_all(&mut rx, &mut played);
     }
     // Just before the last packet plays: nothing left to conceal, the stream not yet dry.
-    rx.poll(packets.last().unwrap().1 + Nanos::from_millis(10));
+    rx.handle_timeout(packets.last().unwrap().1 + Nanos::from_millis(10));
     read_all(&mut rx, &mut played);
     assert_same(&played.samples, &source);
     assert_timeline(&played, base);
     // An SR from another source, or garbage, changes nothing.
     let other = SenderReport { ssrc: 1, ..sr };
     let n = other.write_compound("x", &mut buf).unwrap();
-    assert!(!rx.receive_rtcp(&buf[..n]));
-    assert!(!rx.receive_rtcp(&[0x80, 200, 0, 1]));
+    assert!(!rx.handle_rtcp(&buf[..n]));
+    assert!(!rx.handle_rtcp(&[0x80, 200, 0, 1]));
 }
 
 #[cfg(feature = "opus")]

@@ -149,10 +149,10 @@ fn run_with(
         let ((), allocs, _) = watch(|| {
             let now = LeaderInstant::from_nanos(EPOCH + now_true);
             while next_packet < packets.len() && packets[next_packet].0 <= now_true {
-                rx.receive(&packets[next_packet].1, now);
+                rx.handle_rtp(&packets[next_packet].1, now);
                 next_packet += 1;
             }
-            rx.poll(now);
+            rx.handle_timeout(now);
             playout.render(
                 &mut rx,
                 Some(&est),

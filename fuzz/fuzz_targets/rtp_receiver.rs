@@ -43,13 +43,13 @@ fuzz_target!(|input: &[u8]| {
         rest = &rest[data.len()..];
         now = if flags & 4 != 0 { now - step } else { now + step };
         if flags & 1 != 0 {
-            rx.receive_rtcp(data);
+            rx.handle_rtcp(data);
         } else {
-            rx.receive(data, now);
+            rx.handle_rtp(data, now);
         }
         if flags & 2 != 0 {
-            rx.poll(now);
-            rx.read(&mut out);
+            rx.handle_timeout(now);
+            let _ = rx.poll_audio(&mut out);
         }
         assert!(rx.buffered_packets() <= 16);
         assert!(rx.buffered_frames() <= 4_800);

@@ -380,7 +380,7 @@ impl<A: Copy + Eq> FollowerCore<A> {
         let Some(rx) = self.rx.as_mut() else { return };
         match self.clock.estimate() {
             Some(est) => {
-                rx.receive(bytes, est.to_leader(at));
+                rx.handle_rtp(bytes, est.to_leader(at));
             }
             None => self.unplaced += 1,
         }
@@ -598,7 +598,7 @@ impl<A: Copy + Eq> FollowerCore<A> {
             };
         }
         if let Some(e) = est.as_ref() {
-            rx.poll(e.to_leader(now));
+            rx.handle_timeout(e.to_leader(now));
         }
         let report = path
             .playout

@@ -17,7 +17,7 @@
 //!    ([`SequenceExtender`], [`TimestampExtender`]), so wrap-around is invisible. A packet's
 //!    presentation time comes from its RFC 6051 NTP header extension when it has one (every
 //!    lockstep packet does); otherwise from the RTP timestamp, through the last extension, an
-//!    RTCP sender report ([`RtpReceiver::receive_rtcp`]) or an RFC 7273 media clock offset;
+//!    RTCP sender report ([`RtpReceiver::handle_rtcp`]) or an RFC 7273 media clock offset;
 //!    and for a stream with none of these (a plain ffmpeg or GStreamer sender), from the
 //!    first packet's arrival plus [`ReceiverConfig::latency`].
 //! 4. **Jitter buffer.** Packets wait in a [`JitterBuffer`] in sequence order. Duplicates and
@@ -32,7 +32,7 @@
 //!    the buffer runs dry in mid-stream (every packet of a stretch delayed or lost) the
 //!    receiver conceals on the same schedule, for at most [`ReceiverConfig::max_conceal`];
 //!    packets that arrive for a stretch already concealed are dropped as late.
-//! 6. **Output.** [`RtpReceiver::read`] pops interleaved samples with their presentation
+//! 6. **Output.** [`RtpReceiver::poll_audio`] pops interleaved samples with their presentation
 //!    time; [`RtpReceiver::stats`] counts what happened.
 //!
 //! Every buffer is allocated in [`RtpReceiver::new`]. Receiving, concealing and reading
@@ -298,7 +298,7 @@ pub struct ReceiverStats {
     pub rejected: RejectCounts,
 }
 
-/// What [`RtpReceiver::receive`] did with a datagram.
+/// What [`RtpReceiver::handle_rtp`] did with a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Stored in the jitter buffer.
@@ -313,7 +313,7 @@ pub enum Outcome {
     Rejected(RejectReason),
 }
 
-/// A block of samples handed out by [`RtpReceiver::read`].
+/// A block of samples handed out by [`RtpReceiver::poll_audio`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
     /// Leader-clock instant at which the block's first frame is to be played.
@@ -602,7 +602,7 @@ impl RtpReceiver {
         Some(a.at + Nanos::from_nanos(dt.clamp(-(i64::MAX as i128), i64::MAX as i128) as i64))
     }
 
-    /// When the next frame [`read`](Self::read) returns is to be played.
+    /// When the next frame [`poll_audio`](Self::poll_audio) returns is to be played.
     pub fn head_presentation(&self) -> Option<LeaderInstant> {
         let write_ts = self.write_ts?;
         let head = write_ts.checked_sub(self.buffered_frames() as u64)?;
@@ -610,7 +610,7 @@ impl RtpReceiver {
     }
 
     /// Takes one datagram that arrived at leader time `now`.
-    pub fn receive(&mut self, datagram: &[u8], now: LeaderInstant) -> Outcome {
+    pub fn handle_rtp(&mut self, datagram: &[u8], now: LeaderInstant) -> Outcome {
         let outcome = self.accept(datagram, now);
         if let Outcome::Rejected(reason) = outcome {
             self.stats.rejected.add(reason);
@@ -755,7 +755,7 @@ impl RtpReceiver {
     /// without NTP header extensions, the report's NTP ↔ RTP pair becomes the timing anchor;
     /// this is right when the sender's NTP clock is the leader clock, as it is for a
     /// lockstep leader. Returns whether the report was used.
-    pub fn receive_rtcp(&mut self, datagram: &[u8]) -> bool {
+    pub fn handle_rtcp(&mut self, datagram: &[u8]) -> bool {
         let Ok(sr) = SenderReport::parse_compound(datagram) else {
             return false;
         };
@@ -792,11 +792,11 @@ impl RtpReceiver {
         self.stats.relocks += 1;
     }
 
-    /// Decodes what is in order and conceals gaps that are due at `now`. [`receive`]
+    /// Decodes what is in order and conceals gaps that are due at `now`. [`handle_rtp`]
     /// calls it; call it yourself when time passes without packets.
     ///
-    /// [`receive`]: Self::receive
-    pub fn poll(&mut self, now: LeaderInstant) {
+    /// [`handle_rtp`]: Self::handle_rtp
+    pub fn handle_timeout(&mut self, now: LeaderInstant) {
         self.drain(now);
     }
 
@@ -1012,7 +1012,8 @@ impl RtpReceiver {
 
     /// Pops up to `out.len() / channels` frames of interleaved samples into `out`. Returns
     /// the block's presentation time and length, or `None` if nothing is buffered.
-    pub fn read(&mut self, out: &mut [f32]) -> Option<Block> {
+    #[must_use]
+    pub fn poll_audio(&mut self, out: &mut [f32]) -> Option<Block> {
         let presentation = self.head_presentation()?;
         let want = out.len() / self.channels * self.channels;
         let got = self.fifo.pop_slice(&mut out[..want]);

@@ -355,7 +355,7 @@ impl Playout {
             // A lost packet is concealed only when it falls due; the chain and the
             // corrector read further ahead than the receiver's concealment lead, so let it
             // conceal up to the end of what this block needs.
-            rx.poll(self.at_index((self.seg_fed + need as u64) as f64));
+            rx.handle_timeout(self.at_index((self.seg_fed + need as u64) as f64));
         }
         if rx.buffered_frames() < from_fifo || need * self.channels_in > self.input.len() {
             out.fill(0.0);
@@ -366,7 +366,7 @@ impl Playout {
         self.input[..from_silence * ci].fill(0.0);
         let mut got = from_silence;
         while got < need {
-            match rx.read(&mut self.input[got * ci..need * ci]) {
+            match rx.poll_audio(&mut self.input[got * ci..need * ci]) {
                 Some(b) => got += b.frames,
                 None => break,
             }
