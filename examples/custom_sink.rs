@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lockstep::control::{HouseholdKey, Role};
+use lockstep::measure::{Capture, MeterConfig, load_capture_wav, measure_skew};
 use lockstep::node::{
     Follower, FollowerConfig, Leader, LeaderConfig, LocalClock, Output, SharedSink, TestSource,
 };
-use lockstep::playout::meter::{Capture, MeterConfig, load_capture_wav, measure_skew};
 use lockstep::playout::sink::{AudioSink, Block, SinkError};
 use lockstep::time::Nanos;
 

@@ -24,11 +24,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use lockstep::control::{HouseholdKey, Role, new_nonce};
+use lockstep::measure::{GroupSkew, Series, log_plot_svg, measure_recordings, recording};
 use lockstep::node::{
     Follower, FollowerConfig, FollowerReport, Leader, LeaderConfig, LocalClock, Output, TestSource,
-    measure_recordings, recording,
 };
-use lockstep::sim::plot::{Series, log_plot_svg};
 use lockstep::time::Nanos;
 
 /// Runs a leader and four followers on loopback and measures how closely they play together.
@@ -265,7 +264,7 @@ fn status_lines(elapsed: Duration, followers: &[Follower]) {
 fn write_report(
     out: &Path,
     reports: &[FollowerReport],
-    skew: &lockstep::node::GroupSkew,
+    skew: &GroupSkew,
     to_play: &[Option<Duration>],
     load: &str,
     args: &Args,

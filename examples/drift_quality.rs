@@ -15,7 +15,7 @@
 //! Each follower's DAC output is cut into 100 ms windows from `--skip` seconds on (35 s by
 //! default: the servo starts fast and glides to its steady, smoother bandwidth over 30 s;
 //! `--skip 1` measures the glide too, from the first second on); in each a sinusoid with a
-//! smoothly wandering phase is fitted ([`lockstep::playout::thdn`]: the servo's changing
+//! smoothly wandering phase is fitted ([`lockstep::measure::thdn`]: the servo's changing
 //! ratio is timing, not distortion) and THD+N is residual over total energy. The worst
 //! window is reported, with the true time at which it starts, and the median.
 //!
@@ -31,8 +31,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use lockstep::measure::thdn_windows;
 use lockstep::playout::corrector::CorrectorKind;
-use lockstep::playout::thdn::thdn_windows;
 use lockstep::sim::events::{FAMILIES, Variant, family};
 use lockstep::sim::playout::{PlayoutScenario, Role, SpeakerSpec, TestSignal, run_group};
 use lockstep::sim::scenario_file::read_events;

@@ -7,7 +7,7 @@
 //! Each WAV (integer PCM or 32-bit float) may have a sidecar `<file>.json` with its emission
 //! timeline, `{"first_sample_ns": <i64>, "rate_hz": <f64>}`: the true time frame 0 left the
 //! DAC and the true rate frames left at, as `WavSink` and
-//! `lockstep::playout::meter::write_capture_wav` write it. Without one, frame 0 is taken to
+//! `lockstep::measure::write_capture_wav` write it. Without one, frame 0 is taken to
 //! leave at 0 ns and frames at the WAV's nominal rate. The skew is B's emission time minus
 //! A's for the same content: positive means B plays later.
 
@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use lockstep::playout::meter::{
-    MeterConfig, OwnedCapture, SkewReport, load_capture_wav, measure_skew,
-};
+use lockstep::measure::{MeterConfig, OwnedCapture, SkewReport, load_capture_wav, measure_skew};
 
 /// Measures, window by window, how much later speaker B emits the same audio than speaker A.
 #[derive(Parser, Debug)]

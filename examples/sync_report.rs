@@ -36,13 +36,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use lockstep::measure::{Series, log_plot_svg, percentile};
 use lockstep::playout::corrector::CorrectorKind;
 use lockstep::sim::events::{Events, FAMILIES, family_seeded};
 use lockstep::sim::playout::{PlayoutReport, PlayoutScenario, run_playout};
-use lockstep::sim::plot::{Series, log_plot_svg};
 use lockstep::sim::scenario_file::read_events;
 use lockstep::sim::sync::{
-    EstimatorResult, SyncReport, SyncScenario, default_estimators, percentile, run_sync,
+    EstimatorResult, SyncReport, SyncScenario, default_estimators, run_sync,
 };
 use lockstep::sim::{Jitter, LinkConfig, Loss, PathConfig};
 use lockstep::time::Nanos;

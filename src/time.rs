@@ -7,6 +7,10 @@
 //! - [`LeaderInstant`]: a reading of the leader's clock, the timescale that every
 //!   presentation time is written in. On the wire it is a PTP timestamp.
 //! - [`MediaTime`]: a position in a stream counted in samples of a stated rate, as RTP counts.
+//!   It is the one place frames and nanoseconds convert.
+//!
+//! A fourth, [`TrueInstant`], is for measuring from outside: the reference (true) time a
+//! DAC's emissions are reported on, never read by the code that plays.
 //!
 //! Durations between readings of the same clock are [`Nanos`]. All absolute times are integer
 //! nanoseconds; floating point is used only for small relative quantities such as a rate.
@@ -202,6 +206,14 @@ instant_type!(
     LeaderInstant
 );
 
+instant_type!(
+    /// A reading of the reference clock that emission is judged on from outside, in
+    /// nanoseconds since its epoch: the simulator's true time, or the monotonic clock of
+    /// the machine that hosts a group of followers. No follower plays by it; a DAC reports
+    /// when each block left on it, so that the recordings of different speakers line up.
+    TrueInstant
+);
+
 /// The signed difference `leader - local` between a leader reading and a local reading of
 /// the same moment: what a follower adds to its own clock to get the leader's.
 pub fn offset_between(leader: LeaderInstant, local: LocalInstant) -> Nanos {
@@ -256,6 +268,23 @@ impl MediaTime {
     pub fn rebase(self, rate: u32) -> MediaTime {
         let num = self.ticks as i128 * rate as i128;
         MediaTime::new(clamp_i128(div_round(num, self.rate as i128)), rate)
+    }
+
+    /// The span from tick 0 to this position, rounded down to a whole nanosecond: the
+    /// instant a frame starts is never reported later than it is.
+    pub fn to_nanos_floor(self) -> Nanos {
+        let num = self.ticks as i128 * NANOS_PER_SEC as i128;
+        Nanos(clamp_i128(num.div_euclid(self.rate as i128)))
+    }
+
+    /// The position at `span` after tick 0 on a clock of `rate` Hz, rounded down to a whole
+    /// tick: the tick in progress at that instant.
+    ///
+    /// # Panics
+    /// If `rate` is zero (see [`MediaTime::new`]).
+    pub fn from_nanos_floor(span: Nanos, rate: u32) -> MediaTime {
+        let num = span.0 as i128 * rate as i128;
+        MediaTime::new(clamp_i128(num.div_euclid(NANOS_PER_SEC as i128)), rate)
     }
 
     /// This position moved by `ticks` ticks of its own rate (saturating).
@@ -318,6 +347,19 @@ mod tests {
         assert_eq!(
             MediaTime::from_nanos(Nanos::from_millis(5), 48_000).ticks(),
             240
+        );
+        let third = MediaTime::new(1, 3);
+        assert_eq!(third.to_nanos(), Nanos(333_333_333));
+        assert_eq!(MediaTime::new(2, 3).to_nanos(), Nanos(666_666_667));
+        assert_eq!(MediaTime::new(2, 3).to_nanos_floor(), Nanos(666_666_666));
+        assert_eq!(MediaTime::new(-1, 3).to_nanos_floor(), Nanos(-333_333_334));
+        assert_eq!(
+            MediaTime::from_nanos_floor(Nanos(666_666_666), 3).ticks(),
+            1
+        );
+        assert_eq!(
+            MediaTime::from_nanos_floor(Nanos(666_666_667), 3).ticks(),
+            2
         );
         let later = MediaTime::new(96_000 + 960, 96_000);
         assert_eq!(later.since(t), Nanos::from_millis(10));

@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lockstep::control::Role;
-use lockstep::node::{
-    Clock, CustomClock, Follower, LocalClock, Output, Recording, measure_recordings,
-};
+use lockstep::measure::{Recording, measure_recordings};
+use lockstep::node::{Clock, CustomClock, Follower, LocalClock, Output};
 use node::*;
 
 /// The project's crystal: `ppm` fast against the machine's monotonic clock.

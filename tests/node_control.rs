@@ -9,8 +9,8 @@ mod node;
 use std::time::Duration;
 
 use lockstep::control::Role;
+use lockstep::measure::load_capture_wav;
 use lockstep::node::TestSource;
-use lockstep::playout::meter::load_capture_wav;
 use lockstep::sim::playout::TestSignal;
 use lockstep::time::Nanos;
 use node::*;
@@ -126,7 +126,7 @@ fn a_source_switch_crossfades_without_a_click() {
 
 #[test]
 fn trim_and_output_latency_move_a_speaker_by_exactly_that_much() {
-    use lockstep::node::{measure_recordings, recording};
+    use lockstep::measure::{measure_recordings, recording};
     let dir = temp_dir("trim");
     let leader = leader();
     let mut a = follower_config(&leader, Role::Full, 60.0);

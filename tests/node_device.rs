@@ -24,8 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lockstep::control::Role;
+use lockstep::measure::{Capture, MeterConfig, load_capture_wav, measure_skew};
 use lockstep::node::Output;
-use lockstep::playout::meter::{Capture, MeterConfig, load_capture_wav, measure_skew};
 use node::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pulse-null.sh");

@@ -9,7 +9,7 @@ mod node;
 use std::time::Duration;
 
 use lockstep::control::Role;
-use lockstep::node::{measure_recordings, recording};
+use lockstep::measure::{measure_recordings, recording};
 use node::*;
 
 #[test]

@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use lockstep::playout::meter::{Capture, MeterConfig, measure_skew};
+use lockstep::measure::{Capture, MeterConfig, measure_skew};
 
 fn follower_cmd() -> std::process::Command {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();

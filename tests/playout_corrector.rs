@@ -5,10 +5,10 @@ mod common;
 use std::collections::HashMap;
 use std::f64::consts::TAU;
 
+use lockstep::measure::{thdn_db, thdn_windows};
 use lockstep::playout::corrector::{
     CorrectorConfig, CorrectorError, CorrectorKind, DriftCorrector,
 };
-use lockstep::playout::thdn::{thdn_db, thdn_windows};
 
 use common::alloc::watch;
 

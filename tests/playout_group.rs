@@ -111,7 +111,7 @@ impl lockstep::playout::sink::AudioSink for Kept {
 
 #[test]
 fn a_sink_of_the_callers_own_measures_the_same_skew_as_the_virtual_dac() {
-    use lockstep::playout::meter::{Capture, MeterConfig, measure_skew};
+    use lockstep::measure::{Capture, MeterConfig, measure_skew};
     use lockstep::playout::sink::SharedSink;
     use std::sync::{Arc, Mutex};
     let mut s = scenario("wifi", 20, 4);

@@ -9,7 +9,7 @@
 use std::f64::consts::PI;
 use std::path::PathBuf;
 
-use lockstep::playout::meter::{
+use lockstep::measure::{
     Capture, MeterConfig, MeterError, SkewReport, load_capture_wav, measure_skew, percentile,
     sidecar_path, write_capture_wav,
 };
@@ -598,7 +598,7 @@ fn integer_wavs_without_sidecar_use_the_nominal_timeline() {
 
 #[test]
 fn the_wav_sink_writes_what_the_meter_reads() {
-    use lockstep::playout::dac::WavSink;
+    use lockstep::measure::WavSink;
     let dir = temp_dir("sink");
     let path = dir.join("speaker.wav");
     let mut sink = WavSink::create(&path, 48_000, 2).unwrap();

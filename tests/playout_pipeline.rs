@@ -8,18 +8,18 @@
 mod common;
 
 use lockstep::clock::{ClockEstimate, EpochReason};
+use lockstep::measure::{Capture, MeterConfig, measure_skew};
 use lockstep::media::receiver::{ReceiverConfig, RtpReceiver};
 use lockstep::media::sender::{RtpSender, SenderConfig};
 use lockstep::media::{AudioFormat, CodecKind};
 use lockstep::playout::controller::State;
 use lockstep::playout::corrector::CorrectorKind;
 use lockstep::playout::dac::{Crystal, LinearCrystal, VirtualDac};
-use lockstep::playout::meter::{Capture, MeterConfig, measure_skew};
 use lockstep::playout::pipeline::{Playout, PlayoutConfig};
 use lockstep::playout::stage::{Chain, Stage};
 use lockstep::playout::stages::{ChannelSplit, SplitMode};
 use lockstep::ptp::{ClockIdentity, PortIdentity};
-use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
+use lockstep::time::{LeaderInstant, LocalInstant, Nanos, TrueInstant};
 
 use common::alloc::watch;
 
@@ -46,7 +46,7 @@ fn noise(frames: usize, seed: u64) -> Vec<f32> {
 /// `EPOCH + true time`.
 fn truth(crystal: &LinearCrystal) -> ClockEstimate {
     ClockEstimate {
-        anchor_local: LocalInstant::from_nanos(crystal.offset_ns),
+        anchor_local: crystal.offset,
         anchor_leader: LeaderInstant::from_nanos(EPOCH),
         rate_ppm: (1.0 / (1.0 + crystal.drift_ppm * 1e-6) - 1.0) * 1e6,
         uncertainty: Nanos::ZERO,
@@ -103,7 +103,7 @@ fn run_with(
     let format = AudioFormat::new(RATE, 2).unwrap();
     let mut crystal = LinearCrystal {
         drift_ppm,
-        offset_ns: 123_456_789_012,
+        offset: LocalInstant::from_nanos(123_456_789_012),
     };
     let exact = truth(&crystal);
     // Every packet, sent when its audio is captured, to play LATENCY_MS later.
@@ -128,7 +128,7 @@ fn run_with(
     .unwrap();
     let mut playout = Playout::new(config, chain).unwrap();
     let mut dac = VirtualDac::new(RATE, 2);
-    dac.start(LocalInstant::from_nanos(crystal.local_at(300_000_000)));
+    dac.start(crystal.local_at(TrueInstant::from_nanos(300_000_000)));
     let mut block_out = vec![0f32; block * 2];
     let total_frames = (seconds as u64 - 1) * u64::from(RATE);
     let mut out = Vec::with_capacity(total_frames as usize + block);
@@ -138,7 +138,7 @@ fn run_with(
     while (out.len() as u64) < total_frames {
         let dac_next = dac.next_local().unwrap();
         // Render one block ahead of emission.
-        let now_true = crystal.true_at(dac_next.as_nanos()) - 10_000_000;
+        let now_true = crystal.true_at(dac_next).as_nanos() - 10_000_000;
         let measured = out.len() as u64 + u64::from(RATE) >= total_frames;
         let mut est = exact;
         if let Some((at, by)) = jump
@@ -163,7 +163,7 @@ fn run_with(
             let e = dac
                 .emit(&block_out, &mut crystal as &mut dyn Crystal)
                 .unwrap();
-            first_ns.get_or_insert(e.true_ns);
+            first_ns.get_or_insert(e.true_time.as_nanos());
             out.extend(block_out.chunks_exact(2).map(|f| f[0]));
         });
         if measured {

@@ -5,7 +5,7 @@ mod bin;
 
 use std::process::Command;
 
-use lockstep::playout::meter::write_capture_wav;
+use lockstep::measure::write_capture_wav;
 
 fn sync_meter() -> Command {
     bin::example("sync_meter")

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::net;
 use crate::playout::dac::Crystal;
-use crate::time::{LocalInstant, Nanos};
+use crate::time::{LocalInstant, Nanos, TrueInstant};
 
 /// A clock of the caller's own for a node to read: a speaker's audio clock, a hardware
 /// timer. It is told and tells its readings against the machine's monotonic clock, which
@@ -225,12 +225,12 @@ impl NodeClock {
 /// Monotonic time is the "true" time of a node's virtual DAC: its emissions are reported
 /// on the machine's undrifted monotonic clock.
 impl Crystal for NodeClock {
-    fn local_at(&mut self, true_ns: i64) -> i64 {
-        self.from_monotonic(true_ns).as_nanos()
+    fn local_at(&mut self, at: TrueInstant) -> LocalInstant {
+        self.from_monotonic(at.as_nanos())
     }
 
-    fn true_at(&mut self, local_ns: i64) -> i64 {
-        self.to_monotonic(LocalInstant::from_nanos(local_ns))
+    fn true_at(&mut self, local: LocalInstant) -> TrueInstant {
+        TrueInstant::from_nanos(self.to_monotonic(local))
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use crate::control::{ControlError, Refusal};
 use crate::net::NetError;
 use crate::node::source::SourceError;
-use crate::playout::dac::SinkError;
+use crate::playout::sink::SinkError;
 
 /// Why a node could not start or an operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::control::Role;
+use crate::measure::WavSink;
 use crate::net::UdpSocket;
 use crate::node::NodeError;
 use crate::node::clock::NodeClock;
@@ -28,7 +29,7 @@ use crate::node::follower::NEEDS_CPAL;
 use crate::node::follower::{FollowerConfig, FollowerShared, Output};
 use crate::node::ptp::lock;
 use crate::playout::controller::State;
-use crate::playout::dac::{VirtualDac, WavSink};
+use crate::playout::dac::VirtualDac;
 use crate::playout::sink::{AudioSink, Block, NullSink, PcmWriter};
 use crate::time::{LocalInstant, Nanos};
 
@@ -279,7 +280,9 @@ impl OutputLoop {
     #[cfg_attr(not(feature = "cpal"), allow(unused_variables))]
     fn emit(&mut self, block: &[f32], at: LocalInstant) -> Option<i64> {
         match &mut self.dac {
-            Dac::Virtual(dac) => dac.emit(block, &mut self.clock).map(|e| e.true_ns),
+            Dac::Virtual(dac) => dac
+                .emit(block, &mut self.clock)
+                .map(|e| e.true_time.as_nanos()),
             #[cfg(feature = "cpal")]
             Dac::Device(device) => {
                 device.emit(block);

@@ -31,7 +31,6 @@ mod ptp;
 mod ptp_interop;
 #[cfg(test)]
 mod simnet;
-mod skew;
 mod source;
 
 pub use crate::playout::sink::SharedSink;
@@ -45,7 +44,6 @@ pub use ptp::{
     ClockFollower, ClockFollowerConfig, ClockLeader, ClockLeaderConfig, PTP_MULTICAST, PtpPeer,
     PtpSocketConfig,
 };
-pub use skew::{GroupSkew, PairSkew, Recording, SkewError, measure_recordings, recording};
 pub use source::{AudioSource, RawS16Source, SourceError, TestSource, WavSource};
 
 /// Starts a named node thread; a failure to start is [`NodeError::Thread`].

@@ -8,10 +8,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use crate::control::{HouseholdKey, Role};
+use crate::measure::{measure_recordings, recording};
 use crate::net::NetNs;
 use crate::node::{
-    Follower, FollowerConfig, Leader, LeaderConfig, LocalClock, MulticastStream, Output,
-    TestSource, measure_recordings, recording,
+    Follower, FollowerConfig, Leader, LeaderConfig, LocalClock, MulticastStream, Output, TestSource,
 };
 use crate::time::Nanos;
 

@@ -3,16 +3,15 @@
 //!
 //! A follower's samples pass through its [`Chain`](crate::playout::stage::Chain) of
 //! [`Stage`](crate::playout::stage::Stage)s (stereo-pair split, crossover, gain, delay trim),
-//! then a drift-correcting resampler steered by the playout controller, into a sink. The
-//! sync meter measures, from the emitted audio alone, how far apart two speakers play.
+//! then a drift-correcting resampler steered by the playout controller, into a sink.
+//! Everything here runs per audio block; measuring how well it played is
+//! [`crate::measure`]'s.
 
 pub mod controller;
 pub mod corrector;
 pub mod dac;
 pub mod device_clock;
-pub mod meter;
 pub mod pipeline;
 pub mod sink;
 pub mod stage;
 pub mod stages;
-pub mod thdn;

@@ -1,7 +1,7 @@
 //! Where a follower's audio goes: sinks that take each block as it leaves the DAC.
 //!
 //! A push [`AudioSink`] is handed every block with the time its first frame leaves: a WAV
-//! file ([`WavSink`](super::dac::WavSink)), raw PCM to a pipe ([`PcmWriter`]), nothing
+//! file ([`WavSink`](crate::measure::WavSink)), raw PCM to a pipe ([`PcmWriter`]), nothing
 //! ([`NullSink`]), or a speaker project's own. The virtual DAC paces the blocks; a sink
 //! only takes them. A sink whose [`paced`](AudioSink::paced) is true gets each block when
 //! it leaves rather than when it is rendered, so that its bytes arrive at the DAC's pace.

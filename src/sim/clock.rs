@@ -27,7 +27,8 @@ use std::collections::VecDeque;
 
 use super::math::{exp, sin};
 use super::{SimConfigError, SimRng, SimTime};
-use crate::time::Nanos;
+use crate::playout::dac::Crystal;
+use crate::time::{LocalInstant, Nanos, TrueInstant};
 
 /// The true-time length over which a clock's frequency stays constant between wander steps.
 pub const WANDER_STEP: Nanos = Nanos::from_millis(100);
@@ -518,6 +519,17 @@ impl SimClock {
             0 => 0,
             n => self.step_totals[n - 1],
         }
+    }
+}
+
+/// A simulated clock is a follower's crystal: its local clock and its DAC's frame clock.
+impl Crystal for SimClock {
+    fn local_at(&mut self, at: TrueInstant) -> LocalInstant {
+        LocalInstant::from_nanos(self.reading(SimTime::from(at)))
+    }
+
+    fn true_at(&mut self, local: LocalInstant) -> TrueInstant {
+        self.time_of(local.as_nanos()).into()
     }
 }
 

@@ -39,7 +39,6 @@ pub mod events;
 mod math;
 mod network;
 pub mod playout;
-pub mod plot;
 mod queue;
 mod rng;
 pub mod scenario_file;
@@ -55,7 +54,7 @@ pub use rng::SimRng;
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub};
 
-use crate::time::{NANOS_PER_SEC, Nanos};
+use crate::time::{NANOS_PER_SEC, Nanos, TrueInstant};
 
 /// True time in the simulation: nanoseconds since the simulation started, as an all-seeing
 /// observer would measure them.
@@ -117,6 +116,19 @@ impl Sub for SimTime {
     type Output = Nanos;
     fn sub(self, rhs: SimTime) -> Nanos {
         Nanos(self.0.saturating_sub(rhs.0))
+    }
+}
+
+/// Simulated true time is the reference a simulated DAC reports its emissions on.
+impl From<SimTime> for TrueInstant {
+    fn from(t: SimTime) -> TrueInstant {
+        TrueInstant::from_nanos(t.0)
+    }
+}
+
+impl From<TrueInstant> for SimTime {
+    fn from(t: TrueInstant) -> SimTime {
+        SimTime(t.as_nanos())
     }
 }
 

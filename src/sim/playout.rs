@@ -7,7 +7,7 @@
 //! its stream as a leader's Welcome tells it, and again when the leader restarts. Clock messages and media
 //! cross the simulated network (each follower has its own links, with the preset's delay,
 //! jitter, spikes and loss). Every DAC block is recorded with its true emission time, and
-//! the [sync meter](crate::playout::meter) then cross-correlates the recordings of the
+//! the [sync meter](crate::measure::meter) then cross-correlates the recordings of the
 //! full-range speakers pairwise: the skew is measured from the audio alone, against true
 //! time, never from what any follower believes.
 //!
@@ -29,16 +29,18 @@ use super::{ClockModel, Delivery, EventQueue, Link, PathConfig, SimClock, SimRng
 use crate::clock::EnvelopeEstimator;
 use crate::control::{CodecId, StreamParams};
 use crate::core::{FollowerCore, FollowerCoreConfig};
+use crate::measure::{
+    Capture, MeterConfig, PairSkew, PairwiseSkew, SkewWindow, measure_skew, percentile,
+};
 use crate::media::sender::{RtpSender, SenderConfig};
 use crate::media::{AudioFormat, CodecKind};
 use crate::playout::controller::State;
 use crate::playout::corrector::CorrectorKind;
 use crate::playout::dac::{Crystal, VirtualDac};
-use crate::playout::meter::{Capture, MeterConfig, SkewWindow, measure_skew};
 use crate::playout::sink::{AudioSink, Block, SharedSink};
 use crate::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpMaster, SlaveConfig};
-use crate::sim::sync::{LEADER_EPOCH, json_num, json_str, percentile};
-use crate::time::{LeaderInstant, LocalInstant, Nanos};
+use crate::sim::sync::{LEADER_EPOCH, json_num, json_str};
+use crate::time::{LeaderInstant, LocalInstant, MediaTime, Nanos};
 
 pub use crate::control::Role;
 
@@ -215,23 +217,6 @@ pub struct SpeakerResult {
     pub sink_errors: u64,
 }
 
-/// The skew between two speakers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PairResult {
-    /// First speaker.
-    pub a: String,
-    /// Second speaker.
-    pub b: String,
-    /// Median |skew|, µs.
-    pub p50_us: f64,
-    /// 99th percentile of |skew|, µs.
-    pub p99_us: f64,
-    /// Largest |skew|, µs.
-    pub max_us: f64,
-    /// Windows measured.
-    pub windows: usize,
-}
-
 /// What a run measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlayoutReport {
@@ -252,7 +237,7 @@ pub struct PlayoutReport {
     /// Re-alignments over all speakers, after their first start.
     pub realigns: u64,
     /// Per pair.
-    pub pairs: Vec<PairResult>,
+    pub pairs: Vec<PairSkew>,
     /// Per speaker.
     pub speakers: Vec<SpeakerResult>,
     /// Skew over time: (seconds, worst |skew| µs over the pairs in that window).
@@ -575,21 +560,26 @@ struct SourceRecording {
 
 impl SourceRecording {
     fn capture(&self, from: i64, to: i64) -> Option<Capture<'_>> {
-        let frame =
-            |t: i64| ((t - self.first_ns).max(0) as i128 * i128::from(RATE) / 1_000_000_000) as u64;
+        let frame = |t: i64| self.frame_at(t);
         let k0 = frame(from).max(self.first);
         let k1 = frame(to).min(self.first + self.samples.len() as u64);
         (k1 > k0).then(|| Capture {
             samples: &self.samples[(k0 - self.first) as usize..(k1 - self.first) as usize],
             channels: 1,
             channel: 0,
-            first_ns: self.first_ns + (i128::from(k0) * 1_000_000_000 / i128::from(RATE)) as i64,
+            first_ns: self.first_ns + frame_offset(k0).as_nanos(),
             rate_hz: f64::from(RATE),
         })
     }
 
+    /// The stream frame in progress at true time `t` (0 before the first).
+    fn frame_at(&self, t: i64) -> u64 {
+        let span = Nanos(t - self.first_ns).max(Nanos::ZERO);
+        MediaTime::from_nanos_floor(span, RATE).ticks() as u64
+    }
+
     fn trim(&mut self, before: i64) {
-        let k = ((before - self.first_ns).max(0) as i128 * i128::from(RATE) / 1_000_000_000) as u64;
+        let k = self.frame_at(before);
         if k > self.first {
             let n = ((k - self.first) as usize).min(self.samples.len());
             self.samples.drain(..n);
@@ -598,8 +588,10 @@ impl SourceRecording {
     }
 }
 
-/// Skew windows as kept: (true s of the window, signed skew µs).
-type Windows = Vec<(f64, f64)>;
+/// How long after the stream's frame 0 frame `k` is meant to leave (rounded down).
+fn frame_offset(k: u64) -> Nanos {
+    MediaTime::new(i64::try_from(k).unwrap_or(i64::MAX), RATE).to_nanos_floor()
+}
 
 /// Measures a run as it goes, one 2 s piece at a time, and forgets the audio behind it.
 struct Meter {
@@ -611,10 +603,12 @@ struct Meter {
     events: Vec<i64>,
     /// Full-range speakers, in order.
     full: Vec<usize>,
-    /// Each full-range speaker against the source.
-    abs: Vec<Windows>,
-    /// Each pair of full-range speakers (indices into `full`).
-    pairs: Vec<(usize, usize, Windows)>,
+    /// Each full-range speaker against the source (pair `x`: the source and `full[x]`).
+    abs: PairwiseSkew,
+    /// Each pair of full-range speakers: the skew windows, and the pair's speakers
+    /// (indices into `full`).
+    pairs: PairwiseSkew,
+    pair_of: Vec<(usize, usize)>,
     /// Peak memory (KiB) at the end of each simulated hour.
     hourly_peak_kib: Vec<Option<u64>>,
 }
@@ -629,10 +623,15 @@ impl Meter {
         let full: Vec<usize> = (0..s.speakers.len())
             .filter(|&i| s.speakers[i].role.full_range())
             .collect();
-        let mut pairs = Vec::new();
+        let name = |x: usize| s.speakers[full[x]].name.as_str();
+        let mut abs = PairwiseSkew::new();
+        let mut pairs = PairwiseSkew::new();
+        let mut pair_of = Vec::new();
         for x in 0..full.len() {
+            abs.add_pair("source", name(x));
             for y in x + 1..full.len() {
-                pairs.push((x, y, Vec::new()));
+                pairs.add_pair(name(x), name(y));
+                pair_of.push((x, y));
             }
         }
         Meter {
@@ -640,9 +639,10 @@ impl Meter {
             end: s.duration.as_nanos() - 200_000_000,
             sampling: s.sampling,
             events: s.events.events.iter().map(|e| e.at.as_nanos()).collect(),
-            abs: vec![Vec::new(); full.len()],
+            abs,
             full,
             pairs,
+            pair_of,
             hourly_peak_kib: Vec::new(),
         }
     }
@@ -677,11 +677,12 @@ impl Meter {
                         |f, to| followers[i].rec.capture(f, to),
                         t,
                     );
-                    self.abs[x].extend(w);
+                    self.abs.extend(x, w);
                 }
-                for (x, y, out) in &mut self.pairs {
-                    let (a, b) = (&followers[self.full[*x]].rec, &followers[self.full[*y]].rec);
-                    out.extend(piece(|f, to| a.capture(f, to), |f, to| b.capture(f, to), t));
+                for (p, &(x, y)) in self.pair_of.iter().enumerate() {
+                    let (a, b) = (&followers[self.full[x]].rec, &followers[self.full[y]].rec);
+                    let w = piece(|f, to| a.capture(f, to), |f, to| b.capture(f, to), t);
+                    self.pairs.extend(p, w);
                 }
             }
             self.next += PIECE_NS;
@@ -1210,7 +1211,7 @@ fn render(f: &mut Follower, now: SimTime) {
             rate: RATE,
             first_frame: emission.first_frame,
             leaves_at: emission.local,
-            leaves_at_monotonic_ns: emission.true_ns,
+            leaves_at_monotonic_ns: emission.true_time.as_nanos(),
         };
         if sink.write(&block).is_err() {
             f.sink_errors += 1;
@@ -1219,7 +1220,7 @@ fn render(f: &mut Follower, now: SimTime) {
     if f.spec.role.full_range() || f.rec.limit.is_some() {
         f.rec.push(
             emission.first_frame,
-            emission.true_ns,
+            emission.true_time.as_nanos(),
             f.out.chunks_exact(channels).map(|frame| frame[0]),
         );
     }
@@ -1263,12 +1264,6 @@ const METER: MeterConfig = MeterConfig {
     min_rms: 1e-3,
 };
 
-fn sorted_abs(windows: &[(f64, f64)]) -> Vec<f64> {
-    let mut v: Vec<f64> = windows.iter().map(|w| w.1.abs()).collect();
-    v.sort_by(f64::total_cmp);
-    v
-}
-
 /// How long before a stop or re-align, and after it, a skew window counts as within its
 /// fades: the half-second window itself, and the second the servo takes to slew away what
 /// a start leaves.
@@ -1283,11 +1278,8 @@ fn report(
     let (run, d) = run;
     let mut speakers: Vec<SpeakerResult> = run.speakers.into_iter().map(|s| s.result).collect();
     for (x, &i) in meter.full.iter().enumerate() {
-        let w = &meter.abs[x];
-        let v = sorted_abs(w);
-        let mean = w.iter().map(|w| w.1).sum::<f64>() / w.len().max(1) as f64;
-        speakers[i].abs_error_us =
-            (!v.is_empty()).then(|| (percentile(&v, 0.5), percentile(&v, 0.99), mean));
+        let p = meter.abs.pair(x);
+        speakers[i].abs_error_us = (p.windows > 0).then_some((p.p50_us, p.p99_us, p.mean_us));
     }
     // Where each speaker's audio was cut: its stops and re-aligns, in seconds.
     let cuts: Vec<Vec<f64>> = (0..speakers.len())
@@ -1306,42 +1298,14 @@ fn report(
         let k = c.partition_point(|&x| x < t - FADE_AFTER_S);
         c.get(k).is_some_and(|&x| x <= t + 0.5 + FADE_BEFORE_S)
     };
-    let mut pairs = Vec::new();
-    let mut all = Vec::new();
-    let mut outside = Vec::new();
-    let mut every: Windows = Vec::new();
-    let mut series: Vec<(f64, f64)> = Vec::new();
-    for (x, y, windows) in &meter.pairs {
-        let (i, j) = (meter.full[*x], meter.full[*y]);
-        for &(t, skew) in windows {
-            let slot = (t * 2.0).round() / 2.0;
-            match series.binary_search_by(|e| e.0.total_cmp(&slot)) {
-                Ok(k) => series[k].1 = series[k].1.max(skew.abs()),
-                Err(k) => series.insert(k, (slot, skew.abs())),
-            }
-            if !near_cut(i, t) && !near_cut(j, t) {
-                outside.push(skew.abs());
-            }
-        }
-        every.extend_from_slice(windows);
-        let skews = sorted_abs(windows);
-        all.extend_from_slice(&skews);
-        pairs.push(PairResult {
-            a: speakers[i].name.clone(),
-            b: speakers[j].name.clone(),
-            p50_us: percentile(&skews, 0.5),
-            p99_us: percentile(&skews, 0.99),
-            max_us: skews.last().copied().unwrap_or(f64::NAN),
-            windows: skews.len(),
-        });
-    }
-    if all.is_empty() {
-        return Err(PlayoutSimError::Meter(
-            "no window of any pair had audio in common".into(),
-        ));
-    }
-    all.sort_by(f64::total_cmp);
-    outside.sort_by(f64::total_cmp);
+    let skew = &meter.pairs;
+    let group = skew.group().ok_or_else(|| {
+        PlayoutSimError::Meter("no window of any pair had audio in common".into())
+    })?;
+    let outside = skew.abs_where(|p, t| {
+        let (x, y) = meter.pair_of[p];
+        !near_cut(meter.full[x], t) && !near_cut(meter.full[y], t)
+    });
     let end_s = s.duration.as_secs_f64();
     let count = |times: &Vec<Vec<i64>>, from: f64, to: f64| {
         times
@@ -1350,13 +1314,8 @@ fn report(
             .filter(|&&t| (from..to).contains(&(t as f64 * 1e-9)))
             .count() as u64
     };
-    let max_in = |from: f64, to: f64| {
-        every
-            .iter()
-            .filter(|w| (from..to).contains(&w.0))
-            .map(|w| w.1.abs())
-            .fold(f64::NAN, f64::max)
-    };
+    let abs_in = |from: f64, to: f64| skew.abs_where(|_, t| (from..to).contains(&t));
+    let max_in = |from: f64, to: f64| abs_in(from, to).last().copied().unwrap_or(f64::NAN);
     let evs = &s.events.events;
     let events = evs
         .iter()
@@ -1381,12 +1340,7 @@ fn report(
     let hours = (0..meter.hourly_peak_kib.len())
         .map(|h| {
             let (from, to) = (h as f64 * 3600.0, (h + 1) as f64 * 3600.0);
-            let mut v: Vec<f64> = every
-                .iter()
-                .filter(|w| (from..to).contains(&w.0))
-                .map(|w| w.1.abs())
-                .collect();
-            v.sort_by(f64::total_cmp);
+            let v = abs_in(from, to);
             HourResult {
                 hour: h as u32,
                 p99_us: percentile(&v, 0.99),
@@ -1401,16 +1355,16 @@ fn report(
         scenario: s.name.clone(),
         seed: s.seed,
         corrector: s.corrector,
-        skew_p50_us: percentile(&all, 0.5),
-        skew_p99_us: percentile(&all, 0.99),
-        skew_max_us: all.last().copied().unwrap_or(f64::NAN),
+        skew_p50_us: group.p50_us,
+        skew_p99_us: group.p99_us,
+        skew_max_us: group.max_us,
         skew_p99_outside_us: percentile(&outside, 0.99),
         skew_max_outside_us: outside.last().copied().unwrap_or(f64::NAN),
         underruns: speakers.iter().map(|s| s.underruns).sum(),
         realigns: speakers.iter().map(|s| s.realigns).sum(),
-        pairs,
+        pairs: group.pairs,
         speakers,
-        series,
+        series: group.series,
         events,
         hours,
         peak_memory_kib: peak_memory_kib(),

@@ -15,6 +15,7 @@ use crate::clock::{
     ClockEstimate, ClockEstimator, EnvelopeEstimator, NaiveEstimator, NtpEstimator,
     SnapcastEstimator,
 };
+use crate::measure::percentile;
 use crate::ptp::wire::MAX_MESSAGE_LEN;
 use crate::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpSlave, SlaveConfig};
 use crate::time::{LeaderInstant, LocalInstant, Nanos};
@@ -330,15 +331,6 @@ impl Tracker {
             series: self.series,
         }
     }
-}
-
-/// The `q` quantile of sorted values (nearest rank); NaN for none.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// A datagram in flight.

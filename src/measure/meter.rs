@@ -57,12 +57,10 @@
 //! across a 0.5 s window of 10 µs lowers the peak to about 0.99, of 50 µs to about 0.76,
 //! and of 100 µs below [`MIN_PEAK`], so that the window is skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The `q` quantile of sorted values (nearest rank; NaN for none), the same definition the
-/// sync-accuracy experiment uses.
-pub use crate::sim::sync::percentile;
+use super::stats::percentile;
 
 /// A window whose normalized correlation peak is below this is not measured: the two
 /// captures do not carry the same content there.
@@ -186,7 +184,7 @@ pub enum MeterError {
     BadCapture {
         /// Which capture: `"a"` or `"b"`, or `"capture"` for a file being written.
         capture: &'static str,
-        /// The field, as named in [`Capture`] (or the argument of [`write_capture_wav`]).
+        /// The field, as named in [`Capture`] (or the argument of [`write_capture_wav`](super::capture::write_capture_wav)).
         field: &'static str,
         /// What is wrong with it.
         reason: String,
@@ -275,7 +273,7 @@ pub enum MeterError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// A sidecar file was read but is not what [`write_capture_wav`] writes.
+    /// A sidecar file was read but is not what [`write_capture_wav`](super::capture::write_capture_wav) writes.
     #[error("sidecar file {path}: {reason}")]
     SidecarFormat {
         /// The sidecar file.
@@ -285,7 +283,7 @@ pub enum MeterError {
     },
 }
 
-fn bad_capture(
+pub(super) fn bad_capture(
     capture: &'static str,
     field: &'static str,
     reason: impl Into<String>,
@@ -909,233 +907,6 @@ pub fn measure_skew(
     })
 }
 
-/// A capture read from a file, owning its samples.
-#[derive(Clone, PartialEq)]
-pub struct OwnedCapture {
-    /// Interleaved samples, scaled to ±1.
-    pub samples: Vec<f32>,
-    /// Channels per frame.
-    pub channels: usize,
-    /// True time, ns, at which frame 0 left the DAC (0 without a sidecar).
-    pub first_ns: i64,
-    /// True rate frames left at (the WAV's nominal rate without a sidecar).
-    pub rate_hz: f64,
-    /// The WAV header's sample rate.
-    pub nominal_rate_hz: u32,
-    /// Whether the timeline came from a sidecar file.
-    pub from_sidecar: bool,
-}
-
-impl std::fmt::Debug for OwnedCapture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OwnedCapture")
-            .field("samples", &format_args!("[{} samples]", self.samples.len()))
-            .field("channels", &self.channels)
-            .field("first_ns", &self.first_ns)
-            .field("rate_hz", &self.rate_hz)
-            .field("nominal_rate_hz", &self.nominal_rate_hz)
-            .field("from_sidecar", &self.from_sidecar)
-            .finish()
-    }
-}
-
-impl OwnedCapture {
-    /// Borrows it as a [`Capture`] of `channel`.
-    pub fn capture(&self, channel: usize) -> Capture<'_> {
-        Capture {
-            samples: &self.samples,
-            channels: self.channels,
-            channel,
-            first_ns: self.first_ns,
-            rate_hz: self.rate_hz,
-        }
-    }
-
-    /// Whole frames.
-    pub fn frames(&self) -> usize {
-        self.samples.len().checked_div(self.channels).unwrap_or(0)
-    }
-}
-
-/// The sidecar of `wav`: `<wav>.json` (`a.wav` → `a.wav.json`).
-pub fn sidecar_path(wav: &Path) -> PathBuf {
-    let mut s = wav.as_os_str().to_os_string();
-    s.push(".json");
-    PathBuf::from(s)
-}
-
-/// Reads a WAV file (integer PCM of 8 to 32 bits, or 32-bit float) and its emission
-/// timeline from the sidecar `<file>.json` (`{"first_sample_ns": …, "rate_hz": …}`, as
-/// [`write_capture_wav`] and [`WavSink`](crate::playout::dac::WavSink) write it). Without a
-/// sidecar, frame 0 is taken to leave at 0 ns and frames at the WAV's nominal rate.
-pub fn load_capture_wav(path: impl AsRef<Path>) -> Result<OwnedCapture, MeterError> {
-    let path = path.as_ref();
-    let wav_err = |source| MeterError::Wav {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut reader = hound::WavReader::open(path).map_err(wav_err)?;
-    let spec = reader.spec();
-    let samples: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader
-            .samples::<f32>()
-            .collect::<Result<_, _>>()
-            .map_err(wav_err)?,
-        (hound::SampleFormat::Int, bits @ 1..=32) => {
-            let scale = 1.0 / 2f64.powi(i32::from(bits) - 1);
-            reader
-                .samples::<i32>()
-                .map(|s| s.map(|v| (f64::from(v) * scale) as f32))
-                .collect::<Result<_, _>>()
-                .map_err(wav_err)?
-        }
-        (format, bits) => {
-            return Err(MeterError::WavFormat {
-                path: path.to_path_buf(),
-                reason: format!("{bits}-bit {format:?} samples are not supported"),
-            });
-        }
-    };
-    let channels = usize::from(spec.channels);
-    if channels == 0 {
-        return Err(MeterError::WavFormat {
-            path: path.to_path_buf(),
-            reason: "0 channels".into(),
-        });
-    }
-    let side = sidecar_path(path);
-    let (first_ns, rate_hz, from_sidecar) = match std::fs::read_to_string(&side) {
-        Ok(text) => {
-            let (first, rate) =
-                parse_sidecar(&text).map_err(|reason| MeterError::SidecarFormat {
-                    path: side.clone(),
-                    reason,
-                })?;
-            (first, rate, true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            (0, f64::from(spec.sample_rate), false)
-        }
-        Err(source) => return Err(MeterError::SidecarIo { path: side, source }),
-    };
-    Ok(OwnedCapture {
-        samples,
-        channels,
-        first_ns,
-        rate_hz,
-        nominal_rate_hz: spec.sample_rate,
-        from_sidecar,
-    })
-}
-
-/// The number following `"key":` in a flat JSON object, as text.
-fn json_number<'t>(text: &'t str, key: &str) -> Result<&'t str, String> {
-    let quoted = format!("\"{key}\"");
-    let at = text
-        .find(&quoted)
-        .ok_or_else(|| format!("no \"{key}\" field"))?;
-    let rest = text[at + quoted.len()..].trim_start();
-    let rest = rest
-        .strip_prefix(':')
-        .ok_or_else(|| format!("no ':' after \"{key}\""))?
-        .trim_start();
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E')))
-        .unwrap_or(rest.len());
-    if end == 0 {
-        return Err(format!("\"{key}\" is not a number"));
-    }
-    Ok(&rest[..end])
-}
-
-/// `first_sample_ns` and `rate_hz` from a sidecar's text.
-fn parse_sidecar(text: &str) -> Result<(i64, f64), String> {
-    let first = json_number(text, "first_sample_ns")?;
-    let first_ns = match first.parse::<i64>() {
-        Ok(v) => v,
-        Err(_) => {
-            let v: f64 = first
-                .parse()
-                .map_err(|_| format!("first_sample_ns {first:?} is not a number"))?;
-            if !(v.is_finite() && v.fract() == 0.0 && v.abs() < 9.2e18) {
-                return Err(format!(
-                    "first_sample_ns {first} is not a whole number of ns"
-                ));
-            }
-            v as i64
-        }
-    };
-    let rate = json_number(text, "rate_hz")?;
-    let rate_hz: f64 = rate
-        .parse()
-        .map_err(|_| format!("rate_hz {rate:?} is not a number"))?;
-    if !(rate_hz.is_finite() && rate_hz > 0.0) {
-        return Err(format!("rate_hz {rate_hz} is not finite and positive"));
-    }
-    Ok((first_ns, rate_hz))
-}
-
-/// Writes `samples` (interleaved, `channels` per frame) as a 32-bit float WAV file whose
-/// header says `rate_hz_nominal`, and the sidecar `<path>.json` with the emission timeline:
-/// frame 0 left at `first_ns`, frames left at `true_rate_hz` per true second.
-pub fn write_capture_wav(
-    path: impl AsRef<Path>,
-    samples: &[f32],
-    channels: usize,
-    rate_hz_nominal: u32,
-    first_ns: i64,
-    true_rate_hz: f64,
-) -> Result<(), MeterError> {
-    let path = path.as_ref();
-    let channels16 = u16::try_from(channels)
-        .ok()
-        .filter(|&c| c > 0)
-        .ok_or_else(|| bad_capture("capture", "channels", "must be 1 to 65535"))?;
-    if !samples.len().is_multiple_of(channels) {
-        return Err(bad_capture(
-            "capture",
-            "samples",
-            format!(
-                "holds {} samples, not whole {channels}-channel frames",
-                samples.len()
-            ),
-        ));
-    }
-    if rate_hz_nominal == 0 {
-        return Err(bad_capture(
-            "capture",
-            "rate_hz_nominal",
-            "must be positive",
-        ));
-    }
-    if !(true_rate_hz.is_finite() && true_rate_hz > 0.0) {
-        return Err(bad_capture(
-            "capture",
-            "rate_hz",
-            format!("must be finite and positive, is {true_rate_hz}"),
-        ));
-    }
-    let wav_err = |source| MeterError::Wav {
-        path: path.to_path_buf(),
-        source,
-    };
-    let spec = hound::WavSpec {
-        channels: channels16,
-        sample_rate: rate_hz_nominal,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut writer = hound::WavWriter::create(path, spec).map_err(wav_err)?;
-    for &s in samples {
-        writer.write_sample(s).map_err(wav_err)?;
-    }
-    writer.finalize().map_err(wav_err)?;
-    let side = sidecar_path(path);
-    // `{}` prints an f64 in the shortest form that reads back to the same value.
-    let json = format!("{{\"first_sample_ns\": {first_ns}, \"rate_hz\": {true_rate_hz}}}\n");
-    std::fs::write(&side, json).map_err(|source| MeterError::SidecarIo { path: side, source })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1158,22 +929,6 @@ mod tests {
             let got = k.interpolate(&s, j, &mut taps);
             assert!((got - want).abs() < 1e-4, "{j}: {got} vs {want}");
         }
-    }
-
-    #[test]
-    fn sidecar_parses_what_is_written() {
-        let (f, r) =
-            parse_sidecar("{\"first_sample_ns\": -1700000000000000123, \"rate_hz\": 48007.2}\n")
-                .unwrap();
-        assert_eq!(f, -1_700_000_000_000_000_123);
-        assert_eq!(r, 48007.2);
-        assert!(parse_sidecar("{\"rate_hz\": 48000}").is_err());
-        assert!(parse_sidecar("{\"first_sample_ns\": 1, \"rate_hz\": -5}").is_err());
-        assert!(parse_sidecar("{\"first_sample_ns\": 1.5, \"rate_hz\": 48000}").is_err());
-        assert_eq!(
-            parse_sidecar("{ \"rate_hz\" : 4.8e4 , \"first_sample_ns\" : 2e3 }").unwrap(),
-            (2000, 48000.0)
-        );
     }
 
     #[test]
