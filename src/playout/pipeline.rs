@@ -24,7 +24,7 @@ use crate::playout::controller::{
 };
 use crate::playout::corrector::{CorrectorConfig, CorrectorError, CorrectorKind, DriftCorrector};
 use crate::playout::stage::{Chain, MAX_BLOCK_FRAMES};
-use crate::time::{LeaderInstant, LocalInstant, NANOS_PER_SEC, Nanos};
+use crate::time::{LeaderInstant, LocalInstant, MediaTime, NANOS_PER_SEC, Nanos};
 
 /// How a follower's playout is set up.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,8 +139,9 @@ impl Playout {
         // The corrector never asks for more than a block plus its slack; twice a block is
         // a safe bound at ratios within ±1000 ppm.
         let max_in = 2 * config.block_frames + 64;
-        let fade_frames = (config.fade.as_nanos() as i128 * i128::from(config.sample_rate)
-            / i128::from(NANOS_PER_SEC)) as usize;
+        // (The corrector has checked the rate; the fade is 0 to 100 ms.)
+        let fade_frames =
+            MediaTime::from_nanos_floor(config.fade, config.sample_rate).ticks() as usize;
         Ok(Playout {
             input: vec![0.0; max_in * channels_in].into_boxed_slice(),
             staged: vec![0.0; max_in * channels_out].into_boxed_slice(),
