@@ -7,6 +7,10 @@
 //! capture B, window by window, and reports for each window the *skew*: B's emission time
 //! minus A's emission time for the same content (positive: B plays later).
 //!
+//! True time is the reference clock emission is judged on from outside, the timescale of
+//! [`TrueInstant`](crate::time::TrueInstant) (the simulator's true time, or the monotonic
+//! clock of the machine that hosts the followers); the meter takes it as integer ns.
+//!
 //! # Method
 //!
 //! For each window of A (`window_s` long, every `hop_s`, in A's true time):

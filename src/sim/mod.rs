@@ -48,8 +48,10 @@ pub use clock::{ClockModel, FrequencyChange, MAX_LOOKAHEAD, SimClock, WANDER_STE
 pub use error::SimConfigError;
 pub use event_track::{EventResult, Honesty};
 pub use network::{Delivery, Jitter, Link, LinkChange, LinkConfig, LinkStats, Loss, PathConfig};
+pub use playout::{GroupRun, PlayoutReport, PlayoutScenario, run_group, run_playout};
 pub use queue::EventQueue;
 pub use rng::SimRng;
+pub use sync::{SyncReport, SyncScenario, run_sync};
 
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub};
