@@ -21,6 +21,7 @@
 //! | [`control`] | the control channel's messages and its handshake and admission as sessions | no |
 //! | [`core`] | [`core::ClockCore`] and [`core::FollowerCore`]: a whole follower, sans-IO | no |
 //! | [`node`] | [`node::Leader`] and [`node::Follower`]: threads that drive the cores over sockets | yes |
+//! | [`measure`] | measurement from outside: the sync meter, capture files, pairwise skew, THD+N, plots | reads and writes files |
 //! | [`sim`] | a seeded simulator of clocks, links and events that drives the same cores in virtual time | no (virtual time) |
 //!
 //! # The sans-IO promise
