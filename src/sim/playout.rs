@@ -311,7 +311,10 @@ struct Packet {
     data: Vec<u8>,
 }
 
-struct Follower {
+/// One simulated speaker: what the simulator keeps around the [`FollowerCore`] it drives
+/// (its crystal, its links, its DAC, its recording and the disruptions it saw). The
+/// follower itself is the core; nothing here decides what to play.
+struct Speaker {
     spec: SpeakerSpec,
     clock: SimClock,
     /// The follower itself: the same core a node runs.
@@ -353,7 +356,7 @@ struct Follower {
     sink_errors: u64,
 }
 
-impl Follower {
+impl Speaker {
     /// The true time at which the slave's timer falls due. The answer for a reading does not
     /// change, and finding it walks the crystal's wander from now on, so the last one is
     /// kept: the loop asks every follower at every step.
@@ -664,7 +667,7 @@ impl Meter {
 
     /// Measures every piece that all speakers have emitted by true time `now`, then
     /// forgets the audio before the next one.
-    fn advance(&mut self, now: i64, source: &mut SourceRecording, followers: &mut [Follower]) {
+    fn advance(&mut self, now: i64, source: &mut SourceRecording, followers: &mut [Speaker]) {
         // Blocks are rendered 10 ms before they leave; 50 ms covers a piece's margin.
         while self.next + PIECE_NS <= self.end
             && now >= self.next + PIECE_NS + MARGIN_NS + 50_000_000
@@ -828,7 +831,7 @@ fn simulate(
             rec.samples.reserve_exact(len);
             rec.timeline.reserve_exact(len / BLOCK + 1);
         }
-        followers.push(Follower {
+        followers.push(Speaker {
             spec: spec.clone(),
             clock,
             core,
@@ -1095,7 +1098,7 @@ fn simulate(
         GroupRun {
             source: source_rec.samples,
             source_first_ns: source_rec.first_ns,
-            speakers: followers.into_iter().map(Follower::finish).collect(),
+            speakers: followers.into_iter().map(Speaker::finish).collect(),
         },
         disruptions,
     ))
@@ -1103,7 +1106,7 @@ fn simulate(
 
 /// Follower `f`'s clock side at `now`: its slave's timer, what it sends, the exchanges it
 /// completed, and its estimate.
-fn follow(f: &mut Follower, i: usize, now: SimTime, queue: &mut EventQueue<Packet>) {
+fn follow(f: &mut Speaker, i: usize, now: SimTime, queue: &mut EventQueue<Packet>) {
     let local = LocalInstant::from_nanos(f.clock.reading(now));
     if f.slave_wake().is_some_and(|t| t <= now) {
         f.core.handle_timeout(local);
@@ -1121,7 +1124,7 @@ fn follow(f: &mut Follower, i: usize, now: SimTime, queue: &mut EventQueue<Packe
     }
 }
 
-impl Follower {
+impl Speaker {
     fn finish(self) -> SpeakerRun {
         let r = self.core.playout_report().unwrap_or_default();
         let st = self.core.receiver_stats().unwrap_or_default();
@@ -1161,7 +1164,7 @@ impl Follower {
 }
 
 /// Renders one DAC block for follower `f` at true time `now` and schedules the next.
-fn render(f: &mut Follower, now: SimTime) {
+fn render(f: &mut Speaker, now: SimTime) {
     let local = LocalInstant::from_nanos(f.clock.reading(now));
     if !f.dac.started() {
         // The first block leaves one block after this render.
