@@ -5,9 +5,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use thiserror::Error;
 
-/// Why a socket could not be set up or a send or receive failed.
+/// Why a socket could not be set up or a send or receive failed. A node reports it as
+/// [`NodeError::Network`](crate::node::NodeError::Network).
 #[derive(Debug, Error)]
-pub(crate) enum NetError {
+#[non_exhaustive]
+pub enum NetError {
     /// Another socket already holds the address (and neither asked for address reuse).
     #[error("address {addr} is already in use (is another leader or follower running?)")]
     AddrInUse {
@@ -46,9 +48,8 @@ pub(crate) enum NetError {
         /// The bind address given.
         bind: SocketAddr,
     },
-    /// A send to a multicast address from a socket that names no multicast interface
-    /// ([`UdpConfig::multicast`](super::UdpConfig::multicast)); refused so that multicast
-    /// never leaves on an interface nobody chose.
+    /// A send to a multicast address from a socket that names no multicast interface;
+    /// refused so that multicast never leaves on an interface nobody chose.
     #[error("refusing to send to multicast address {to}: the socket names no multicast interface")]
     MulticastWithoutInterface {
         /// The destination.

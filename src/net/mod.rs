@@ -21,7 +21,7 @@ mod transport;
 mod udp;
 
 pub(crate) use clock::{monotonic_ns, realtime_ns, realtime_to_monotonic};
-pub(crate) use error::NetError;
+pub use error::NetError;
 #[cfg(test)]
 pub(crate) use netns::NetNs;
 pub(crate) use tcp::tune_control;

@@ -16,6 +16,9 @@ pub enum NodeError {
         /// The address.
         addr: SocketAddr,
     },
+    /// A UDP socket could not be set up or used.
+    #[error("network: {0}")]
+    Network(#[source] NetError),
     /// A socket could not be set up.
     #[error("network: {0}")]
     Socket(String),
@@ -85,7 +88,7 @@ impl NodeError {
     pub(crate) fn from_net(e: NetError) -> NodeError {
         match e {
             NetError::AddrInUse { addr } => NodeError::AddrInUse { addr },
-            other => NodeError::Socket(other.to_string()),
+            other => NodeError::Network(other),
         }
     }
 }

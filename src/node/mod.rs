@@ -33,6 +33,7 @@ mod ptp_interop;
 mod simnet;
 mod source;
 
+pub use crate::net::NetError;
 pub use crate::playout::sink::SharedSink;
 pub use clock::{Clock, CustomClock, LocalClock, MAX_SLEEP, NodeClock};
 pub use error::NodeError;
