@@ -13,12 +13,21 @@
 //! - [`FollowerCore`]: a whole follower. The clock, the receiver of the stream, the
 //!   role's stages plus any extra ones ([`StageFactory`]), and the playout that steers
 //!   the drift corrector; [`FollowerCore::render`] gives the audio of each DAC block.
+//! - [`MasterCore`]: a PTP master and the peers it serves: the clock side of a leader.
+//! - [`LeaderCore`]: a whole leader. The master, the RTP sender and the pacing of its
+//!   media, the control sessions and the group they admit.
 
 mod clock;
 mod follower;
+mod leader;
 
 pub use clock::{ClockCore, EstimatorFactory, default_estimator};
 pub use follower::{
     CoreError, CoreEvent, FollowerCore, FollowerCoreConfig, Rendered, StageFactory,
     receiver_config, role_chain,
+};
+pub use leader::{
+    Channel, ConnId, Endpoint, LeaderCore, LeaderCoreConfig, LeaderCoreEvent, LeaderCoreStats,
+    LeaderError, LeaderMember, LeaderTransmit, MAX_MEDIA_BEHIND, MAX_TRIM, MasterCore, MediaChunk,
+    PtpPeer, check_latency,
 };

@@ -7,8 +7,11 @@
 //! follower that fails it gets a typed [`Refusal`] and a closed connection. An admitted one
 //! is added as a PTP peer and an RTP destination until it leaves or its connection drops.
 //!
-//! The protocol lives in [`LeaderSession`] and the rules in one [`Admission`] that every
-//! session shares; a session thread only moves bytes between its socket and those.
+//! Everything the leader decides lives in one [`LeaderCore`] shared by the threads: the
+//! PTP master, the sender and its pacing, the sessions and the group. The threads only
+//! read the clock and move bytes between the sockets and the core: the PTP thread
+//! ([`ClockLeader`]'s), the media thread ([`MediaLoop`]), the acceptor and one thread per
+//! control connection.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -19,8 +22,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::control::{
-    Admission, AdmissionError, FollowerStatus, HouseholdKey, LeaderEvent, LeaderSession, Message,
-    Refusal, Role, StreamParams, TimestampKind, new_nonce, write_message,
+    FollowerStatus, HouseholdKey, Message, Refusal, Role, StreamParams, TimestampKind, new_nonce,
+    write_message,
+};
+use crate::core::{
+    ConnId, LeaderCore, LeaderCoreConfig, LeaderCoreEvent, LeaderError, LeaderMember, check_latency,
 };
 use crate::media::sdp::{PtpReference, SessionDescription};
 use crate::media::sender::{RtpSender, SenderConfig};
@@ -28,10 +34,10 @@ use crate::media::{AudioFormat, CodecKind};
 use crate::net::{Dscp, Multicast, UdpConfig, UdpSocket};
 use crate::node::clock::{LocalClock, NodeClock};
 use crate::node::leader_media::MediaLoop;
-use crate::node::ptp::{ClockLeader, ClockLeaderConfig, PtpPeer, PtpSocketConfig, lock};
+use crate::node::ptp::{ClockLeader, MasterThread, PtpSocketConfig, PtpSockets, lock};
 use crate::node::source::AudioSource;
 use crate::node::{NodeError, spawn};
-use crate::ptp::{ClockIdentity, PtpStats};
+use crate::ptp::{ClockIdentity, MasterConfig, PtpStats};
 use crate::time::Nanos;
 
 /// How a [`Leader`] is set up. [`LeaderConfig::new`] gives the defaults.
@@ -160,115 +166,94 @@ pub struct LeaderStats {
 pub(crate) struct Counters {
     pub(crate) rtp_packets: AtomicU64,
     pub(crate) rtp_send_errors: AtomicU64,
-    admitted: AtomicU64,
-    refused_wrong_key: AtomicU64,
-    refused_other: AtomicU64,
-    refused_busy: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Dests {
-    /// Joined followers' RTP addresses, by session id.
-    pub(crate) followers: Vec<(u64, SocketAddr)>,
-    /// Static destinations.
-    pub(crate) fixed: Vec<SocketAddr>,
-}
-
-/// Where a session's reader leaves the latest Status answer for [`Leader::status`].
-type StatusSlot = Arc<(Mutex<Option<(u32, FollowerStatus)>>, Condvar)>;
-
-/// A joined follower's connection: its session, and the socket its frames leave by.
-struct Link {
-    session: LeaderSession,
-    stream: TcpStream,
-}
-
-impl Link {
-    /// Queues `msg` and sends what is queued.
-    fn send(&mut self, msg: &Message) -> Result<(), NodeError> {
-        self.session
-            .send(msg)
-            .map_err(|e| NodeError::Socket(format!("control message: {e}")))?;
-        self.flush()
-            .map_err(|e| NodeError::Control(crate::control::ControlError::Io(e)))
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        while let Some(bytes) = self.session.poll_transmit() {
-            self.stream.write_all(&bytes)?;
-        }
-        Ok(())
-    }
-}
-
-/// What the leader keeps of a joined follower beside its [`Member`] entry in the
-/// admission (name, model, role).
-///
-/// [`Member`]: crate::control::Member
-struct Session {
-    id: u64,
-    addr: SocketAddr,
-    volume: f32,
-    muted: bool,
-    trim: Nanos,
-    link: Arc<Mutex<Link>>,
-    status: StatusSlot,
-}
-
-/// The admission rules and the joined followers, under one lock. (Lock order: the registry
-/// before any [`Link`]; nothing takes the registry while holding a link.)
-struct Registry {
-    admission: Admission,
-    sessions: Vec<Session>,
-}
-
-impl Registry {
-    fn info(&self, s: &Session) -> Option<FollowerInfo> {
-        let m = self.admission.member(s.id)?;
-        Some(FollowerInfo {
-            id: s.id,
-            name: m.name.clone(),
-            model: m.model.clone(),
-            role: m.role,
-            addr: s.addr,
-            volume: s.volume,
-            muted: s.muted,
-            trim: s.trim,
-        })
-    }
-
-    fn links(&self) -> Vec<Arc<Mutex<Link>>> {
-        self.sessions.iter().map(|s| Arc::clone(&s.link)).collect()
-    }
-
-    fn link(&self, id: u64) -> Option<Arc<Mutex<Link>>> {
-        self.sessions
-            .iter()
-            .find(|s| s.id == id)
-            .map(|s| Arc::clone(&s.link))
-    }
-}
+/// The core all the leader's threads drive.
+pub(crate) type Core = Arc<Mutex<LeaderCore<SocketAddr>>>;
 
 pub(crate) struct LeaderShared {
     pub(crate) shutdown: AtomicBool,
-    pub(crate) paused: AtomicBool,
     pub(crate) next_source: Mutex<Option<Box<dyn AudioSource>>>,
-    pub(crate) dests: Mutex<Dests>,
-    pub(crate) dest_version: AtomicU64,
     pub(crate) counters: Counters,
-    registry: Mutex<Registry>,
-    /// Connections being served (handshaking or joined).
+    pub(crate) core: Core,
+    /// Each open connection's socket, that its bytes leave by. (Lock order: a writer
+    /// before the core.)
+    writers: Mutex<Vec<(ConnId, Arc<Mutex<TcpStream>>)>>,
+    /// Bumped, and notified, whenever a status answer comes in.
+    answers: (Mutex<u64>, Condvar),
+    /// Session threads running.
     open: AtomicU64,
-    next_query: AtomicU64,
+    next_conn: AtomicU64,
     handshake_timeout: Duration,
-    max_sessions: usize,
-    clock: Arc<ClockLeader>,
+    clock: NodeClock,
+}
+
+impl LeaderShared {
+    fn writer(&self, conn: ConnId) -> Option<Arc<Mutex<TcpStream>>> {
+        lock(&self.writers)
+            .iter()
+            .find(|(c, _)| *c == conn)
+            .map(|(_, w)| Arc::clone(w))
+    }
+
+    /// Sends what the core has queued for `conn`. The writer is held from the poll to the
+    /// write, so that frames leave in the order the core queued them.
+    fn flush(&self, conn: ConnId) -> std::io::Result<()> {
+        let Some(writer) = self.writer(conn) else {
+            return Ok(());
+        };
+        let mut w = lock(&writer);
+        while let Some(bytes) = lock(&self.core).poll_control_transmit(conn) {
+            w.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+
+    fn flush_all(&self) {
+        let conns: Vec<ConnId> = lock(&self.writers).iter().map(|(c, _)| *c).collect();
+        for conn in conns {
+            // A follower whose connection fails is dropped by its session thread.
+            let _ = self.flush(conn);
+        }
+    }
+
+    /// Takes the core's events: only status answers need a thread woken.
+    fn drain_events(&self, core: &mut LeaderCore<SocketAddr>) {
+        while let Some(e) = core.poll_event() {
+            if let LeaderCoreEvent::Status { .. } = e {
+                let (m, cv) = &self.answers;
+                *lock(m) += 1;
+                cv.notify_all();
+            }
+        }
+    }
+}
+
+fn node_error(e: LeaderError) -> NodeError {
+    match e {
+        LeaderError::UnknownFollower { id } => NodeError::UnknownFollower { id },
+        LeaderError::Pair(Refusal::ModelMismatch {
+            model,
+            partner_model,
+        }) => NodeError::ModelMismatch {
+            model,
+            partner_model,
+        },
+        LeaderError::Pair(r) => NodeError::Config {
+            field: "pair",
+            reason: r.to_string(),
+        },
+        LeaderError::OutOfRange { field, reason } => NodeError::Config { field, reason },
+        LeaderError::Media(e) => NodeError::Media(e.to_string()),
+        other => NodeError::Socket(format!("control message: {other}")),
+    }
 }
 
 /// A leader node. See the [`node`](crate::node) module docs.
 pub struct Leader {
     shared: Arc<LeaderShared>,
     threads: Vec<JoinHandle<()>>,
+    ptp: MasterThread,
     control: SocketAddr,
     stream: StreamParams,
 }
@@ -300,18 +285,9 @@ impl Leader {
         let mut sc = SenderConfig::new(config.codec, format, ssrc_from(&nonce));
         sc.ptime_ms = Some(ptime_ms);
         sc.initial_sequence = u16::from_be_bytes([nonce[4], nonce[5]]);
-        let sender = RtpSender::new(sc).map_err(|e| NodeError::Media(e.to_string()))?;
-        if config.latency < config.ptime + Nanos::from_millis(5)
-            || config.latency > Nanos::from_secs(5)
-        {
-            return Err(NodeError::Config {
-                field: "latency",
-                reason: format!(
-                    "must be from ptime + 5 ms to 5 s, got {} ms",
-                    config.latency.as_nanos() / 1_000_000
-                ),
-            });
-        }
+        // Checked before any port is bound (the core checks them again).
+        let sender = RtpSender::new(sc.clone()).map_err(|e| NodeError::Media(e.to_string()))?;
+        check_latency(config.latency, config.ptime).map_err(node_error)?;
 
         let listener = TcpListener::bind(config.control).map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => NodeError::AddrInUse {
@@ -331,13 +307,7 @@ impl Leader {
         let mut id = [0u8; 8];
         id.copy_from_slice(&nonce[8..16]);
         let clock_identity = ClockIdentity(id);
-        let ptp = ClockLeader::start(
-            ClockLeaderConfig {
-                sockets: ptp_sockets,
-                clock_identity,
-            },
-            clock.clone(),
-        )?;
+        let ptp_sockets = PtpSockets::bind(&ptp_sockets, clock.clone())?;
         if let Some(m) = config.multicast
             && !m.group.ip().is_multicast()
         {
@@ -372,7 +342,6 @@ impl Leader {
                     .map_err(|e| NodeError::Socket(format!("RTCP socket: {e}")))?,
             )
         };
-        let (ev, gen_port) = ptp.ports();
         let stream = StreamParams {
             codec: crate::control::CodecId::from_kind(config.codec),
             sample_rate: config.sample_rate,
@@ -381,8 +350,8 @@ impl Leader {
             ssrc: sender.ssrc(),
             rtp_port,
             multicast: config.multicast.map(|m| m.group),
-            ptp_event_port: ev,
-            ptp_general_port: gen_port,
+            ptp_event_port: ptp_sockets.event_port(),
+            ptp_general_port: ptp_sockets.general_port(),
             target_latency: config.latency,
             ptime: config.ptime,
         };
@@ -390,40 +359,44 @@ impl Leader {
             write_sdp(path, &config, &stream, clock_identity, ip)?;
         }
 
+        let mut master = MasterConfig::new(clock_identity);
+        master.tx_timestamps = ptp_sockets.kernel_tx();
+        let mut cc = LeaderCoreConfig::new(
+            config.group.clone(),
+            config.key.clone(),
+            stream.clone(),
+            sc,
+            master,
+        );
+        cc.dests = config.dests.clone();
+        cc.multicast = config.multicast.map(|m| SocketAddr::V4(m.group));
+        cc.rtcp = rtcp.is_some();
+        cc.max_sessions = config.max_sessions;
+        let core: Core = Arc::new(Mutex::new(
+            LeaderCore::new(cc, clock.now()).map_err(node_error)?,
+        ));
+        let ptp = ClockLeader::run(ptp_sockets, clock.clone(), Arc::clone(&core))?;
         let shared = Arc::new(LeaderShared {
             shutdown: AtomicBool::new(false),
-            paused: AtomicBool::new(false),
             next_source: Mutex::new(None),
-            dests: Mutex::new(Dests {
-                followers: Vec::new(),
-                fixed: config.dests.clone(),
-            }),
-            dest_version: AtomicU64::new(0),
             counters: Counters::default(),
-            registry: Mutex::new(Registry {
-                admission: Admission::new(config.group.clone(), config.key.clone(), stream.clone()),
-                sessions: Vec::new(),
-            }),
+            core,
+            writers: Mutex::new(Vec::new()),
+            answers: (Mutex::new(0), Condvar::new()),
             open: AtomicU64::new(0),
-            next_query: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
             handshake_timeout: config.handshake_timeout,
-            max_sessions: config.max_sessions.max(1),
-            clock: Arc::new(ptp),
+            clock: clock.clone(),
         });
 
-        // One packet per chunk: the sender's own frame count (it rounds 44.1 kHz down).
-        let frames = sender.frames_per_packet();
         let media = MediaLoop {
             shared: Arc::clone(&shared),
             clock,
-            sender,
             rtp,
             rtcp,
             source,
             channels: usize::from(config.channels),
-            latency: config.latency,
-            multicast: config.multicast.map(|m| SocketAddr::V4(m.group)),
-            frames,
+            frames: sender.frames_per_packet(),
             rate: config.sample_rate,
         };
         let mut threads = Vec::new();
@@ -435,6 +408,7 @@ impl Leader {
         Ok(Leader {
             shared,
             threads,
+            ptp,
             control,
             stream,
         })
@@ -452,116 +426,81 @@ impl Leader {
 
     /// The joined followers.
     pub fn followers(&self) -> Vec<FollowerInfo> {
-        let reg = lock(&self.shared.registry);
-        reg.sessions.iter().filter_map(|s| reg.info(s)).collect()
+        lock(&self.shared.core)
+            .members()
+            .into_iter()
+            .map(info)
+            .collect()
     }
 
     /// The counters.
     pub fn stats(&self) -> LeaderStats {
         let c = &self.shared.counters;
+        let core = lock(&self.shared.core);
+        let s = core.stats();
         LeaderStats {
             rtp_packets: c.rtp_packets.load(Ordering::Relaxed),
             rtp_send_errors: c.rtp_send_errors.load(Ordering::Relaxed),
-            admitted: c.admitted.load(Ordering::Relaxed),
-            refused_wrong_key: c.refused_wrong_key.load(Ordering::Relaxed),
-            refused_other: c.refused_other.load(Ordering::Relaxed),
-            refused_busy: c.refused_busy.load(Ordering::Relaxed),
-            ptp: self.shared.clock.stats(),
-            timestamping: self.shared.clock.timestamping(),
+            admitted: s.admitted,
+            refused_wrong_key: s.refused_wrong_key,
+            refused_other: s.refused_other,
+            refused_busy: s.refused_busy,
+            ptp: *core.ptp_stats(),
+            timestamping: self.ptp.timestamping,
         }
     }
 
-    fn send_to(
+    /// Runs `command` on the core, then sends what it queued for the connections it names.
+    fn command<const N: usize>(
         &self,
-        id: u64,
-        msg: &Message,
-        update: impl FnOnce(&mut Session),
+        command: impl FnOnce(&mut LeaderCore<SocketAddr>) -> Result<[ConnId; N], LeaderError>,
     ) -> Result<(), NodeError> {
-        let link = {
-            let mut reg = lock(&self.shared.registry);
-            let s = reg
-                .sessions
-                .iter_mut()
-                .find(|s| s.id == id)
-                .ok_or(NodeError::UnknownFollower { id })?;
-            update(s);
-            Arc::clone(&s.link)
-        };
-        lock(&link).send(msg)
+        let conns = command(&mut lock(&self.shared.core)).map_err(node_error)?;
+        for conn in conns {
+            self.shared
+                .flush(conn)
+                .map_err(|e| NodeError::Control(crate::control::ControlError::Io(e)))?;
+        }
+        Ok(())
     }
 
     /// Sets follower `id`'s volume (0 to 1).
     pub fn set_volume(&self, id: u64, volume: f32) -> Result<(), NodeError> {
-        if !(0.0..=1.0).contains(&volume) {
-            return Err(NodeError::Config {
-                field: "volume",
-                reason: format!("must be 0 to 1, got {volume}"),
-            });
-        }
-        self.send_to(id, &Message::SetVolume { volume }, |i| i.volume = volume)
+        self.command(|c| c.set_volume(id, volume).map(|c| [c]))
     }
 
     /// Mutes or unmutes follower `id`.
     pub fn set_mute(&self, id: u64, muted: bool) -> Result<(), NodeError> {
-        self.send_to(id, &Message::SetMute { muted }, |i| i.muted = muted)
+        self.command(|c| c.set_mute(id, muted).map(|c| [c]))
     }
 
     /// Sets follower `id`'s latency trim: positive plays later (a speaker nearer the
     /// listener), within ±100 ms.
     pub fn set_trim(&self, id: u64, trim: Nanos) -> Result<(), NodeError> {
-        if trim.abs() > Nanos::from_millis(100) {
-            return Err(NodeError::Config {
-                field: "trim",
-                reason: "must be within ±100 ms".into(),
-            });
-        }
-        self.send_to(id, &Message::SetTrim { trim }, |i| i.trim = trim)
+        self.command(|c| c.set_trim(id, trim).map(|c| [c]))
     }
 
     /// Makes followers `left` and `right` a stereo pair. Two different models are refused
     /// with [`NodeError::ModelMismatch`] and nothing changes.
     pub fn pair(&self, left: u64, right: u64) -> Result<(), NodeError> {
-        let links = {
-            let mut reg = lock(&self.shared.registry);
-            reg.admission.pair(left, right).map_err(|e| match e {
-                AdmissionError::UnknownMember { id } => NodeError::UnknownFollower { id },
-                AdmissionError::Refused(Refusal::ModelMismatch {
-                    model,
-                    partner_model,
-                }) => NodeError::ModelMismatch {
-                    model,
-                    partner_model,
-                },
-                AdmissionError::Refused(r) => NodeError::Config {
-                    field: "pair",
-                    reason: r.to_string(),
-                },
-            })?;
-            [(left, Role::Left), (right, Role::Right)].map(|(id, role)| (reg.link(id), role))
-        };
-        for (link, role) in links {
-            if let Some(link) = link {
-                lock(&link).send(&Message::SetRole { role })?;
-            }
-        }
-        Ok(())
+        self.command(|c| c.pair(left, right))
     }
 
     /// Pauses the group: the stream stops and every follower fades out.
     pub fn pause(&self) {
-        self.shared.paused.store(true, Ordering::Release);
-        self.broadcast(&Message::Pause);
+        lock(&self.shared.core).pause();
+        self.shared.flush_all();
     }
 
     /// Resumes the group after [`pause`](Self::pause).
     pub fn resume(&self) {
-        self.broadcast(&Message::Resume);
-        self.shared.paused.store(false, Ordering::Release);
+        lock(&self.shared.core).resume();
+        self.shared.flush_all();
     }
 
     /// Whether paused.
     pub fn is_paused(&self) -> bool {
-        self.shared.paused.load(Ordering::Acquire)
+        lock(&self.shared.core).is_paused()
     }
 
     /// Switches to `source`, with a 50 ms crossfade; the followers carry on.
@@ -569,54 +508,49 @@ impl Leader {
         *lock(&self.shared.next_source) = Some(source);
     }
 
-    fn broadcast(&self, msg: &Message) {
-        let links = lock(&self.shared.registry).links();
-        for link in links {
-            // A follower whose connection fails is dropped by its session thread.
-            let _ = lock(&link).send(msg);
-        }
-    }
-
     /// Asks every joined follower for its status and waits up to `timeout` for the answers;
     /// a follower that does not answer in time has `None`.
     pub fn status(&self, timeout: Duration) -> Vec<(FollowerInfo, Option<FollowerStatus>)> {
-        let asked: Vec<_> = {
-            let reg = lock(&self.shared.registry);
-            reg.sessions
-                .iter()
-                .filter_map(|s| {
-                    let id = self.shared.next_query.fetch_add(1, Ordering::Relaxed) as u32;
-                    Some((reg.info(s)?, Arc::clone(&s.link), Arc::clone(&s.status), id))
-                })
-                .collect()
-        };
-        for (_, link, _, id) in &asked {
-            let _ = lock(link).send(&Message::StatusQuery { id: *id });
-        }
-        let deadline = std::time::Instant::now() + timeout;
-        asked
-            .into_iter()
-            .map(|(info, _, slot, id)| {
-                let (m, cv) = &*slot;
-                let mut got = lock(m);
-                loop {
-                    if let Some((qid, st)) = got.as_ref()
-                        && *qid == id
-                    {
-                        let st = st.clone();
-                        return (info, Some(st));
-                    }
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return (info, None);
-                    }
-                    got = cv
-                        .wait_timeout(got, left)
-                        .map(|r| r.0)
-                        .unwrap_or_else(|e| e.into_inner().0);
+        let asked = lock(&self.shared.core).query_status();
+        self.shared.flush_all();
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &self.shared.answers;
+        loop {
+            // (The answers' lock is never held with the core's: session threads take the
+            // core first.)
+            let seen = *lock(m);
+            {
+                let core = lock(&self.shared.core);
+                let answered = |id: u64, q: u32| {
+                    core.status(id)
+                        .filter(|(got, _)| *got == q)
+                        .map(|(_, st)| st.clone())
+                };
+                let done = asked.iter().all(|&(id, q)| answered(id, q).is_some());
+                if done || Instant::now() >= deadline {
+                    return core
+                        .members()
+                        .into_iter()
+                        .filter_map(|mb| {
+                            let &(_, q) = asked.iter().find(|(id, _)| *id == mb.id)?;
+                            let st = answered(mb.id, q);
+                            Some((info(mb), st))
+                        })
+                        .collect();
                 }
-            })
-            .collect()
+            }
+            let mut now_seen = lock(m);
+            while *now_seen == seen {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                now_seen = cv
+                    .wait_timeout(now_seen, left)
+                    .map(|r| r.0)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+        }
     }
 
     /// Stops streaming, closes every session and joins the threads.
@@ -626,13 +560,17 @@ impl Leader {
 
     fn halt(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
-        let links = lock(&self.shared.registry).links();
-        for link in links {
-            let _ = lock(&link).stream.shutdown(Shutdown::Both);
+        let writers: Vec<_> = lock(&self.shared.writers)
+            .iter()
+            .map(|(_, w)| Arc::clone(w))
+            .collect();
+        for w in writers {
+            let _ = lock(&w).shutdown(Shutdown::Both);
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.ptp.halt();
         // Session threads end when their sockets close; wait a little for them to
         // deregister so that the ports are free for a restart.
         for _ in 0..100 {
@@ -647,6 +585,19 @@ impl Leader {
 impl Drop for Leader {
     fn drop(&mut self) {
         self.halt();
+    }
+}
+
+fn info(m: LeaderMember<SocketAddr>) -> FollowerInfo {
+    FollowerInfo {
+        id: m.id,
+        name: m.name,
+        model: m.model,
+        role: m.role,
+        addr: m.addr,
+        volume: m.volume,
+        muted: m.muted,
+        trim: m.trim,
     }
 }
 
@@ -698,11 +649,15 @@ fn accept_loop(shared: &Arc<LeaderShared>, listener: &TcpListener) {
     while !shared.shutdown.load(Ordering::Acquire) {
         match listener.accept() {
             Ok((stream, addr)) => {
-                if shared.open.load(Ordering::Acquire) as usize >= shared.max_sessions {
+                let conn = ConnId(shared.next_conn.fetch_add(1, Ordering::Relaxed));
+                let Ok(nonce) = new_nonce() else {
+                    continue;
+                };
+                let opened = lock(&shared.core).handle_connect(conn, addr, nonce);
+                if opened.is_err() {
                     // Full: a Busy refusal, then the close. The fresh socket's send buffer
                     // takes the frame at once, so a flood never holds this thread; a
                     // follower that gets it retries.
-                    shared.counters.refused_busy.fetch_add(1, Ordering::Relaxed);
                     let mut s = stream;
                     let mut scratch = Vec::new();
                     let _ = s.set_write_timeout(Some(Duration::from_millis(50)));
@@ -718,10 +673,11 @@ fn accept_loop(shared: &Arc<LeaderShared>, listener: &TcpListener) {
                 shared.open.fetch_add(1, Ordering::AcqRel);
                 let s = Arc::clone(shared);
                 let spawned = spawn("lockstep-session", move || {
-                    serve(&s, stream, addr);
+                    serve(&s, stream, conn);
                     s.open.fetch_sub(1, Ordering::AcqRel);
                 });
                 if spawned.is_err() {
+                    lock(&shared.core).handle_disconnect(conn);
                     shared.open.fetch_sub(1, Ordering::AcqRel);
                 }
             }
@@ -733,151 +689,46 @@ fn accept_loop(shared: &Arc<LeaderShared>, listener: &TcpListener) {
     }
 }
 
-/// One control session: the handshake, then messages until the follower leaves.
-fn serve(shared: &Arc<LeaderShared>, mut stream: TcpStream, addr: SocketAddr) {
+/// One control connection: moves its bytes into the core and the core's out, until the
+/// session is over or the connection fails. The handshake must finish within the
+/// handshake timeout overall: a peer trickling bytes cannot hold the session open.
+fn serve(shared: &Arc<LeaderShared>, mut stream: TcpStream, conn: ConnId) {
     let _ = stream.set_nonblocking(false);
     crate::net::tune_control(&stream);
     let _ = stream.set_read_timeout(Some(shared.handshake_timeout));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let Some((id, link, status, peer)) = handshake(shared, &mut stream, addr) else {
-        let _ = stream.shutdown(Shutdown::Both);
-        return;
-    };
-    shared.counters.admitted.fetch_add(1, Ordering::Relaxed);
-    shared.dest_version.fetch_add(1, Ordering::AcqRel);
-    shared.clock.add_peer(peer);
-
-    // Joined: read until the follower leaves or the connection fails. Writes come from the
-    // Leader's methods through the link too.
-    let _ = stream.set_read_timeout(None);
-    let mut buf = [0u8; 4096];
-    let mut events = Vec::new();
-    'read: while !shared.shutdown.load(Ordering::Acquire) {
-        let n = match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        {
-            let mut reg = lock(&shared.registry);
-            let mut l = lock(&link);
-            l.session.handle_input(&buf[..n], &mut reg.admission);
-            drop(reg);
-            // (A Pong, or a refusal of a frame that did not decode.)
-            let _ = l.flush();
-            while let Some(e) = l.session.poll_event() {
-                events.push(e);
+    if let Ok(writer) = stream.try_clone() {
+        lock(&shared.writers).push((conn, Arc::new(Mutex::new(writer))));
+        let deadline = Instant::now() + shared.handshake_timeout;
+        let mut joined = false;
+        let mut buf = [0u8; 4096];
+        while !shared.shutdown.load(Ordering::Acquire) {
+            if !joined && Instant::now() >= deadline {
+                break;
             }
-        }
-        for e in events.drain(..) {
-            match e {
-                LeaderEvent::Status {
-                    id: qid,
-                    status: st,
-                } => {
-                    let (m, cv) = &*status;
-                    *lock(m) = Some((qid, st));
-                    cv.notify_all();
+            let n = match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let closed = {
+                let mut core = lock(&shared.core);
+                let _ = core.handle_control(conn, shared.clock.now(), &buf[..n]);
+                shared.drain_events(&mut core);
+                if !joined && core.is_joined(conn) {
+                    joined = true;
+                    let _ = stream.set_read_timeout(None);
                 }
-                LeaderEvent::Refused(_) => {
-                    shared
-                        .counters
-                        .refused_other
-                        .fetch_add(1, Ordering::Relaxed);
-                    break 'read;
-                }
-                LeaderEvent::Left => break 'read,
-                LeaderEvent::Joined { .. } => {}
+                core.is_closed(conn)
+            };
+            // The Challenge, the Welcome, a Pong, or the refusal before the close.
+            if shared.flush(conn).is_err() || closed {
+                break;
             }
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
-    {
-        let mut reg = lock(&shared.registry);
-        reg.admission.remove(id);
-        reg.sessions.retain(|s| s.id != id);
-    }
-    lock(&shared.dests).followers.retain(|(sid, _)| *sid != id);
-    shared.dest_version.fetch_add(1, Ordering::AcqRel);
-    shared.clock.remove_peer(peer);
-}
-
-/// Runs the leader's half of the handshake, within the handshake timeout overall. A
-/// refusal is sent before it returns `None`; so is nothing when the connection failed.
-fn handshake(
-    shared: &LeaderShared,
-    stream: &mut TcpStream,
-    addr: SocketAddr,
-) -> Option<(u64, Arc<Mutex<Link>>, StatusSlot, PtpPeer)> {
-    let deadline = Instant::now() + shared.handshake_timeout;
-    let mut session = LeaderSession::new(new_nonce().ok()?);
-    let writer = stream.try_clone().ok()?;
-    let mut buf = [0u8; 1024];
-    loop {
-        // (Each read waits the handshake timeout at most, and the whole handshake too: a
-        // peer trickling bytes cannot hold the session open.)
-        if Instant::now() >= deadline {
-            return None;
-        }
-        let n = match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => n,
-        };
-        let mut reg = lock(&shared.registry);
-        session.handle_input(&buf[..n], &mut reg.admission);
-        let mut joined = None;
-        while let Some(e) = session.poll_event() {
-            match e {
-                LeaderEvent::Joined { id, ports, .. } => joined = Some((id, ports)),
-                LeaderEvent::Refused(r) => {
-                    let counter = if r == Refusal::WrongKey {
-                        &shared.counters.refused_wrong_key
-                    } else {
-                        &shared.counters.refused_other
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-                LeaderEvent::Status { .. } | LeaderEvent::Left => {}
-            }
-        }
-        let Some((id, ports)) = joined else {
-            drop(reg);
-            // The Challenge, or the refusal before the close.
-            let mut sent = true;
-            while let Some(bytes) = session.poll_transmit() {
-                sent &= stream.write_all(&bytes).is_ok();
-            }
-            if session.is_closed() || !sent {
-                let _ = stream.flush();
-                return None;
-            }
-            continue;
-        };
-        // Registered before the Welcome leaves: a follower that has it can be steered.
-        let status: StatusSlot = Arc::new((Mutex::new(None), Condvar::new()));
-        let link = Arc::new(Mutex::new(Link {
-            session,
-            stream: writer,
-        }));
-        reg.sessions.push(Session {
-            id,
-            addr,
-            volume: 1.0,
-            muted: false,
-            trim: Nanos::ZERO,
-            link: Arc::clone(&link),
-            status: Arc::clone(&status),
-        });
-        drop(reg);
-        if lock(&link).flush().is_err() {
-            let mut reg = lock(&shared.registry);
-            reg.admission.remove(id);
-            reg.sessions.retain(|s| s.id != id);
-            return None;
-        }
-        lock(&shared.dests)
-            .followers
-            .push((id, SocketAddr::new(addr.ip(), ports.rtp)));
-        let peer = PtpPeer::new(addr.ip(), ports.ptp_event, ports.ptp_general);
-        return Some((id, link, status, peer));
-    }
+    lock(&shared.writers).retain(|(c, _)| *c != conn);
+    let mut core = lock(&shared.core);
+    core.handle_disconnect(conn);
+    shared.drain_events(&mut core);
 }

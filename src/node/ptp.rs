@@ -18,41 +18,17 @@ use std::time::Duration;
 
 use crate::clock::ClockEstimate;
 use crate::control::TimestampKind;
-use crate::core::{ClockCore, EstimatorFactory, default_estimator};
+use crate::core::{ClockCore, EstimatorFactory, MasterCore, default_estimator};
 use crate::net::{Dscp, Multicast, TimestampSource, Transport, UdpConfig, UdpSocket};
 use crate::node::NodeError;
 use crate::node::clock::NodeClock;
 use crate::ptp::{
-    ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpPort, PtpStats, SlaveConfig, Transmit,
-    TxTag,
+    ClockIdentity, MasterConfig, PortIdentity, PtpPort, PtpStats, SlaveConfig, Transmit, TxTag,
 };
-use crate::time::{LeaderInstant, LocalInstant};
+use crate::time::LocalInstant;
 
 /// Where a PTP peer listens: its event and general ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PtpPeer {
-    /// Event messages (Sync, Delay_Req) go here.
-    pub event: SocketAddr,
-    /// General messages (Follow_Up, Delay_Resp, Announce, Signaling) go here.
-    pub general: SocketAddr,
-}
-
-impl PtpPeer {
-    /// The peer at `ip` with ports `event` and `general`.
-    pub fn new(ip: IpAddr, event: u16, general: u16) -> PtpPeer {
-        PtpPeer {
-            event: SocketAddr::new(ip, event),
-            general: SocketAddr::new(ip, general),
-        }
-    }
-
-    fn port(&self, port: PtpPort) -> SocketAddr {
-        match port {
-            PtpPort::Event => self.event,
-            PtpPort::General => self.general,
-        }
-    }
-}
+pub type PtpPeer = crate::core::PtpPeer<SocketAddr>;
 
 /// How a clock node's sockets are set up.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -168,10 +144,11 @@ impl<T: Transport> PtpSockets<T> {
 
     /// Sends `tx` to `peer`, remembering its tag under the kernel's transmit id.
     pub(crate) fn send<A>(&mut self, tx: &Transmit<A>, peer: &PtpPeer) {
-        let (sock, to) = match tx.port {
-            PtpPort::Event => (&self.event, peer.port(PtpPort::Event)),
-            PtpPort::General => (&self.general, peer.port(PtpPort::General)),
+        let sock = match tx.port {
+            PtpPort::Event => &self.event,
+            PtpPort::General => &self.general,
         };
+        let to = peer.to(tx.port);
         // A send that fails (peer gone, buffer full) is a lost datagram: the protocol
         // times it out and counts it.
         if let Ok(Some(id)) = sock.send_to(tx.payload(), to)
@@ -506,17 +483,10 @@ pub struct ClockLeaderConfig {
     pub clock_identity: ClockIdentity,
 }
 
-/// What the owner of a clock leader tells its thread.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum PeerCommand {
-    Add(PtpPeer),
-    Remove(PtpPeer),
-}
-
 /// A PTP master on its own thread: serves its clock to the peers it is given.
 pub struct ClockLeader {
-    shared: Arc<ClockShared>,
-    commands: Arc<Mutex<Vec<PeerCommand>>>,
+    host: Arc<Mutex<MasterCore<SocketAddr>>>,
+    clock: NodeClock,
     runner: Runner,
     timestamping: TimestampKind,
     ports: (u16, u16),
@@ -527,6 +497,20 @@ impl std::fmt::Debug for ClockLeader {
         f.debug_struct("ClockLeader")
             .field("ports", &self.ports)
             .finish_non_exhaustive()
+    }
+}
+
+/// A running master thread: its sockets' ports and timestamping, and its runner.
+pub(crate) struct MasterThread {
+    runner: Runner,
+    pub(crate) timestamping: TimestampKind,
+    pub(crate) ports: (u16, u16),
+}
+
+impl MasterThread {
+    /// Stops the thread.
+    pub(crate) fn halt(&mut self) {
+        self.runner.halt();
     }
 }
 
@@ -543,20 +527,36 @@ impl ClockLeader {
         config: ClockLeaderConfig,
         clock: NodeClock,
     ) -> Result<ClockLeader, NodeError> {
-        let shared = Arc::new(ClockShared::default());
-        let commands = Arc::new(Mutex::new(Vec::new()));
-        let timestamping = sockets.timestamping();
-        let ports = (sockets.event_port(), sockets.general_port());
         let mut mc = MasterConfig::new(config.clock_identity);
         mc.tx_timestamps = sockets.kernel_tx();
-        let (s, c) = (Arc::clone(&shared), Arc::clone(&commands));
-        let thread = crate::node::spawn("lockstep-ptp-master", move || {
-            run_master(sockets, clock, mc, &s, &c)
-        })?;
+        let host = Arc::new(Mutex::new(MasterCore::new(mc)));
+        let t = ClockLeader::run(sockets, clock.clone(), Arc::clone(&host))?;
         Ok(ClockLeader {
+            host,
+            clock,
+            runner: t.runner,
+            timestamping: t.timestamping,
+            ports: t.ports,
+        })
+    }
+
+    /// Runs the master of `host` (alone, or inside a leader's core that the caller shares
+    /// with its other threads) over `sockets`, on a thread of its own. The master should
+    /// wait for transmit stamps only if [`PtpSockets::kernel_tx`] says they come.
+    pub(crate) fn run<T: Transport, H: MasterHost>(
+        sockets: PtpSockets<T>,
+        clock: NodeClock,
+        host: Arc<Mutex<H>>,
+    ) -> Result<MasterThread, NodeError> {
+        let shared = Arc::new(ClockShared::default());
+        let timestamping = sockets.timestamping();
+        let ports = (sockets.event_port(), sockets.general_port());
+        let s = Arc::clone(&shared);
+        let thread = crate::node::spawn("lockstep-ptp-master", move || {
+            run_master(sockets, &clock, &host, &s)
+        })?;
+        Ok(MasterThread {
             runner: Runner::new(&shared, thread),
-            shared,
-            commands,
             timestamping,
             ports,
         })
@@ -564,17 +564,17 @@ impl ClockLeader {
 
     /// Starts serving `peer` (with the burst of fast Syncs a new follower gets).
     pub fn add_peer(&self, peer: PtpPeer) {
-        lock(&self.commands).push(PeerCommand::Add(peer));
+        lock(&self.host).add_peer(peer, self.clock.now());
     }
 
     /// Stops serving `peer`.
     pub fn remove_peer(&self, peer: PtpPeer) {
-        lock(&self.commands).push(PeerCommand::Remove(peer));
+        lock(&self.host).remove_peer(peer);
     }
 
     /// The master's counters.
     pub fn stats(&self) -> PtpStats {
-        *lock(&self.shared.stats)
+        *lock(&self.host).stats()
     }
 
     /// Which receive timestamps it uses.
@@ -593,63 +593,46 @@ impl ClockLeader {
     }
 }
 
-fn leader_time(t: LocalInstant) -> LeaderInstant {
-    // The leader's own clock is the group's timeline.
-    LeaderInstant::from_nanos(t.as_nanos())
+/// What a PTP master thread drives: a master core, alone or inside a leader's core.
+pub(crate) trait MasterHost: Send + 'static {
+    /// The master core.
+    fn master_core(&mut self) -> &mut MasterCore<SocketAddr>;
 }
 
-fn run_master<T: Transport>(
+impl MasterHost for MasterCore<SocketAddr> {
+    fn master_core(&mut self) -> &mut MasterCore<SocketAddr> {
+        self
+    }
+}
+
+impl MasterHost for crate::core::LeaderCore<SocketAddr> {
+    fn master_core(&mut self) -> &mut MasterCore<SocketAddr> {
+        self.clock_mut()
+    }
+}
+
+fn run_master<T: Transport, H: MasterHost>(
     mut sockets: PtpSockets<T>,
-    clock: NodeClock,
-    config: MasterConfig,
+    clock: &NodeClock,
+    host: &Mutex<H>,
     shared: &ClockShared,
-    commands: &Mutex<Vec<PeerCommand>>,
 ) {
-    let mut master = PtpMaster::<PtpPeer>::new(config);
-    let mut peers: Vec<PtpPeer> = Vec::new();
-    let mut pending: Vec<PeerCommand> = Vec::new();
     while !shared.shutdown.load(Ordering::Acquire) {
-        std::mem::swap(&mut pending, &mut *lock(commands));
-        for cmd in pending.drain(..) {
-            match cmd {
-                PeerCommand::Add(p) => {
-                    if !peers.contains(&p) {
-                        peers.push(p);
-                        master.add_slave(p, leader_time(clock.now()));
-                    }
-                }
-                PeerCommand::Remove(p) => {
-                    peers.retain(|q| *q != p);
-                    master.remove_slave(p);
-                }
-            }
-        }
-        let deadline = master
-            .poll_timeout()
-            .map(|t| LocalInstant::from_nanos(t.as_nanos()));
-        sockets.wait(wait_for(&clock, deadline));
-        sockets.drain_tx(&mut |tag, at| master.handle_transmitted(tag, leader_time(at)));
+        let deadline = lock(host).master_core().poll_timeout();
+        sockets.wait(wait_for(clock, deadline));
+        let mut guard = lock(host);
+        let master = guard.master_core();
+        sockets.drain_tx(&mut |tag, at| master.handle_transmitted(tag, at));
+        // A Delay_Req comes from the peer's event socket, a burst request (Signaling) from
+        // its general one; the core tells them apart and counts strangers.
         sockets.drain_rx(&mut |from, at, bytes| {
-            // A Delay_Req comes from the peer's event socket, a burst request (Signaling)
-            // from its general one; both reach the master, which tells them apart.
-            match peers.iter().find(|p| p.event == from || p.general == from) {
-                Some(p) => {
-                    let _ = master.handle_receive(*p, leader_time(at), bytes);
-                }
-                None => {
-                    shared.unknown_source.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            let _ = master.handle_ptp(from, at, bytes);
         });
-        let now = leader_time(clock.now());
-        if master.poll_timeout().is_some_and(|t| t <= now) {
-            master.handle_timeout(now);
-        }
+        let now = clock.now();
+        master.handle_timeout(now);
         while let Some(tx) = master.poll_transmit(now) {
-            let peer = tx.to;
-            sockets.send(&tx, &peer);
+            sockets.send(&tx, &tx.to);
         }
-        sockets.drain_tx(&mut |tag, at| master.handle_transmitted(tag, leader_time(at)));
-        *lock(&shared.stats) = *master.stats();
+        sockets.drain_tx(&mut |tag, at| master.handle_transmitted(tag, at));
     }
 }
