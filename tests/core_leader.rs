@@ -1,0 +1,505 @@
+//! Scenarios: a `LeaderCore` driven by hand, with no socket, no thread and no clock. A
+//! `FollowerCore` from the same crate is the other end; the nonces are chosen here, so the
+//! handshake is deterministic, and time is whatever the test says it is.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use lockstep::control::{
+    Capabilities, CodecId, Hello, HouseholdKey, PeerPorts, Refusal, Role, SessionError,
+    StreamParams,
+};
+use lockstep::core::{
+    Channel, ConnId, CoreEvent, FollowerCore, FollowerCoreConfig, LeaderCore, LeaderCoreConfig,
+    LeaderCoreEvent, LeaderError, PtpPeer,
+};
+use lockstep::media::ntp::NtpTimestamp;
+use lockstep::media::sender::{HEADER_LEN, NTP_OFFSET, SenderConfig};
+use lockstep::media::{AudioFormat, CodecKind};
+use lockstep::ptp::wire::{Body, Message};
+use lockstep::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpPort, SlaveConfig};
+use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
+
+const RATE: u32 = 48_000;
+const LATENCY: Nanos = Nanos::from_millis(60);
+const FOLLOWER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+const LEADER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 319);
+const PORTS: PeerPorts = PeerPorts {
+    rtp: 40_000,
+    ptp_event: 40_001,
+    ptp_general: 40_002,
+};
+const CONN: ConnId = ConnId(7);
+
+fn key() -> HouseholdKey {
+    HouseholdKey::new(b"the household key of the test!").expect("key")
+}
+
+fn stream() -> StreamParams {
+    StreamParams {
+        codec: CodecId::L24,
+        sample_rate: RATE,
+        channels: 2,
+        payload_type: 96,
+        ssrc: 0x1234_5678,
+        rtp_port: 5004,
+        multicast: None,
+        ptp_event_port: 319,
+        ptp_general_port: 320,
+        target_latency: LATENCY,
+        ptime: Nanos::from_millis(5),
+    }
+}
+
+fn leader(now: LocalInstant) -> LeaderCore<SocketAddr> {
+    let format = AudioFormat::new(RATE, 2).expect("format");
+    let mut sc = SenderConfig::new(CodecKind::L24, format, 0x1234_5678);
+    sc.ptime_ms = Some(5);
+    let master = MasterConfig::new(ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1]));
+    let config = LeaderCoreConfig::new("kitchen", key(), stream(), sc, master);
+    LeaderCore::new(config, now).expect("a leader")
+}
+
+fn follower(key: HouseholdKey) -> FollowerCore<SocketAddr> {
+    let port = PortIdentity {
+        clock_identity: ClockIdentity([2, 0, 0, 0xff, 0xfe, 0, 0, 9]),
+        port_number: 1,
+    };
+    let mut f = FollowerCore::new(FollowerCoreConfig::new(SlaveConfig::new(port)), Role::Full);
+    let hello = Hello {
+        caps: Capabilities {
+            model: "bookshelf".into(),
+            name: "Kitchen".into(),
+            channels: 2,
+            max_rate: 96_000,
+            output_latency: Nanos::ZERO,
+        },
+        role: Role::Full,
+        group: "kitchen".into(),
+        ports: PORTS,
+    };
+    f.connect(hello, key, [2; 16]).expect("a Hello");
+    f
+}
+
+fn control_addr() -> SocketAddr {
+    SocketAddr::new(FOLLOWER_IP, 50_000)
+}
+
+/// Moves control bytes both ways until neither side has any; returns the leader's events.
+fn shuttle(
+    l: &mut LeaderCore<SocketAddr>,
+    f: &mut FollowerCore<SocketAddr>,
+    now: LocalInstant,
+) -> Vec<LeaderCoreEvent> {
+    let mut events = Vec::new();
+    for _ in 0..20 {
+        let mut moved = false;
+        while let Some(bytes) = f.poll_control_transmit() {
+            let _ = l.handle_control(CONN, now, &bytes);
+            moved = true;
+        }
+        while let Some(bytes) = l.poll_control_transmit(CONN) {
+            f.handle_control(&bytes);
+            moved = true;
+        }
+        while let Some(e) = l.poll_event() {
+            events.push(e);
+        }
+        if !moved {
+            break;
+        }
+    }
+    events
+}
+
+/// A leader with one joined follower, at `now`.
+fn joined(now: LocalInstant) -> (LeaderCore<SocketAddr>, FollowerCore<SocketAddr>) {
+    let mut l = leader(now);
+    let mut f = follower(key());
+    l.handle_connect(CONN, control_addr(), [1; 16])
+        .expect("a free slot");
+    let events = shuttle(&mut l, &mut f, now);
+    assert_eq!(events, vec![LeaderCoreEvent::Joined { conn: CONN, id: 1 }]);
+    assert!(
+        matches!(f.poll_event(), Some(CoreEvent::Joined(w)) if w.session == 1 && w.stream == stream())
+    );
+    (l, f)
+}
+
+/// The RTP datagrams of one drain, with their destinations.
+fn drain_rtp(l: &mut LeaderCore<SocketAddr>, now: LocalInstant) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut rtp = Vec::new();
+    while let Some(tx) = l.poll_transmit(now) {
+        if tx.channel == Channel::Rtp {
+            rtp.push((tx.to, tx.payload.to_vec()));
+        }
+    }
+    rtp
+}
+
+fn at_ms(ms: i64) -> LocalInstant {
+    LocalInstant::from_nanos(1_000_000_000 + ms * 1_000_000)
+}
+
+#[test]
+fn a_follower_joins_and_gets_the_clock_and_the_stream_stamped_with_the_leader_time() {
+    let t0 = at_ms(0);
+    let (mut l, _f) = joined(t0);
+    let rtp_dest = SocketAddr::new(FOLLOWER_IP, PORTS.rtp);
+    let peer = PtpPeer {
+        event: SocketAddr::new(FOLLOWER_IP, PORTS.ptp_event),
+        general: SocketAddr::new(FOLLOWER_IP, PORTS.ptp_general),
+    };
+    assert_eq!(l.media_dests(), &[rtp_dest]);
+    assert_eq!(l.clock().peers(), &[peer]);
+    let members = l.members();
+    assert_eq!(members.len(), 1);
+    assert_eq!(
+        (members[0].name.as_str(), members[0].addr),
+        ("Kitchen", control_addr())
+    );
+
+    // The clock: at 3 ms past the start the new peer's burst begins, stamped then.
+    let now = at_ms(3);
+    l.handle_timeout(now);
+    let mut sync = None;
+    let mut follow_up = None;
+    while let Some(tx) = l.poll_transmit(now) {
+        let msg = Message::parse(tx.payload).expect("a PTP message");
+        match (msg.body, tx.channel) {
+            (Body::Sync { origin_timestamp }, Channel::Ptp { port, tag }) => {
+                assert_eq!((tx.to, port), (peer.event, PtpPort::Event));
+                assert!(tag.is_some(), "an event message carries a tag");
+                sync = Some(origin_timestamp.to_instant().expect("a time"));
+            }
+            (
+                Body::FollowUp {
+                    precise_origin_timestamp,
+                },
+                Channel::Ptp { port, .. },
+            ) => {
+                assert_eq!((tx.to, port), (peer.general, PtpPort::General));
+                follow_up = Some(precise_origin_timestamp.to_instant().expect("a time"));
+            }
+            (_, Channel::Ptp { .. }) => {}
+            (_, other) => panic!("only PTP is due at 3 ms, got {other:?}"),
+        }
+    }
+    let leader_now = LeaderInstant::from_nanos(now.as_nanos());
+    assert_eq!(sync, Some(leader_now), "the Sync is stamped when polled");
+    assert_eq!(
+        follow_up,
+        Some(leader_now),
+        "its Follow_Up carries that time"
+    );
+
+    // The media: the first chunk is captured during [t0, t0 + 5 ms) and due at its end.
+    assert_eq!(l.poll_media_timeout(), at_ms(5));
+    assert!(
+        l.poll_media(at_ms(4)).is_none(),
+        "nothing is due before 5 ms"
+    );
+    for k in 0..3i64 {
+        let now = at_ms(5 * (k + 1));
+        let chunk = l.poll_media(now).expect("a chunk is due");
+        assert_eq!(chunk.captured, at_ms(5 * k));
+        let play_at = LeaderInstant::from_nanos((at_ms(5 * k) + LATENCY).as_nanos());
+        assert_eq!(chunk.play_at, play_at);
+        assert_eq!((chunk.frames, chunk.channels), (240, 2));
+        let pcm = vec![0.25f32; chunk.frames * chunk.channels];
+        assert_eq!(l.push_media(now, &chunk, &pcm).expect("sent"), 1);
+        let rtp = drain_rtp(&mut l, now);
+        assert_eq!(rtp.len(), 1, "one packet to the one follower");
+        let (to, p) = &rtp[0];
+        assert_eq!(*to, rtp_dest);
+        assert_eq!(p.len(), HEADER_LEN + 240 * 2 * 3);
+        let ntp = u64::from_be_bytes(p[NTP_OFFSET..NTP_OFFSET + 8].try_into().expect("8"));
+        assert_eq!(ntp, NtpTimestamp::from_instant(play_at).0);
+        // The media clock: the leader clock in RTP ticks (offset 0).
+        let ts = u32::from_be_bytes(p[4..8].try_into().expect("4"));
+        assert_eq!(
+            ts,
+            (i128::from(play_at.as_nanos()) * i128::from(RATE) / 1_000_000_000) as u32
+        );
+        assert!(l.poll_media(now).is_none(), "one chunk per 5 ms");
+    }
+}
+
+#[test]
+fn a_follower_with_the_wrong_key_is_refused_and_gets_nothing() {
+    let now = at_ms(0);
+    let mut l = leader(now);
+    let mut f = follower(HouseholdKey::new(b"a key of another household").expect("key"));
+    l.handle_connect(CONN, control_addr(), [1; 16])
+        .expect("a free slot");
+    let hello = f.poll_control_transmit().expect("a Hello");
+    l.handle_control(CONN, now, &hello).expect("a Challenge");
+    f.handle_control(&l.poll_control_transmit(CONN).expect("a Challenge"));
+    let auth = f.poll_control_transmit().expect("an Auth");
+    let refused = l.handle_control(CONN, now, &auth);
+    assert!(
+        matches!(refused, Err(LeaderError::Refused(Refusal::WrongKey))),
+        "{refused:?}"
+    );
+    assert!(l.is_closed(CONN), "the connection is to be closed");
+    assert_eq!(
+        l.poll_event(),
+        Some(LeaderCoreEvent::Refused {
+            conn: CONN,
+            refusal: Refusal::WrongKey
+        })
+    );
+    // The refusal travels before the close.
+    f.handle_control(&l.poll_control_transmit(CONN).expect("a refusal"));
+    assert!(matches!(
+        f.poll_event(),
+        Some(CoreEvent::Failed(SessionError::Refused(Refusal::WrongKey)))
+    ));
+    assert_eq!(l.stats().refused_wrong_key, 1);
+    assert!(l.members().is_empty() && l.media_dests().is_empty() && l.clock().peers().is_empty());
+    let chunk = l.poll_media(at_ms(5)).expect("the stream runs");
+    l.push_media(at_ms(5), &chunk, &[0.0; 480]).expect("pushed");
+    assert!(drain_rtp(&mut l, at_ms(5)).is_empty(), "nobody to send to");
+    l.handle_disconnect(CONN);
+    assert!(l.connections().next().is_none());
+}
+
+#[test]
+fn a_follower_that_leaves_is_no_destination_and_no_peer() {
+    let (mut l, mut f) = joined(at_ms(0));
+    f.leave().expect("joined");
+    let events = shuttle(&mut l, &mut f, at_ms(2));
+    assert_eq!(events, vec![LeaderCoreEvent::Left { conn: CONN, id: 1 }]);
+    assert!(l.is_closed(CONN));
+    assert!(l.media_dests().is_empty() && l.clock().peers().is_empty());
+    assert!(l.members().is_empty());
+    // No more clock or stream for it.
+    for ms in [5, 10, 15] {
+        let now = at_ms(ms);
+        l.handle_timeout(now);
+        if let Some(chunk) = l.poll_media(now) {
+            l.push_media(now, &chunk, &[0.1; 480]).expect("pushed");
+        }
+        assert!(l.poll_transmit(now).is_none(), "nothing is sent at {ms} ms");
+    }
+    assert!(matches!(
+        l.set_volume(1, 0.5),
+        Err(LeaderError::UnknownFollower { id: 1 })
+    ));
+}
+
+#[test]
+fn pause_stops_the_stream_and_resume_carries_on_from_the_current_time() {
+    let (mut l, mut f) = joined(at_ms(0));
+    let chunk = l.poll_media(at_ms(5)).expect("due");
+    l.push_media(at_ms(5), &chunk, &[0.1; 480]).expect("pushed");
+    assert_eq!(drain_rtp(&mut l, at_ms(5)).len(), 1);
+    l.pause();
+    assert!(l.is_paused());
+    shuttle(&mut l, &mut f, at_ms(6));
+    assert!(f.steering().3, "the follower was told to pause");
+    for ms in (10..=100).step_by(5) {
+        assert!(l.poll_media(at_ms(ms)).is_none(), "no media at {ms} ms");
+    }
+    assert!(drain_rtp(&mut l, at_ms(100)).is_empty());
+    l.resume();
+    shuttle(&mut l, &mut f, at_ms(101));
+    assert!(!f.steering().3, "the follower was told to resume");
+    let chunk = l.poll_media(at_ms(105)).expect("media again");
+    // The chunks of the pause passed unsent; the grid is the same.
+    assert_eq!(chunk.captured, at_ms(100));
+    l.push_media(at_ms(105), &chunk, &[0.1; 480])
+        .expect("pushed");
+    let rtp = drain_rtp(&mut l, at_ms(105));
+    assert_eq!(rtp.len(), 1);
+    assert_eq!(
+        rtp[0].1[1] & 0x80,
+        0x80,
+        "the marker bit flags the discontinuity"
+    );
+    assert_eq!(l.sender().stats().resyncs, 1);
+}
+
+#[test]
+fn commands_reach_the_follower_and_are_checked() {
+    let (mut l, mut f) = joined(at_ms(0));
+    assert_eq!(l.set_volume(1, 0.5).expect("set"), CONN);
+    l.set_mute(1, true).expect("set");
+    l.set_trim(1, Nanos::from_millis(3)).expect("set");
+    shuttle(&mut l, &mut f, at_ms(1));
+    assert_eq!(f.steering(), (0.5, true, Nanos::from_millis(3), false));
+    let m = &l.members()[0];
+    assert_eq!(
+        (m.volume, m.muted, m.trim),
+        (0.5, true, Nanos::from_millis(3))
+    );
+    assert!(matches!(
+        l.set_volume(1, 1.5),
+        Err(LeaderError::OutOfRange {
+            field: "volume",
+            ..
+        })
+    ));
+    assert!(matches!(
+        l.set_trim(1, Nanos::from_millis(101)),
+        Err(LeaderError::OutOfRange { field: "trim", .. })
+    ));
+    assert!(matches!(
+        l.pair(1, 2),
+        Err(LeaderError::UnknownFollower { id: 2 })
+    ));
+}
+
+/// A datagram on its way, in leader time.
+struct Flight {
+    arrives: i64,
+    to_follower: bool,
+    from: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+#[test]
+fn the_leader_core_and_a_follower_core_agree_on_the_time_over_a_fixed_delay() {
+    // The follower's crystal is 3.2 s behind the leader's and runs 50 ppm fast; each way the
+    // network takes 400 µs.
+    let follower_clock =
+        |leader_ns: i64| LocalInstant::from_nanos(leader_ns - 3_200_000_000 + leader_ns / 20_000);
+    let delay = 400_000i64;
+    let start = 1_000_000_000i64;
+    let (mut l, mut f) = joined(LocalInstant::from_nanos(start));
+    let peer_event = SocketAddr::new(FOLLOWER_IP, PORTS.ptp_event);
+    let peer_general = SocketAddr::new(FOLLOWER_IP, PORTS.ptp_general);
+    let mut flights: Vec<Flight> = Vec::new();
+    let step = 250_000i64;
+    let mut worst_late = 0i64;
+    for i in 0..(30_000_000_000 / step) {
+        let t = start + i * step;
+        // Deliver what has arrived, at its own arrival time.
+        flights.sort_by_key(|f| f.arrives);
+        while flights.first().is_some_and(|f| f.arrives <= t) {
+            let d = flights.remove(0);
+            if d.to_follower {
+                let _ = f.handle_ptp(LEADER, follower_clock(d.arrives), &d.bytes);
+            } else {
+                l.handle_ptp(d.from, LocalInstant::from_nanos(d.arrives), &d.bytes)
+                    .expect("the leader takes its peer's datagram");
+            }
+        }
+        let now = LocalInstant::from_nanos(t);
+        l.handle_timeout(now);
+        while let Some(tx) = l.poll_transmit(now) {
+            assert!(matches!(tx.channel, Channel::Ptp { .. }), "no media polled");
+            flights.push(Flight {
+                arrives: t + delay,
+                to_follower: true,
+                from: LEADER,
+                bytes: tx.payload.to_vec(),
+            });
+        }
+        let local = follower_clock(t);
+        f.handle_timeout(local);
+        while let Some(tx) = f.poll_transmit(local) {
+            let from = if tx.port == PtpPort::Event {
+                peer_event
+            } else {
+                peer_general
+            };
+            flights.push(Flight {
+                arrives: t + delay,
+                to_follower: false,
+                from,
+                bytes: tx.payload().to_vec(),
+            });
+        }
+        if t > start + 20_000_000_000
+            && let Some(est) = f.estimate()
+        {
+            let err = est.to_leader(local).as_nanos() - t;
+            worst_late = worst_late.max(err.abs());
+        }
+    }
+    let est = f.estimate().expect("the follower has an estimate");
+    assert!(
+        l.ptp_stats().exchanges > 100,
+        "the leader answered the follower's Delay_Reqs"
+    );
+    assert!(
+        worst_late < 2_000,
+        "the follower's idea of the leader's time is within 2 µs over the last 10 s, worst {worst_late} ns"
+    );
+    assert!(
+        (est.rate_ppm + 50.0).abs() < 0.5,
+        "the rate is the crystal's -50 ppm as the leader sees it, got {}",
+        est.rate_ppm
+    );
+}
+
+#[test]
+fn garbage_gives_typed_errors_never_a_panic() {
+    let now = at_ms(0);
+    let mut l = leader(now);
+    // Control bytes that do not frame: a typed refusal, and the connection is to close.
+    l.handle_connect(CONN, control_addr(), [1; 16])
+        .expect("a free slot");
+    let r = l.handle_control(CONN, now, &[0xff; 64]);
+    assert!(matches!(r, Err(LeaderError::Refused(_))), "{r:?}");
+    assert!(l.is_closed(CONN));
+    assert!(
+        l.poll_control_transmit(CONN).is_some(),
+        "the refusal is queued"
+    );
+    assert!(matches!(
+        l.handle_control(ConnId(99), now, b"hello"),
+        Err(LeaderError::UnknownConnection { conn: ConnId(99) })
+    ));
+    assert!(matches!(
+        l.handle_connect(CONN, control_addr(), [3; 16]),
+        Err(LeaderError::DuplicateConnection { .. })
+    ));
+    // A stream of pseudo-random inputs on fresh connections: each is either taken (a frame
+    // not whole yet) or refused with a type, never a panic.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut refused = 0;
+    for n in 0..300u64 {
+        let conn = ConnId(1_000 + n);
+        l.handle_disconnect(ConnId(999 + n));
+        l.handle_connect(conn, control_addr(), [4; 16])
+            .expect("a free slot");
+        let len = (n % 97) as usize;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        match l.handle_control(conn, now, &bytes) {
+            Ok(()) => {}
+            Err(LeaderError::Refused(_)) => refused += 1,
+            Err(e) => panic!("an unexpected error: {e}"),
+        }
+    }
+    assert!(
+        refused > 200,
+        "most garbage is refused at once, got {refused}"
+    );
+    assert!(l.members().is_empty());
+    // PTP garbage: from a stranger, and (a joined peer's) bytes that do not parse.
+    assert!(matches!(
+        l.handle_ptp(LEADER, now, &[0; 10]),
+        Err(LeaderError::UnknownPeer)
+    ));
+    let (mut l, _f) = joined(now);
+    let peer = SocketAddr::new(FOLLOWER_IP, PORTS.ptp_event);
+    assert!(matches!(
+        l.handle_ptp(peer, now, &[0xff; 3]),
+        Err(LeaderError::Ptp(_))
+    ));
+    // PCM that is not whole frames.
+    let chunk = l.poll_media(at_ms(5)).expect("due");
+    assert!(matches!(
+        l.push_media(at_ms(5), &chunk, &[0.0; 3]),
+        Err(LeaderError::Media(_))
+    ));
+}
