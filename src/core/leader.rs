@@ -893,7 +893,9 @@ impl<A: Endpoint> LeaderCore<A> {
 
     /// The joined followers, in the order they joined.
     pub fn members(&self) -> Vec<LeaderMember<A>> {
-        self.conns
+        // (Session ids grow in the order of admission.)
+        let mut members: Vec<LeaderMember<A>> = self
+            .conns
             .iter()
             .filter_map(|c| {
                 let j = c.joined.as_ref()?;
@@ -910,7 +912,9 @@ impl<A: Endpoint> LeaderCore<A> {
                     trim: j.trim,
                 })
             })
-            .collect()
+            .collect();
+        members.sort_by_key(|m| m.id);
+        members
     }
 
     fn joined_mut(&mut self, id: u64) -> Result<&mut Conn<A>, LeaderError> {
