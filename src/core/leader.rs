@@ -380,6 +380,7 @@ pub struct LeaderCoreStats {
 
 /// Which socket a [`LeaderTransmit`] leaves by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Channel {
     /// A PTP port; an event message has a tag for its transmit stamp.
     Ptp {
