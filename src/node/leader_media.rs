@@ -40,11 +40,16 @@ impl MediaLoop {
         );
         let mut next: Option<Box<dyn AudioSource>> = None;
         let shared = Arc::clone(&self.shared);
+        let mut due = lock(&shared.core).poll_media_timeout();
         while !shared.shutdown.load(Ordering::Acquire) {
-            let due = lock(&shared.core).poll_media_timeout();
             self.clock.sleep_until(due);
             let now = self.clock.now();
-            let chunk = lock(&shared.core).poll_media(now);
+            let chunk = {
+                let mut core = lock(&shared.core);
+                let chunk = core.poll_media(now);
+                due = core.poll_media_timeout();
+                chunk
+            };
             if let Some(s) = lock(&shared.next_source).take() {
                 if let Some(old) = next.take() {
                     // A switch during a switch: the half-faded source is the old one now.
