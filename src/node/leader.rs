@@ -511,7 +511,17 @@ impl Leader {
     /// Asks every joined follower for its status and waits up to `timeout` for the answers;
     /// a follower that does not answer in time has `None`.
     pub fn status(&self, timeout: Duration) -> Vec<(FollowerInfo, Option<FollowerStatus>)> {
-        let asked = lock(&self.shared.core).query_status();
+        let asked: Vec<(FollowerInfo, u32)> = {
+            let mut core = lock(&self.shared.core);
+            let queries = core.query_status();
+            core.members()
+                .into_iter()
+                .filter_map(|mb| {
+                    let &(_, q) = queries.iter().find(|(id, _)| *id == mb.id)?;
+                    Some((info(mb), q))
+                })
+                .collect()
+        };
         self.shared.flush_all();
         let deadline = Instant::now() + timeout;
         let (m, cv) = &self.shared.answers;
@@ -526,15 +536,13 @@ impl Leader {
                         .filter(|(got, _)| *got == q)
                         .map(|(_, st)| st.clone())
                 };
-                let done = asked.iter().all(|&(id, q)| answered(id, q).is_some());
+                let done = asked.iter().all(|(i, q)| answered(i.id, *q).is_some());
                 if done || Instant::now() >= deadline {
-                    return core
-                        .members()
+                    return asked
                         .into_iter()
-                        .filter_map(|mb| {
-                            let &(_, q) = asked.iter().find(|(id, _)| *id == mb.id)?;
-                            let st = answered(mb.id, q);
-                            Some((info(mb), st))
+                        .map(|(i, q)| {
+                            let st = answered(i.id, q);
+                            (i, st)
                         })
                         .collect();
                 }
