@@ -1,14 +1,16 @@
 //! The clock side of the nodes: a PTP master or slave driven on a pair of UDP sockets
 //! (event and general ports) by a thread of its own.
 //!
-//! The sans-IO [`PtpMaster`] and [`PtpSlave`] decide what to send and when; this module
-//! gives them real time (the node's [`NodeClock`]), kernel receive and transmit timestamps
+//! The sans-IO cores decide what to send and when: a [`MasterCore`] (alone, or inside a
+//! leader's [`LeaderCore`](crate::core::LeaderCore)) and a [`ClockCore`] (alone, or inside
+//! a follower's [`FollowerCore`](crate::core::FollowerCore)). This module gives them real
+//! time (the node's [`NodeClock`]), kernel receive and transmit timestamps
 //! where the socket has them (user-space readings otherwise), and moves their datagrams.
 //! The thread wakes at the protocol's next deadline or when a datagram arrives.
 //!
 //! [`ClockFollower`] and [`ClockLeader`] are public so that a speaker project (or an interop
 //! test against linuxptp) can run the clock protocol alone; [`Follower`](super::Follower) and
-//! [`Leader`](super::Leader) run them inside.
+//! [`Leader`](super::Leader) run the same threads over their whole cores.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
