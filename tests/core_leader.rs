@@ -503,3 +503,50 @@ fn garbage_gives_typed_errors_never_a_panic() {
         Err(LeaderError::Media(_))
     ));
 }
+
+#[test]
+fn a_multicast_stream_goes_once_to_the_group_and_to_each_static_destination_with_reports() {
+    let now = at_ms(0);
+    let format = AudioFormat::new(RATE, 2).expect("format");
+    let mut sc = SenderConfig::new(CodecKind::L24, format, 0x1234_5678);
+    sc.ptime_ms = Some(5);
+    let master = MasterConfig::new(ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1]));
+    let mut config = LeaderCoreConfig::new("kitchen", key(), stream(), sc, master);
+    let group: SocketAddr = "239.69.0.1:5004".parse().expect("an address");
+    let player: SocketAddr = "10.0.0.9:6000".parse().expect("an address");
+    config.multicast = Some(group);
+    config.dests = vec![player];
+    config.rtcp = true;
+    let mut l = LeaderCore::new(config, now).expect("a leader");
+    let mut f = follower(key());
+    l.handle_connect(CONN, control_addr(), [1; 16])
+        .expect("a free slot");
+    shuttle(&mut l, &mut f, now);
+    assert_eq!(l.members().len(), 1);
+    // A joined follower takes the stream from the group, not a copy of its own.
+    assert_eq!(l.media_dests(), &[group, player]);
+    let chunk = l.poll_media(at_ms(5)).expect("due");
+    l.push_media(at_ms(5), &chunk, &[0.0; 480]).expect("pushed");
+    let mut sent = Vec::new();
+    while let Some(tx) = l.poll_media_transmit() {
+        sent.push((tx.channel, tx.to));
+    }
+    let report_to: SocketAddr = "10.0.0.9:6001".parse().expect("an address");
+    assert_eq!(
+        sent,
+        vec![
+            (Channel::Rtp, group),
+            (Channel::Rtp, player),
+            (Channel::Rtcp, report_to)
+        ]
+    );
+    // The next report is a second later.
+    let chunk = l.poll_media(at_ms(10)).expect("due");
+    l.push_media(at_ms(10), &chunk, &[0.0; 480])
+        .expect("pushed");
+    let mut channels = Vec::new();
+    while let Some(tx) = l.poll_media_transmit() {
+        channels.push(tx.channel);
+    }
+    assert_eq!(channels, vec![Channel::Rtp, Channel::Rtp]);
+}
