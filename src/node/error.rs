@@ -3,6 +3,9 @@
 use std::net::SocketAddr;
 
 use crate::control::{ControlError, Refusal};
+use crate::core::{CoreError, LeaderError};
+use crate::media::CodecError;
+use crate::media::sender::SenderError;
 use crate::net::NetError;
 use crate::node::source::SourceError;
 use crate::playout::sink::SinkError;
@@ -19,9 +22,18 @@ pub enum NodeError {
     /// A UDP socket could not be set up or used.
     #[error("network: {0}")]
     Network(#[source] NetError),
-    /// A socket could not be set up.
-    #[error("network: {0}")]
-    Socket(String),
+    /// A socket outside the UDP driver (the control port, the RTCP socket) could not be
+    /// set up.
+    #[error("{what}: {source}")]
+    Socket {
+        /// Which socket, and what was being done with it.
+        what: &'static str,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The system's random source (for nonces, SSRCs and clock identities) failed.
+    #[error("the system's random source failed: {0}")]
+    Random(#[source] std::io::Error),
     /// The leader's control port did not answer.
     #[error("leader {addr} unreachable: {source}")]
     Unreachable {
@@ -76,12 +88,25 @@ pub enum NodeError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The stream's format is not one the media path carries.
+    #[error("stream format: {0}")]
+    Format(#[from] CodecError),
+    /// The RTP sender refused its settings or could not encode.
+    #[error("RTP sender: {0}")]
+    Sender(#[from] SenderError),
+    /// The leader's core refused an operation (a control message it could not send, a
+    /// datagram it could not take).
+    #[error("leader: {0}")]
+    Leader(#[source] LeaderError),
+    /// The stream the leader announced cannot be played here.
+    #[error("the leader's stream: {0}")]
+    Stream(#[from] CoreError),
     /// The media or playout path refused its settings.
     #[error("media: {0}")]
     Media(String),
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
-    Thread(String),
+    Thread(#[source] std::io::Error),
 }
 
 impl NodeError {

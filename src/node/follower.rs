@@ -321,7 +321,7 @@ impl Follower {
             recv_buffer: Some(1 << 20),
         })
         .map_err(NodeError::from_net)?;
-        let nonce = new_nonce().map_err(|e| NodeError::Socket(e.to_string()))?;
+        let nonce = new_nonce().map_err(NodeError::Random)?;
         let mut id = [0u8; 8];
         id.copy_from_slice(&nonce[..8]);
         let port = PortIdentity {
@@ -548,7 +548,7 @@ fn connect(
     crate::net::tune_control(&stream);
     let _ = stream.set_read_timeout(Some(CONTROL_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CONTROL_TIMEOUT));
-    let nonce = new_nonce().map_err(|e| NodeError::Socket(e.to_string()))?;
+    let nonce = new_nonce().map_err(NodeError::Random)?;
     let hello = Hello {
         caps: id.caps.clone(),
         role: id.role,
@@ -558,9 +558,10 @@ fn connect(
     lock(core)
         .connect(hello, id.key.clone(), nonce)
         .map_err(|e| session_error(id.leader, e))?;
-    let mut writer = stream
-        .try_clone()
-        .map_err(|e| NodeError::Socket(e.to_string()))?;
+    let mut writer = stream.try_clone().map_err(|e| NodeError::Socket {
+        what: "the control connection",
+        source: e,
+    })?;
     let io = |e| NodeError::Control(ControlError::Io(e));
     let deadline = Instant::now() + 2 * CONTROL_TIMEOUT;
     let mut buf = [0u8; 1024];
@@ -580,7 +581,7 @@ fn connect(
                 return Ok((stream, writer, info));
             }
             Some(CoreEvent::Failed(e)) => return Err(session_error(id.leader, e)),
-            Some(CoreEvent::Unplayable(e)) => return Err(NodeError::Media(e.to_string())),
+            Some(CoreEvent::Unplayable(e)) => return Err(NodeError::Stream(e)),
             Some(_) => continue,
             None => {}
         }

@@ -244,8 +244,8 @@ fn node_error(e: LeaderError) -> NodeError {
             reason: r.to_string(),
         },
         LeaderError::OutOfRange { field, reason } => NodeError::Config { field, reason },
-        LeaderError::Media(e) => NodeError::Media(e.to_string()),
-        other => NodeError::Socket(format!("control message: {other}")),
+        LeaderError::Media(e) => NodeError::Sender(e),
+        other => NodeError::Leader(other),
     }
 }
 
@@ -278,29 +278,35 @@ impl Leader {
     pub fn start(config: LeaderConfig, source: Box<dyn AudioSource>) -> Result<Leader, NodeError> {
         let ip = config.control.ip();
         let clock = NodeClock::new(config.clock.clone());
-        let format = AudioFormat::new(config.sample_rate, config.channels)
-            .map_err(|e| NodeError::Media(e.to_string()))?;
+        let format = AudioFormat::new(config.sample_rate, config.channels)?;
         let ptime_ms = (config.ptime.as_nanos() / 1_000_000) as u32;
-        let nonce = new_nonce().map_err(|e| NodeError::Socket(e.to_string()))?;
+        let nonce = new_nonce().map_err(NodeError::Random)?;
         let mut sc = SenderConfig::new(config.codec, format, ssrc_from(&nonce));
         sc.ptime_ms = Some(ptime_ms);
         sc.initial_sequence = u16::from_be_bytes([nonce[4], nonce[5]]);
         // Checked before any port is bound (the core checks them again).
-        let sender = RtpSender::new(sc.clone()).map_err(|e| NodeError::Media(e.to_string()))?;
+        let sender = RtpSender::new(sc.clone())?;
         check_latency(config.latency, config.ptime).map_err(node_error)?;
 
         let listener = TcpListener::bind(config.control).map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => NodeError::AddrInUse {
                 addr: config.control,
             },
-            _ => NodeError::Socket(format!("control port {}: {e}", config.control)),
+            _ => NodeError::Socket {
+                what: "the control port",
+                source: e,
+            },
         })?;
-        let control = listener
-            .local_addr()
-            .map_err(|e| NodeError::Socket(e.to_string()))?;
+        let control = listener.local_addr().map_err(|e| NodeError::Socket {
+            what: "the control port's address",
+            source: e,
+        })?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| NodeError::Socket(e.to_string()))?;
+            .map_err(|e| NodeError::Socket {
+                what: "the control port (non-blocking)",
+                source: e,
+            })?;
 
         let mut ptp_sockets = PtpSocketConfig::new(ip);
         (ptp_sockets.event_port, ptp_sockets.general_port) = config.ptp_ports;
@@ -331,15 +337,19 @@ impl Leader {
         if let Some(m) = config.multicast {
             // The socket only sends: out of the group, it does not queue its own copies.
             rtp.leave_multicast(*m.group.ip(), m.interface)
-                .map_err(|e| NodeError::Socket(e.to_string()))?;
+                .map_err(NodeError::from_net)?;
         }
         let rtp_port = rtp.local_addr().port();
         let rtcp = if config.dests.is_empty() {
             None
         } else {
             Some(
-                std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
-                    .map_err(|e| NodeError::Socket(format!("RTCP socket: {e}")))?,
+                std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(|e| {
+                    NodeError::Socket {
+                        what: "the RTCP socket",
+                        source: e,
+                    }
+                })?,
             )
         };
         let stream = StreamParams {
@@ -628,8 +638,7 @@ fn write_sdp(
             });
         }
     };
-    let format = AudioFormat::new(config.sample_rate, config.channels)
-        .map_err(|e| NodeError::Media(e.to_string()))?;
+    let format = AudioFormat::new(config.sample_rate, config.channels)?;
     let sdp = SessionDescription {
         session_name: config.group.clone(),
         session_id: u64::from(stream.ssrc),

@@ -55,5 +55,5 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)
-        .map_err(|e| NodeError::Thread(e.to_string()))
+        .map_err(NodeError::Thread)
 }
