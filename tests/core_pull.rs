@@ -368,3 +368,57 @@ fn a_callback_that_cannot_get_the_core_plays_silence_within_its_budget() {
     assert!(PullOutput::new(Arc::clone(&core), PullConfig::new(RATE, 0)).is_err());
     assert!(PullOutput::new(Arc::clone(&core), PullConfig::new(0, 2)).is_err());
 }
+
+#[path = "common/node.rs"]
+mod node;
+
+#[test]
+fn a_follower_node_hands_its_pull_handle_to_the_hosts_callback() {
+    use lockstep::node::Output;
+
+    let leader = node::leader();
+    let mut config = node::follower_config(&leader, Role::Full, 40.0);
+    config.output = Output::Callback {
+        rate: RATE,
+        channels: 2,
+    };
+    let follower = node::follower(config);
+    let mut pull = follower.take_pull_output().expect("the handle");
+    assert!(follower.take_pull_output().is_none(), "handed over once");
+    let monitor = pull.monitor();
+    let clock = follower.clock();
+
+    // The host's callback: 480 frames every 10 ms of the node's clock, playing 20 ms after
+    // it runs; the last second's audio is kept.
+    let host = std::thread::spawn(move || {
+        let mut buf = vec![0f32; 480 * 2];
+        let mut energy = 0.0f64;
+        let start = clock.now();
+        for k in 0..500i64 {
+            clock.sleep_until(start + Nanos::from_millis(10 * k));
+            let timing = CallbackTiming::from_latency(clock.now(), Nanos::from_millis(20));
+            let filled = pull.fill(timing, &mut buf);
+            assert_eq!(filled.frames, 480);
+            if k >= 400 {
+                energy += buf
+                    .iter()
+                    .map(|&x| f64::from(x) * f64::from(x))
+                    .sum::<f64>();
+            }
+        }
+        energy
+    });
+    let energy = host.join().expect("the host's callback");
+    let stats = monitor.stats();
+    let status = follower.status();
+    let report = follower.stop().expect("stops");
+    leader.shutdown();
+    assert!(stats.playing && status.playing, "{stats:?} {status:?}");
+    assert!(stats.first_play.is_some() && report.first_sample_ns.is_some());
+    assert_eq!(stats.rejected_timings, 0, "{stats:?}");
+    assert!(
+        energy > 1.0,
+        "the callback played the stream: energy {energy}"
+    );
+    assert!(report.frames >= 480 * 500, "{report:?}");
+}
