@@ -401,6 +401,12 @@ impl<A: Copy + Eq> FollowerCore<A> {
         self.path.as_ref().map(|p| p.playout.controller().report())
     }
 
+    /// Frames per rendered block (the `out` of [`render`](Self::render) holds this many
+    /// frames).
+    pub fn block_frames(&self) -> usize {
+        self.config.block_frames
+    }
+
     /// Channels a rendered block has (0 without a stream).
     pub fn channels_out(&self) -> usize {
         self.path.as_ref().map_or(0, |p| p.playout.channels_out())

@@ -16,10 +16,13 @@
 //! - [`MasterCore`]: a PTP master and the peers it serves: the clock side of a leader.
 //! - [`LeaderCore`]: a whole leader. The master, the RTP sender and the pacing of its
 //!   media, the control sessions and the group they admit.
+//! - [`PullRenderer`] and [`PullOutput`]: the audio for a host's audio callback, which
+//!   asks for frames and says when they play (an I2S, ALSA or CoreAudio driver).
 
 mod clock;
 mod follower;
 mod leader;
+mod pull;
 
 pub use clock::{ClockCore, EstimatorFactory, default_estimator};
 pub use follower::{
@@ -30,4 +33,8 @@ pub use leader::{
     Channel, ConnId, Endpoint, LeaderCore, LeaderCoreConfig, LeaderCoreEvent, LeaderCoreStats,
     LeaderError, LeaderMember, LeaderTransmit, MAX_MEDIA_BEHIND, MAX_TRIM, MasterCore, MediaChunk,
     PtpPeer, check_latency,
+};
+pub use pull::{
+    CallbackTiming, Filled, PullConfig, PullError, PullMonitor, PullOutput, PullRenderer,
+    PullStats, Rejection,
 };

@@ -24,7 +24,8 @@ use crate::control::{
     StreamParams, new_nonce,
 };
 use crate::core::{
-    CoreEvent, EstimatorFactory, FollowerCore, FollowerCoreConfig, StageFactory, default_estimator,
+    CoreEvent, EstimatorFactory, FollowerCore, FollowerCoreConfig, PullOutput, StageFactory,
+    default_estimator,
 };
 use crate::net::{Dscp, Multicast, UdpConfig, UdpSocket};
 use crate::node::clock::{LocalClock, NodeClock};
@@ -61,6 +62,18 @@ pub enum Output {
     Stdout(SampleFormat),
     /// A sink of the caller's own, paced by the virtual DAC on the node's clock.
     Custom(SharedSink),
+    /// The caller's own audio callback pulls the audio: a device of `rate` Hz with
+    /// `channels` interleaved channels, on its own crystal (an I2S driver, an ALSA or
+    /// CoreAudio callback). [`Follower::take_pull_output`] hands the caller its
+    /// [`PullOutput`], whose `fill` the callback calls with its buffer and its timestamps
+    /// (see [`core::pull`](crate::core::PullRenderer)). A stream at another rate plays as
+    /// silence and is reported by [`Follower::output_error`].
+    Callback {
+        /// The device's rate, Hz.
+        rate: u32,
+        /// The device's channels.
+        channels: usize,
+    },
 }
 
 /// How a [`Follower`] is set up. [`FollowerConfig::new`] gives the defaults.
@@ -218,6 +231,8 @@ pub(crate) struct FollowerShared {
     /// The socket joined to the current session's multicast group, handed to the media
     /// thread at the session's start.
     pub(crate) multicast: Mutex<Option<UdpSocket>>,
+    /// The pull handle of an [`Output::Callback`], until the caller takes it.
+    pub(crate) pull_output: Mutex<Option<PullOutput<SocketAddr>>>,
 }
 
 impl FollowerShared {
@@ -382,6 +397,7 @@ impl Follower {
             local: clock.clone(),
             multicast_interface: config.multicast_interface,
             multicast: Mutex::new(None),
+            pull_output: Mutex::new(None),
         });
         begin_session(&shared, session)?;
         let control = Arc::new(Mutex::new(Some(writer)));
@@ -443,6 +459,13 @@ impl Follower {
         lock(&self.shared.output).sink_error.clone()
     }
 
+    /// The handle an [`Output::Callback`] follower's audio callback fills its buffers
+    /// with; `Some` once, for such a follower. The follower keeps publishing its counters
+    /// in [`status`](Self::status) and the final report.
+    pub fn take_pull_output(&self) -> Option<PullOutput<SocketAddr>> {
+        lock(&self.shared.pull_output).take()
+    }
+
     /// The clock estimate of the leader, if any.
     pub fn clock_estimate(&self) -> Option<crate::clock::ClockEstimate> {
         self.shared.clock.estimate()
@@ -463,7 +486,11 @@ impl Follower {
         Ok(FollowerReport {
             wav: match &self.output {
                 Output::Wav(p) => Some(p.clone()),
-                Output::Null | Output::Device(_) | Output::Stdout(_) | Output::Custom(_) => None,
+                Output::Null
+                | Output::Device(_)
+                | Output::Stdout(_)
+                | Output::Custom(_)
+                | Output::Callback { .. } => None,
             },
             first_sample_ns: out.first_sample_ns,
             rate_hz: out.rate_hz,

@@ -8,8 +8,11 @@
 //! The output runs a virtual DAC on the node's clock: block `n` leaves when that clock reads
 //! `start + n·block/rate`, and is rendered `render_lead` before, by
 //! [`FollowerCore::render`]; the emitted block goes to the sink with its true (monotonic)
-//! time.
+//! time. A pulled output (a sound card through cpal, or the caller's own callback) renders
+//! in the device's callback through a [`PullOutput`]; the output thread then only watches
+//! it and publishes its counters.
 //!
+//! [`PullOutput`]: crate::core::PullOutput
 //! [`FollowerCore`]: crate::core::FollowerCore
 //! [`FollowerCore::render`]: crate::core::FollowerCore::render
 
@@ -18,6 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::control::Role;
+use crate::core::{PullConfig, PullMonitor, PullOutput, PullStats};
 use crate::measure::WavSink;
 use crate::net::UdpSocket;
 use crate::node::NodeError;
@@ -113,9 +117,11 @@ impl MediaLoop {
 enum Dac {
     /// A DAC on the node's clock (for `null` and WAV output).
     Virtual(VirtualDac),
-    /// A sound card on its own crystal.
+    /// A sound card on its own crystal, pulling from the core in its callback.
     #[cfg(feature = "cpal")]
     Device(Box<DeviceDac>),
+    /// The caller's own callback, pulling through the handle it took; the device's rate.
+    Callback(PullMonitor, u32),
 }
 
 pub(crate) struct OutputLoop {
@@ -137,9 +143,6 @@ pub(crate) struct OutputLoop {
     latency: Nanos,
     #[cfg(feature = "cpal")]
     packet: Nanos,
-    /// The node clock's drift, to give a sound card's rate on the monotonic clock.
-    #[cfg(feature = "cpal")]
-    drift_ppm: f64,
     rate_hz: f64,
 }
 
@@ -181,6 +184,26 @@ impl OutputLoop {
                 channels,
             ),
             Output::Custom(sink) => (Box::new(sink), virtual_dac(), channels),
+            Output::Callback {
+                rate: device_rate,
+                channels: device_channels,
+            } => {
+                let pull = PullOutput::new(
+                    Arc::clone(&shared.core),
+                    PullConfig::new(device_rate, device_channels),
+                )
+                .map_err(|e| NodeError::Config {
+                    field: "output",
+                    reason: e.to_string(),
+                })?;
+                let monitor = pull.monitor();
+                *lock(&shared.pull_output) = Some(pull);
+                (
+                    Box::new(NullSink),
+                    Dac::Callback(monitor, device_rate),
+                    device_channels,
+                )
+            }
             #[cfg(feature = "cpal")]
             Output::Device(name) => {
                 let device = DeviceDac::open(
@@ -189,6 +212,7 @@ impl OutputLoop {
                     channels,
                     config.device_period_frames,
                     clock.clone(),
+                    Arc::clone(&shared.core),
                 )?;
                 let channels = device.channels();
                 (Box::new(NullSink), Dac::Device(Box::new(device)), channels)
@@ -220,8 +244,6 @@ impl OutputLoop {
             latency,
             #[cfg(feature = "cpal")]
             packet,
-            #[cfg(feature = "cpal")]
-            drift_ppm,
             rate_hz,
         })
     }
@@ -247,10 +269,12 @@ impl OutputLoop {
                         self.channels,
                         self.device_period_frames,
                         self.clock.clone(),
+                        Arc::clone(&self.shared.core),
                     )?;
                     self.dac = Dac::Device(Box::new(device));
                 }
             }
+            Dac::Callback(..) => {}
         }
         Ok(())
     }
@@ -264,40 +288,19 @@ impl OutputLoop {
                 self.clock.sleep_until(next - self.lead);
                 Some((next, dac.frames_emitted()))
             }
-            #[cfg(feature = "cpal")]
-            Dac::Device(device) => device.wait_next(
-                self.block,
-                self.lead,
-                self.latency,
-                self.packet,
-                &self.shared.shutdown,
-            ),
+            // Pulled outputs render in their callback (`run_pulled`).
+            _ => None,
         }
     }
 
     /// Sends a block out (`at` is when it leaves, on the local clock); returns when its
     /// first frame leaves on the monotonic clock.
-    #[cfg_attr(not(feature = "cpal"), allow(unused_variables))]
-    fn emit(&mut self, block: &[f32], at: LocalInstant) -> Option<i64> {
+    fn emit(&mut self, block: &[f32]) -> Option<i64> {
         match &mut self.dac {
             Dac::Virtual(dac) => dac
                 .emit(block, &mut self.clock)
                 .map(|e| e.true_time.as_nanos()),
-            #[cfg(feature = "cpal")]
-            Dac::Device(device) => {
-                device.emit(block);
-                self.rate_hz = device.rate_hz() * (1.0 + self.drift_ppm * 1e-6);
-                Some(self.clock.to_monotonic(at))
-            }
-        }
-    }
-
-    /// The DAC's own underruns and error (a sound card's), if any.
-    fn dac_status(&self) -> (u64, Option<String>) {
-        match &self.dac {
-            Dac::Virtual(_) => (0, None),
-            #[cfg(feature = "cpal")]
-            Dac::Device(device) => (device.underruns(), device.error()),
+            _ => None,
         }
     }
 
@@ -314,13 +317,16 @@ impl OutputLoop {
     }
 
     pub(crate) fn run(mut self) {
+        if !matches!(self.dac, Dac::Virtual(_)) {
+            self.run_pulled();
+            return;
+        }
         let mut out = vec![0f32; self.block * 2];
         let mut sink_buf = vec![0f32; self.block * self.channels];
         // The rate the DAC was made ready for.
         let mut rate: Option<u32> = None;
         let mut first_ns = None;
         let mut frames = 0u64;
-        let mut sink_error = None;
         let mut late_blocks = 0u64;
         while !self.shared.shutdown.load(Ordering::Acquire) {
             let Some((r, _)) = self.shape() else {
@@ -366,7 +372,7 @@ impl OutputLoop {
                     *d = src[c.min(ch - 1)];
                 }
             }
-            let Some(true_ns) = self.emit(&sink_buf, next) else {
+            let Some(true_ns) = self.emit(&sink_buf) else {
                 break;
             };
             first_ns.get_or_insert(true_ns);
@@ -397,12 +403,11 @@ impl OutputLoop {
             if (self.clock.now() - began).as_nanos() > block_ns {
                 late_blocks += 1;
             }
-            let (dac_underruns, dac_error) = self.dac_status();
             let mut o = lock(&self.shared.output);
             o.buffer_level =
                 Nanos(rendered.buffered_frames as i64 * 1_000_000_000 / i64::from(r.max(1)));
             if let Some(report) = rendered.report {
-                o.underruns = report.underruns + dac_underruns;
+                o.underruns = report.underruns;
                 o.playing = report.state != State::Idle;
                 o.error = Some(Nanos(report.error_ns.round() as i64));
             } else {
@@ -412,18 +417,78 @@ impl OutputLoop {
             o.frames = frames;
             o.rate_hz = self.rate_hz;
             o.late_blocks = late_blocks;
-            if sink_error.is_none() {
-                sink_error = dac_error;
-            }
-            o.sink_error = sink_error.clone();
-        }
-        let (_, dac_error) = self.dac_status();
-        if let Some(e) = dac_error {
-            lock(&self.shared.output).sink_error.get_or_insert(e);
         }
         if let Err(e) = self.sink.finish() {
             lock(&self.shared.output).sink_error = Some(e.to_string());
             *lock(&self.shared.sink_failure) = Some(e);
+        }
+    }
+
+    /// The output of a pulled device: the callback renders; this thread reopens a sound
+    /// card at a new stream rate, checks it, and publishes the callback's counters.
+    fn run_pulled(mut self) {
+        #[cfg(feature = "cpal")]
+        let mut prepared: Option<u32> = None;
+        let mut sink_error: Option<String> = None;
+        while !self.shared.shutdown.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(20));
+            let shape = self.shape();
+            #[cfg(feature = "cpal")]
+            if let Some((r, _)) = shape
+                && prepared != Some(r)
+            {
+                if let Err(e) = self.prepare_dac(r, prepared.is_some()) {
+                    lock(&self.shared.output).sink_error = Some(e.to_string());
+                    continue;
+                }
+                prepared = Some(r);
+            }
+            let (stats, rate) = match &mut self.dac {
+                #[cfg(feature = "cpal")]
+                Dac::Device(device) => {
+                    if let Some(e) = device.check(self.latency, self.packet) {
+                        // The card stops: the follower reports why.
+                        let mut o = lock(&self.shared.output);
+                        o.sink_error = Some(e);
+                        o.playing = false;
+                        break;
+                    }
+                    (device.stats(), device.rate())
+                }
+                Dac::Callback(monitor, device_rate) => {
+                    let stats = monitor.stats();
+                    if let Some((r, _)) = shape
+                        && r != *device_rate
+                        && stats.mismatched_callbacks > 0
+                    {
+                        sink_error.get_or_insert_with(|| {
+                            format!(
+                                "the stream's rate is {r} Hz, the callback's device {device_rate} \
+                                 Hz: it plays silence"
+                            )
+                        });
+                    }
+                    (stats, *device_rate)
+                }
+                Dac::Virtual(_) => return,
+            };
+            self.publish(&stats, rate, &sink_error);
+        }
+    }
+
+    /// Publishes a pulled output's counters for status queries and the report.
+    fn publish(&self, stats: &PullStats, rate: u32, sink_error: &Option<String>) {
+        let mut o = lock(&self.shared.output);
+        o.buffer_level =
+            Nanos(stats.buffered_frames as i64 * 1_000_000_000 / i64::from(rate.max(1)));
+        o.underruns = stats.underruns + stats.missed_callbacks;
+        o.playing = stats.playing;
+        o.error = stats.playing.then_some(Nanos(stats.error_ns));
+        o.first_sample_ns = stats.first_play.map(|t| self.clock.to_monotonic(t));
+        o.rate_hz = stats.rate_hz * (1.0 + self.clock.drift_ppm() * 1e-6);
+        o.frames = stats.frames;
+        if sink_error.is_some() {
+            o.sink_error.clone_from(sink_error);
         }
     }
 }

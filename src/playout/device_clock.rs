@@ -20,9 +20,19 @@
 //! - **Positions onto time.** A least-squares line through the (position, playback time)
 //!   pairs on the API's own clock, where the timestamps are consistent, with older pairs
 //!   forgotten exponentially ([`DeviceClockConfig::memory_secs`]). The line is not moved by
-//!   one late timestamp, converges from the first few callbacks (no loop transient) and
-//!   follows a device whose reports move within seconds. The envelope maps it onto the
-//!   local clock when a time is asked for.
+//!   one late timestamp and converges from the first few callbacks (no loop transient).
+//!   The envelope maps it onto the local clock when a time is asked for.
+//! - **The card's long-term pace.** A card's reports can go astray for seconds while it
+//!   keeps its pace: PulseAudio's, when it resizes its buffer, imply rates hundreds of ppm
+//!   off what its sink consumes. What a card cannot fake is how many frames it takes: a
+//!   second least-squares line through (position, local time of the callback), over a
+//!   long memory ([`DeviceClockConfig::pull_memory_secs`]), is its long-term pull rate.
+//!   Its standard error bounds the reports' slope: early on, when the pull line knows
+//!   little, the reports decide; as it learns, the rate is held within a few ppm of it.
+//!   A report further than [`DeviceClockConfig::relock_ns`] from the line is a jump only
+//!   if the callbacks moved with it (an xrun moves both); otherwise it is an outlier,
+//!   counted and left out, unless the reports stay off for
+//!   [`DeviceClockConfig::outlier_hold_secs`].
 //!
 //! Pure arithmetic: no allocation, no system calls; the tests feed it synthetic devices.
 
@@ -43,8 +53,9 @@ pub struct DeviceTiming {
     pub api_playback_ns: i64,
 }
 
-/// How a [`DeviceClock`] filters.
+/// How a [`DeviceClock`] filters. [`DeviceClockConfig::default`] gives the defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct DeviceClockConfig {
     /// The time constant, in seconds, with which older callbacks' weight in the line
     /// decays.
@@ -57,17 +68,26 @@ pub struct DeviceClockConfig {
     /// A phase error beyond this (ns) means the device jumped (an xrun, a suspend): the
     /// line starts afresh from there.
     pub relock_ns: f64,
+    /// The time constant, in seconds, of the pull line's memory (the card's long-term
+    /// rate).
+    pub pull_memory_secs: f64,
+    /// How long reports may stay further than `relock_ns` from the line, without the
+    /// callbacks moving, before the line starts afresh from them anyway.
+    pub outlier_hold_secs: f64,
 }
 
 impl Default for DeviceClockConfig {
-    /// 3 s of memory; 1 s offset windows; 5000 ppm of rate error (a software device's
-    /// reports may move that fast for seconds); re-lock beyond 5 ms.
+    /// 30 s of memory for the reports, 60 s for the pull line; 1 s offset windows; 5000
+    /// ppm of rate error (a software device's reports may move that fast for seconds);
+    /// re-lock beyond 5 ms, or after 2 s of reports off the line.
     fn default() -> DeviceClockConfig {
         DeviceClockConfig {
-            memory_secs: 3.0,
+            memory_secs: 30.0,
             offset_window_secs: 1.0,
             max_rate_error_ppm: 5000.0,
             relock_ns: 5e6,
+            pull_memory_secs: 60.0,
+            outlier_hold_secs: 2.0,
         }
     }
 }
@@ -96,6 +116,17 @@ pub struct DeviceClock {
     relocks: u64,
     /// The latest `playback − callback` the API reported (ns).
     latency_ns: i64,
+    /// The pull line: weighted sums of (position − `pull_n0`, local time − `pull_t0`).
+    pull: Sums,
+    pull_n0: u64,
+    pull_t0: f64,
+    /// The slow mean of the callbacks' residuals from the pull line (ns).
+    pull_level: f64,
+    /// Reports left out as outliers, and since when (local ns) they have been off.
+    outliers: u64,
+    off_since: Option<f64>,
+    /// The pull line's bound on the rate before the latest jump.
+    prior: Option<(f64, f64)>,
 }
 
 /// Exponentially weighted sums for a least-squares line, `x` in frames and `y` in ns,
@@ -107,6 +138,7 @@ struct Sums {
     sy: f64,
     sxx: f64,
     sxy: f64,
+    syy: f64,
 }
 
 impl Sums {
@@ -114,6 +146,25 @@ impl Sums {
     fn slope(&self) -> Option<f64> {
         let var = self.sxx - self.sx * self.sx / self.s0;
         (self.s0 >= 3.0 && var > 0.0).then(|| (self.sxy - self.sx * self.sy / self.s0) / var)
+    }
+
+    /// The slope's standard error, from the scatter about the line (`None` before five
+    /// pairs).
+    fn slope_error(&self) -> Option<f64> {
+        let var = self.sxx - self.sx * self.sx / self.s0;
+        if self.s0 < 5.0 || var <= 0.0 {
+            return None;
+        }
+        let k = (self.sxy - self.sx * self.sy / self.s0) / var;
+        let yy = self.syy - self.sy * self.sy / self.s0;
+        let resid = (yy - k * k * var).max(0.0) / (self.s0 - 2.0);
+        Some((resid / var).sqrt())
+    }
+
+    /// The line's value at `x`.
+    fn at(&self, x: f64) -> Option<f64> {
+        let k = self.slope()?;
+        Some(self.at_origin(k) + k * x)
     }
 
     /// Where the line of slope `k` through the weighted centroid crosses `x = 0`.
@@ -129,6 +180,7 @@ impl Sums {
             sy,
             sxx,
             sxy,
+            syy,
         } = *self;
         *self = Sums {
             s0: s0 * decay,
@@ -136,7 +188,13 @@ impl Sums {
             sy: (sy - dy * s0) * decay,
             sxx: (sxx - 2.0 * dx * sx + dx * dx * s0) * decay,
             sxy: (sxy - dx * sy - dy * sx + dx * dy * s0) * decay,
+            syy: (syy - 2.0 * dy * sy + dy * dy * s0) * decay,
         };
+    }
+
+    /// Adds the pair at the origin.
+    fn add_origin(&mut self) {
+        self.s0 += 1.0;
     }
 }
 
@@ -160,6 +218,13 @@ impl DeviceClock {
             observations: 0,
             relocks: 0,
             latency_ns: 0,
+            pull: Sums::default(),
+            pull_n0: 0,
+            pull_t0: 0.0,
+            pull_level: 0.0,
+            outliers: 0,
+            off_since: None,
+            prior: None,
         }
     }
 
@@ -177,21 +242,39 @@ impl DeviceClock {
         let observed = timing.api_playback_ns as f64;
         self.observations += 1;
 
+        // The callback on the pull line, before this pair joins it.
+        let pull_residual = self.pull_residual(timing.position, local as f64);
         if self.locked {
             let error = observed - self.predict(timing.position);
-            if error.abs() > self.config.relock_ns || timing.position < self.n0 {
-                // A jump: the line starts afresh, at the rate it had.
-                self.relocks += 1;
-                self.locked = false;
+            if timing.position < self.n0 {
+                self.relock();
+            } else if error.abs() > self.config.relock_ns {
+                // A jump moves the callbacks with the reports (an xrun, a suspend); reports
+                // that move alone are astray, unless they stay so.
+                let moved =
+                    pull_residual.is_none_or(|r| r * error.signum() > 0.5 * self.config.relock_ns);
+                let since = *self.off_since.get_or_insert(local as f64);
+                let held = (local as f64 - since) / NANOS_PER_SEC;
+                if moved || held >= self.config.outlier_hold_secs {
+                    self.relock();
+                } else {
+                    self.outliers += 1;
+                    self.add_pull(timing.position, local as f64, pull_residual);
+                    return;
+                }
+            } else {
+                self.off_since = None;
             }
         }
         if !self.locked {
             self.locked = true;
+            self.off_since = None;
             self.sums = Sums::default();
             self.n0 = timing.position;
             self.t0 = observed;
             self.origin_t = observed;
         }
+        self.add_pull(timing.position, local as f64, pull_residual);
         // Move the sums' origin to this pair (the old origin is the line's anchor, `n0`
         // played at the local time the sums' origin stands for), forget a little, add it.
         let dx = (timing.position - self.n0) as f64;
@@ -199,18 +282,83 @@ impl DeviceClock {
         let decay = (-secs / self.config.memory_secs.max(1e-3)).exp();
         let dy = observed - self.origin_t;
         self.sums.shift(dx, dy, decay);
-        self.sums.s0 += 1.0;
+        self.sums.add_origin();
         self.origin_t = observed;
         self.n0 = timing.position;
 
         let limit = self.nominal_ns_per_frame * self.config.max_rate_error_ppm * 1e-6;
-        if let Some(per) = self.sums.slope() {
-            self.per = per.clamp(
-                self.nominal_ns_per_frame - limit,
-                self.nominal_ns_per_frame + limit,
-            );
+        let mut per = self.sums.slope().unwrap_or(self.per);
+        if let Some((pull, band)) = self.pull_bound() {
+            per = per.clamp(pull - band, pull + band);
         }
+        self.per = per.clamp(
+            self.nominal_ns_per_frame - limit,
+            self.nominal_ns_per_frame + limit,
+        );
         self.t0 = observed + self.sums.at_origin(self.per);
+    }
+
+    /// Starts the line afresh (its rate stays until the new pairs say otherwise), and the
+    /// pull line with it: the callbacks moved.
+    fn relock(&mut self) {
+        // A jump moves the timeline, not the card's pace: what the pull line knew of it
+        // bounds the new line until the new pull line knows better.
+        self.prior = self.pull_bound().or(self.prior);
+        self.relocks += 1;
+        self.locked = false;
+        self.pull = Sums::default();
+    }
+
+    /// The pull line's rate (ns per frame on the API's clock) and how far the reports may
+    /// take the rate from it: three standard errors, never under 1 ppm; or what was known
+    /// before the latest jump, if that was tighter.
+    fn pull_bound(&self) -> Option<(f64, f64)> {
+        let floor = self.nominal_ns_per_frame * 1e-6;
+        let now = match (self.pull.slope(), self.pull.slope_error()) {
+            (Some(pull), Some(se)) => {
+                Some((pull / (1.0 + self.offset_slope), (3.0 * se).max(floor)))
+            }
+            _ => None,
+        };
+        match (now, self.prior) {
+            (Some(n), Some(p)) if p.1 < n.1 => Some(p),
+            (Some(n), _) => Some(n),
+            (None, p) => p,
+        }
+    }
+
+    /// How late the callback at local time `local` for `position` is against the pull
+    /// line, beyond the line's usual scatter; `None` while the line knows too little.
+    fn pull_residual(&self, position: u64, local: f64) -> Option<f64> {
+        if self.pull.s0 < 20.0 {
+            return None;
+        }
+        let x = position as f64 - self.pull_n0 as f64;
+        let expected = self.pull.at(x)? + self.pull_t0;
+        Some(local - expected - self.pull_level)
+    }
+
+    /// Adds a callback to the pull line.
+    fn add_pull(&mut self, position: u64, local: f64, residual: Option<f64>) {
+        if self.pull.s0 == 0.0 {
+            self.pull_n0 = position;
+            self.pull_t0 = local;
+            self.pull_level = 0.0;
+        }
+        let dx = position as f64 - self.pull_n0 as f64;
+        let dy = local - self.pull_t0;
+        let decay = (-dx * self.nominal_ns_per_frame
+            / NANOS_PER_SEC
+            / self.config.pull_memory_secs.max(1e-3))
+        .exp();
+        self.pull.shift(dx, dy, decay);
+        self.pull.add_origin();
+        self.pull_n0 = position;
+        self.pull_t0 = local;
+        if let Some(r) = residual {
+            // A slow mean: a residual that stays is the line's own bias, not a jump.
+            self.pull_level += 0.02 * r.clamp(-self.config.relock_ns, self.config.relock_ns);
+        }
     }
 
     /// When `position` plays, on the API's clock.
@@ -270,6 +418,17 @@ impl DeviceClock {
     /// Times the line started afresh after a jump.
     pub fn relocks(&self) -> u64 {
         self.relocks
+    }
+
+    /// Reports left out because they strayed from the line while the callbacks did not.
+    pub fn outliers(&self) -> u64 {
+        self.outliers
+    }
+
+    /// The card's long-term pull rate, frames per local second, once the pull line has
+    /// enough callbacks.
+    pub fn pull_rate_hz(&self) -> Option<f64> {
+        self.pull.slope().map(|per| NANOS_PER_SEC / per)
     }
 }
 
@@ -527,6 +686,40 @@ mod tests {
             (second - 1_000_000_000).abs() <= 500_001,
             "48000 frames in {second} ns"
         );
+    }
+
+    #[test]
+    fn reports_that_go_astray_do_not_move_the_rate_off_the_cards_pace() {
+        // The card keeps its pace (+60 ppm) and hands over frames on time; its reported
+        // playback times stray at 1000 ppm for 4 s from second 20, then come back over
+        // 4 s (a software device resizing its buffer). Its callbacks wake 3 ms apart in
+        // bursts, as PulseAudio's do.
+        let mut dev = device(60.0, 8);
+        dev.wake_jitter = 3e6;
+        let mut clock = DeviceClock::new(48_000, DeviceClockConfig::default());
+        let mut worst_rate: f64 = 0.0;
+        let mut worst_time: f64 = 0.0;
+        for _ in 0..(60.0 * dev.rate / dev.period as f64) as usize {
+            let mut t = dev.next();
+            let secs = t.local_now.as_nanos() as f64 / 1e9;
+            let astray = 1e-3 * ((secs - 20.0).clamp(0.0, 4.0) - (secs - 24.0).clamp(0.0, 4.0));
+            t.api_playback_ns += (astray * 1e9).round() as i64;
+            clock.observe(t);
+            if secs > 15.0 {
+                let rate_err = (clock.rate_hz() / dev.rate - 1.0) * 1e6;
+                worst_rate = worst_rate.max(rate_err.abs());
+                let p = dev.position;
+                let err = clock.time_of(p).unwrap().as_nanos() as f64 - dev.true_time(p);
+                worst_time = worst_time.max(err.abs());
+            }
+        }
+        eprintln!(
+            "astray reports: worst rate {worst_rate:.1} ppm, worst time {:.0} µs",
+            worst_time / 1e3
+        );
+        // The reports alone would say 1000 ppm and 4 ms.
+        assert!(worst_rate < 50.0, "rate off by {worst_rate} ppm");
+        assert!(worst_time < 1.5e6, "time off by {worst_time} ns");
     }
 
     #[test]
