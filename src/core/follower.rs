@@ -31,6 +31,7 @@ pub type StageFactory =
 
 /// How a [`FollowerCore`] is set up. [`FollowerCoreConfig::new`] gives the defaults.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct FollowerCoreConfig {
     /// The PTP slave's settings (its port identity among them).
     pub slave: SlaveConfig,
@@ -75,6 +76,7 @@ impl FollowerCoreConfig {
 
 /// Why a stream could not be played.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum CoreError {
     /// The stream's codec is not built into this build (Opus without the `opus` feature).
     #[error("the stream's codec {0:?} is not built in")]
@@ -92,6 +94,7 @@ pub enum CoreError {
 
 /// What a [`FollowerCore`] tells its driver, from the control session.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CoreEvent {
     /// The leader welcomed the follower, and its stream is being played: follow the
     /// leader's clock now, and take its stream's datagrams (from its RTP port, or from the

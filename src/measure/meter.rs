@@ -182,6 +182,7 @@ pub struct SkewReport {
 
 /// Why the meter could not measure, or a capture file could not be read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MeterError {
     /// A capture is unusable.
     #[error("capture {capture}: `{field}` {reason}")]

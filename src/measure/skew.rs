@@ -183,6 +183,7 @@ pub fn recording(name: &str, path: &Path) -> Recording {
 
 /// Why a group could not be measured.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SkewError {
     /// A recording could not be read.
     #[error("recording {path}: {reason}")]

@@ -55,6 +55,7 @@ impl PartialEq for CustomClock {
 
 /// Which clock a node reads.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum LocalClock {
     /// `CLOCK_MONOTONIC`: never steps; the default.
     Monotonic,

@@ -12,6 +12,7 @@ use crate::playout::sink::SinkError;
 
 /// Why a node could not start or an operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NodeError {
     /// A port the node needs is taken.
     #[error("address {addr} is already in use (is another leader or follower running?)")]
@@ -101,9 +102,6 @@ pub enum NodeError {
     /// The stream the leader announced cannot be played here.
     #[error("the leader's stream: {0}")]
     Stream(#[from] CoreError),
-    /// The media or playout path refused its settings.
-    #[error("media: {0}")]
-    Media(String),
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[source] std::io::Error),

@@ -42,6 +42,7 @@ pub(crate) const NEEDS_CPAL: &str = "a sound card needs lockstep built with the 
 
 /// Where a follower's audio goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Output {
     /// Nowhere (the timing still runs, on the virtual DAC).
     Null,
@@ -78,6 +79,7 @@ pub enum Output {
 
 /// How a [`Follower`] is set up. [`FollowerConfig::new`] gives the defaults.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct FollowerConfig {
     /// The leader's control address.
     pub leader: SocketAddr,
@@ -221,7 +223,8 @@ pub(crate) struct FollowerShared {
     pub(crate) unknown_source: AtomicU64,
     pub(crate) output: Mutex<OutputShared>,
     /// Why the sink stopped the output, typed, for [`Follower::stop`].
-    pub(crate) sink_failure: Mutex<Option<SinkError>>,
+    /// The first failure that stopped the output, typed, for [`Follower::stop`].
+    pub(crate) output_failure: Mutex<Option<NodeError>>,
     pub(crate) sessions: AtomicU64,
     pub(crate) clock: ClockFollower,
     /// The node's own clock (the one `clock` estimates the leader's against).
@@ -236,6 +239,14 @@ pub(crate) struct FollowerShared {
 }
 
 impl FollowerShared {
+    /// The output stopped working: its reason shows in the status and
+    /// [`Follower::output_error`], and the first such failure is what [`Follower::stop`]
+    /// returns.
+    pub(crate) fn output_failed(&self, e: NodeError) {
+        lock(&self.output).sink_error = Some(e.to_string());
+        lock(&self.output_failure).get_or_insert(e);
+    }
+
     fn status(&self) -> FollowerStatus {
         let (est, rx_stats, (volume, muted, trim, _)) = {
             let core = lock(&self.core);
@@ -391,7 +402,7 @@ impl Follower {
             core,
             unknown_source: AtomicU64::new(0),
             output: Mutex::new(OutputShared::new()),
-            sink_failure: Mutex::new(None),
+            output_failure: Mutex::new(None),
             sessions: AtomicU64::new(0),
             clock: ptp,
             local: clock.clone(),
@@ -476,13 +487,10 @@ impl Follower {
     /// behind and reported as [`SinkError::Hung`].
     pub fn stop(mut self) -> Result<FollowerReport, NodeError> {
         self.halt();
-        if let Some(e) = lock(&self.shared.sink_failure).take() {
-            return Err(NodeError::Sink(e));
+        if let Some(e) = lock(&self.shared.output_failure).take() {
+            return Err(e);
         }
         let out = lock(&self.shared.output).clone();
-        if let Some(e) = out.sink_error.clone() {
-            return Err(NodeError::Media(e));
-        }
         Ok(FollowerReport {
             wav: match &self.output {
                 Output::Wav(p) => Some(p.clone()),
@@ -521,9 +529,9 @@ impl Follower {
             if t.is_finished() {
                 let _ = t.join();
             } else {
-                lock(&self.shared.sink_failure).get_or_insert(SinkError::Hung {
+                lock(&self.shared.output_failure).get_or_insert(NodeError::Sink(SinkError::Hung {
                     waited_ms: STOP_WAIT.as_millis() as u64,
-                });
+                }));
             }
         }
     }
@@ -697,7 +705,7 @@ fn control_loop(
                 }
                 CoreEvent::Stream(st) => {
                     if let Err(e) = take_stream(shared, &st) {
-                        lock(&shared.output).sink_error = Some(e.to_string());
+                        shared.output_failed(e);
                     }
                     if let Some(s) = lock(&shared.session).as_mut() {
                         s.stream = st;
@@ -709,9 +717,7 @@ fn control_loop(
                         s.role = r;
                     }
                 }
-                CoreEvent::Unplayable(e) => {
-                    lock(&shared.output).sink_error = Some(e.to_string());
-                }
+                CoreEvent::Unplayable(e) => shared.output_failed(NodeError::Stream(e)),
                 CoreEvent::Failed(_) => broken = true,
                 CoreEvent::Joined(_) => {}
             }

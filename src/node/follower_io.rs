@@ -337,7 +337,7 @@ impl OutputLoop {
                 // A new stream at another rate (or the first): the DAC is made ready for it
                 // (allocation here is off the steady-state path).
                 if let Err(e) = self.prepare_dac(r, rate.is_some()) {
-                    lock(&self.shared.output).sink_error = Some(e.to_string());
+                    self.shared.output_failed(e);
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
@@ -392,11 +392,8 @@ impl OutputLoop {
             let began = self.clock.now();
             if let Err(e) = self.sink.write(&block) {
                 // The sink's error stops the output; the follower reports it.
-                let mut o = lock(&self.shared.output);
-                o.sink_error = Some(e.to_string());
-                o.playing = false;
-                drop(o);
-                *lock(&self.shared.sink_failure) = Some(e);
+                lock(&self.shared.output).playing = false;
+                self.shared.output_failed(NodeError::Sink(e));
                 return;
             }
             let block_ns = self.block as i64 * 1_000_000_000 / i64::from(r.max(1));
@@ -419,8 +416,7 @@ impl OutputLoop {
             o.late_blocks = late_blocks;
         }
         if let Err(e) = self.sink.finish() {
-            lock(&self.shared.output).sink_error = Some(e.to_string());
-            *lock(&self.shared.sink_failure) = Some(e);
+            self.shared.output_failed(NodeError::Sink(e));
         }
     }
 
@@ -429,7 +425,7 @@ impl OutputLoop {
     fn run_pulled(mut self) {
         #[cfg(feature = "cpal")]
         let mut prepared: Option<u32> = None;
-        let mut sink_error: Option<String> = None;
+        let mut mismatch_reported = false;
         while !self.shared.shutdown.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(20));
             let shape = self.shape();
@@ -438,7 +434,7 @@ impl OutputLoop {
                 && prepared != Some(r)
             {
                 if let Err(e) = self.prepare_dac(r, prepared.is_some()) {
-                    lock(&self.shared.output).sink_error = Some(e.to_string());
+                    self.shared.output_failed(e);
                     continue;
                 }
                 prepared = Some(r);
@@ -446,11 +442,10 @@ impl OutputLoop {
             let (stats, rate) = match &mut self.dac {
                 #[cfg(feature = "cpal")]
                 Dac::Device(device) => {
-                    if let Some(e) = device.check(self.latency, self.packet) {
+                    if let Some(reason) = device.check(self.latency, self.packet) {
                         // The card stops: the follower reports why.
-                        let mut o = lock(&self.shared.output);
-                        o.sink_error = Some(e);
-                        o.playing = false;
+                        lock(&self.shared.output).playing = false;
+                        self.shared.output_failed(NodeError::Device { reason });
                         break;
                     }
                     (device.stats(), device.rate())
@@ -460,24 +455,26 @@ impl OutputLoop {
                     if let Some((r, _)) = shape
                         && r != *device_rate
                         && stats.mismatched_callbacks > 0
+                        && !mismatch_reported
                     {
-                        sink_error.get_or_insert_with(|| {
-                            format!(
-                                "the stream's rate is {r} Hz, the callback's device {device_rate} \
-                                 Hz: it plays silence"
-                            )
+                        mismatch_reported = true;
+                        self.shared.output_failed(NodeError::Device {
+                            reason: format!(
+                                "the stream's rate is {r} Hz, the callback's device \
+                                 {device_rate} Hz: it plays silence"
+                            ),
                         });
                     }
                     (stats, *device_rate)
                 }
                 Dac::Virtual(_) => return,
             };
-            self.publish(&stats, rate, &sink_error);
+            self.publish(&stats, rate);
         }
     }
 
     /// Publishes a pulled output's counters for status queries and the report.
-    fn publish(&self, stats: &PullStats, rate: u32, sink_error: &Option<String>) {
+    fn publish(&self, stats: &PullStats, rate: u32) {
         let mut o = lock(&self.shared.output);
         o.buffer_level =
             Nanos(stats.buffered_frames as i64 * 1_000_000_000 / i64::from(rate.max(1)));
@@ -487,8 +484,5 @@ impl OutputLoop {
         o.first_sample_ns = stats.first_play.map(|t| self.clock.to_monotonic(t));
         o.rate_hz = stats.rate_hz * (1.0 + self.clock.drift_ppm() * 1e-6);
         o.frames = stats.frames;
-        if sink_error.is_some() {
-            o.sink_error.clone_from(sink_error);
-        }
     }
 }

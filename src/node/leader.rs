@@ -42,6 +42,7 @@ use crate::time::Nanos;
 
 /// How a [`Leader`] is set up. [`LeaderConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LeaderConfig {
     /// The group's name; followers asking for another group are refused.
     pub group: String,

@@ -34,6 +34,7 @@ pub type PtpPeer = crate::core::PtpPeer<SocketAddr>;
 
 /// How a clock node's sockets are set up.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct PtpSocketConfig {
     /// Address to bind both sockets to.
     pub ip: IpAddr,
@@ -219,6 +220,7 @@ pub(crate) struct ClockShared {
 
 /// How a [`ClockFollower`] runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ClockFollowerConfig {
     /// Its sockets.
     pub sockets: PtpSocketConfig,
@@ -478,6 +480,7 @@ fn run_slave<T: Transport, H: ClockHost>(
 
 /// How a [`ClockLeader`] runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ClockLeaderConfig {
     /// Its sockets.
     pub sockets: PtpSocketConfig,

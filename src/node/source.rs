@@ -9,6 +9,7 @@ use crate::sim::playout::{Source, TestSignal};
 
 /// Why a source could not be opened or read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     /// The file could not be opened or is not a WAV file we can read.
     #[error("cannot read input {path}: {reason}")]

@@ -16,6 +16,7 @@ use crate::time::LocalInstant;
 
 /// Why a sink failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     /// The WAV file could not be created or written.
     #[error("WAV file {path}: {source}")]

@@ -11,6 +11,7 @@ use crate::time::Nanos;
 
 /// Why a clock model or link configuration was refused. Each variant names the field.
 #[derive(Clone, Debug, PartialEq, Error)]
+#[non_exhaustive]
 pub enum SimConfigError {
     /// A probability or fraction outside `[0, 1]`, or NaN.
     #[error("{field} must be a probability in [0, 1], got {got}")]

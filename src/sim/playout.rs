@@ -176,6 +176,7 @@ impl PlayoutScenario {
 
 /// Why the experiment could not run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlayoutSimError {
     /// A clock or link is invalid.
     #[error(transparent)]

@@ -98,6 +98,7 @@ use crate::time::Nanos;
 
 /// Why a scenario file was refused. Every variant says on which line.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum EventsFileError {
     /// The text is not JSON.
     #[error("line {line}, column {column}: not valid JSON: {message}")]
