@@ -19,7 +19,7 @@
 //! | [`media`] | codecs, the RTP sender and receiver, jitter buffer, SDP, RTCP | no |
 //! | [`playout`] | what runs per block: stages, the drift corrector, its servo, the DAC timeline, sinks | no |
 //! | [`control`] | the control channel's messages and its handshake and admission as sessions | no |
-//! | [`core`] | [`core::ClockCore`] and [`core::FollowerCore`]: a whole follower, sans-IO | no |
+//! | [`core`] | [`core::FollowerCore`] and [`core::LeaderCore`]: a whole follower and a whole leader, sans-IO; [`core::PullOutput`] for an audio callback | no |
 //! | [`node`] | [`node::Leader`] and [`node::Follower`]: threads that drive the cores over sockets | yes |
 //! | [`measure`] | measurement from outside: the sync meter, capture files, pairwise skew, THD+N, plots | reads and writes files |
 //! | [`sim`] | a seeded simulator of clocks, links and events that drives the same cores in virtual time | no (virtual time) |
@@ -69,6 +69,66 @@
 //! std::thread::sleep(std::time::Duration::from_secs(60));
 //! let report = follower.stop()?; // a sink's error comes back here, typed
 //! println!("played {} frames", report.frames);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # A follower core driven from a host's audio callback
+//!
+//! A speaker project with its own event loop and its own audio driver drives a
+//! [`core::FollowerCore`] itself: its network code hands datagrams in with their arrival
+//! times and sends what the core asks, and its audio callback pulls each buffer through a
+//! [`core::PullOutput`], saying when the buffer's first frame will play. Nothing in the core
+//! reads a clock or blocks: the host's clock is the only one.
+//!
+//! ```no_run
+//! use std::net::{SocketAddr, UdpSocket};
+//! use std::sync::{Arc, Mutex};
+//!
+//! use lockstep::control::Role;
+//! use lockstep::core::{CallbackTiming, FollowerCore, FollowerCoreConfig, PullConfig, PullOutput};
+//! use lockstep::ptp::{ClockIdentity, PortIdentity, SlaveConfig};
+//! use lockstep::time::{LocalInstant, Nanos};
+//!
+//! /// The host's clock: whatever its audio driver's timestamps are on.
+//! fn host_now() -> LocalInstant {
+//!     # unimplemented!()
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let port = PortIdentity { clock_identity: ClockIdentity([7; 8]), port_number: 1 };
+//! let core = FollowerCore::<SocketAddr>::new(
+//!     FollowerCoreConfig::new(SlaveConfig::new(port)),
+//!     Role::Left,
+//! );
+//! let core = Arc::new(Mutex::new(core));
+//!
+//! // The audio callback's side: it keeps the pull handle.
+//! let mut output = PullOutput::new(Arc::clone(&core), PullConfig::new(48_000, 2))?;
+//! let mut audio_callback = move |buffer: &mut [f32], driver_latency: Nanos| {
+//!     let timing = CallbackTiming::from_latency(host_now(), driver_latency);
+//!     output.fill(timing, buffer); // silence until the stream is there and settled
+//! };
+//!
+//! // The network side: datagrams in with their arrival times, what the core asks out.
+//! let ptp = UdpSocket::bind("0.0.0.0:0")?;
+//! let mut buf = [0u8; 1500];
+//! loop {
+//!     let (n, from) = ptp.recv_from(&mut buf)?;
+//!     let mut core = core.lock().unwrap();
+//!     let now = host_now();
+//!     let _ = core.handle_ptp(from, now, &buf[..n]); // a bad datagram is counted, not fatal
+//!     if core.poll_timeout().is_some_and(|t| t <= now) {
+//!         core.handle_timeout(now);
+//!     }
+//!     // The drain rule: after any handle_*, every poll_* until it gives None.
+//!     while let Some(tx) = core.poll_transmit(now) {
+//!         ptp.send_to(tx.payload(), tx.to)?;
+//!     }
+//!     # drop(core);
+//!     # audio_callback(&mut [0.0; 512], Nanos::from_millis(8));
+//!     # break;
+//! }
 //! # Ok(())
 //! # }
 //! ```
