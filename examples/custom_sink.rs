@@ -20,7 +20,7 @@ use lockstep::node::{
     Follower, FollowerConfig, Leader, LeaderConfig, LocalClock, Output, SharedSink, TestSource,
 };
 use lockstep::playout::sink::{AudioSink, Block, SinkError};
-use lockstep::time::Nanos;
+use lockstep::time::{Nanos, TrueInstant};
 
 /// The program's own sink: keeps channel 0 of what it is given, and for every block the
 /// frame count and the time (monotonic, ns) its first frame left.
@@ -28,7 +28,7 @@ use lockstep::time::Nanos;
 struct MemorySink {
     samples: Vec<f32>,
     /// (frames before the block, when it left).
-    times: Vec<(u64, i64)>,
+    times: Vec<(u64, TrueInstant)>,
 }
 
 impl AudioSink for MemorySink {
@@ -39,7 +39,7 @@ impl AudioSink for MemorySink {
             });
         }
         self.times
-            .push((self.samples.len() as u64, block.leaves_at_monotonic_ns));
+            .push((self.samples.len() as u64, block.leaves_at_monotonic));
         self.samples
             .extend(block.samples.iter().step_by(block.channels).copied());
         Ok(())
@@ -55,8 +55,8 @@ impl MemorySink {
             samples: &self.samples,
             channels: 1,
             channel: 0,
-            first_ns: t0,
-            rate_hz: (f1 - f0) as f64 * 1e9 / (t1 - t0) as f64,
+            first: t0,
+            rate_hz: (f1 - f0) as f64 * 1e9 / (t1 - t0).as_nanos() as f64,
         })
     }
 }
@@ -111,7 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         hop_s: 0.5,
         max_skew_us: 2_000.0,
         // From 3 s on: both have joined, converged and started.
-        start_ns: Some(mine.first_ns + 3_000_000_000),
+        start: Some(mine.first + Nanos::from_secs(3)),
         min_rms: 1e-3,
     };
     let skew = measure_skew(&mine, &recorded.capture(0), &config)?;

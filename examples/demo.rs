@@ -199,7 +199,8 @@ fn run(args: &Args) -> Result<(), String> {
         .filter(|s| s.role != Role::Sub)
         .map(|s| recording(s.name, &args.out.join(s.file)))
         .collect();
-    let skew = measure_recordings(&full, from, None).map_err(|e| e.to_string())?;
+    let skew = measure_recordings(&full, lockstep::time::TrueInstant::from_nanos(from), None)
+        .map_err(|e| e.to_string())?;
 
     println!();
     println!(

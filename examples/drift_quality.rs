@@ -149,7 +149,7 @@ fn run(
         // A window is 4800 frames; they leave at the DAC's true rate, not at 48 kHz.
         let frames = (WINDOW_S * RATE).round();
         let start_s =
-            |i: usize| capture.first_ns as f64 * 1e-9 + i as f64 * frames / capture.rate_hz;
+            |i: usize| capture.first.as_nanos() as f64 * 1e-9 + i as f64 * frames / capture.rate_hz;
         let disrupted = |i: usize| {
             let (a, b) = (
                 start_s(i) - DISRUPTION_MARGIN_S,

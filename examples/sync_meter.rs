@@ -67,7 +67,9 @@ fn json(report: &SkewReport, args: &Args) -> serde_json::Value {
     let windows: Vec<serde_json::Value> = report
         .windows
         .iter()
-        .map(|w| serde_json::json!({ "t_ns": w.t_ns, "skew_us": w.skew_us, "peak": w.peak }))
+        .map(
+            |w| serde_json::json!({ "t_ns": w.t.as_nanos(), "skew_us": w.skew_us, "peak": w.peak }),
+        )
         .collect();
     serde_json::json!({
         "a": args.a.display().to_string(),
@@ -90,7 +92,7 @@ fn run(args: &Args) -> Result<(), String> {
         window_s: args.window_s,
         hop_s: args.hop_s.unwrap_or(args.window_s),
         max_skew_us: args.max_skew_us,
-        start_ns: args.start_ns,
+        start: args.start_ns.map(lockstep::time::TrueInstant::from_nanos),
         min_rms: args.min_rms,
     };
     let report = measure_skew(
@@ -105,12 +107,12 @@ fn run(args: &Args) -> Result<(), String> {
         println!("{text}");
         return Ok(());
     }
-    let t0 = report.windows.first().map_or(0, |w| w.t_ns);
+    let t0 = report.windows.first().map_or(0, |w| w.t.as_nanos());
     println!("{:>10}  {:>12}  {:>8}", "t (s)", "skew (µs)", "peak");
     for w in &report.windows {
         println!(
             "{:>10.3}  {:>12.3}  {:>8.4}",
-            (w.t_ns - t0) as f64 * 1e-9,
+            (w.t.as_nanos() - t0) as f64 * 1e-9,
             w.skew_us,
             w.peak
         );

@@ -65,7 +65,7 @@ fn a_follower_on_the_projects_own_clock_plays_in_step() {
                 wav: rb.wav.expect("wav"),
             },
         ],
-        from,
+        lockstep::time::TrueInstant::from_nanos(from),
         None,
     )
     .expect("measured");

@@ -12,7 +12,7 @@ use lockstep::control::Role;
 use lockstep::measure::load_capture_wav;
 use lockstep::node::TestSource;
 use lockstep::sim::playout::TestSignal;
-use lockstep::time::Nanos;
+use lockstep::time::{Nanos, TrueInstant};
 use node::*;
 
 #[test]
@@ -154,7 +154,7 @@ fn trim_and_output_latency_move_a_speaker_by_exactly_that_much() {
             recording("a", &dir.join("a.wav")),
             recording("b", &dir.join("b.wav")),
         ],
-        from,
+        TrueInstant::from_nanos(from),
         None,
     )
     .expect("overlap");

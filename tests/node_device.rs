@@ -31,6 +31,7 @@ use std::time::Duration;
 use lockstep::control::Role;
 use lockstep::measure::{Capture, MeterConfig, load_capture_wav, measure_skew};
 use lockstep::node::Output;
+use lockstep::time::{Nanos, TrueInstant};
 use node::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pulse-null.sh");
@@ -330,7 +331,7 @@ fn one_run(deep_check: bool, secs: u64) -> Figures {
         samples: &recorded,
         channels: 2,
         channel: 0,
-        first_ns,
+        first: TrueInstant::from_nanos(first_ns),
         rate_hz: sink_rate,
     };
     // Coarse: where the recording sits, within ±400 ms: 50 ms windows, one a second, from
@@ -339,7 +340,7 @@ fn one_run(deep_check: bool, secs: u64) -> Figures {
     let from = (r.rate_hz * 2.0) as usize;
     let part = Capture {
         samples: &r.samples[from * r.channels..(from + 8 * 48_000) * r.channels],
-        first_ns: r.first_ns + (from as f64 * 1e9 / r.rate_hz) as i64,
+        first: r.first + Nanos((from as f64 * 1e9 / r.rate_hz) as i64),
         ..r
     };
     let coarse = measure_skew(
@@ -369,7 +370,7 @@ fn one_run(deep_check: bool, secs: u64) -> Figures {
         &r,
         &device(sink_first_ns - offset_ns),
         &MeterConfig {
-            start_ns: Some(record_start + 1_000_000_000),
+            start: Some(TrueInstant::from_nanos(record_start + 1_000_000_000)),
             window_s: 0.05,
             hop_s: 0.1,
             max_skew_us: 20_000.0,
@@ -381,7 +382,7 @@ fn one_run(deep_check: bool, secs: u64) -> Figures {
     let points: Vec<(f64, f64)> = fine
         .windows
         .iter()
-        .map(|w| ((w.t_ns - record_start) as f64 / 1e9, w.skew_us))
+        .map(|w| ((w.t.as_nanos() - record_start) as f64 / 1e9, w.skew_us))
         .collect();
     let spread = points.iter().map(|p| p.1).fold(f64::MIN, f64::max)
         - points.iter().map(|p| p.1).fold(f64::MAX, f64::min);

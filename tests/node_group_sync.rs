@@ -38,7 +38,7 @@ fn two_followers_play_in_step_and_a_late_joiner_is_in_sync_within_a_second() {
             recording("a", &dir.join("a.wav")),
             recording("b", &dir.join("b.wav")),
         ],
-        b_first + 1_000_000_000,
+        lockstep::time::TrueInstant::from_nanos(b_first + 1_000_000_000),
         None,
     )
     .expect("the recordings overlap");

@@ -163,7 +163,7 @@ fn two_followers_on_pipes_play_within_200_us_of_each_other() {
             samples: &r.samples,
             channels: 1,
             channel: 0,
-            first_ns: first_ns as i64,
+            first: lockstep::time::TrueInstant::from_nanos(first_ns as i64),
             rate_hz,
         }
     }
@@ -172,7 +172,7 @@ fn two_followers_on_pipes_play_within_200_us_of_each_other() {
         hop_s: 0.5,
         max_skew_us: 5_000.0,
         // From 3 s on: both have joined, converged and started.
-        start_ns: Some(3_000_000_000),
+        start: Some(lockstep::time::TrueInstant::from_nanos(3_000_000_000)),
         min_rms: 1e-3,
     };
     let skew = measure_skew(

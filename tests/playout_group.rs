@@ -5,7 +5,7 @@
 
 use lockstep::playout::corrector::CorrectorKind;
 use lockstep::sim::playout::{PlayoutScenario, Role, run_group, run_playout};
-use lockstep::time::Nanos;
+use lockstep::time::{Nanos, TrueInstant};
 
 fn scenario(name: &str, seconds: i64, seed: u64) -> PlayoutScenario {
     PlayoutScenario::preset(name, seed, Nanos::from_secs(seconds)).expect("preset")
@@ -93,7 +93,7 @@ fn drop_dup_is_the_baseline_it_is_documented_as() {
 #[derive(Default)]
 struct Kept {
     samples: Vec<f32>,
-    timeline: Vec<(u64, i64)>,
+    timeline: Vec<(u64, TrueInstant)>,
 }
 
 impl lockstep::playout::sink::AudioSink for Kept {
@@ -101,8 +101,7 @@ impl lockstep::playout::sink::AudioSink for Kept {
         &mut self,
         b: &lockstep::playout::sink::Block<'_>,
     ) -> Result<(), lockstep::playout::sink::SinkError> {
-        self.timeline
-            .push((b.first_frame, b.leaves_at_monotonic_ns));
+        self.timeline.push((b.first_frame, b.leaves_at_monotonic));
         self.samples
             .extend(b.samples.iter().step_by(b.channels).copied());
         Ok(())
@@ -135,14 +134,14 @@ fn a_sink_of_the_callers_own_measures_the_same_skew_as_the_virtual_dac() {
         samples: &kept.samples,
         channels: 1,
         channel: 0,
-        first_ns: t0,
-        rate_hz: (f1 - f0) as f64 * 1e9 / (t1 - t0) as f64,
+        first: t0,
+        rate_hz: (f1 - f0) as f64 * 1e9 / (t1 - t0).as_nanos() as f64,
     };
     let config = MeterConfig {
         window_s: 0.5,
         hop_s: 0.5,
         max_skew_us: 2_000.0,
-        start_ns: Some(8_000_000_000),
+        start: Some(TrueInstant::from_nanos(8_000_000_000)),
         min_rms: 1e-3,
     };
     let (from, to) = (8_000_000_000, 19_000_000_000);

@@ -14,6 +14,7 @@ use lockstep::measure::{
     sidecar_path, write_capture_wav,
 };
 use lockstep::sim::SimRng;
+use lockstep::time::TrueInstant;
 
 /// A PTP-era true time, so that full-size timestamps are exercised.
 const EPOCH: i64 = 1_700_000_000_000_000_000;
@@ -95,7 +96,7 @@ fn stereo<'a>(samples: &'a [f32], first_ns: i64, rate_hz: f64) -> Capture<'a> {
         samples,
         channels: 2,
         channel: 0,
-        first_ns,
+        first: TrueInstant::from_nanos(first_ns),
         rate_hz,
     }
 }
@@ -240,7 +241,7 @@ fn a_wrong_timeline_shows_as_growing_skew() {
     .unwrap();
     let mut worst: f64 = 0.0;
     for w in &report.windows {
-        let mid = (w.t_ns - EPOCH) as f64 * 1e-9 + 0.25;
+        let mid = (w.t.as_nanos() - EPOCH) as f64 * 1e-9 + 0.25;
         let expected = mid * 20e-6 * 1e6;
         worst = worst.max((w.skew_us - expected).abs());
         assert!(
@@ -348,7 +349,7 @@ fn a_silent_stretch_is_skipped_not_reported_as_skew() {
     assert_eq!(report.skipped_quiet, 3, "{report:#?}");
     assert_eq!(report.skipped_weak + report.skipped_edge, 0);
     for w in &report.windows {
-        let t = (w.t_ns - EPOCH) as f64 * 1e-9;
+        let t = (w.t.as_nanos() - EPOCH) as f64 * 1e-9;
         assert!(
             !(1.99..3.49).contains(&t),
             "silent window at {t} s reported"
@@ -368,11 +369,11 @@ fn start_ns_and_hop_choose_the_windows() {
     let config = MeterConfig {
         window_s: 0.25,
         hop_s: 0.2,
-        start_ns: Some(EPOCH + 1_000_000_000),
+        start: Some(TrueInstant::from_nanos(EPOCH + 1_000_000_000)),
         ..MeterConfig::default()
     };
     let r = measure_skew(&stereo(&a, EPOCH, RATE), &stereo(&b, EPOCH, RATE), &config).unwrap();
-    let starts: Vec<i64> = r.windows.iter().map(|w| w.t_ns - EPOCH).collect();
+    let starts: Vec<i64> = r.windows.iter().map(|w| w.t.as_nanos() - EPOCH).collect();
     assert_eq!(starts[0], 1_000_000_000);
     for pair in starts.windows(2) {
         assert_eq!(pair[1] - pair[0], 200_000_000);
@@ -408,13 +409,9 @@ fn typed_errors() {
     let late = EPOCH + 2_000_000_000;
     let r = measure_skew(&ca, &stereo(&a, late, RATE), &config);
     match r {
-        Err(MeterError::NoOverlap {
-            a_end_ns,
-            b_start_ns,
-            ..
-        }) => {
-            assert_eq!(a_end_ns, EPOCH + 1_000_000_000);
-            assert_eq!(b_start_ns, late);
+        Err(MeterError::NoOverlap { a_end, b_start, .. }) => {
+            assert_eq!(a_end.as_nanos(), EPOCH + 1_000_000_000);
+            assert_eq!(b_start.as_nanos(), late);
         }
         other => panic!("{other:?}"),
     }
@@ -516,10 +513,18 @@ fn wav_captures_with_sidecars_round_trip_and_measure() {
     let a = s.capture(EPOCH, RATE, 3.0, 0.0);
     let (pa, pb) = (dir.join("a.wav"), dir.join("b.wav"));
     // The same samples, but B's sidecar says they left 100 µs later: skew +100 µs.
-    write_capture_wav(&pa, &a, 2, 48_000, EPOCH, RATE).unwrap();
+    write_capture_wav(&pa, &a, 2, 48_000, TrueInstant::from_nanos(EPOCH), RATE).unwrap();
     let rate_b = RATE * (1.0 + 0.5e-6);
     let b = s.capture(EPOCH + 1_000_000, rate_b, 3.0, 100.0);
-    write_capture_wav(&pb, &b, 2, 48_000, EPOCH + 1_000_000, rate_b).unwrap();
+    write_capture_wav(
+        &pb,
+        &b,
+        2,
+        48_000,
+        TrueInstant::from_nanos(EPOCH + 1_000_000),
+        rate_b,
+    )
+    .unwrap();
     assert_eq!(
         std::fs::read_to_string(sidecar_path(&pb)).unwrap(),
         format!(
@@ -531,8 +536,14 @@ fn wav_captures_with_sidecars_round_trip_and_measure() {
     let la = load_capture_wav(&pa).unwrap();
     let lb = load_capture_wav(&pb).unwrap();
     assert_eq!(la.samples, a);
-    assert_eq!((la.channels, la.first_ns, la.rate_hz), (2, EPOCH, RATE));
-    assert_eq!((lb.first_ns, lb.rate_hz), (EPOCH + 1_000_000, rate_b));
+    assert_eq!(
+        (la.channels, la.first.as_nanos(), la.rate_hz),
+        (2, EPOCH, RATE)
+    );
+    assert_eq!(
+        (lb.first.as_nanos(), lb.rate_hz),
+        (EPOCH + 1_000_000, rate_b)
+    );
     assert!(la.from_sidecar && lb.from_sidecar);
     assert_eq!(lb.nominal_rate_hz, 48_000);
     let r = measure_skew(&la.capture(0), &lb.capture(1), &MeterConfig::default()).unwrap();
@@ -541,7 +552,15 @@ fn wav_captures_with_sidecars_round_trip_and_measure() {
 
     // Identical samples, sidecar offset only: the 100 µs is all timeline.
     let pc = dir.join("c.wav");
-    write_capture_wav(&pc, &a, 2, 48_000, EPOCH + 100_000, RATE).unwrap();
+    write_capture_wav(
+        &pc,
+        &a,
+        2,
+        48_000,
+        TrueInstant::from_nanos(EPOCH + 100_000),
+        RATE,
+    )
+    .unwrap();
     let lc = load_capture_wav(&pc).unwrap();
     let r = measure_skew(&la.capture(0), &lc.capture(0), &MeterConfig::default()).unwrap();
     assert!(max_error(&r, 100.0) < 0.5, "{r:?}");
@@ -565,7 +584,10 @@ fn integer_wavs_without_sidecar_use_the_nominal_timeline() {
     w.finalize().unwrap();
     let c = load_capture_wav(&path).unwrap();
     assert_eq!(c.samples, vec![0.0, 0.5, -1.0, 32_767.0 / 32_768.0]);
-    assert_eq!((c.channels, c.first_ns, c.rate_hz), (1, 0, 44_100.0));
+    assert_eq!(
+        (c.channels, c.first.as_nanos(), c.rate_hz),
+        (1, 0, 44_100.0)
+    );
     assert!(!c.from_sidecar);
 
     // A malformed sidecar is an error, not silently ignored.
@@ -585,7 +607,14 @@ fn integer_wavs_without_sidecar_use_the_nominal_timeline() {
         Err(MeterError::Wav { .. })
     ));
     // Writing rejects what cannot be a capture.
-    let r = write_capture_wav(dir.join("x.wav"), &[0.0; 3], 2, 48_000, 0, 48_000.0);
+    let r = write_capture_wav(
+        dir.join("x.wav"),
+        &[0.0; 3],
+        2,
+        48_000,
+        TrueInstant::from_nanos(0),
+        48_000.0,
+    );
     assert!(matches!(
         r,
         Err(MeterError::BadCapture {
@@ -604,13 +633,15 @@ fn the_wav_sink_writes_what_the_meter_reads() {
     let mut sink = WavSink::create(&path, 48_000, 2).unwrap();
     sink.set_rate_hz(48_007.2);
     let block: Vec<f32> = (0..960).map(|i| (i as f32 / 960.0) - 0.5).collect();
-    sink.write(&block, 1_234_567_890).unwrap();
-    sink.write(&block, 1_244_567_890).unwrap(); // only the first block's time is kept
+    sink.write(&block, TrueInstant::from_nanos(1_234_567_890))
+        .unwrap();
+    sink.write(&block, TrueInstant::from_nanos(1_244_567_890))
+        .unwrap(); // only the first block's time is kept
     sink.finish().unwrap();
     let c = load_capture_wav(&path).unwrap();
     assert!(c.from_sidecar);
     assert_eq!((c.channels, c.nominal_rate_hz), (2, 48_000));
-    assert_eq!(c.first_ns, 1_234_567_890);
+    assert_eq!(c.first.as_nanos(), 1_234_567_890);
     assert_eq!(c.rate_hz, 48_007.2);
     let mut both = block.clone();
     both.extend_from_slice(&block);

@@ -189,18 +189,18 @@ fn skews(r: &Run, from_s: f64) -> Vec<f64> {
         samples: &r.source,
         channels: 1,
         channel: 0,
-        first_ns: r.latency_ms * 1_000_000,
+        first: TrueInstant::from_nanos(r.latency_ms * 1_000_000),
         rate_hz: f64::from(RATE),
     };
     let played = Capture {
         samples: &r.out,
         channels: 1,
         channel: 0,
-        first_ns: r.first_ns,
+        first: TrueInstant::from_nanos(r.first_ns),
         rate_hz: r.rate_hz,
     };
     let config = MeterConfig {
-        start_ns: Some((from_s * 1e9) as i64),
+        start: Some(TrueInstant::from_nanos((from_s * 1e9) as i64)),
         max_skew_us: 1_000.0,
         ..MeterConfig::default()
     };

@@ -6,6 +6,11 @@ mod bin;
 use std::process::Command;
 
 use lockstep::measure::write_capture_wav;
+use lockstep::time::TrueInstant;
+
+fn at(ns: i64) -> TrueInstant {
+    TrueInstant::from_nanos(ns)
+}
 
 fn sync_meter() -> Command {
     bin::example("sync_meter")
@@ -26,8 +31,8 @@ fn two_captures_of_the_same_audio_emitted_250_us_apart() {
         .collect();
     let (a, b) = (dir.join("a.wav"), dir.join("b.wav"));
     // B emits the same samples 250 µs later.
-    write_capture_wav(&a, &noise, 1, 48_000, 5_000_000_000, 48_000.0).unwrap();
-    write_capture_wav(&b, &noise, 1, 48_000, 5_000_250_000, 48_000.0).unwrap();
+    write_capture_wav(&a, &noise, 1, 48_000, at(5_000_000_000), 48_000.0).unwrap();
+    write_capture_wav(&b, &noise, 1, 48_000, at(5_000_250_000), 48_000.0).unwrap();
     let out = sync_meter()
         .args([a.to_str().unwrap(), b.to_str().unwrap(), "--json"])
         .output()

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::meter::{Capture, MeterError, bad_capture};
 use crate::playout::sink::{AudioSink, Block, SinkError};
+use crate::time::TrueInstant;
 
 /// A capture read from a file, owning its samples.
 #[derive(Clone, PartialEq)]
@@ -20,8 +21,8 @@ pub struct OwnedCapture {
     pub samples: Vec<f32>,
     /// Channels per frame.
     pub channels: usize,
-    /// True time, ns, at which frame 0 left the DAC (0 without a sidecar).
-    pub first_ns: i64,
+    /// True time at which frame 0 left the DAC (0 without a sidecar).
+    pub first: TrueInstant,
     /// True rate frames left at (the WAV's nominal rate without a sidecar).
     pub rate_hz: f64,
     /// The WAV header's sample rate.
@@ -35,7 +36,7 @@ impl std::fmt::Debug for OwnedCapture {
         f.debug_struct("OwnedCapture")
             .field("samples", &format_args!("[{} samples]", self.samples.len()))
             .field("channels", &self.channels)
-            .field("first_ns", &self.first_ns)
+            .field("first", &self.first)
             .field("rate_hz", &self.rate_hz)
             .field("nominal_rate_hz", &self.nominal_rate_hz)
             .field("from_sidecar", &self.from_sidecar)
@@ -50,7 +51,7 @@ impl OwnedCapture {
             samples: &self.samples,
             channels: self.channels,
             channel,
-            first_ns: self.first_ns,
+            first: self.first,
             rate_hz: self.rate_hz,
         }
     }
@@ -108,7 +109,7 @@ pub fn load_capture_wav(path: impl AsRef<Path>) -> Result<OwnedCapture, MeterErr
         });
     }
     let side = sidecar_path(path);
-    let (first_ns, rate_hz, from_sidecar) = match std::fs::read_to_string(&side) {
+    let (first, rate_hz, from_sidecar) = match std::fs::read_to_string(&side) {
         Ok(text) => {
             let (first, rate) =
                 parse_sidecar(&text).map_err(|reason| MeterError::SidecarFormat {
@@ -117,15 +118,17 @@ pub fn load_capture_wav(path: impl AsRef<Path>) -> Result<OwnedCapture, MeterErr
                 })?;
             (first, rate, true)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            (0, f64::from(spec.sample_rate), false)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            TrueInstant::from_nanos(0),
+            f64::from(spec.sample_rate),
+            false,
+        ),
         Err(source) => return Err(MeterError::SidecarIo { path: side, source }),
     };
     Ok(OwnedCapture {
         samples,
         channels,
-        first_ns,
+        first,
         rate_hz,
         nominal_rate_hz: spec.sample_rate,
         from_sidecar,
@@ -153,7 +156,7 @@ fn json_number<'t>(text: &'t str, key: &str) -> Result<&'t str, String> {
 }
 
 /// `first_sample_ns` and `rate_hz` from a sidecar's text.
-fn parse_sidecar(text: &str) -> Result<(i64, f64), String> {
+fn parse_sidecar(text: &str) -> Result<(TrueInstant, f64), String> {
     let first = json_number(text, "first_sample_ns")?;
     let first_ns = match first.parse::<i64>() {
         Ok(v) => v,
@@ -176,18 +179,18 @@ fn parse_sidecar(text: &str) -> Result<(i64, f64), String> {
     if !(rate_hz.is_finite() && rate_hz > 0.0) {
         return Err(format!("rate_hz {rate_hz} is not finite and positive"));
     }
-    Ok((first_ns, rate_hz))
+    Ok((TrueInstant::from_nanos(first_ns), rate_hz))
 }
 
 /// Writes `samples` (interleaved, `channels` per frame) as a 32-bit float WAV file whose
 /// header says `rate_hz_nominal`, and the sidecar `<path>.json` with the emission timeline:
-/// frame 0 left at `first_ns`, frames left at `true_rate_hz` per true second.
+/// frame 0 left at `first`, frames left at `true_rate_hz` per true second.
 pub fn write_capture_wav(
     path: impl AsRef<Path>,
     samples: &[f32],
     channels: usize,
     rate_hz_nominal: u32,
-    first_ns: i64,
+    first: TrueInstant,
     true_rate_hz: f64,
 ) -> Result<(), MeterError> {
     let path = path.as_ref();
@@ -235,13 +238,14 @@ pub fn write_capture_wav(
     }
     writer.finalize().map_err(wav_err)?;
     let side = sidecar_path(path);
-    write_sidecar(&side, first_ns, true_rate_hz)
+    write_sidecar(&side, first, true_rate_hz)
         .map_err(|source| MeterError::SidecarIo { path: side, source })
 }
 
 /// Writes the sidecar file `side` (the one place its format is written).
-fn write_sidecar(side: &Path, first_ns: i64, rate_hz: f64) -> std::io::Result<()> {
+fn write_sidecar(side: &Path, first: TrueInstant, rate_hz: f64) -> std::io::Result<()> {
     // `{}` prints an f64 in the shortest form that reads back to the same value.
+    let first_ns = first.as_nanos();
     let json = format!("{{\"first_sample_ns\": {first_ns}, \"rate_hz\": {rate_hz}}}\n");
     std::fs::write(side, json)
 }
@@ -252,7 +256,7 @@ fn write_sidecar(side: &Path, first_ns: i64, rate_hz: f64) -> std::io::Result<()
 pub struct WavSink {
     path: PathBuf,
     writer: Option<hound::WavWriter<BufWriter<File>>>,
-    first_sample_ns: Option<i64>,
+    first: Option<TrueInstant>,
     rate_hz: f64,
 }
 
@@ -260,7 +264,7 @@ impl std::fmt::Debug for WavSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WavSink")
             .field("path", &self.path)
-            .field("first_sample_ns", &self.first_sample_ns)
+            .field("first", &self.first)
             .finish()
     }
 }
@@ -281,15 +285,15 @@ impl WavSink {
         Ok(WavSink {
             path: path.to_path_buf(),
             writer: Some(writer),
-            first_sample_ns: None,
+            first: None,
             rate_hz: f64::from(rate),
         })
     }
 
-    /// Appends a block whose first frame left at `emitted_ns` (the clock the caller
+    /// Appends a block whose first frame left at `emitted` (on the clock the caller
     /// measures emission on; the first block's time is kept).
-    pub fn write(&mut self, block: &[f32], emitted_ns: i64) -> Result<(), SinkError> {
-        self.first_sample_ns.get_or_insert(emitted_ns);
+    pub fn write(&mut self, block: &[f32], emitted: TrueInstant) -> Result<(), SinkError> {
+        self.first.get_or_insert(emitted);
         let Some(w) = self.writer.as_mut() else {
             return Ok(());
         };
@@ -322,14 +326,15 @@ impl WavSink {
             })?;
         }
         let side = sidecar_path(&self.path);
-        write_sidecar(&side, self.first_sample_ns.unwrap_or(0), self.rate_hz)
+        let first = self.first.unwrap_or(TrueInstant::from_nanos(0));
+        write_sidecar(&side, first, self.rate_hz)
             .map_err(|source| SinkError::Sidecar { path: side, source })
     }
 }
 
 impl AudioSink for WavSink {
     fn write(&mut self, block: &Block<'_>) -> Result<(), SinkError> {
-        WavSink::write(self, block.samples, block.leaves_at_monotonic_ns)
+        WavSink::write(self, block.samples, block.leaves_at_monotonic)
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
@@ -346,14 +351,14 @@ mod tests {
         let (f, r) =
             parse_sidecar("{\"first_sample_ns\": -1700000000000000123, \"rate_hz\": 48007.2}\n")
                 .unwrap();
-        assert_eq!(f, -1_700_000_000_000_000_123);
+        assert_eq!(f, TrueInstant::from_nanos(-1_700_000_000_000_000_123));
         assert_eq!(r, 48007.2);
         assert!(parse_sidecar("{\"rate_hz\": 48000}").is_err());
         assert!(parse_sidecar("{\"first_sample_ns\": 1, \"rate_hz\": -5}").is_err());
         assert!(parse_sidecar("{\"first_sample_ns\": 1.5, \"rate_hz\": 48000}").is_err());
         assert_eq!(
             parse_sidecar("{ \"rate_hz\" : 4.8e4 , \"first_sample_ns\" : 2e3 }").unwrap(),
-            (2000, 48000.0)
+            (TrueInstant::from_nanos(2000), 48000.0)
         );
     }
 }

@@ -1,14 +1,14 @@
 //! The sync meter: how far apart two speakers play, measured from their emitted audio.
 //!
 //! Each speaker's output is a [`Capture`]: its samples plus its emission timeline, sample
-//! `k` having left the DAC at true time `first_ns + k × 10⁹ / rate_hz`, where `rate_hz` is
+//! `k` having left the DAC at true time `first + k × 10⁹ / rate_hz`, where `rate_hz` is
 //! the DAC's *true* rate (a crystal 120 ppm fast at nominal 48 kHz emits 48 005.76 frames
 //! per true second). [`measure_skew`] compares one channel of capture A with one channel of
 //! capture B, window by window, and reports for each window the *skew*: B's emission time
 //! minus A's emission time for the same content (positive: B plays later).
 //!
 //! True time is the reference clock emission is judged on from outside, the timescale of
-//! [`TrueInstant`](crate::time::TrueInstant) (the simulator's true time, or the monotonic
+//! [`TrueInstant`] (the simulator's true time, or the monotonic
 //! clock of the machine that hosts the followers); the meter takes it as integer ns.
 //!
 //! # Method
@@ -53,7 +53,7 @@
 //! - the same polarity: an inverted speaker gives a negative correlation, which is not
 //!   searched for;
 //! - correct timelines: an error in `rate_hz` shows up as a skew that grows over time, an
-//!   error in `first_ns` as a constant skew. The meter measures emission as the timelines
+//!   error in `first` as a constant skew. The meter measures emission as the timelines
 //!   describe it; it cannot correct a wrong timeline.
 //!
 //! Skew that changes within a window (a rate error) is measured as its average over the
@@ -65,6 +65,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use super::stats::percentile;
+use crate::time::{Nanos, TrueInstant};
 
 /// A window whose normalized correlation peak is below this is not measured: the two
 /// captures do not carry the same content there.
@@ -92,8 +93,8 @@ pub struct Capture<'a> {
     pub channels: usize,
     /// Which channel to compare (0-based).
     pub channel: usize,
-    /// True time, in ns, at which frame 0 left the DAC.
-    pub first_ns: i64,
+    /// True time at which frame 0 left the DAC.
+    pub first: TrueInstant,
     /// True rate at which frames left, frames per true second.
     pub rate_hz: f64,
 }
@@ -104,7 +105,7 @@ impl std::fmt::Debug for Capture<'_> {
             .field("samples", &format_args!("[{} samples]", self.samples.len()))
             .field("channels", &self.channels)
             .field("channel", &self.channel)
-            .field("first_ns", &self.first_ns)
+            .field("first", &self.first)
             .field("rate_hz", &self.rate_hz)
             .finish()
     }
@@ -128,8 +129,8 @@ pub struct MeterConfig {
     /// beyond it skips the window ([`SkewReport::skipped_edge`]); a skew found within one
     /// sample beyond it is still reported.
     pub max_skew_us: f64,
-    /// Windows starting before this true time, ns, are ignored (default: none).
-    pub start_ns: Option<i64>,
+    /// Windows starting before this true time are ignored (default: none).
+    pub start: Option<TrueInstant>,
     /// Windows where either capture's RMS is below this are skipped (default 1e-3,
     /// −60 dBFS).
     pub min_rms: f32,
@@ -141,7 +142,7 @@ impl Default for MeterConfig {
             window_s: 0.5,
             hop_s: 0.5,
             max_skew_us: 5000.0,
-            start_ns: None,
+            start: None,
             min_rms: 1e-3,
         }
     }
@@ -150,8 +151,8 @@ impl Default for MeterConfig {
 /// The skew measured in one window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SkewWindow {
-    /// True time, ns, at which the window's first sample of A left A's DAC.
-    pub t_ns: i64,
+    /// True time at which the window's first sample of A left A's DAC.
+    pub t: TrueInstant,
     /// B's emission time minus A's for the same content, µs: positive = B plays later.
     pub skew_us: f64,
     /// Normalized (Pearson) correlation at the peak, at most 1.
@@ -204,20 +205,23 @@ pub enum MeterError {
     },
     /// The two captures do not share any instant of true time.
     #[error(
-        "captures do not overlap in time: A covers {a_start_ns}..{a_end_ns} ns, \
-         B covers {b_start_ns}..{b_end_ns} ns"
+        "captures do not overlap in time: A covers {}..{} ns, B covers {}..{} ns",
+        a_start.as_nanos(),
+        a_end.as_nanos(),
+        b_start.as_nanos(),
+        b_end.as_nanos()
     )]
     NoOverlap {
-        /// First emission of A, ns.
-        a_start_ns: i64,
-        /// End of A's last frame, ns.
-        a_end_ns: i64,
-        /// First emission of B, ns.
-        b_start_ns: i64,
-        /// End of B's last frame, ns.
-        b_end_ns: i64,
+        /// First emission of A.
+        a_start: TrueInstant,
+        /// End of A's last frame.
+        a_end: TrueInstant,
+        /// First emission of B.
+        b_start: TrueInstant,
+        /// End of B's last frame.
+        b_end: TrueInstant,
     },
-    /// The captures overlap (after `start_ns`), but not for one window plus the search
+    /// The captures overlap (after `start`), but not for one window plus the search
     /// margin on both sides.
     #[error("captures overlap for {overlap_s:.3} s, one window needs {need_s:.3} s")]
     TooShort {
@@ -726,7 +730,7 @@ impl Plan<'_> {
         }
         let t_rel_ns = i0 as f64 * 1e9 / a.rate_hz;
         Outcome::Measured(SkewWindow {
-            t_ns: a.first_ns.saturating_add(t_rel_ns.round() as i64),
+            t: a.first + Nanos(t_rel_ns.round() as i64),
             skew_us: tau / a.rate_hz * 1e6,
             peak,
         })
@@ -760,7 +764,7 @@ fn golden_max(f: &dyn Fn(f64) -> f64, mut lo: f64, mut hi: f64, tol: f64) -> (f6
 /// Measures, window by window, how much later B emits the same content than A. See the
 /// [module docs](self) for the method and its limits.
 ///
-/// The first window starts at [`MeterConfig::start_ns`] or at the first of A's samples for
+/// The first window starts at [`MeterConfig::start`] or at the first of A's samples for
 /// which B covers the window and the search margin, whichever is later; the others follow
 /// every [`MeterConfig::hop_s`] while both captures cover them.
 ///
@@ -779,18 +783,18 @@ pub fn measure_skew(
 
     // Time relative to A's first sample, in f64 ns: absolute times (up to ~1.7e18 ns for
     // PTP time) would lose precision in f64, differences do not.
-    let d0 = (i128::from(b.first_ns) - i128::from(a.first_ns)) as f64;
+    let d0 = (i128::from(b.first.as_nanos()) - i128::from(a.first.as_nanos())) as f64;
     let a_end = frames_a as f64 * 1e9 / a.rate_hz;
     let b_end = d0 + frames_b as f64 * 1e9 / b.rate_hz;
     if b_end <= 0.0 || d0 >= a_end {
-        let end = |first: i64, frames: usize, rate: f64| {
-            first.saturating_add((frames as f64 * 1e9 / rate).round() as i64)
+        let end = |first: TrueInstant, frames: usize, rate: f64| {
+            first + Nanos((frames as f64 * 1e9 / rate).round() as i64)
         };
         return Err(MeterError::NoOverlap {
-            a_start_ns: a.first_ns,
-            a_end_ns: end(a.first_ns, frames_a, a.rate_hz),
-            b_start_ns: b.first_ns,
-            b_end_ns: end(b.first_ns, frames_b, b.rate_hz),
+            a_start: a.first,
+            a_end: end(a.first, frames_a, a.rate_hz),
+            b_start: b.first,
+            b_end: end(b.first, frames_b, b.rate_hz),
         });
     }
 
@@ -817,11 +821,11 @@ pub fn measure_skew(
     };
 
     let rel_start = config
-        .start_ns
-        .map(|s| (i128::from(s) - i128::from(a.first_ns)) as f64)
+        .start
+        .map(|s| (i128::from(s.as_nanos()) - i128::from(a.first.as_nanos())) as f64)
         .unwrap_or(0.0)
         .max(0.0);
-    // The first window starts at `start_ns`, or where B first covers it with the search
+    // The first window starts at `start`, or where B first covers it with the search
     // margin, whichever is later; the others follow every hop.
     let i_start = (rel_start * a.rate_hz / 1e9).ceil();
     let i_cover = (pad as f64 + (HALF_TAPS as f64 - plan.b_index_of_a0) / ratio).ceil();

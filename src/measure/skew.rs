@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::capture::load_capture_wav;
 use super::meter::{MeterConfig, measure_skew};
 use super::stats::{percentile, sorted_abs};
-use crate::time::Nanos;
+use crate::time::{Nanos, TrueInstant};
 
 /// The figures of one pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,12 +199,12 @@ pub enum SkewError {
 }
 
 /// Measures every pair of `recordings` (channel 0 of each) in 0.5 s windows that start at
-/// or after `from_ns` and end by `to_ns` (ns of the clock the recordings' sidecars are on:
-/// for a real node, the host's monotonic clock). The series' seconds count from `from_ns`.
+/// or after `from` and end by `to` (on the clock the recordings' sidecars are on: for a
+/// real node, the host's monotonic clock). The series' seconds count from `from`.
 pub fn measure_recordings(
     recordings: &[Recording],
-    from_ns: i64,
-    to_ns: Option<i64>,
+    from: TrueInstant,
+    to: Option<TrueInstant>,
 ) -> Result<GroupSkew, SkewError> {
     let caps = recordings
         .iter()
@@ -216,7 +216,7 @@ pub fn measure_recordings(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let config = MeterConfig {
-        start_ns: Some(from_ns),
+        start: Some(from),
         ..MeterConfig::default()
     };
     let window = Nanos::from_secs_f64(config.window_s);
@@ -229,8 +229,8 @@ pub fn measure_recordings(
             let windows: Vec<(f64, f64)> = r
                 .windows
                 .iter()
-                .filter(|w| to_ns.is_none_or(|t| w.t_ns + window.as_nanos() <= t))
-                .map(|w| ((w.t_ns - from_ns) as f64 * 1e-9, w.skew_us))
+                .filter(|w| to.is_none_or(|t| w.t + window <= t))
+                .map(|w| ((w.t - from).as_nanos() as f64 * 1e-9, w.skew_us))
                 .collect();
             if !windows.is_empty() {
                 let pair = skew.add_pair(&recordings[i].name, &recordings[j].name);

@@ -35,7 +35,7 @@ use crate::node::ptp::lock;
 use crate::playout::controller::State;
 use crate::playout::dac::VirtualDac;
 use crate::playout::sink::{AudioSink, Block, NullSink, PcmWriter};
-use crate::time::{LocalInstant, Nanos};
+use crate::time::{LocalInstant, Nanos, TrueInstant};
 
 /// What the output thread publishes for status queries and the final report.
 #[derive(Debug, Clone)]
@@ -383,7 +383,7 @@ impl OutputLoop {
                 rate: r,
                 first_frame: dac_frames,
                 leaves_at: next,
-                leaves_at_monotonic_ns: true_ns,
+                leaves_at_monotonic: TrueInstant::from_nanos(true_ns),
             };
             if self.sink.paced() {
                 // Handed over when it leaves, so that a pipe's bytes come at the DAC's pace.

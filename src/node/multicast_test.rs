@@ -13,7 +13,7 @@ use crate::net::NetNs;
 use crate::node::{
     Follower, FollowerConfig, Leader, LeaderConfig, LocalClock, MulticastStream, Output, TestSource,
 };
-use crate::time::Nanos;
+use crate::time::{Nanos, TrueInstant};
 
 #[test]
 #[ignore = "needs root and iproute2: run by .ci/run with --ignored"]
@@ -86,7 +86,7 @@ fn two_followers_play_a_multicast_stream_in_step() {
             recording("a", &dir.join("a.wav")),
             recording("b", &dir.join("b.wav")),
         ],
-        from,
+        TrueInstant::from_nanos(from),
         None,
     )
     .expect("the recordings overlap");

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::time::LocalInstant;
+use crate::time::{LocalInstant, TrueInstant};
 
 /// Why a sink failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +78,9 @@ pub struct Block<'a> {
     pub first_frame: u64,
     /// When the block's first frame leaves, on the node's clock.
     pub leaves_at: LocalInstant,
-    /// The same instant on the machine's monotonic clock, ns (what recordings are lined up
-    /// by).
-    pub leaves_at_monotonic_ns: i64,
+    /// The same instant on the machine's monotonic clock (what recordings are lined up
+    /// by; the simulator's true time in the simulator).
+    pub leaves_at_monotonic: TrueInstant,
 }
 
 /// Takes a follower's audio, block by block. See the module docs.
@@ -278,7 +278,7 @@ mod tests {
             rate: 48_000,
             first_frame: 0,
             leaves_at: LocalInstant::from_nanos(0),
-            leaves_at_monotonic_ns: 0,
+            leaves_at_monotonic: TrueInstant::from_nanos(0),
         }
     }
 

@@ -40,7 +40,7 @@ use crate::playout::dac::{Crystal, VirtualDac};
 use crate::playout::sink::{AudioSink, Block, SharedSink};
 use crate::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpMaster, SlaveConfig};
 use crate::sim::sync::{LEADER_EPOCH, json_num, json_str};
-use crate::time::{LeaderInstant, LocalInstant, MediaTime, Nanos};
+use crate::time::{LeaderInstant, LocalInstant, MediaTime, Nanos, TrueInstant};
 
 pub use crate::control::Role;
 
@@ -54,7 +54,7 @@ pub struct SpeakerSpec {
     /// Its crystal's drift in ppm (its wander is 0.01 ppm/√s).
     pub drift_ppm: f64,
     /// A sink of the caller's own that also gets every block its DAC emits, with the block's
-    /// true emission time as `leaves_at_monotonic_ns` (`None`: the recording only). Its
+    /// true emission time as `leaves_at_monotonic` (`None`: the recording only). Its
     /// error stops nothing: it is counted in [`SpeakerResult::sink_errors`].
     pub sink: Option<SharedSink>,
 }
@@ -502,7 +502,7 @@ fn capture_of<'a>(
         samples: &samples[a..b],
         channels: 1,
         channel: 0,
-        first_ns: t0,
+        first: TrueInstant::from_nanos(t0),
         rate_hz,
     })
 }
@@ -571,7 +571,7 @@ impl SourceRecording {
             samples: &self.samples[(k0 - self.first) as usize..(k1 - self.first) as usize],
             channels: 1,
             channel: 0,
-            first_ns: self.first_ns + frame_offset(k0).as_nanos(),
+            first: TrueInstant::from_nanos(self.first_ns) + frame_offset(k0),
             rate_hz: f64::from(RATE),
         })
     }
@@ -714,7 +714,7 @@ fn piece<'a>(
     };
     windows
         .into_iter()
-        .map(|w: SkewWindow| (w.t_ns as f64 * 1e-9, w.skew_us))
+        .map(|w: SkewWindow| (w.t.as_nanos() as f64 * 1e-9, w.skew_us))
 }
 
 /// The process's peak resident memory so far (`VmHWM` of `/proc/self/status`), KiB; `None`
@@ -1215,7 +1215,7 @@ fn render(f: &mut Speaker, now: SimTime) {
             rate: RATE,
             first_frame: emission.first_frame,
             leaves_at: emission.local,
-            leaves_at_monotonic_ns: emission.true_time.as_nanos(),
+            leaves_at_monotonic: emission.true_time,
         };
         if sink.write(&block).is_err() {
             f.sink_errors += 1;
@@ -1264,7 +1264,7 @@ const METER: MeterConfig = MeterConfig {
     window_s: 0.5,
     hop_s: 0.5,
     max_skew_us: 2_000.0,
-    start_ns: None,
+    start: None,
     min_rms: 1e-3,
 };
 
