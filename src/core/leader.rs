@@ -13,7 +13,7 @@ use crate::control::{
 use crate::media::rtcp::MAX_COMPOUND_LEN;
 use crate::media::sender::{RtpSender, SenderConfig, SenderError};
 use crate::ptp::{MasterConfig, PtpError, PtpMaster, PtpPort, PtpStats, Transmit, TxTag};
-use crate::time::{LeaderInstant, LocalInstant, Nanos};
+use crate::time::{LeaderInstant, LocalInstant, MediaTime, Nanos};
 
 /// If media is polled this late (a stalled machine), the pacing skips ahead rather than
 /// bursting out the chunks it missed.
@@ -450,8 +450,8 @@ impl Pacer {
     /// The span of `k` chunks, exact to the nanosecond (a chunk is a whole number of
     /// frames, which at 44.1 kHz is not a whole number of nanoseconds).
     fn span(&self, k: i64) -> Nanos {
-        let frames = i128::from(k) * self.frames as i128;
-        Nanos((frames * 1_000_000_000 / i128::from(self.rate.max(1))) as i64)
+        let frames = k.saturating_mul(self.frames as i64);
+        MediaTime::new(frames, self.rate.max(1)).to_nanos_floor()
     }
 
     fn due(&self) -> LocalInstant {

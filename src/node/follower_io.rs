@@ -35,7 +35,7 @@ use crate::node::ptp::lock;
 use crate::playout::controller::State;
 use crate::playout::dac::VirtualDac;
 use crate::playout::sink::{AudioSink, Block, NullSink, PcmWriter};
-use crate::time::{LocalInstant, Nanos, TrueInstant};
+use crate::time::{LocalInstant, MediaTime, Nanos, TrueInstant};
 
 /// What the output thread publishes for status queries and the final report.
 #[derive(Debug, Clone)]
@@ -396,13 +396,12 @@ impl OutputLoop {
                 self.shared.output_failed(NodeError::Sink(e));
                 return;
             }
-            let block_ns = self.block as i64 * 1_000_000_000 / i64::from(r.max(1));
+            let block_ns = frames_to_span(self.block, r).as_nanos();
             if (self.clock.now() - began).as_nanos() > block_ns {
                 late_blocks += 1;
             }
             let mut o = lock(&self.shared.output);
-            o.buffer_level =
-                Nanos(rendered.buffered_frames as i64 * 1_000_000_000 / i64::from(r.max(1)));
+            o.buffer_level = frames_to_span(rendered.buffered_frames, r);
             if let Some(report) = rendered.report {
                 o.underruns = report.underruns;
                 o.playing = report.state != State::Idle;
@@ -476,8 +475,7 @@ impl OutputLoop {
     /// Publishes a pulled output's counters for status queries and the report.
     fn publish(&self, stats: &PullStats, rate: u32) {
         let mut o = lock(&self.shared.output);
-        o.buffer_level =
-            Nanos(stats.buffered_frames as i64 * 1_000_000_000 / i64::from(rate.max(1)));
+        o.buffer_level = frames_to_span(stats.buffered_frames as usize, rate);
         o.underruns = stats.underruns + stats.missed_callbacks;
         o.playing = stats.playing;
         o.error = stats.playing.then_some(Nanos(stats.error_ns));
@@ -485,4 +483,9 @@ impl OutputLoop {
         o.rate_hz = stats.rate_hz * (1.0 + self.clock.drift_ppm() * 1e-6);
         o.frames = stats.frames;
     }
+}
+
+/// How long `frames` frames at `rate` Hz last (a rate of 0 counts as 1 Hz).
+fn frames_to_span(frames: usize, rate: u32) -> Nanos {
+    MediaTime::new(frames as i64, rate.max(1)).to_nanos_floor()
 }
