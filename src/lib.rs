@@ -90,9 +90,12 @@
 //! use lockstep::ptp::{ClockIdentity, PortIdentity, SlaveConfig};
 //! use lockstep::time::{LocalInstant, Nanos};
 //!
-//! /// The host's clock: whatever its audio driver's timestamps are on.
+//! /// The host's clock: whatever its audio driver's timestamps are on (here, the time since
+//! /// the program started on the machine's monotonic clock).
 //! fn host_now() -> LocalInstant {
-//!     # unimplemented!()
+//!     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+//!     let start = *START.get_or_init(std::time::Instant::now);
+//!     LocalInstant::from_nanos(start.elapsed().as_nanos() as i64)
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
