@@ -14,7 +14,8 @@
 //!   blocks ([`FollowerCore::render`]), each for the local time its first device frame
 //!   plays, into a buffer made once; the callback takes frames from it, one device frame
 //!   each, mapping the core's channels onto the device's;
-//! - nothing on this path allocates, sleeps or blocks.
+//! - nothing on the renderer's path allocates, sleeps or blocks (the one wait is
+//!   [`PullOutput`]'s bounded try for a shared lock, below).
 //!
 //! [`PullOutput`] is the same with the core behind a mutex that other threads (network
 //! input, control) also lock: the callback only tries the lock, spinning briefly and then
