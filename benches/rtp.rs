@@ -49,9 +49,10 @@ fn media_path(c: &mut Criterion, codec: CodecKind, name: &str) {
     group.bench_function("send_1s", |b| {
         b.iter(|| {
             let mut bytes = 0usize;
-            sender
-                .push(black_box(&pcm), at, &mut |p: &[u8]| bytes += p.len())
-                .expect("push");
+            sender.handle_pcm(black_box(&pcm), at).expect("handle_pcm");
+            while let Some(p) = sender.poll_transmit() {
+                bytes += p.len();
+            }
             at += Nanos::from_secs(1);
             black_box(bytes)
         })
@@ -69,17 +70,16 @@ fn media_path(c: &mut Criterion, codec: CodecKind, name: &str) {
     group.bench_function("send_receive_1s", |b| {
         b.iter(|| {
             let mut frames = 0usize;
-            sender
-                .push(black_box(&pcm), at, &mut |p: &[u8]| {
-                    // Each packet arrives 10 ms before it is to be played.
-                    let now = start + ptime.mul_f64(packet as f64) - Nanos::from_millis(10);
-                    packet += 1;
-                    receiver.handle_rtp(p, now);
-                    while let Some(block) = receiver.poll_audio(&mut out) {
-                        frames += block.frames;
-                    }
-                })
-                .expect("push");
+            sender.handle_pcm(black_box(&pcm), at).expect("handle_pcm");
+            while let Some(p) = sender.poll_transmit() {
+                // Each packet arrives 10 ms before it is to be played.
+                let now = start + ptime.mul_f64(packet as f64) - Nanos::from_millis(10);
+                packet += 1;
+                receiver.handle_rtp(p, now);
+                while let Some(block) = receiver.poll_audio(&mut out) {
+                    frames += block.frames;
+                }
+            }
             at += Nanos::from_secs(1);
             black_box(frames)
         })

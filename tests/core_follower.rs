@@ -155,14 +155,9 @@ fn a_core_driven_by_hand_plays_on_time_through_the_projects_stage_without_alloca
                 frame.fill(signal(sent_frames + i as u64));
             }
             let captured = leader_now - Nanos::from_millis(5);
-            let mut packets: Vec<Vec<u8>> = Vec::new();
-            sender
-                .push(&pcm, captured + LATENCY, &mut |p: &[u8]| {
-                    packets.push(p.to_vec())
-                })
-                .expect("sends");
-            for p in packets {
-                core.handle_rtp(now, &p);
+            sender.handle_pcm(&pcm, captured + LATENCY).expect("sends");
+            while let Some(p) = sender.poll_transmit() {
+                core.handle_rtp(now, p);
             }
             sent_frames += BLOCK as u64;
         }

@@ -144,14 +144,9 @@ fn run(secs: i64, corrupt: Option<Corrupt>) -> Run {
                     frame.fill(signal((sent + n as u64) as f64).0 as f32);
                 }
                 let captured = leader_now - Nanos::from_millis(5);
-                let mut packets: Vec<Vec<u8>> = Vec::new();
-                sender
-                    .push(&pcm, captured + LATENCY, &mut |p: &[u8]| {
-                        packets.push(p.to_vec())
-                    })
-                    .expect("sends");
-                for p in packets {
-                    core.handle_rtp(now, &p);
+                sender.handle_pcm(&pcm, captured + LATENCY).expect("sends");
+                while let Some(p) = sender.poll_transmit() {
+                    core.handle_rtp(now, p);
                 }
                 sent += BLOCK as u64;
             }

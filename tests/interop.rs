@@ -215,11 +215,10 @@ fn stream_to(codec: CodecKind, port: u16, source: &[f32]) {
     let mut rtcp = [0u8; 256];
     for (k, pcm) in source.chunks_exact(2 * chunk).enumerate() {
         let at = t0 + Nanos::from_nanos((k * chunk) as i64 * 1_000_000_000 / i64::from(RATE));
-        sender
-            .push(pcm, at, &mut |p: &[u8]| {
-                socket.send_to(p, ("127.0.0.1", port)).expect("send");
-            })
-            .expect("push");
+        sender.handle_pcm(pcm, at).expect("handle_pcm");
+        while let Some(p) = sender.poll_transmit() {
+            socket.send_to(p, ("127.0.0.1", port)).expect("send");
+        }
         if let Some(n) = sender.poll_rtcp(wall_now(), &mut rtcp) {
             socket
                 .send_to(&rtcp[..n], ("127.0.0.1", port + 1))

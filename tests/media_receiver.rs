@@ -588,10 +588,10 @@ fn send(
     let mut packets = Vec::new();
     for (k, chunk) in source.chunks(2 * fpp).enumerate() {
         let at = base + Nanos::from_nanos((k * fpp) as i64 * 1_000_000_000 / i64::from(RATE));
-        tx.push(chunk, at, &mut |p: &[u8]| {
-            packets.push((p.to_vec(), at - Nanos::from_millis(30)))
-        })
-        .unwrap();
+        tx.handle_pcm(chunk, at).unwrap();
+        while let Some(p) = tx.poll_transmit() {
+            packets.push((p.to_vec(), at - Nanos::from_millis(30)));
+        }
     }
     packets
 }

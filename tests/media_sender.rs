@@ -120,8 +120,23 @@ fn l24_decode(payload: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// Pushes `pcm` in chunks of `chunk` frames, each stamped with its exact (rounded) time, and
-/// returns every packet emitted.
+/// Every packet queued in `sender`, oldest first, leaving the queue empty.
+fn drain(sender: &mut RtpSender) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(p) = sender.poll_transmit() {
+        out.push(p.to_vec());
+    }
+    assert_eq!(sender.queued_packets(), 0);
+    assert_eq!(
+        sender.poll_transmit(),
+        None,
+        "a poll after draining gives nothing"
+    );
+    out
+}
+
+/// Gives `pcm` in chunks of `chunk` frames, each stamped with its exact (rounded) time and
+/// drained after it, and returns every packet made.
 fn push_chunked(
     sender: &mut RtpSender,
     pcm: &[f32],
@@ -133,17 +148,20 @@ fn push_chunked(
     let mut out = Vec::new();
     for (i, piece) in pcm.chunks(chunk * channels).enumerate() {
         let when = frame_time(start, (i * chunk) as u64, rate);
-        let n = sender
-            .push(piece, at(when), &mut |p: &[u8]| out.push(p.to_vec()))
-            .unwrap();
+        let n = sender.handle_pcm(piece, at(when)).unwrap();
         assert!(n <= piece.len() / channels / sender.frames_per_packet() + 1);
+        assert_eq!(sender.queued_packets(), n);
+        let packets = drain(sender);
+        assert_eq!(packets.len(), n, "every packet queued is polled once");
+        out.extend(packets);
     }
     out
 }
 
 fn flush_all(sender: &mut RtpSender) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    sender.flush(&mut |p: &[u8]| out.push(p.to_vec())).unwrap();
+    let n = sender.handle_flush().unwrap();
+    let out = drain(sender);
+    assert_eq!(out.len(), n);
     out
 }
 
@@ -232,12 +250,8 @@ fn the_first_timestamp_follows_the_media_clock_formula() {
         config.media_clock_offset = offset;
         let mut sender = RtpSender::new(config).unwrap();
         let fpp = sender.frames_per_packet();
-        let mut packets = Vec::new();
-        sender
-            .push(&vec![0.0; fpp], at(t), &mut |p: &[u8]| {
-                packets.push(p.to_vec())
-            })
-            .unwrap();
+        assert_eq!(sender.handle_pcm(&vec![0.0; fpp], at(t)).unwrap(), 1);
+        let packets = drain(&mut sender);
         assert_eq!(packets.len(), 1);
         assert_eq!(
             parse(&packets[0]).timestamp,
@@ -273,12 +287,8 @@ fn ptime_defaults_and_frames_per_packet() {
             assert_eq!(sender.frames_per_packet(), frames, "{rate} Hz, {ptime} ms");
             assert_eq!(sender.max_packet_len(), 28 + frames * 6);
             // One packet's worth of frames makes exactly one packet of that many frames.
-            let mut lens = Vec::new();
-            let n = sender
-                .push(&vec![0.25; frames * 2], at(T0), &mut |p: &[u8]| {
-                    lens.push(p.len())
-                })
-                .unwrap();
+            let n = sender.handle_pcm(&vec![0.25; frames * 2], at(T0)).unwrap();
+            let lens: Vec<usize> = drain(&mut sender).iter().map(Vec::len).collect();
             assert_eq!((n, lens), (1, vec![28 + frames * 6]));
         }
     }
@@ -309,12 +319,9 @@ fn at_44_1_khz_timestamps_count_frames_and_times_stay_exact() {
     assert_eq!(decoded, pcm);
     // After a whole second the presentation time has not drifted: the next frame is due at
     // exactly T0 + 1 s, so a push there follows on.
-    let mut n = 0;
-    sender
-        .push(&[0.0; 88], at(T0 + NS), &mut |_: &[u8]| n += 1)
-        .unwrap();
+    assert_eq!(sender.handle_pcm(&[0.0; 88], at(T0 + NS)).unwrap(), 1);
     assert_eq!(sender.stats().resyncs, 0);
-    assert_eq!(n, 1);
+    assert_eq!(drain(&mut sender).len(), 1);
 }
 
 #[test]
@@ -349,40 +356,33 @@ fn jitter_under_half_a_sample_is_contiguous_and_a_gap_resyncs() {
     let config = SenderConfig::new(CodecKind::L24, format(48_000, 1), 5);
     let mut sender = RtpSender::new(config).unwrap();
     let mut packets = Vec::new();
-    let mut emit = |p: &[u8]| packets.push(p.to_vec());
 
     // 1000 frames: four 240-frame packets and 40 frames buffered.
-    assert_eq!(sender.push(&[0.1; 1000], at(T0), &mut emit).unwrap(), 4);
+    assert_eq!(sender.handle_pcm(&[0.1; 1000], at(T0)).unwrap(), 4);
+    packets.extend(drain(&mut sender));
     // Half a sample period at 48 kHz is 10 416.67 ns: 10 µs early or late still follows on.
     let next = frame_time(T0, 1000, 48_000);
-    assert_eq!(
-        sender
-            .push(&[0.1; 10], at(next + 10_000), &mut emit)
-            .unwrap(),
-        0
-    );
+    assert_eq!(sender.handle_pcm(&[0.1; 10], at(next + 10_000)).unwrap(), 0);
     let next = frame_time(T0, 1010, 48_000);
-    assert_eq!(
-        sender
-            .push(&[0.1; 10], at(next - 10_000), &mut emit)
-            .unwrap(),
-        0
-    );
+    assert_eq!(sender.handle_pcm(&[0.1; 10], at(next - 10_000)).unwrap(), 0);
+    assert_eq!(sender.poll_transmit(), None);
     assert_eq!(sender.stats().resyncs, 0);
     assert_eq!(sender.buffered_frames(), 60);
 
     // 11 µs late is more than half a sample: a discontinuity. The 60 buffered frames go out
     // first as a short packet, then the new run starts with the marker and a fresh timestamp.
     let gap_at = frame_time(T0, 1020, 48_000) + 11_000;
-    let n = sender.push(&[0.2; 480], at(gap_at), &mut emit).unwrap();
+    let n = sender.handle_pcm(&[0.2; 480], at(gap_at)).unwrap();
     assert_eq!(n, 3, "short packet plus two full ones");
     assert_eq!(sender.stats().resyncs, 1);
+    packets.extend(drain(&mut sender));
 
     // A jump backwards is a discontinuity too.
     let back_at = T0 - NS;
-    let n = sender.push(&[0.3; 240], at(back_at), &mut emit).unwrap();
+    let n = sender.handle_pcm(&[0.3; 240], at(back_at)).unwrap();
     assert_eq!(n, 1);
     assert_eq!(sender.stats().resyncs, 2);
+    packets.extend(drain(&mut sender));
 
     let parsed: Vec<Parsed> = packets.iter().map(|p| parse(p)).collect();
     assert_eq!(parsed.len(), 8);
@@ -418,22 +418,23 @@ fn flush_sends_the_remainder_and_the_stream_carries_on() {
     let config = SenderConfig::new(CodecKind::L16, format(48_000, 2), 5);
     let mut sender = RtpSender::new(config).unwrap();
     let mut packets = Vec::new();
-    let mut emit = |p: &[u8]| packets.push(p.to_vec());
-    assert_eq!(sender.flush(&mut emit).unwrap(), 0, "nothing to flush");
-    assert_eq!(sender.push(&[0.5; 2 * 100], at(T0), &mut emit).unwrap(), 0);
-    assert_eq!(sender.flush(&mut emit).unwrap(), 1);
+    assert_eq!(sender.handle_flush().unwrap(), 0, "nothing to flush");
+    assert_eq!(sender.poll_transmit(), None);
+    assert_eq!(sender.handle_pcm(&[0.5; 2 * 100], at(T0)).unwrap(), 0);
+    assert_eq!(sender.poll_transmit(), None);
+    assert_eq!(sender.handle_flush().unwrap(), 1);
     assert_eq!(
-        sender.flush(&mut emit).unwrap(),
+        sender.handle_flush().unwrap(),
         0,
         "flushing twice sends once"
     );
+    packets.extend(drain(&mut sender));
+    assert_eq!(packets.len(), 1);
     // Input that follows on from the flushed frames continues the run: no marker, and the
     // timestamp moves on by the 100 frames of the short packet.
     let next = frame_time(T0, 100, 48_000);
-    assert_eq!(
-        sender.push(&[0.5; 2 * 240], at(next), &mut emit).unwrap(),
-        1
-    );
+    assert_eq!(sender.handle_pcm(&[0.5; 2 * 240], at(next)).unwrap(), 1);
+    packets.extend(drain(&mut sender));
     let p: Vec<Parsed> = packets.iter().map(|p| parse(p)).collect();
     assert_eq!(p.len(), 2);
     assert_eq!(p[0].payload.len(), 100 * 4);
@@ -454,9 +455,7 @@ fn flush_sends_the_remainder_and_the_stream_carries_on() {
 fn ragged_pcm_is_refused_and_consumes_nothing() {
     let config = SenderConfig::new(CodecKind::L24, format(48_000, 2), 5);
     let mut sender = RtpSender::new(config).unwrap();
-    let err = sender
-        .push(&[0.0; 3], at(T0), &mut |_: &[u8]| panic!("no packet"))
-        .unwrap_err();
+    let err = sender.handle_pcm(&[0.0; 3], at(T0)).unwrap_err();
     assert_eq!(
         err,
         SenderError::RaggedInput {
@@ -466,12 +465,212 @@ fn ragged_pcm_is_refused_and_consumes_nothing() {
     );
     assert!(err.to_string().contains('3'), "{err}");
     assert_eq!(sender.buffered_frames(), 0);
-    // An empty push is not an error and starts nothing.
+    assert_eq!(sender.queued_packets(), 0);
+    assert_eq!(sender.poll_transmit(), None, "nothing queued");
+    // An empty input is not an error and starts nothing.
+    assert_eq!(sender.handle_pcm(&[], at(T0)).unwrap(), 0);
+    assert_eq!(sender.poll_transmit(), None);
+    assert_eq!(sender.stats(), SenderStats::default());
+
+    // With packets queued and frames buffered, ragged input touches neither, even when its
+    // time would be a discontinuity: the queue is what a sender that never saw it holds.
+    let pcm = l24_exact_pcm(600, 2, 8);
+    let mut clean = RtpSender::new(sender.config().clone()).unwrap();
+    assert_eq!(sender.handle_pcm(&pcm, at(T0)).unwrap(), 2);
+    assert_eq!(clean.handle_pcm(&pcm, at(T0)).unwrap(), 2);
+    for bad in [&pcm[..1], &pcm[..599], &pcm[..1001]] {
+        let err = sender.handle_pcm(bad, at(T0 + NS)).unwrap_err();
+        assert!(
+            matches!(err, SenderError::RaggedInput { samples, channels: 2 } if samples == bad.len()),
+            "{err:?}"
+        );
+    }
     assert_eq!(
-        sender
-            .push(&[], at(T0), &mut |_: &[u8]| panic!("no packet"))
-            .unwrap(),
-        0
+        (sender.queued_packets(), sender.buffered_frames()),
+        (2, 120)
+    );
+    assert_eq!(sender.stats(), clean.stats());
+    let next = frame_time(T0, 600, 48_000);
+    let more = l24_exact_pcm(240, 2, 9);
+    assert_eq!(sender.handle_pcm(&more, at(next)).unwrap(), 1);
+    assert_eq!(clean.handle_pcm(&more, at(next)).unwrap(), 1);
+    assert_eq!(drain(&mut sender), drain(&mut clean));
+    assert_eq!(sender.stats().resyncs, 0);
+}
+
+#[test]
+fn non_finite_samples_are_encoded_not_refused() {
+    // NaN is silence and infinities clamp to full scale (the codec's rule): garbage samples
+    // are not an error and the packet is well formed.
+    let config = SenderConfig::new(CodecKind::L24, format(48_000, 1), 5);
+    let mut sender = RtpSender::new(config).unwrap();
+    let mut pcm = vec![f32::NAN; 240];
+    pcm[1] = f32::INFINITY;
+    pcm[2] = f32::NEG_INFINITY;
+    pcm[3] = 7.5;
+    assert_eq!(sender.handle_pcm(&pcm, at(T0)).unwrap(), 1);
+    let packets = drain(&mut sender);
+    assert_eq!(packets.len(), 1);
+    let samples = l24_decode(&parse(&packets[0]).payload);
+    assert_eq!(samples.len(), 240);
+    assert_eq!(samples[0], 0.0);
+    assert_eq!(samples[1], 8_388_607.0 / 8_388_608.0);
+    assert_eq!(samples[2], -1.0);
+    assert_eq!(samples[3], 8_388_607.0 / 8_388_608.0);
+    assert!(samples[4..].iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn packets_not_drained_stay_queued_in_order() {
+    // The same input through two senders: one drained after every call, one drained only
+    // at the end. The second gives the same packets in the same order.
+    let config = SenderConfig::new(CodecKind::L16, format(48_000, 2), 0x0D0D);
+    let mut eager = RtpSender::new(config.clone()).unwrap();
+    let mut lazy = RtpSender::new(config).unwrap();
+    let pcm = l24_exact_pcm(2_000, 2, 10);
+    let mut eager_packets = Vec::new();
+    let mut queued = 0;
+    // Contiguous pieces, a discontinuity (its short packet goes first), a flush, and more.
+    let steps: [(usize, usize, i64); 5] = [
+        (0, 700, T0),
+        (700, 1000, frame_time(T0, 700, 48_000)),
+        (1000, 1300, T0 + NS),
+        (1300, 1500, frame_time(T0 + NS, 300, 48_000)),
+        (1500, 2000, T0 + 2 * NS),
+    ];
+    for (k, &(from, to, when)) in steps.iter().enumerate() {
+        let piece = &pcm[2 * from..2 * to];
+        let n = eager.handle_pcm(piece, at(when)).unwrap();
+        assert_eq!(lazy.handle_pcm(piece, at(when)).unwrap(), n);
+        queued += n;
+        if k == 3 {
+            let n = eager.handle_flush().unwrap();
+            assert_eq!(lazy.handle_flush().unwrap(), n);
+            queued += n;
+        }
+        eager_packets.extend(drain(&mut eager));
+        assert_eq!(lazy.queued_packets(), queued);
+    }
+    assert_eq!(queued, 10);
+    assert_eq!(lazy.stats(), eager.stats());
+    assert_eq!(lazy.stats().resyncs, 2);
+    let lazy_packets = drain(&mut lazy);
+    assert_eq!(lazy_packets, eager_packets);
+    let sequences: Vec<u16> = lazy_packets.iter().map(|p| parse(p).sequence).collect();
+    assert_eq!(sequences, (0..10).collect::<Vec<u16>>());
+    // Drained, the queue stays empty until the next packet is made.
+    assert_eq!(lazy.poll_transmit(), None);
+    assert_eq!(lazy.poll_transmit(), None);
+}
+
+#[test]
+fn the_queue_holds_one_second_and_refuses_more_without_consuming() {
+    for (rate, ptime, want) in [(48_000, 5, 201), (44_100, 1, 1_004), (96_000, 20, 51)] {
+        let mut config = SenderConfig::new(CodecKind::L24, format(rate, 2), 1);
+        config.ptime_ms = Some(ptime);
+        let sender = RtpSender::new(config).unwrap();
+        assert_eq!(sender.queue_capacity(), want, "{rate} Hz, {ptime} ms");
+    }
+
+    let config = SenderConfig::new(CodecKind::L24, format(48_000, 2), 0xF00);
+    let mut sender = RtpSender::new(config.clone()).unwrap();
+    let mut reference = RtpSender::new(config).unwrap();
+    let second = l24_exact_pcm(48_000, 2, 11);
+    let tail = l24_exact_pcm(600, 2, 12);
+    // One second given to a drained sender fits, undrained: 200 packets of 201.
+    assert_eq!(sender.handle_pcm(&second, at(T0)).unwrap(), 200);
+    assert_eq!(reference.handle_pcm(&second, at(T0)).unwrap(), 200);
+    let mut want = drain(&mut reference);
+    assert_eq!(sender.queued_packets(), 200);
+    // 600 more frames would make two packets: refused, and nothing taken.
+    let after = frame_time(T0, 48_000, 48_000);
+    let err = sender.handle_pcm(&tail, at(after)).unwrap_err();
+    assert_eq!(
+        err,
+        SenderError::QueueFull {
+            queued: 200,
+            needed: 2,
+            capacity: 201
+        }
+    );
+    assert!(err.to_string().contains("201"), "{err}");
+    assert_eq!(
+        (sender.queued_packets(), sender.buffered_frames()),
+        (200, 0)
+    );
+    assert_eq!(sender.stats(), reference.stats());
+    assert_eq!(sender.next_sequence(), reference.next_sequence());
+    // A discontinuity's short packet counts too: with 200 packets queued and 120 frames
+    // buffered, 240 frames at another time need the short packet and one more; at the
+    // expected time they need only one.
+    let mut other = RtpSender::new(sender.config().clone()).unwrap();
+    let long = l24_exact_pcm(48_120, 2, 14);
+    assert_eq!(other.handle_pcm(&long, at(T0)).unwrap(), 200);
+    assert_eq!(other.buffered_frames(), 120);
+    assert_eq!(
+        other.handle_pcm(&tail[..2 * 240], at(T0 + 5 * NS)),
+        Err(SenderError::QueueFull {
+            queued: 200,
+            needed: 2,
+            capacity: 201
+        })
+    );
+    assert_eq!((other.buffered_frames(), other.stats().resyncs), (120, 0));
+    let next = frame_time(T0, 48_120, 48_000);
+    assert_eq!(other.handle_pcm(&tail[..2 * 240], at(next)).unwrap(), 1);
+    assert_eq!((other.buffered_frames(), other.stats().resyncs), (120, 0));
+
+    // What fits goes in: 300 frames make one packet, the 201st.
+    assert_eq!(sender.handle_pcm(&tail[..600], at(after)).unwrap(), 1);
+    assert_eq!(reference.handle_pcm(&tail[..600], at(after)).unwrap(), 1);
+    want.extend(drain(&mut reference));
+    assert_eq!(sender.buffered_frames(), 60);
+    // Full: a flush is refused and keeps its frames; more input is refused too.
+    assert_eq!(
+        sender.handle_flush().unwrap_err(),
+        SenderError::QueueFull {
+            queued: 201,
+            needed: 1,
+            capacity: 201
+        }
+    );
+    assert_eq!(sender.buffered_frames(), 60);
+    let later = frame_time(T0, 48_300, 48_000);
+    assert!(matches!(
+        sender.handle_pcm(&tail[600..], at(later)),
+        Err(SenderError::QueueFull { needed: 1, .. })
+    ));
+    // Input that completes no packet still fits in a full queue.
+    assert_eq!(sender.handle_pcm(&tail[600..700], at(later)).unwrap(), 0);
+    assert_eq!(reference.handle_pcm(&tail[600..700], at(later)).unwrap(), 0);
+    // Drained, the rest goes in and the stream is as if nothing had been refused.
+    let mut got = drain(&mut sender);
+    let later = frame_time(T0, 48_350, 48_000);
+    for s in [&mut sender, &mut reference] {
+        assert_eq!(s.handle_pcm(&tail[700..], at(later)).unwrap(), 1);
+        assert_eq!(s.handle_flush().unwrap(), 1);
+    }
+    got.extend(drain(&mut sender));
+    want.extend(drain(&mut reference));
+    assert_eq!(got, want);
+    assert_eq!(sender.stats(), reference.stats());
+    assert_eq!(sender.stats().resyncs, 0);
+
+    // More than a second at once never fits.
+    let mut fresh = RtpSender::new(sender.config().clone()).unwrap();
+    let too_much = l24_exact_pcm(48_480, 2, 13);
+    assert!(matches!(
+        fresh.handle_pcm(&too_much, at(T0)),
+        Err(SenderError::QueueFull {
+            queued: 0,
+            needed: 202,
+            capacity: 201
+        })
+    ));
+    assert_eq!(fresh.stats(), SenderStats::default());
+    assert_eq!(
+        fresh.handle_pcm(&too_much[..2 * 48_240], at(T0)).unwrap(),
+        201
     );
 }
 
@@ -665,17 +864,13 @@ fn opus_packets_are_whole_frames_and_flush_pads_with_silence() {
     assert_eq!((sender.ptime_ms(), sender.frames_per_packet()), (10, 480));
     assert_eq!(sender.max_packet_len(), 28 + 4);
 
-    let mut packets = Vec::new();
-    let mut emit = |p: &[u8]| packets.push(parse(p));
-    assert_eq!(sender.push(&[0.5; 2 * 500], at(T0), &mut emit).unwrap(), 1);
-    assert_eq!(sender.flush(&mut emit).unwrap(), 1);
+    assert_eq!(sender.handle_pcm(&[0.5; 2 * 500], at(T0)).unwrap(), 1);
+    assert_eq!(sender.handle_flush().unwrap(), 1);
     // The padded frame moved the timeline on by a whole packet, so input that follows on
     // from the 500 real frames is a step backwards: a resync.
     let after = frame_time(T0, 500, 48_000);
-    assert_eq!(
-        sender.push(&[0.5; 2 * 480], at(after), &mut emit).unwrap(),
-        1
-    );
+    assert_eq!(sender.handle_pcm(&[0.5; 2 * 480], at(after)).unwrap(), 1);
+    let packets: Vec<Parsed> = drain(&mut sender).iter().map(|p| parse(p)).collect();
     assert_eq!(packets.len(), 3);
     // Frames, then non-zero samples: 20 real frames and 460 of silence in the flushed one.
     assert_eq!(packets[0].payload, [0x01, 0xE0, 0x03, 0xC0]);
@@ -685,6 +880,113 @@ fn opus_packets_are_whole_frames_and_flush_pads_with_silence() {
     assert_eq!(packets[2].timestamp, media_clock(0, after, 48_000));
     assert_eq!(sender.stats().resyncs, 1);
     assert_eq!(sender.stats().octets, 12);
+}
+
+/// L16 that fails the encode calls whose numbers (from 1) are in `.1`.
+struct Failing(Box<dyn Codec>, &'static [u32], u32);
+
+impl Codec for Failing {
+    fn kind(&self) -> CodecKind {
+        self.0.kind()
+    }
+    fn format(&self) -> AudioFormat {
+        self.0.format()
+    }
+    fn encode(&mut self, pcm: &[f32], out: &mut [u8]) -> Result<usize, CodecError> {
+        self.2 += 1;
+        if self.1.contains(&self.2) {
+            return Err(CodecError::BufferTooSmall { need: 1, have: 0 });
+        }
+        self.0.encode(pcm, out)
+    }
+    fn decode(&mut self, payload: &[u8], out: &mut [f32]) -> Result<usize, CodecError> {
+        self.0.decode(payload, out)
+    }
+    fn payload_len(&self, frames: usize) -> usize {
+        self.0.payload_len(frames)
+    }
+    fn frames_in(&self, bytes: usize) -> Option<usize> {
+        self.0.frames_in(bytes)
+    }
+    fn rtp_clock_rate(&self) -> u32 {
+        self.0.rtp_clock_rate()
+    }
+    fn encoding_name(&self) -> &'static str {
+        self.0.encoding_name()
+    }
+}
+
+#[test]
+fn a_codec_error_drops_its_frames_keeps_what_was_queued_and_is_returned() {
+    let f = format(48_000, 1);
+    let config = SenderConfig::new(CodecKind::L16, f, 0xE);
+    let l16 = new_codec(CodecKind::L16, f).unwrap();
+    // The 2nd encode (the second packet of the first input) and the 4th (a flush) fail.
+    let mut sender = RtpSender::with_codec(config, Box::new(Failing(l16, &[2, 4], 0))).unwrap();
+    let pcm = l24_exact_pcm(1_000, 1, 6);
+
+    // 1000 frames: the first packet is queued, the second fails, and the rest of the input
+    // (the 520 frames after it) is dropped with it.
+    let err = sender.handle_pcm(&pcm, at(T0)).unwrap_err();
+    assert!(
+        matches!(err, SenderError::Codec(CodecError::BufferTooSmall { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("codec"), "{err}");
+    assert_eq!((sender.queued_packets(), sender.buffered_frames()), (1, 0));
+    assert_eq!(
+        sender.stats(),
+        SenderStats {
+            packets: 1,
+            octets: 480,
+            resyncs: 0
+        }
+    );
+    let first = drain(&mut sender);
+    assert_eq!(first.len(), 1);
+    assert_eq!(parse(&first[0]).payload.len(), 480);
+
+    // The timeline moved on past the failed packet's frames only: input at frame 480 follows
+    // on, with the failed packet's sequence number (none was used up) and its timestamp
+    // moved on by the dropped 240 frames.
+    let t480 = frame_time(T0, 480, 48_000);
+    assert_eq!(sender.handle_pcm(&pcm[480..720], at(t480)).unwrap(), 1);
+    let p = parse(&drain(&mut sender)[0]);
+    let p0 = parse(&first[0]);
+    assert_eq!(p.sequence, p0.sequence.wrapping_add(1));
+    assert_eq!(p.timestamp, p0.timestamp.wrapping_add(480));
+    assert!(!p.marker);
+    assert!((ntp_ns(p.ntp) - t480).abs() <= 1);
+    assert_eq!(sender.stats().resyncs, 0);
+
+    // A flush whose encode fails drops its frames and queues nothing; the next input after
+    // them follows on.
+    let t720 = frame_time(T0, 720, 48_000);
+    assert_eq!(sender.handle_pcm(&pcm[720..820], at(t720)).unwrap(), 0);
+    assert_eq!(
+        sender
+            .handle_pcm(&pcm[820..900], at(frame_time(T0, 820, 48_000)))
+            .unwrap(),
+        0
+    );
+    assert_eq!(sender.buffered_frames(), 180);
+    assert!(matches!(sender.handle_flush(), Err(SenderError::Codec(_))));
+    assert_eq!((sender.queued_packets(), sender.buffered_frames()), (0, 0));
+    assert_eq!(sender.poll_transmit(), None);
+    assert_eq!(sender.handle_flush().unwrap(), 0);
+    let t900 = frame_time(T0, 900, 48_000);
+    assert_eq!(sender.handle_pcm(&pcm[..240], at(t900)).unwrap(), 1);
+    let p = parse(&drain(&mut sender)[0]);
+    assert_eq!(p.sequence, p0.sequence.wrapping_add(2));
+    assert_eq!(p.timestamp, p0.timestamp.wrapping_add(900));
+    assert_eq!(sender.stats().resyncs, 0);
+    assert_eq!(sender.stats().packets, 3);
+
+    // Input that follows on from the dropped end of the first input is a discontinuity.
+    let err_end = frame_time(T0, 1_000, 48_000);
+    assert_eq!(sender.handle_pcm(&pcm[..240], at(err_end)).unwrap(), 1);
+    assert_eq!(sender.stats().resyncs, 1);
+    assert!(parse(&drain(&mut sender)[0]).marker);
 }
 
 #[cfg(not(feature = "opus"))]
@@ -760,13 +1062,12 @@ fn sender_reports_are_due_at_start_then_every_second_and_match_the_packets() {
                 payload_bytes,
             ));
         }
-        sender
-            .push(&[0.0; 480], at(now), &mut |p: &[u8]| {
-                let p = parse(p);
-                payload_bytes += p.payload.len() as u64;
-                packets.push((p.timestamp, ntp_ns(p.ntp)));
-            })
-            .unwrap();
+        sender.handle_pcm(&[0.0; 480], at(now)).unwrap();
+        while let Some(p) = sender.poll_transmit() {
+            let p = parse(p);
+            payload_bytes += p.payload.len() as u64;
+            packets.push((p.timestamp, ntp_ns(p.ntp)));
+        }
     }
     let times: Vec<i64> = reports.iter().map(|r| (r.0 - T0) / 5_000_000).collect();
     assert_eq!(times, [0, 200, 400, 600]);
@@ -1024,14 +1325,15 @@ fn steady_state_allocates_nothing() {
     let mut reports = 0usize;
 
     let ((), allocs, _) = watch(|| {
-        let mut emit =
-            |p: &[u8]| checksum = checksum.wrapping_add(p.len() as u64 + u64::from(p[31]));
         let mut frame = 0u64;
         for round in 0..100 {
             for piece in pcm.chunks(2 * 37) {
                 let now = frame_time(T0, frame, 48_000);
-                packets += sender.push(piece, at(now), &mut emit).unwrap();
+                packets += sender.handle_pcm(piece, at(now)).unwrap();
                 frame += (piece.len() / 2) as u64;
+                while let Some(p) = sender.poll_transmit() {
+                    checksum = checksum.wrapping_add(p.len() as u64 + u64::from(p[31]));
+                }
                 if sender.poll_rtcp(at(now), &mut out).is_some() {
                     reports += 1;
                 }
@@ -1039,11 +1341,14 @@ fn steady_state_allocates_nothing() {
             if round % 10 == 9 {
                 // A discontinuity with its flush, then an explicit flush.
                 frame += 1_000;
-                packets += sender.flush(&mut emit).unwrap();
+                packets += sender.handle_flush().unwrap();
+                while let Some(p) = sender.poll_transmit() {
+                    checksum = checksum.wrapping_add(p.len() as u64);
+                }
             }
         }
         // Errors are values too.
-        assert!(sender.push(&pcm[..3], at(T0), &mut emit).is_err());
+        assert!(sender.handle_pcm(&pcm[..3], at(T0)).is_err());
     });
 
     assert_eq!(allocs, 0, "allocations while sending");
@@ -1053,4 +1358,46 @@ fn steady_state_allocates_nothing() {
         "{packets} {reports}"
     );
     assert_eq!(sender.stats().resyncs, 9);
+}
+
+#[test]
+fn the_queue_grows_once_then_reuses_its_buffers() {
+    // A caller that leaves a whole second queued before draining: the first second grows
+    // the queue; after that, the same pattern (discontinuities and flushes included)
+    // allocates nothing.
+    let mut sender =
+        RtpSender::new(SenderConfig::new(CodecKind::L16, format(48_000, 2), 4)).unwrap();
+    let pcm = l24_exact_pcm(48_000, 2, 5);
+    let mut second = 0i64;
+    let mut run = |sender: &mut RtpSender| {
+        let start = T0 + second * 2 * NS;
+        second += 1;
+        let mut n = 0;
+        for (i, piece) in pcm.chunks(2 * 1_000).enumerate() {
+            n += sender
+                .handle_pcm(piece, at(frame_time(start, 1_000 * i as u64, 48_000)))
+                .unwrap();
+        }
+        n += sender.handle_flush().unwrap();
+        let mut bytes = 0usize;
+        let mut polled = 0;
+        while let Some(p) = sender.poll_transmit() {
+            bytes += p.len();
+            polled += 1;
+        }
+        assert_eq!(polled, n);
+        (n, bytes)
+    };
+    let (first, allocs_first, _) = watch(|| run(&mut sender));
+    assert_eq!(first.0, 200);
+    assert!(
+        allocs_first > 0,
+        "the first second grows the queue (and the counter sees it)"
+    );
+    for _ in 0..3 {
+        let (again, allocs, _) = watch(|| run(&mut sender));
+        assert_eq!(again, first);
+        assert_eq!(allocs, 0, "allocations once the queue has grown");
+    }
+    assert_eq!(sender.stats().resyncs, 3);
 }

@@ -113,9 +113,10 @@ fn run_with(
         let captured = (k * PTIME) as i64 * 1_000_000_000 / i64::from(RATE);
         let at = LeaderInstant::from_nanos(EPOCH + captured + latency_ms * 1_000_000);
         let sent = captured + 5_000_000;
-        sender
-            .push(chunk, at, &mut |p: &[u8]| packets.push((sent, p.to_vec())))
-            .unwrap();
+        sender.handle_pcm(chunk, at).unwrap();
+        while let Some(p) = sender.poll_transmit() {
+            packets.push((sent, p.to_vec()));
+        }
     }
     let mut rx = RtpReceiver::new(ReceiverConfig::new(CodecKind::L24, format, 96)).unwrap();
     let mut config = PlayoutConfig::new(RATE);

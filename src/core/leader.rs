@@ -670,9 +670,11 @@ impl<A: Endpoint> LeaderCore<A> {
         chunk: &MediaChunk,
         pcm: &[f32],
     ) -> Result<usize, LeaderError> {
-        let (sender, out, used) = (&mut self.sender, &mut self.out, &mut self.out_used);
-        let mut emit = |p: &[u8]| queue_packet(out, used, p, Channel::Rtp);
-        let sent = sender.push(pcm, chunk.play_at, &mut emit);
+        let sent = self.sender.handle_pcm(pcm, chunk.play_at);
+        // Drained even after an error: the packets completed before it are good.
+        while let Some(p) = self.sender.poll_transmit() {
+            queue_packet(&mut self.out, &mut self.out_used, p, Channel::Rtp);
+        }
         if self.config.rtcp && !self.config.dests.is_empty() {
             let mut buf = [0u8; MAX_COMPOUND_LEN];
             if let Some(n) = self.sender.poll_rtcp(leader_time(now), &mut buf) {

@@ -1,12 +1,20 @@
 //! The RTP sender: interleaved PCM stamped with leader presentation times goes in, RTP packets
 //! and RTCP sender reports come out.
 //!
-//! [`RtpSender`] is sans-IO. [`RtpSender::push`] takes PCM together with the leader instant at
-//! which its first frame is to be played, cuts it into packets of
-//! [`frames_per_packet`](RtpSender::frames_per_packet) frames, and hands each finished packet
-//! to a callback as a byte slice; the caller puts it on a socket. [`RtpSender::poll_rtcp`]
-//! says when an RTCP sender report is due and writes it. Every buffer is allocated when the
-//! sender is made; pushing, flushing and polling allocate nothing.
+//! [`RtpSender`] is sans-IO and follows the crate's `handle_*`/`poll_*` rule.
+//! [`RtpSender::handle_pcm`] takes PCM together with the leader instant at which its first
+//! frame is to be played, cuts it into packets of
+//! [`frames_per_packet`](RtpSender::frames_per_packet) frames and encodes each packet it
+//! completes into a queue; [`RtpSender::poll_transmit`] hands the queued packets out, oldest
+//! first, as byte slices, and the caller puts each on a socket.
+//! [`RtpSender::handle_flush`] sends the partial packet still buffered (at the end of the
+//! input, say). [`RtpSender::poll_rtcp`] says when an RTCP sender report is due and writes
+//! it. The call order and the drain rule are on the [type](RtpSender).
+//!
+//! The queue is a ring of packet buffers that are reused: it starts with room for two
+//! packets and grows only when more packets are waiting at once than ever before, up to
+//! [`queue_capacity`](RtpSender::queue_capacity) (one second of audio and one short packet).
+//! So once warm, handling, flushing and polling allocate nothing.
 //!
 //! # Packets
 //!
@@ -39,11 +47,12 @@
 //! `media_clock_offset + floor(t_ns · clock_rate / 10⁹)` modulo 2³². The first packet's
 //! timestamp comes from that formula applied to its presentation time; after that, while the
 //! input stays contiguous, each packet's timestamp is the previous one plus the ticks of the
-//! previous packet's frames, and its presentation time is the first push's instant plus the
-//! frames sent since, converted to nanoseconds in one step (so rounding never accumulates).
+//! previous packet's frames, and its presentation time is the instant of the input that began
+//! the run plus the frames sent since, converted to nanoseconds in one step (so rounding
+//! never accumulates).
 //!
-//! A push is contiguous when its instant is within half a sample period of where the previous
-//! input ended. Otherwise it is a discontinuity: the partial packet still buffered is sent
+//! Input is contiguous when its instant is within half a sample period of where the previous
+//! input ended. Otherwise it is a discontinuity: the partial packet still buffered is queued
 //! first, the timestamp is computed afresh from the formula, the next packet carries the
 //! marker bit (as the very first one does), and [`SenderStats::resyncs`] counts it.
 //!
@@ -80,6 +89,11 @@ pub const OPUS_PTIMES_MS: [u32; 2] = [10, 20];
 
 /// How often [`RtpSender::poll_rtcp`] produces a sender report.
 pub const RTCP_INTERVAL: Nanos = Nanos::from_secs(1);
+
+/// Packet buffers the queue holds from the start: enough for one packet per input plus the
+/// short packet of a discontinuity, the steady state of a caller that drains after each
+/// input.
+const INITIAL_QUEUE_SLOTS: usize = 2;
 
 /// What the extension element carries before the real time is written over it. Its bytes
 /// are what [`RtpSender::new`] searches for to find the element's offset.
@@ -201,13 +215,27 @@ pub enum SenderError {
     /// The codec could not be built or failed to encode.
     #[error("codec error: {0}")]
     Codec(#[from] CodecError),
-    /// The PCM pushed is not a whole number of frames.
+    /// The PCM given is not a whole number of frames.
     #[error("{samples} interleaved samples is not a whole number of {channels}-channel frames")]
     RaggedInput {
-        /// Samples pushed.
+        /// Samples given.
         samples: usize,
         /// Channels per frame.
         channels: u16,
+    },
+    /// The packet queue has no room for the packets this input would complete: drain
+    /// [`RtpSender::poll_transmit`] first, and give at most one second of audio at a time.
+    #[error(
+        "the sender's packet queue holds {queued} of {capacity} packets; \
+         this input would add {needed}"
+    )]
+    QueueFull {
+        /// Packets queued and not yet polled.
+        queued: usize,
+        /// Packets the input would complete (a discontinuity's short packet included).
+        needed: usize,
+        /// The most packets the queue holds ([`RtpSender::queue_capacity`]).
+        capacity: usize,
     },
     /// The `rtp` crate did not marshal the header as this module expects (at construction)
     /// or refused to marshal it. Not expected to happen with the pinned `rtp` version.
@@ -215,20 +243,42 @@ pub enum SenderError {
     HeaderMarshal,
 }
 
-/// Running totals of what an [`RtpSender`] has sent.
+/// Running totals of what an [`RtpSender`] has sent. A packet counts as sent once it is
+/// encoded and queued for [`RtpSender::poll_transmit`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SenderStats {
     /// RTP packets sent.
     pub packets: u64,
     /// Payload bytes sent, headers excluded, as RFC 3550 counts octets for sender reports.
     pub octets: u64,
-    /// Discontinuities seen: pushes whose time did not follow on from the previous input.
+    /// Discontinuities seen: inputs whose time did not follow on from the previous input.
     pub resyncs: u64,
 }
 
 /// Turns PCM with leader presentation times into RTP packets and RTCP sender reports.
 ///
 /// See the [module docs](self) for the packet layout and the timing rules.
+///
+/// # Call order
+///
+/// - Give the audio to [`handle_pcm`](Self::handle_pcm), in order, each piece with the
+///   leader instant of its first frame; at the end of the input (or before a pause the
+///   receivers should hear up to its last frame), call [`handle_flush`](Self::handle_flush).
+/// - After each of them, call [`poll_transmit`](Self::poll_transmit) until `None` and send
+///   each packet it gives, in that order.
+/// - Call [`poll_rtcp`](Self::poll_rtcp) now and then (at least once a second) and send
+///   what it writes to the RTCP port.
+///
+/// # The drain rule
+///
+/// Packets not polled before the next `handle_*` stay queued, in order, behind the earlier
+/// ones; nothing is dropped or overwritten. The queue holds at most
+/// [`queue_capacity`](Self::queue_capacity) packets: one second of full packets plus one
+/// short one, so one second of audio given to a drained sender always fits. An input that
+/// would complete more packets than there is room for fails with
+/// [`SenderError::QueueFull`] and consumes nothing. The packet buffers therefore take at
+/// most `queue_capacity() × max_packet_len()` bytes, and only as many are allocated as the
+/// most packets ever queued at once (two from the start).
 pub struct RtpSender {
     config: SenderConfig,
     codec: Box<dyn Codec>,
@@ -241,8 +291,10 @@ pub struct RtpSender {
     pad_on_flush: bool,
     /// The header template: sequence, timestamp and marker change per packet.
     header: Header,
-    /// One packet, [`HEADER_LEN`] plus the largest payload.
-    packet: Vec<u8>,
+    /// [`HEADER_LEN`] plus the largest payload.
+    max_packet_len: usize,
+    /// Packets encoded and not yet polled.
+    queue: PacketQueue,
     /// One packet's worth of interleaved samples.
     pcm: Vec<f32>,
     /// Frames in `pcm` not yet sent.
@@ -267,6 +319,7 @@ impl fmt::Debug for RtpSender {
             .field("config", &self.config)
             .field("frames_per_packet", &self.frames_per_packet)
             .field("buffered_frames", &self.filled)
+            .field("queued_packets", &self.queue.len)
             .field("next_sequence", &self.next_sequence)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
@@ -330,8 +383,12 @@ impl RtpSender {
             extensions_padding: 0,
         };
         let max_payload = codec.payload_len(frames_per_packet);
-        let mut packet = vec![0u8; HEADER_LEN.saturating_add(max_payload)];
-        check_header_layout(&header, config.ntp_extension_id, &mut packet)?;
+        let max_packet_len = HEADER_LEN.saturating_add(max_payload);
+        let mut queue = PacketQueue::new(
+            (sample_rate as usize).div_ceil(frames_per_packet) + 1,
+            max_packet_len,
+        );
+        check_header_layout(&header, config.ntp_extension_id, queue.next_slot())?;
 
         Ok(RtpSender {
             next_sequence: config.initial_sequence,
@@ -344,7 +401,8 @@ impl RtpSender {
             ptime_ms,
             frames_per_packet,
             header,
-            packet,
+            max_packet_len,
+            queue,
             pcm: vec![0.0; frames_per_packet * channels],
             filled: 0,
             marker_pending: true,
@@ -357,25 +415,25 @@ impl RtpSender {
         })
     }
 
-    /// Feeds interleaved PCM (a whole number of frames) whose first frame is to be played at
-    /// leader time `at`, and passes every packet it completes to `emit`. Returns how many
-    /// packets it emitted.
+    /// Takes interleaved PCM (a whole number of frames) whose first frame is to be played at
+    /// leader time `at`, and queues every packet it completes for
+    /// [`poll_transmit`](Self::poll_transmit). Returns how many packets it queued.
     ///
     /// If `at` is not within half a sample period of where the previous input ended, the
-    /// push is a discontinuity: the partial packet still buffered is sent first (as
-    /// [`flush`](Self::flush) does, and counted in the return value), and the stream
-    /// restarts at `at` with a timestamp from the media clock and the marker bit set. Frames
-    /// that do not fill a packet stay buffered for the next push. An empty push does nothing.
+    /// input is a discontinuity: the partial packet still buffered is queued first (as
+    /// [`handle_flush`](Self::handle_flush) does, and counted in the return value), and the
+    /// stream restarts at `at` with a timestamp from the media clock and the marker bit set.
+    /// Frames that do not fill a packet stay buffered for the next input. An empty input does
+    /// nothing.
     ///
-    /// Fails, consuming nothing, if `pcm` is not a whole number of frames. If the codec fails,
-    /// that packet's frames are dropped (the timeline moves on past them) and the error is
-    /// returned. Allocates nothing.
-    pub fn push(
-        &mut self,
-        pcm: &[f32],
-        at: LeaderInstant,
-        emit: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, SenderError> {
+    /// Fails, consuming and queuing nothing, if `pcm` is not a whole number of frames
+    /// ([`SenderError::RaggedInput`]) or the queue has no room for the packets it would
+    /// complete ([`SenderError::QueueFull`]). If the codec fails, that packet's frames and
+    /// the rest of `pcm` are dropped (the timeline moves on past the packet's frames, so the
+    /// next input, if it follows on from the end of `pcm`, is a discontinuity), the packets
+    /// completed before it stay queued, and the error is returned. Allocates nothing unless
+    /// the queue must grow (see the [drain rule](Self#the-drain-rule)).
+    pub fn handle_pcm(&mut self, pcm: &[f32], at: LeaderInstant) -> Result<usize, SenderError> {
         if !pcm.len().is_multiple_of(self.channels) {
             return Err(SenderError::RaggedInput {
                 samples: pcm.len(),
@@ -385,11 +443,25 @@ impl RtpSender {
         if pcm.is_empty() {
             return Ok(0);
         }
-        let mut emitted = 0;
+        let discontinuity = self.started && !self.follows_on(at);
+        let frames = pcm.len() / self.channels;
+        let needed = if discontinuity {
+            usize::from(self.filled > 0) + frames / self.frames_per_packet
+        } else {
+            (self.filled + frames) / self.frames_per_packet
+        };
+        if needed > self.queue.room() {
+            return Err(SenderError::QueueFull {
+                queued: self.queue.len,
+                needed,
+                capacity: self.queue.capacity,
+            });
+        }
+        let mut queued = 0;
         if !self.started {
             self.start_segment(at);
-        } else if !self.follows_on(at) {
-            emitted += self.flush(emit)?;
+        } else if discontinuity {
+            queued += self.flush_partial()?;
             self.start_segment(at);
             self.stats.resyncs += 1;
         }
@@ -401,28 +473,39 @@ impl RtpSender {
             self.filled += take / self.channels;
             rest = &rest[take..];
             if self.filled == self.frames_per_packet {
-                self.send(emit)?;
-                emitted += 1;
+                self.send()?;
+                queued += 1;
             }
         }
-        Ok(emitted)
+        Ok(queued)
     }
 
-    /// Sends the partial packet still buffered, if any, and returns how many packets it
-    /// emitted (0 or 1). L16 and L24 send a shorter packet; Opus pads the frame out with
+    /// Queues the partial packet still buffered, if any, and returns how many packets it
+    /// queued (0 or 1). L16 and L24 send a shorter packet; Opus pads the frame out with
     /// silence, so the stream's timeline moves on by a whole packet and input that follows
     /// on from the unpadded end counts as a discontinuity. The stream otherwise continues:
-    /// the next push at the expected time carries on the timestamps. Allocates nothing.
-    pub fn flush(&mut self, emit: &mut dyn FnMut(&[u8])) -> Result<usize, SenderError> {
-        if self.filled == 0 {
-            return Ok(0);
+    /// the next input at the expected time carries on the timestamps.
+    ///
+    /// Fails with [`SenderError::QueueFull`], keeping the frames buffered, if the queue is
+    /// full; if the codec fails, the frames are dropped and the error returned. Allocates
+    /// nothing unless the queue must grow.
+    pub fn handle_flush(&mut self) -> Result<usize, SenderError> {
+        if self.filled > 0 && self.queue.room() == 0 {
+            return Err(SenderError::QueueFull {
+                queued: self.queue.len,
+                needed: 1,
+                capacity: self.queue.capacity,
+            });
         }
-        if self.pad_on_flush {
-            self.pcm[self.filled * self.channels..].fill(0.0);
-            self.filled = self.frames_per_packet;
-        }
-        self.send(emit)?;
-        Ok(1)
+        self.flush_partial()
+    }
+
+    /// The oldest packet queued and not yet polled, or `None` when the queue is empty. Call
+    /// after every `handle_*` until `None` and send each packet as it comes. The slice is
+    /// valid until the next call on the sender. Allocates nothing.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<&[u8]> {
+        self.queue.pop()
     }
 
     /// If a sender report is due at leader time `now`, writes the compound RTCP packet (sender
@@ -507,6 +590,17 @@ impl RtpSender {
         self.filled
     }
 
+    /// Packets queued and not yet polled with [`poll_transmit`](Self::poll_transmit).
+    pub fn queued_packets(&self) -> usize {
+        self.queue.len
+    }
+
+    /// The most packets the queue holds: the full packets of one second of audio, rounded
+    /// up, plus one for the short packet of a discontinuity.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue.capacity
+    }
+
     /// The configuration the sender was made with.
     pub fn config(&self) -> &SenderConfig {
         &self.config
@@ -517,10 +611,10 @@ impl RtpSender {
         self.stats
     }
 
-    /// The longest packet this sender emits, in bytes: [`HEADER_LEN`] plus the payload of a
-    /// full packet.
+    /// The longest packet this sender produces, in bytes: [`HEADER_LEN`] plus the payload
+    /// of a full packet.
     pub fn max_packet_len(&self) -> usize {
-        self.packet.len()
+        self.max_packet_len
     }
 
     /// `media_clock_offset + floor(ns · clock_rate / 10⁹)`, modulo 2³².
@@ -559,8 +653,23 @@ impl RtpSender {
         ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
-    /// Encodes the buffered frames as one packet and passes it to `emit`.
-    fn send(&mut self, emit: &mut dyn FnMut(&[u8])) -> Result<(), SenderError> {
+    /// Queues the partial packet still buffered, if any (the caller made sure there is room),
+    /// padded to a whole packet for Opus. Returns how many packets it queued.
+    fn flush_partial(&mut self) -> Result<usize, SenderError> {
+        if self.filled == 0 {
+            return Ok(0);
+        }
+        if self.pad_on_flush {
+            self.pcm[self.filled * self.channels..].fill(0.0);
+            self.filled = self.frames_per_packet;
+        }
+        self.send()?;
+        Ok(1)
+    }
+
+    /// Encodes the buffered frames as one packet at the tail of the queue (the caller made
+    /// sure there is room).
+    fn send(&mut self) -> Result<(), SenderError> {
         let frames = self.filled;
         let ticks =
             u128::from(self.seg_sent) * u128::from(self.clock_rate) / u128::from(self.sample_rate);
@@ -573,26 +682,98 @@ impl RtpSender {
         self.header.sequence_number = self.next_sequence;
         self.header.timestamp = timestamp;
         self.header.marker = self.marker_pending;
+        let packet = self.queue.next_slot();
         let written = self
             .header
-            .marshal_to(&mut self.packet)
+            .marshal_to(packet)
             .map_err(|_| SenderError::HeaderMarshal)?;
         if written != HEADER_LEN {
             return Err(SenderError::HeaderMarshal);
         }
-        self.packet[NTP_OFFSET..NTP_OFFSET + 8]
+        packet[NTP_OFFSET..NTP_OFFSET + 8]
             .copy_from_slice(&NtpTimestamp::from_instant(presentation).to_be_bytes());
         let payload = self.codec.encode(
             &self.pcm[..frames * self.channels],
-            &mut self.packet[HEADER_LEN..],
+            &mut packet[HEADER_LEN..],
         )?;
-        emit(&self.packet[..HEADER_LEN + payload]);
+        self.queue.commit(HEADER_LEN + payload);
 
         self.next_sequence = self.next_sequence.wrapping_add(1);
         self.marker_pending = false;
         self.stats.packets += 1;
         self.stats.octets += payload as u64;
         Ok(())
+    }
+}
+
+/// The packets encoded and not yet polled, oldest first: a ring of reusable buffers, each
+/// as long as the longest packet, that grows (never shrinks) up to `capacity` buffers.
+struct PacketQueue {
+    /// The buffers and the length of the packet each holds. The queued packets are
+    /// `slots[head]`, `slots[head + 1]`, ..., `len` of them, wrapping round at the end.
+    slots: Vec<(Box<[u8]>, usize)>,
+    head: usize,
+    len: usize,
+    capacity: usize,
+    slot_len: usize,
+}
+
+impl PacketQueue {
+    /// An empty queue of at most `capacity` packets of up to `slot_len` bytes, with
+    /// [`INITIAL_QUEUE_SLOTS`] buffers allocated.
+    fn new(capacity: usize, slot_len: usize) -> PacketQueue {
+        let mut slots = Vec::with_capacity(capacity);
+        for _ in 0..INITIAL_QUEUE_SLOTS.min(capacity) {
+            slots.push((vec![0u8; slot_len].into_boxed_slice(), 0));
+        }
+        PacketQueue {
+            slots,
+            head: 0,
+            len: 0,
+            capacity,
+            slot_len,
+        }
+    }
+
+    /// How many more packets fit.
+    fn room(&self) -> usize {
+        self.capacity - self.len
+    }
+
+    /// The buffer the next packet goes into, after the last one queued; a new buffer if
+    /// every one holds a queued packet. It joins the queue on [`commit`](Self::commit).
+    fn next_slot(&mut self) -> &mut [u8] {
+        if self.len == self.slots.len() {
+            // Every buffer is queued, so the tail is just before `head`: the new buffer goes
+            // there and the queue's order is kept. `slots` was reserved for `capacity` in
+            // `new`, so only the buffer itself is allocated.
+            let fresh = (vec![0u8; self.slot_len].into_boxed_slice(), 0);
+            self.slots.insert(self.head, fresh);
+            if self.len > 0 {
+                self.head += 1;
+            }
+        }
+        let tail = (self.head + self.len) % self.slots.len();
+        &mut self.slots[tail].0
+    }
+
+    /// Queues the packet written into [`next_slot`](Self::next_slot), `len` bytes long.
+    fn commit(&mut self, len: usize) {
+        let tail = (self.head + self.len) % self.slots.len();
+        self.slots[tail].1 = len;
+        self.len += 1;
+    }
+
+    /// Takes the oldest packet off the queue.
+    fn pop(&mut self) -> Option<&[u8]> {
+        if self.len == 0 {
+            return None;
+        }
+        let i = self.head;
+        self.head = (self.head + 1) % self.slots.len();
+        self.len -= 1;
+        let (bytes, len) = &self.slots[i];
+        bytes.get(..*len)
     }
 }
 

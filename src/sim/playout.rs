@@ -1013,8 +1013,11 @@ fn simulate(
             let at = leader_now - Nanos::from_millis(PTIME_MS) + s.latency;
             let mut out: Vec<Vec<u8>> = Vec::new();
             sender
-                .push(&pcm, at, &mut |p: &[u8]| out.push(p.to_vec()))
+                .handle_pcm(&pcm, at)
                 .map_err(|e| PlayoutSimError::Media(e.to_string()))?;
+            while let Some(p) = sender.poll_transmit() {
+                out.push(p.to_vec());
+            }
             for p in out {
                 for (i, f) in followers.iter_mut().enumerate() {
                     schedule(
