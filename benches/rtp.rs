@@ -61,8 +61,11 @@ fn media_path(c: &mut Criterion, codec: CodecKind, name: &str) {
     let config = SenderConfig::new(codec, format(), 0x5EED);
     let ptime = Nanos::from_millis(i64::from(config.effective_ptime_ms()));
     let mut sender = RtpSender::new(config).expect("sender");
-    let mut receiver =
-        RtpReceiver::new(ReceiverConfig::new(codec, format(), 96)).expect("receiver");
+    let receiver_config = ReceiverConfig::new(codec, format(), 96);
+    // Each packet arrives this long before it is to be played: beyond the lead at which the
+    // receiver gives up on a packet and conceals it, as on a healthy network.
+    let ahead = receiver_config.conceal_lead + Nanos::from_millis(10);
+    let mut receiver = RtpReceiver::new(receiver_config).expect("receiver");
     let mut out = vec![0f32; 2 * 480];
     let mut at = LeaderInstant::from_nanos(1_700_000_000_000_000_000);
     let mut packet = 0i64;
@@ -72,8 +75,7 @@ fn media_path(c: &mut Criterion, codec: CodecKind, name: &str) {
             let mut frames = 0usize;
             sender.handle_pcm(black_box(&pcm), at).expect("handle_pcm");
             while let Some(p) = sender.poll_transmit() {
-                // Each packet arrives 10 ms before it is to be played.
-                let now = start + ptime.mul_f64(packet as f64) - Nanos::from_millis(10);
+                let now = start + ptime.mul_f64(packet as f64) - ahead;
                 packet += 1;
                 receiver.handle_rtp(p, now);
                 while let Some(block) = receiver.poll_audio(&mut out) {

@@ -207,7 +207,7 @@ fn a_follower_joins_and_gets_the_clock_and_the_stream_stamped_with_the_leader_ti
         assert_eq!(chunk.play_at, play_at);
         assert_eq!((chunk.frames, chunk.channels), (240, 2));
         let pcm = vec![0.25f32; chunk.frames * chunk.channels];
-        assert_eq!(l.push_media(now, &chunk, &pcm).expect("sent"), 1);
+        assert_eq!(l.handle_media(now, &chunk, &pcm).expect("sent"), 1);
         let rtp = drain_rtp(&mut l, now);
         assert_eq!(rtp.len(), 1, "one packet to the one follower");
         let (to, p) = &rtp[0];
@@ -258,7 +258,8 @@ fn a_follower_with_the_wrong_key_is_refused_and_gets_nothing() {
     assert_eq!(l.stats().refused_wrong_key, 1);
     assert!(l.members().is_empty() && l.media_dests().is_empty() && l.clock().peers().is_empty());
     let chunk = l.poll_media(at_ms(5)).expect("the stream runs");
-    l.push_media(at_ms(5), &chunk, &[0.0; 480]).expect("pushed");
+    l.handle_media(at_ms(5), &chunk, &[0.0; 480])
+        .expect("pushed");
     assert!(drain_rtp(&mut l, at_ms(5)).is_empty(), "nobody to send to");
     l.handle_disconnect(CONN);
     assert!(l.connections().next().is_none());
@@ -278,7 +279,7 @@ fn a_follower_that_leaves_is_no_destination_and_no_peer() {
         let now = at_ms(ms);
         l.handle_timeout(now);
         if let Some(chunk) = l.poll_media(now) {
-            l.push_media(now, &chunk, &[0.1; 480]).expect("pushed");
+            l.handle_media(now, &chunk, &[0.1; 480]).expect("pushed");
         }
         assert!(l.poll_transmit(now).is_none(), "nothing is sent at {ms} ms");
     }
@@ -292,7 +293,8 @@ fn a_follower_that_leaves_is_no_destination_and_no_peer() {
 fn pause_stops_the_stream_and_resume_carries_on_from_the_current_time() {
     let (mut l, mut f) = joined(at_ms(0));
     let chunk = l.poll_media(at_ms(5)).expect("due");
-    l.push_media(at_ms(5), &chunk, &[0.1; 480]).expect("pushed");
+    l.handle_media(at_ms(5), &chunk, &[0.1; 480])
+        .expect("pushed");
     assert_eq!(drain_rtp(&mut l, at_ms(5)).len(), 1);
     l.pause();
     assert!(l.is_paused());
@@ -308,7 +310,7 @@ fn pause_stops_the_stream_and_resume_carries_on_from_the_current_time() {
     let chunk = l.poll_media(at_ms(105)).expect("media again");
     // The chunks of the pause passed unsent; the grid is the same.
     assert_eq!(chunk.captured, at_ms(100));
-    l.push_media(at_ms(105), &chunk, &[0.1; 480])
+    l.handle_media(at_ms(105), &chunk, &[0.1; 480])
         .expect("pushed");
     let rtp = drain_rtp(&mut l, at_ms(105));
     assert_eq!(rtp.len(), 1);
@@ -499,7 +501,7 @@ fn garbage_gives_typed_errors_never_a_panic() {
     // PCM that is not whole frames.
     let chunk = l.poll_media(at_ms(5)).expect("due");
     assert!(matches!(
-        l.push_media(at_ms(5), &chunk, &[0.0; 3]),
+        l.handle_media(at_ms(5), &chunk, &[0.0; 3]),
         Err(LeaderError::Media(_))
     ));
 }
@@ -526,7 +528,8 @@ fn a_multicast_stream_goes_once_to_the_group_and_to_each_static_destination_with
     // A joined follower takes the stream from the group, not a copy of its own.
     assert_eq!(l.media_dests(), &[group, player]);
     let chunk = l.poll_media(at_ms(5)).expect("due");
-    l.push_media(at_ms(5), &chunk, &[0.0; 480]).expect("pushed");
+    l.handle_media(at_ms(5), &chunk, &[0.0; 480])
+        .expect("pushed");
     let mut sent = Vec::new();
     while let Some(tx) = l.poll_media_transmit() {
         sent.push((tx.channel, tx.to));
@@ -542,7 +545,7 @@ fn a_multicast_stream_goes_once_to_the_group_and_to_each_static_destination_with
     );
     // The next report is a second later.
     let chunk = l.poll_media(at_ms(10)).expect("due");
-    l.push_media(at_ms(10), &chunk, &[0.0; 480])
+    l.handle_media(at_ms(10), &chunk, &[0.0; 480])
         .expect("pushed");
     let mut channels = Vec::new();
     while let Some(tx) = l.poll_media_transmit() {

@@ -16,7 +16,9 @@
 //! By default one run records 12 s. `LOCKSTEP_DEVICE_SECS` and `LOCKSTEP_DEVICE_RUNS` make
 //! it longer and repeat it (each run with a fresh daemon), printing each run's figures and
 //! a summary; runs of 30 s or more are held to the targets: a spread within 1 ms of the
-//! reference and a drift within 50 ppm, measured against the sink's own pace.
+//! reference and a drift within 50 ppm, measured against the sink's own pace. Over the
+//! recording, both followers' clock estimates are sampled against the truth of their
+//! simulated crystals, so that a run's spread is told apart from the estimators' wander.
 
 #![cfg(feature = "cpal")]
 
@@ -158,6 +160,34 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     num / den
 }
 
+/// Samples the two followers' clock offsets every 100 ms for `secs`, and returns each
+/// estimate's error (µs, up to a constant) over time (s since the first sample): a crystal
+/// `ppm` fast makes leader − local fall by `ppm` µs per second of the monotonic clock.
+fn sample_estimates(
+    a: &lockstep::node::Follower,
+    a_ppm: f64,
+    b: &lockstep::node::Follower,
+    b_ppm: f64,
+    secs: u64,
+) -> Vec<(f64, f64, f64)> {
+    let start = monotonic_ns();
+    let mut out = Vec::new();
+    while monotonic_ns() - start < secs as i64 * 1_000_000_000 {
+        let t = monotonic_ns();
+        let x = (t - start) as f64 / 1e9;
+        let error = |f: &lockstep::node::Follower, ppm: f64| {
+            f.status()
+                .clock_offset
+                .map(|o| o.as_nanos() as f64 / 1e3 + ppm * x)
+        };
+        if let (Some(ea), Some(eb)) = (error(a, a_ppm), error(b, b_ppm)) {
+            out.push((x, ea, eb));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    out
+}
+
 /// One run's figures.
 #[derive(Debug, Clone, Copy)]
 struct Figures {
@@ -173,6 +203,9 @@ struct Figures {
     sink_rate: f64,
     follower_rate: f64,
     underruns: u64,
+    /// How far the two followers' clock estimates wandered from the truth over the
+    /// recording (the larger of the two max − min), µs: what of the spread is theirs.
+    estimate_wander_us: f64,
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -194,7 +227,8 @@ fn a_follower_plays_through_a_sound_card_at_the_leaders_pace() {
         let f = one_run(run == 0, secs);
         eprintln!(
             "run {}/{runs} ({secs} s): {} of {} windows, spread {:.0} µs, worst {:.0} µs from \
-             the median, drift {:+.1} ppm; sink {:.1} frames/s, follower {:.1}; underruns {}",
+             the median, drift {:+.1} ppm; sink {:.1} frames/s, follower {:.1}; underruns {}; \
+             the clock estimates wandered {:.1} µs",
             run + 1,
             f.windows,
             f.tried,
@@ -203,7 +237,8 @@ fn a_follower_plays_through_a_sound_card_at_the_leaders_pace() {
             f.drift_ppm,
             f.sink_rate,
             f.follower_rate,
-            f.underruns
+            f.underruns,
+            f.estimate_wander_us
         );
         all.push(f);
     }
@@ -300,7 +335,10 @@ fn one_run(deep_check: bool, secs: u64) -> Figures {
         }
         (bytes, reads)
     });
-    std::thread::sleep(Duration::from_secs(secs));
+    // The followers' clock estimates against the truth their simulated crystals give
+    // (the leader's clock is the monotonic one), up to a constant: each error's wander
+    // moves the card against the reference as much as the card's own map does.
+    let estimates = sample_estimates(&card, 100.0, &reference, -50.0, secs);
     let status = card.status();
     let _ = parec.kill();
     let _ = parec.wait();
@@ -387,6 +425,16 @@ fn one_run(deep_check: bool, secs: u64) -> Figures {
     let spread = points.iter().map(|p| p.1).fold(f64::MIN, f64::max)
         - points.iter().map(|p| p.1).fold(f64::MAX, f64::min);
     let drift_ppm = slope(&points);
+    let wander = |pick: fn(&(f64, f64, f64)) -> f64| {
+        let v: Vec<f64> = estimates.iter().map(pick).collect();
+        v.iter().copied().fold(f64::MIN, f64::max) - v.iter().copied().fold(f64::MAX, f64::min)
+    };
+    let estimate_wander_us = wander(|e| e.1).max(wander(|e| e.2));
+    assert!(
+        estimates.len() as u64 >= 5 * secs,
+        "{} estimates",
+        estimates.len()
+    );
     eprintln!(
         "sound card against the reference: {} of {tried} windows correlate, drift {:+.1} ppm, \
          spread {spread:.0} µs; the sink took {sink_rate:.1} frames/s, the follower measured \
@@ -436,5 +484,6 @@ fn one_run(deep_check: bool, secs: u64) -> Figures {
         sink_rate,
         follower_rate: card_report.rate_hz,
         underruns: card_report.status.underruns,
+        estimate_wander_us,
     }
 }

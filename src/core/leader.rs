@@ -407,7 +407,7 @@ pub struct LeaderTransmit<'a, A> {
 }
 
 /// A chunk of media due: fill `frames × channels` interleaved samples from the source and
-/// hand them to [`LeaderCore::push_media`].
+/// hand them to [`LeaderCore::handle_media`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaChunk {
     /// Frames in the chunk (one packet's).
@@ -484,11 +484,11 @@ struct OutPacket {
 ///   [`is_closed`](Self::is_closed) says so, after sending what is queued for it;
 /// - the media: at [`poll_media_timeout`](Self::poll_media_timeout), take the chunk
 ///   [`poll_media`](Self::poll_media) gives, fill it from the source, and
-///   [`push_media`](Self::push_media) it;
+///   [`handle_media`](Self::handle_media) it;
 /// - the commands ([`set_volume`](Self::set_volume), [`pair`](Self::pair),
 ///   [`pause`](Self::pause)...) at any time.
 ///
-/// The drain rule: after any `handle_*`, `push_media` or command, call every `poll_*` until
+/// The drain rule: after any `handle_*` or command, call every `poll_*` until
 /// `None`: [`poll_transmit`](Self::poll_transmit) (send each datagram at once: a Sync is
 /// stamped when it is polled), [`poll_control_transmit`](Self::poll_control_transmit) for
 /// each connection, and [`poll_event`](Self::poll_event). A driver with one thread per
@@ -664,7 +664,7 @@ impl<A: Endpoint> LeaderCore<A> {
     /// cut into RTP packets for every destination, with a sender report when one is due.
     /// Drain [`poll_media_transmit`](Self::poll_media_transmit) (or
     /// [`poll_transmit`](Self::poll_transmit)) after it. Allocates nothing once warm.
-    pub fn push_media(
+    pub fn handle_media(
         &mut self,
         now: LocalInstant,
         chunk: &MediaChunk,

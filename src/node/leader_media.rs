@@ -75,7 +75,7 @@ impl MediaLoop {
                 }
             }
             let mut core = lock(&shared.core);
-            let _ = core.push_media(now, &chunk, pcm);
+            let _ = core.handle_media(now, &chunk, pcm);
             let stats = &shared.counters;
             while let Some(tx) = core.poll_media_transmit() {
                 match tx.channel {
