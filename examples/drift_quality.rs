@@ -38,7 +38,7 @@ use lockstep::sim::playout::{PlayoutScenario, Role, SpeakerSpec, TestSignal, run
 use lockstep::sim::scenario_file::read_events;
 use lockstep::sim::sync::{json_num, json_str};
 use lockstep::sim::{Loss, PathConfig};
-use lockstep::time::Nanos;
+use lockstep::time::{Nanos, TrueInstant};
 
 /// Measures the worst-window THD+N of a tone through each drift corrector, steered by the
 /// playout servo on a drifting simulated DAC.
@@ -135,8 +135,8 @@ fn run(
         })
         .collect();
     let group = run_group(&s).map_err(|e| e.to_string())?;
-    let from = s.measure_from.as_nanos();
-    let to = s.duration.as_nanos() - 100_000_000;
+    let from = TrueInstant::from_nanos(s.measure_from.as_nanos());
+    let to = TrueInstant::from_nanos(s.duration.as_nanos() - 100_000_000);
     let mut rows = Vec::new();
     for sp in &group.speakers {
         let capture = sp
@@ -155,10 +155,12 @@ fn run(
                 start_s(i) - DISRUPTION_MARGIN_S,
                 start_s(i) + WINDOW_S + DISRUPTION_MARGIN_S,
             );
-            let first = sp.disrupted_at.partition_point(|&t| (t as f64 * 1e-9) < a);
+            let first = sp
+                .disrupted_at
+                .partition_point(|&t| (t.as_nanos() as f64 * 1e-9) < a);
             sp.disrupted_at
                 .get(first)
-                .is_some_and(|&t| (t as f64 * 1e-9) <= b)
+                .is_some_and(|&t| (t.as_nanos() as f64 * 1e-9) <= b)
         };
         let kept: Vec<(usize, f64)> = all
             .iter()

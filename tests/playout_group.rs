@@ -144,7 +144,10 @@ fn a_sink_of_the_callers_own_measures_the_same_skew_as_the_virtual_dac() {
         start: Some(TrueInstant::from_nanos(8_000_000_000)),
         min_rms: 1e-3,
     };
-    let (from, to) = (8_000_000_000, 19_000_000_000);
+    let (from, to) = (
+        TrueInstant::from_nanos(8_000_000_000),
+        TrueInstant::from_nanos(19_000_000_000),
+    );
     let right = run.speakers[1]
         .capture(from, to)
         .expect("right's recording");

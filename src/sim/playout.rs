@@ -435,10 +435,10 @@ impl Source {
 #[derive(Debug, Clone)]
 pub struct GroupRun {
     /// The leader's source, channel 0, as played: frame `k` is meant to leave every DAC
-    /// at true time `source_first_ns + k / 48000 s`.
+    /// at true time `source_first + k / 48000 s`.
     pub source: Vec<f32>,
     /// True time at which the source's frame 0 is meant to be played.
-    pub source_first_ns: i64,
+    pub source_first: TrueInstant,
     /// Each speaker, in the scenario's order.
     pub speakers: Vec<SpeakerRun>,
 }
@@ -450,9 +450,9 @@ pub struct SpeakerRun {
     pub result: SpeakerResult,
     /// Channel 0 of everything its DAC emitted.
     pub samples: Vec<f32>,
-    /// (index of the block's first frame in `samples`, true emission time in ns) of every
+    /// (index of the block's first frame in `samples`, true emission time) of every
     /// block.
-    pub timeline: Vec<(u64, i64)>,
+    pub timeline: Vec<(u64, TrueInstant)>,
     /// True render times (ns), in order, of the blocks at which this speaker's audio was
     /// not the leader's played through: a counted re-align (a fade out and in), an
     /// underrun, a stop, silence after its first start (nothing to play, or no settled
@@ -461,33 +461,59 @@ pub struct SpeakerRun {
     /// run ([`run_group`]), which keeps all the audio anyway; a measured run
     /// ([`run_playout`]) records only re-aligns, underruns and stops, so that its memory
     /// stays flat over a day.
-    pub disrupted_at: Vec<i64>,
+    pub disrupted_at: Vec<TrueInstant>,
 }
 
 impl SpeakerRun {
-    /// The recording between true times `from` and `to` (ns), widened to whole blocks,
+    /// The recording between true times `from` and `to`, widened to whole blocks,
     /// as a meter capture at the true emission rate of that stretch; `None` where the
     /// recording does not cover it, or its timeline jumps within it (a stalled DAC).
-    pub fn capture(&self, from: i64, to: i64) -> Option<Capture<'_>> {
-        capture_of(&self.samples, 0, &self.timeline, from, to)
+    pub fn capture(&self, from: TrueInstant, to: TrueInstant) -> Option<Capture<'_>> {
+        capture_of(
+            &self.samples,
+            0,
+            &self.timeline,
+            from.as_nanos(),
+            to.as_nanos(),
+        )
+    }
+}
+
+/// A true time as ns: a timeline's times, raw (a run's own recording) or typed (a
+/// [`SpeakerRun`]'s).
+trait Nanos64: Copy {
+    fn ns(self) -> i64;
+}
+
+impl Nanos64 for i64 {
+    fn ns(self) -> i64 {
+        self
+    }
+}
+
+impl Nanos64 for TrueInstant {
+    fn ns(self) -> i64 {
+        self.as_nanos()
     }
 }
 
 /// `samples` (frame `first_frame` on) between true times `from` and `to` as a capture.
-fn capture_of<'a>(
+fn capture_of<'a, T: Nanos64>(
     samples: &'a [f32],
     first_frame: u64,
-    tl: &[(u64, i64)],
+    tl: &[(u64, T)],
     from: i64,
     to: i64,
 ) -> Option<Capture<'a>> {
-    let i0 = tl.partition_point(|&(_, t)| t <= from).checked_sub(1)?;
-    let i1 = tl.partition_point(|&(_, t)| t < to);
+    let i0 = tl
+        .partition_point(|&(_, t)| t.ns() <= from)
+        .checked_sub(1)?;
+    let i1 = tl.partition_point(|&(_, t)| t.ns() < to);
     if i1 >= tl.len() || i1 <= i0 {
         return None;
     }
-    let (k0, t0) = tl[i0];
-    let (k1, t1) = tl[i1];
+    let (k0, t0) = (tl[i0].0, tl[i0].1.ns());
+    let (k1, t1) = (tl[i1].0, tl[i1].1.ns());
     let (a, b) = ((k0 - first_frame) as usize, (k1 - first_frame) as usize);
     if b > samples.len() || t1 <= t0 {
         return None;
@@ -1101,7 +1127,7 @@ fn simulate(
     Ok((
         GroupRun {
             source: source_rec.samples,
-            source_first_ns: source_rec.first_ns,
+            source_first: TrueInstant::from_nanos(source_rec.first_ns),
             speakers: followers.into_iter().map(Speaker::finish).collect(),
         },
         disruptions,
@@ -1154,14 +1180,14 @@ impl Speaker {
                 ]
                 .concat();
                 at.sort_unstable();
-                at
+                at.into_iter().map(TrueInstant::from_nanos).collect()
             },
             samples: self.rec.samples,
             timeline: self
                 .rec
                 .timeline
                 .into_iter()
-                .map(|(k, t)| (k - base, t))
+                .map(|(k, t)| (k - base, TrueInstant::from_nanos(t)))
                 .collect(),
         }
     }
