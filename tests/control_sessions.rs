@@ -4,8 +4,8 @@
 
 use lockstep::control::{
     Admission, AdmissionError, Capabilities, CodecId, Command, FollowerEvent, FollowerSession,
-    FollowerStatus, Hello, HouseholdKey, LeaderEvent, LeaderSession, Message, PeerPorts, Refusal,
-    Role, SessionError, StreamParams, TimestampKind, Welcome,
+    FollowerStatus, Hello, HouseholdKey, KeyPurpose, LeaderEvent, LeaderSession, Message,
+    PeerPorts, Refusal, Role, SessionError, SessionKeys, StreamParams, TimestampKind, Welcome,
 };
 use lockstep::time::Nanos;
 
@@ -178,6 +178,89 @@ fn frames_split_into_single_bytes_join_alike() {
     assert_eq!(l.id(), Some(1));
 }
 
+/// The session keys as the module docs define them, computed here from the raw key with
+/// HMAC and HKDF directly: the library's derivation must match its own description.
+fn keys_by_the_docs(
+    raw: &[u8],
+    leader: [u8; 16],
+    follower: [u8; 16],
+    id: u64,
+    label: &str,
+) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut h = Hmac::<sha2::Sha256>::new_from_slice(raw).expect("any length");
+    h.update(b"lockstep/1 session keys");
+    h.update(&leader);
+    h.update(&follower);
+    h.update(&id.to_be_bytes());
+    let prk = h.finalize().into_bytes();
+    let hk = hkdf::Hkdf::<sha2::Sha256>::from_prk(&prk).expect("32 bytes");
+    let mut out = [0u8; 32];
+    hk.expand(format!("lockstep/1 {label}").as_bytes(), &mut out)
+        .expect("32 bytes");
+    out
+}
+
+#[test]
+fn both_ends_derive_the_same_session_keys_and_each_purpose_and_session_its_own() {
+    let mut adm = admission();
+    let (l, f, _) = join(&mut adm, hello("one", Role::Full), key(), (1, 2));
+    let (lk, fk) = (
+        l.keys().expect("leader's keys"),
+        f.keys().expect("follower's keys"),
+    );
+    let id = l.id().expect("joined");
+    let mut seen = Vec::new();
+    for p in KeyPurpose::ALL {
+        assert_eq!(lk.key32(p), fk.key32(p), "{p:?}");
+        assert_eq!(
+            lk.key32(p),
+            keys_by_the_docs(
+                b"the household key of the test!",
+                [1; 16],
+                [2; 16],
+                id,
+                p.label()
+            ),
+            "{p:?} as documented"
+        );
+        assert!(
+            !seen.contains(&lk.key32(p)),
+            "{p:?} repeats another purpose's key"
+        );
+        seen.push(lk.key32(p));
+    }
+    // SRTP's 30 bytes of master key and salt: the start of the 32-byte key.
+    let mut media = [0u8; 30];
+    fk.expand(KeyPurpose::MediaLeaderToFollower, &mut media)
+        .expect("30 bytes");
+    assert_eq!(media, fk.key32(KeyPurpose::MediaLeaderToFollower)[..30]);
+    assert!(
+        fk.expand(KeyPurpose::GroupKeyWrap, &mut vec![0; 255 * 32 + 1])
+            .is_err()
+    );
+    assert_eq!(format!("{lk:?}"), "SessionKeys(..)");
+
+    // Another handshake between the same two, with fresh nonces: other keys.
+    let (l2, f2, _) = join(&mut adm, hello("two", Role::Full), key(), (3, 4));
+    let k2 = l2.keys().expect("joined");
+    assert_eq!(
+        k2.key32(KeyPurpose::ClockLeaderToFollower),
+        f2.keys()
+            .expect("joined")
+            .key32(KeyPurpose::ClockLeaderToFollower)
+    );
+    for p in KeyPurpose::ALL {
+        assert_ne!(k2.key32(p), lk.key32(p), "{p:?} repeats across sessions");
+    }
+    // And a derivation by hand under another household key differs too.
+    let other = SessionKeys::derive(&other_key(), &[1; 16], &[2; 16], id);
+    assert_ne!(
+        other.key32(KeyPurpose::MediaLeaderToFollower),
+        lk.key32(KeyPurpose::MediaLeaderToFollower)
+    );
+}
+
 #[test]
 fn a_wrong_key_is_refused_and_admits_nothing() {
     let mut adm = admission();
@@ -185,6 +268,10 @@ fn a_wrong_key_is_refused_and_admits_nothing() {
     assert_eq!(refusal_of(&t), (Refusal::WrongKey, Refusal::WrongKey));
     assert!(l.is_closed() && f.is_closed());
     assert!(adm.members().is_empty());
+    assert!(
+        l.keys().is_none() && f.keys().is_none(),
+        "a refused follower gets no keys"
+    );
 }
 
 #[test]

@@ -36,6 +36,9 @@ const FOLLOWER_LABEL: &[u8] = b"lockstep/1 follower";
 /// Label that starts every leader proof.
 const LEADER_LABEL: &[u8] = b"lockstep/1 leader";
 
+/// Label that starts a session's key material (see [`super::keys`]).
+pub(crate) const SESSION_KEYS_LABEL: &[u8] = b"lockstep/1 session keys";
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Why a household key could not be made.
@@ -162,6 +165,18 @@ impl HouseholdKey {
         self.leader_hmac(leader_nonce, follower_nonce, session)
             .verify_slice(mac)
             .is_ok()
+    }
+
+    /// The pseudorandom key of one session: HMAC-SHA256 over
+    /// `"lockstep/1 session keys" || leader_nonce || follower_nonce || session` (the id as 8
+    /// big-endian bytes), keyed with the household key. Its label differs from both proofs',
+    /// so no proof that crossed the network is key material, nor the other way round.
+    pub(crate) fn session_prk(&self, leader: &Nonce, follower: &Nonce, session: u64) -> [u8; 32] {
+        let mut h = self.keyed.clone();
+        for part in [SESSION_KEYS_LABEL, leader, follower, &session.to_be_bytes()] {
+            h.update(part);
+        }
+        h.finalize().into_bytes().into()
     }
 
     fn follower_hmac(&self, leader: &Nonce, follower: &Nonce, hello: &[u8]) -> HmacSha256 {

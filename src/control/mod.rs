@@ -61,6 +61,7 @@ pub mod admission;
 pub mod auth;
 mod error;
 mod field;
+pub mod keys;
 mod message;
 mod role;
 pub mod session;
@@ -69,6 +70,7 @@ pub mod wire;
 pub use admission::{Admission, AdmissionError, Member, check_roles};
 pub use auth::{HouseholdKey, KeyError, ReplayGuard, new_nonce};
 pub use error::ControlError;
+pub use keys::{KeyLengthError, KeyPurpose, SessionKeys};
 pub use message::{
     Capabilities, CodecId, FollowerStatus, Mac, Message, Nonce, PeerPorts, Refusal, StreamParams,
     TimestampKind,

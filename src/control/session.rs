@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use super::admission::Admission;
 use super::auth::HouseholdKey;
 use super::error::ControlError;
+use super::keys::SessionKeys;
 use super::message::{
     Capabilities, FollowerStatus, Message, Nonce, PeerPorts, Refusal, StreamParams,
 };
@@ -84,6 +85,7 @@ enum LeaderState {
 pub struct LeaderSession {
     nonce: Nonce,
     state: LeaderState,
+    keys: Option<SessionKeys>,
     input: Vec<u8>,
     output: Vec<u8>,
     events: VecDeque<LeaderEvent>,
@@ -96,6 +98,7 @@ impl LeaderSession {
         LeaderSession {
             nonce,
             state: LeaderState::AwaitHello,
+            keys: None,
             input: Vec::new(),
             output: Vec::new(),
             events: VecDeque::new(),
@@ -113,6 +116,12 @@ impl LeaderSession {
     /// Whether the session is over: refused, left, or broken. Input is then ignored.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, LeaderState::Closed)
+    }
+
+    /// The session's keys, once the follower has joined (the same as the follower's
+    /// [`FollowerSession::keys`]); they stay after the session closes.
+    pub fn keys(&self) -> Option<&SessionKeys> {
+        self.keys.as_ref()
     }
 
     /// Takes bytes received from the follower, and runs every whole frame among them.
@@ -231,6 +240,12 @@ impl LeaderSession {
                     admission.remove(id);
                     return self.refuse(Refusal::Malformed);
                 }
+                self.keys = Some(SessionKeys::derive(
+                    admission.key(),
+                    &self.nonce,
+                    &nonce,
+                    id,
+                ));
                 self.events.push_back(LeaderEvent::Joined {
                     id,
                     caps,
@@ -368,6 +383,7 @@ pub struct Hello {
 pub struct FollowerSession {
     key: HouseholdKey,
     nonce: Nonce,
+    keys: Option<SessionKeys>,
     hello: Vec<u8>,
     state: FollowerState,
     input: Vec<u8>,
@@ -396,6 +412,7 @@ impl FollowerSession {
         Ok(FollowerSession {
             key,
             nonce,
+            keys: None,
             output: frame.clone(),
             hello: frame,
             state: FollowerState::AwaitChallenge,
@@ -412,6 +429,13 @@ impl FollowerSession {
     /// Whether the session is over. Input is then ignored.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, FollowerState::Closed)
+    }
+
+    /// The session's keys, once the leader has welcomed it and proved the household key
+    /// (the same as the leader's [`LeaderSession::keys`]); they stay after the session
+    /// closes.
+    pub fn keys(&self) -> Option<&SessionKeys> {
+        self.keys.as_ref()
     }
 
     /// Takes bytes received from the leader, and runs every whole frame among them.
@@ -504,6 +528,12 @@ impl FollowerSession {
                 {
                     return self.fail(SessionError::LeaderNotAuthenticated);
                 }
+                self.keys = Some(SessionKeys::derive(
+                    &self.key,
+                    &leader_nonce,
+                    &self.nonce,
+                    session,
+                ));
                 self.events.push_back(FollowerEvent::Joined(Welcome {
                     session,
                     group,

@@ -1,0 +1,137 @@
+//! Keys for one session's media and clock, derived from the household key and the
+//! handshake that opened the session.
+//!
+//! When a follower has joined, both ends know the household key, both nonces and the
+//! session id, and nobody else can know all of them. [`SessionKeys`] turns them into keys
+//! with HKDF-SHA256 (RFC 5869):
+//!
+//! - **Extract:** the pseudorandom key is HMAC-SHA256, keyed with the household key, over
+//!   `"lockstep/1 session keys" || leader nonce || follower nonce || session id` (the id as 8
+//!   big-endian bytes). The label differs from the two proofs' (`lockstep/1 follower`,
+//!   `lockstep/1 leader`), so no proof that crossed the network is ever key material.
+//! - **Expand:** each key is HKDF-Expand of that key with the info
+//!   `"lockstep/1 " || label`, one label per direction and purpose ([`KeyPurpose`]), so a
+//!   key for one never works for another: the leader's media key cannot authenticate a
+//!   follower's clock message, nor one session's key another session's packets.
+//!
+//! Fresh nonces on both sides make every session's keys new, even between the same two
+//! speakers. The keys are zeroed when dropped (as far as the compiler lets a program do
+//! that), and `Debug` never prints them.
+
+use std::fmt;
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+use super::auth::HouseholdKey;
+use super::message::Nonce;
+
+/// What a key is for: one direction and one purpose each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyPurpose {
+    /// The RTP stream the leader sends to this follower (SRTP master key and salt).
+    MediaLeaderToFollower,
+    /// The leader's clock messages to this follower (Sync, Follow_Up, Delay_Resp).
+    ClockLeaderToFollower,
+    /// The follower's clock messages to the leader (Delay_Req).
+    ClockFollowerToLeader,
+    /// Wraps a group key the leader hands this follower for a multicast stream.
+    GroupKeyWrap,
+}
+
+impl KeyPurpose {
+    /// Every purpose.
+    pub const ALL: [KeyPurpose; 4] = [
+        KeyPurpose::MediaLeaderToFollower,
+        KeyPurpose::ClockLeaderToFollower,
+        KeyPurpose::ClockFollowerToLeader,
+        KeyPurpose::GroupKeyWrap,
+    ];
+
+    /// The label that goes into the key's HKDF info, after `"lockstep/1 "`.
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyPurpose::MediaLeaderToFollower => "media leader to follower",
+            KeyPurpose::ClockLeaderToFollower => "clock leader to follower",
+            KeyPurpose::ClockFollowerToLeader => "clock follower to leader",
+            KeyPurpose::GroupKeyWrap => "group key wrap",
+        }
+    }
+}
+
+/// Asked for more key bytes than HKDF-SHA256 gives (255 × 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{asked} bytes of key asked for; HKDF-SHA256 gives at most {max}")]
+pub struct KeyLengthError {
+    /// The bytes asked for.
+    pub asked: usize,
+    /// The most there are.
+    pub max: usize,
+}
+
+/// The most bytes one key can have.
+pub const MAX_KEY_BYTES: usize = 255 * 32;
+
+/// One session's secret, from which each of its keys is expanded. See the module docs.
+#[derive(Clone)]
+pub struct SessionKeys {
+    prk: [u8; 32],
+}
+
+impl fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKeys(..)")
+    }
+}
+
+impl Drop for SessionKeys {
+    fn drop(&mut self) {
+        for b in &mut self.prk {
+            // SAFETY: `b` is a valid, aligned byte of `self`; a volatile write is not
+            // optimized away as a dead store.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+impl SessionKeys {
+    /// The keys of the session `session` that the handshake with these nonces opened,
+    /// under the household key `key`. Both ends compute the same.
+    pub fn derive(
+        key: &HouseholdKey,
+        leader_nonce: &Nonce,
+        follower_nonce: &Nonce,
+        session: u64,
+    ) -> SessionKeys {
+        SessionKeys {
+            prk: key.session_prk(leader_nonce, follower_nonce, session),
+        }
+    }
+
+    /// Fills `out` with the key for `purpose`, of any length up to [`MAX_KEY_BYTES`]. (As
+    /// with any HKDF, a shorter key of one purpose is the start of a longer one: give each
+    /// use its own purpose.)
+    pub fn expand(&self, purpose: KeyPurpose, out: &mut [u8]) -> Result<(), KeyLengthError> {
+        let too_long = KeyLengthError {
+            asked: out.len(),
+            max: MAX_KEY_BYTES,
+        };
+        if out.len() > MAX_KEY_BYTES {
+            return Err(too_long);
+        }
+        // A 32-byte pseudorandom key is always long enough for `from_prk`.
+        let hk = Hkdf::<Sha256>::from_prk(&self.prk).map_err(|_| too_long)?;
+        let label = purpose.label().as_bytes();
+        hk.expand_multi_info(&[b"lockstep/1 ", label], out)
+            .map_err(|_| too_long)
+    }
+
+    /// The 32-byte key for `purpose`.
+    pub fn key32(&self, purpose: KeyPurpose) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // 32 bytes are always within HKDF-SHA256's reach.
+        let _ = self.expand(purpose, &mut out);
+        out
+    }
+}
