@@ -116,7 +116,7 @@ fn shuttle(
 fn joined(now: LocalInstant) -> (LeaderCore<SocketAddr>, FollowerCore<SocketAddr>) {
     let mut l = leader(now);
     let mut f = follower(key());
-    l.handle_connect(CONN, control_addr(), [1; 16])
+    l.handle_connect(CONN, now, control_addr(), [1; 16])
         .expect("a free slot");
     let events = shuttle(&mut l, &mut f, now);
     assert_eq!(events, vec![LeaderCoreEvent::Joined { conn: CONN, id: 1 }]);
@@ -230,7 +230,7 @@ fn a_follower_with_the_wrong_key_is_refused_and_gets_nothing() {
     let now = at_ms(0);
     let mut l = leader(now);
     let mut f = follower(HouseholdKey::new(b"a key of another household").expect("key"));
-    l.handle_connect(CONN, control_addr(), [1; 16])
+    l.handle_connect(CONN, now, control_addr(), [1; 16])
         .expect("a free slot");
     let hello = f.poll_control_transmit().expect("a Hello");
     l.handle_control(CONN, now, &hello).expect("a Challenge");
@@ -441,7 +441,7 @@ fn garbage_gives_typed_errors_never_a_panic() {
     let now = at_ms(0);
     let mut l = leader(now);
     // Control bytes that do not frame: a typed refusal, and the connection is to close.
-    l.handle_connect(CONN, control_addr(), [1; 16])
+    l.handle_connect(CONN, now, control_addr(), [1; 16])
         .expect("a free slot");
     let r = l.handle_control(CONN, now, &[0xff; 64]);
     assert!(matches!(r, Err(LeaderError::Refused(_))), "{r:?}");
@@ -455,7 +455,7 @@ fn garbage_gives_typed_errors_never_a_panic() {
         Err(LeaderError::UnknownConnection { conn: ConnId(99) })
     ));
     assert!(matches!(
-        l.handle_connect(CONN, control_addr(), [3; 16]),
+        l.handle_connect(CONN, now, control_addr(), [3; 16]),
         Err(LeaderError::DuplicateConnection { .. })
     ));
     // A stream of pseudo-random inputs on fresh connections: each is either taken (a frame
@@ -465,7 +465,7 @@ fn garbage_gives_typed_errors_never_a_panic() {
     for n in 0..300u64 {
         let conn = ConnId(1_000 + n);
         l.handle_disconnect(ConnId(999 + n));
-        l.handle_connect(conn, control_addr(), [4; 16])
+        l.handle_connect(conn, now, control_addr(), [4; 16])
             .expect("a free slot");
         let len = (n % 97) as usize;
         let bytes: Vec<u8> = (0..len)
@@ -521,7 +521,7 @@ fn a_multicast_stream_goes_once_to_the_group_and_to_each_static_destination_with
     config.rtcp = true;
     let mut l = LeaderCore::new(config, now).expect("a leader");
     let mut f = follower(key());
-    l.handle_connect(CONN, control_addr(), [1; 16])
+    l.handle_connect(CONN, now, control_addr(), [1; 16])
         .expect("a free slot");
     shuttle(&mut l, &mut f, now);
     assert_eq!(l.members().len(), 1);
@@ -552,4 +552,47 @@ fn a_multicast_stream_goes_once_to_the_group_and_to_each_static_destination_with
         channels.push(tx.channel);
     }
     assert_eq!(channels, vec![Channel::Rtp, Channel::Rtp]);
+}
+
+/// Every slot taken by handshakes that never finish: a new connection is refused while they
+/// are young, and takes the oldest one's slot once it has waited `evict_after`; a joined
+/// follower's slot is never taken.
+#[test]
+fn idle_handshakes_give_their_slots_up_but_joined_followers_keep_theirs() {
+    let now = at_ms(0);
+    let (mut l, _f) = joined(now);
+    let max = 64;
+    // The joined follower holds one slot; idle connections take the rest, 1 ms apart.
+    for n in 1..max as u64 {
+        let r = l.handle_connect(ConnId(100 + n), at_ms(n as i64), control_addr(), [5; 16]);
+        assert_eq!(r.expect("a free slot"), None);
+    }
+    // Full, and every handshake younger than 500 ms: refused, counted.
+    let r = l.handle_connect(ConnId(500), at_ms(300), control_addr(), [6; 16]);
+    assert!(matches!(r, Err(LeaderError::Busy { max: 64 })), "{r:?}");
+    assert_eq!(l.stats().refused_busy, 1);
+    // Later, each new connection takes the oldest idle handshake's slot, in order.
+    for n in 1..=3u64 {
+        let r = l.handle_connect(ConnId(600 + n), at_ms(1_000), control_addr(), [7; 16]);
+        assert_eq!(r.expect("a slot given up"), Some(ConnId(100 + n)));
+        assert!(l.is_closed(ConnId(100 + n)));
+    }
+    assert_eq!(l.stats().evicted, 3);
+    assert!(l.is_joined(CONN), "the joined follower keeps its slot");
+    assert_eq!(l.connections().count(), max);
+    // A connection given up may still send (its thread had not seen the close): unknown.
+    assert!(matches!(
+        l.handle_control(ConnId(101), at_ms(1_001), b"late"),
+        Err(LeaderError::UnknownConnection { .. })
+    ));
+    // With only joined followers and fresh handshakes left, nothing can be given up.
+    let mut n = 0;
+    while l
+        .handle_connect(ConnId(700 + n), at_ms(1_000), control_addr(), [8; 16])
+        .is_ok()
+    {
+        n += 1;
+        assert!(n < 100, "slots without end");
+    }
+    assert!(l.is_joined(CONN));
 }

@@ -255,3 +255,83 @@ fn a_sound_card_that_cannot_be_opened_is_refused_at_the_start() {
     assert!(f.status().playing);
     leader.shutdown();
 }
+
+/// A thousand connections held open without a word, and a client that trickles a Hello at
+/// one byte a second: another speaker still joins within a second, and the stream plays on.
+#[test]
+fn a_thousand_idle_connections_and_a_trickling_client_do_not_keep_a_speaker_out() {
+    let leader = leader();
+    let f = playing_follower(&leader);
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        if let Ok(s) = TcpStream::connect(leader.control_addr()) {
+            held.push(s);
+        }
+    }
+    assert!(held.len() >= 900, "only {} connections opened", held.len());
+    // The trickler: a Hello's first bytes, one a second, from its own thread.
+    let control = leader.control_addr();
+    let trickler = std::thread::spawn(move || {
+        let Ok(mut s) = TcpStream::connect(control) else {
+            return 0;
+        };
+        let mut frame = Vec::new();
+        let hello = Message::Hello {
+            caps: Capabilities {
+                model: "slow".into(),
+                name: "slow".into(),
+                channels: 2,
+                max_rate: 48_000,
+                output_latency: Nanos::ZERO,
+            },
+            role: Role::Full,
+            group: String::new(),
+            nonce: [9; 16],
+            ports: PeerPorts {
+                rtp: 1,
+                ptp_event: 2,
+                ptp_general: 3,
+            },
+        };
+        write_message(&mut frame, &hello, &mut Vec::new()).expect("encodes");
+        let mut sent = 0;
+        for b in frame.iter().take(4) {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        sent
+    });
+    // Let every idle handshake grow old enough to give its slot up.
+    std::thread::sleep(Duration::from_millis(700));
+    let before = f.status();
+    let start = std::time::Instant::now();
+    let late = Follower::start(follower_config(&leader, Role::Full, -20.0))
+        .expect("a speaker joins past the idle connections");
+    let took = start.elapsed();
+    assert!(took <= Duration::from_secs(1), "joining took {took:?}");
+    let stats = leader.stats();
+    assert!(stats.evicted > 0 || stats.refused_busy > 0, "{stats:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let during = f.status();
+    assert!(
+        during.packets_received >= before.packets_received + 50,
+        "the stream stalled: {} then {}",
+        before.packets_received,
+        during.packets_received
+    );
+    assert_eq!(during.underruns, 0, "{during:?}");
+    eprintln!(
+        "{} idle connections and a trickler: a speaker joined in {took:?}; {} handshakes \
+         given up, {} connections refused busy",
+        held.len(),
+        stats.evicted,
+        stats.refused_busy
+    );
+    drop(held);
+    assert!(trickler.join().expect("trickler") >= 1);
+    late.stop().expect("stops");
+    f.stop().expect("stops");
+}

@@ -279,6 +279,11 @@ pub struct LeaderCoreConfig<A> {
     pub rtcp: bool,
     /// Most control connections (handshaking or joined) at once.
     pub max_sessions: usize,
+    /// When every slot is taken, a handshake still unfinished after this long gives its
+    /// slot to a new connection (the oldest such first): idle or trickling connections
+    /// cannot keep a speaker out, and a handshake younger than this (a follower's takes a
+    /// few round trips) is never cut short.
+    pub evict_after: Nanos,
 }
 
 impl<A> LeaderCoreConfig<A> {
@@ -301,6 +306,7 @@ impl<A> LeaderCoreConfig<A> {
             multicast: None,
             rtcp: false,
             max_sessions: 64,
+            evict_after: Nanos::from_millis(500),
         }
     }
 }
@@ -376,6 +382,8 @@ pub struct LeaderCoreStats {
     pub refused_other: u64,
     /// Connections refused because every session slot was taken.
     pub refused_busy: u64,
+    /// Unfinished handshakes closed to give their slot to a new connection.
+    pub evicted: u64,
 }
 
 /// Which socket a [`LeaderTransmit`] leaves by.
@@ -422,6 +430,8 @@ pub struct MediaChunk {
 
 struct Conn<A> {
     id: ConnId,
+    /// When it opened.
+    opened: LocalInstant,
     addr: A,
     session: LeaderSession,
     joined: Option<Joined<A>>,
@@ -742,30 +752,47 @@ impl<A: Endpoint> LeaderCore<A> {
 
     // ----- the control connections -----
 
-    /// A control connection `conn` from `addr` opened; `nonce` is the leader's fresh nonce
-    /// for it. Refused with [`LeaderError::Busy`] when every slot is taken (counted; send
+    /// A control connection `conn` from `addr` opened at `now`; `nonce` is the leader's
+    /// fresh nonce for it. When every slot is taken, the oldest handshake unfinished for
+    /// [`LeaderCoreConfig::evict_after`] gives its slot up: its id is returned, its session
+    /// is gone (counted), and the driver closes its connection at once. With none such, the
+    /// new connection is refused with [`LeaderError::Busy`] (counted; send
     /// [`Refusal::Busy`] and close).
     pub fn handle_connect(
         &mut self,
         conn: ConnId,
+        now: LocalInstant,
         addr: A,
         nonce: Nonce,
-    ) -> Result<(), LeaderError> {
+    ) -> Result<Option<ConnId>, LeaderError> {
         if self.conns.iter().any(|c| c.id == conn) {
             return Err(LeaderError::DuplicateConnection { conn });
         }
         let max = self.config.max_sessions.max(1);
+        let mut evicted = None;
         if self.conns.len() >= max {
-            self.stats.refused_busy += 1;
-            return Err(LeaderError::Busy { max });
+            let oldest = self
+                .conns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.joined.is_none() && now - c.opened >= self.config.evict_after)
+                .min_by_key(|(_, c)| c.opened)
+                .map(|(at, _)| at);
+            let Some(at) = oldest else {
+                self.stats.refused_busy += 1;
+                return Err(LeaderError::Busy { max });
+            };
+            evicted = Some(self.conns.remove(at).id);
+            self.stats.evicted += 1;
         }
         self.conns.push(Conn {
             id: conn,
+            opened: now,
             addr,
             session: LeaderSession::new(nonce),
             joined: None,
         });
-        Ok(())
+        Ok(evicted)
     }
 
     /// Bytes that arrived at `now` on connection `conn`. A follower that joins becomes a PTP

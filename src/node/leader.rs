@@ -1,9 +1,11 @@
 //! The [`Leader`]: serves its clock, streams its source and admits followers.
 //!
 //! Control sessions: the acceptor thread takes TCP connections on the control port and
-//! gives each its own thread, up to [`LeaderConfig::max_sessions`] at once (more are closed
-//! at once, so a flood of connections costs little and never touches the media or clock
-//! threads). A session first runs the handshake of [`crate::control`] with a deadline; a
+//! gives each its own thread, up to [`LeaderConfig::max_sessions`] at once. When all are
+//! taken, the oldest handshake unfinished for half a second gives its slot to the new
+//! connection, so idle or trickling connections cannot keep a speaker out; without one,
+//! the new connection is closed at once, so a flood of connections costs little and never
+//! touches the media or clock threads. A session first runs the handshake of [`crate::control`] with a deadline; a
 //! follower that fails it gets a typed [`Refusal`] and a closed connection. An admitted one
 //! is added as a PTP peer and an RTP destination until it leaves or its connection drops.
 //!
@@ -157,6 +159,8 @@ pub struct LeaderStats {
     pub refused_other: u64,
     /// Connections closed at once because every session slot was taken.
     pub refused_busy: u64,
+    /// Unfinished handshakes closed to give their slot to a new connection.
+    pub evicted: u64,
     /// The PTP master's counters.
     pub ptp: PtpStats,
     /// Which receive timestamps the PTP event socket delivers (kernel or user space).
@@ -456,6 +460,7 @@ impl Leader {
             refused_wrong_key: s.refused_wrong_key,
             refused_other: s.refused_other,
             refused_busy: s.refused_busy,
+            evicted: s.evicted,
             ptp: *core.ptp_stats(),
             timestamping: self.ptp.timestamping,
         }
@@ -671,7 +676,19 @@ fn accept_loop(shared: &Arc<LeaderShared>, listener: &TcpListener) {
                 let Ok(nonce) = new_nonce() else {
                     continue;
                 };
-                let opened = lock(&shared.core).handle_connect(conn, addr, nonce);
+                let opened =
+                    lock(&shared.core).handle_connect(conn, shared.clock.now(), addr, nonce);
+                if let Ok(Some(evicted)) = opened {
+                    // An unfinished handshake gave its slot up: its thread, blocked on the
+                    // read, sees the connection end and leaves.
+                    let writer = lock(&shared.writers)
+                        .iter()
+                        .find(|(c, _)| *c == evicted)
+                        .map(|(_, w)| Arc::clone(w));
+                    if let Some(w) = writer {
+                        let _ = lock(&w).shutdown(Shutdown::Both);
+                    }
+                }
                 if opened.is_err() {
                     // Full: a Busy refusal, then the close. The fresh socket's send buffer
                     // takes the frame at once, so a flood never holds this thread; a
