@@ -337,6 +337,13 @@ fn report_text(r: &FollowerReport) -> String {
             r.late_blocks
         );
     }
+    if r.skipped_blocks > 0 {
+        let _ = writeln!(
+            t,
+            "  skipped      {} blocks (due before the follower could run: silence, not late)",
+            r.skipped_blocks
+        );
+    }
     if let Some(e) = st.skew_estimate {
         let _ = writeln!(
             t,

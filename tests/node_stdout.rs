@@ -334,3 +334,144 @@ fn a_slow_sink_is_counted_late_and_a_stuck_one_does_not_hang_the_stop() {
         began.elapsed()
     );
 }
+
+/// A follower on a pipe stopped with SIGSTOP for 5 s, then resumed: its sockets are full of
+/// stale packets and its blocks long due. It must not write the missed audio in a burst
+/// (its pipe gets no more than real time's worth after the resume), and from 2 s after the
+/// resume it plays in step with one that never stopped, measured from the pipes alone.
+#[test]
+fn a_follower_stopped_for_5_s_bursts_nothing_and_is_in_step_2_s_after() {
+    let leader = node::leader();
+    let dir = node::temp_dir("stdout-sigstop");
+    let key = dir.join("household.key");
+    std::fs::write(&key, b"lockstep test household key 0001").expect("key file");
+    let addr = leader.control_addr().to_string();
+    let seconds = 16.0;
+    let base = Instant::now();
+    let mut children = Vec::new();
+    let mut readers = Vec::new();
+    for ppm in ["100", "-100"] {
+        let mut child = Killed(
+            follower_cmd()
+                .args([
+                    "--key",
+                    key.to_str().expect("utf-8 path"),
+                    "--leader",
+                    &addr,
+                ])
+                .args(["--output", "-", "--format", "f32le", "--drift-ppm", ppm])
+                .args(["--duration", &seconds.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("follower starts"),
+        );
+        let out = child.0.stdout.take().expect("piped");
+        readers.push(std::thread::spawn(move || {
+            record(out, base, Duration::from_secs_f64(seconds + 10.0))
+        }));
+        children.push(child);
+    }
+    let pid = i32::try_from(children[1].0.id()).expect("a pid");
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(base.elapsed()));
+    // SAFETY: signals to our own child, which is alive (it runs for 16 s).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
+    let stopped_ns = base.elapsed().as_nanos() as i64;
+    std::thread::sleep(Duration::from_secs(5));
+    let resumed_ns = base.elapsed().as_nanos() as i64;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0, "SIGCONT");
+    let recs: Vec<PipeRecording> = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader"))
+        .collect();
+    let mut errs = Vec::new();
+    for c in &mut children {
+        let status = c.0.wait().expect("wait");
+        let mut err = String::new();
+        if let Some(mut e) = c.0.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(status.success(), "follower failed ({status}):\n{err}");
+        errs.push(err);
+    }
+    assert!(
+        errs[1].contains("skipped"),
+        "the stopped follower skipped what it missed:\n{}",
+        errs[1]
+    );
+    // What the stopped follower's pipe got after the resume: at most real time's worth
+    // (and a block or two of slack) in any half second.
+    let frames_by = |t: i64| {
+        recs[1]
+            .reads
+            .iter()
+            .take_while(|r| r.1 <= t)
+            .last()
+            .map_or(0, |r| r.0)
+    };
+    let before_stop = frames_by(stopped_ns);
+    assert!(
+        before_stop > 48_000,
+        "it played before the stop: {before_stop} frames"
+    );
+    let mut worst = 0.0f64;
+    let mut t = resumed_ns;
+    while t < resumed_ns + 4_000_000_000 {
+        let got = frames_by(t + 500_000_000) - frames_by(t);
+        worst = worst.max(got as f64 / 48_000.0);
+        t += 50_000_000;
+    }
+    eprintln!(
+        "after 5 s stopped: at most {:.3} s of audio in any half second of the pipe",
+        worst
+    );
+    assert!(
+        worst <= 0.5 * 1.05 + 2.0 * BLOCK as f64 / 48_000.0,
+        "a burst: {worst:.3} s of audio in half a second"
+    );
+
+    // In step from 2 s after the resume: the stopped one's line from its reads since then.
+    let from_ns = resumed_ns + 2_000_000_000;
+    let after: Vec<(u64, i64)> = recs[1]
+        .reads
+        .iter()
+        .copied()
+        .filter(|r| r.1 >= from_ns)
+        .collect();
+    let lines = [timeline(&recs[0].reads), timeline(&after)];
+    fn capture(r: &PipeRecording, (first_ns, rate_hz): (f64, f64)) -> Capture<'_> {
+        Capture {
+            samples: &r.samples,
+            channels: 1,
+            channel: 0,
+            first: lockstep::time::TrueInstant::from_nanos(first_ns as i64),
+            rate_hz,
+        }
+    }
+    let config = MeterConfig {
+        window_s: 0.5,
+        hop_s: 0.5,
+        max_skew_us: 5_000.0,
+        start: Some(lockstep::time::TrueInstant::from_nanos(from_ns)),
+        min_rms: 1e-3,
+    };
+    let skew = measure_skew(
+        &capture(&recs[0], lines[0]),
+        &capture(&recs[1], lines[1]),
+        &config,
+    )
+    .expect("the two pipes are measured after the resume");
+    eprintln!(
+        "from 2 s after the resume: {} windows, skew p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        skew.windows.len(),
+        skew.p50_us,
+        skew.p99_us,
+        skew.max_us
+    );
+    assert!(skew.windows.len() >= 6, "{} windows", skew.windows.len());
+    assert!(skew.p99_us <= 200.0, "skew p99 {:.1} µs", skew.p99_us);
+    drop(leader);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -211,6 +211,10 @@ pub struct FollowerReport {
     pub sessions: u64,
     /// Blocks the sink took longer than a block's duration to take.
     pub late_blocks: u64,
+    /// Blocks a paced sink (a pipe a player reads in real time) skipped, as a card runs
+    /// dry, because the follower got to them more than 100 ms after they were due (it was
+    /// stopped or starved): silence where they were, rather than a burst of stale audio.
+    pub skipped_blocks: u64,
 }
 
 pub(crate) struct FollowerShared {
@@ -506,6 +510,7 @@ impl Follower {
             status: self.shared.status(),
             sessions: self.sessions(),
             late_blocks: out.late_blocks,
+            skipped_blocks: out.skipped_blocks,
         })
     }
 

@@ -37,6 +37,10 @@ use crate::playout::dac::VirtualDac;
 use crate::playout::sink::{AudioSink, Block, NullSink, PcmWriter};
 use crate::time::{LocalInstant, MediaTime, Nanos, TrueInstant};
 
+/// How late a block may be for a paced sink before the DAC runs dry rather than hand it
+/// over late (see `next_block`).
+const MAX_PACED_LATE: Nanos = Nanos::from_millis(100);
+
 /// What the output thread publishes for status queries and the final report.
 #[derive(Debug, Clone)]
 pub(crate) struct OutputShared {
@@ -49,6 +53,7 @@ pub(crate) struct OutputShared {
     pub(crate) frames: u64,
     pub(crate) sink_error: Option<String>,
     pub(crate) late_blocks: u64,
+    pub(crate) skipped_blocks: u64,
 }
 
 impl OutputShared {
@@ -63,6 +68,7 @@ impl OutputShared {
             frames: 0,
             sink_error: None,
             late_blocks: 0,
+            skipped_blocks: 0,
         }
     }
 }
@@ -129,6 +135,8 @@ pub(crate) struct OutputLoop {
     clock: NodeClock,
     block: usize,
     lead: Nanos,
+    /// Blocks a paced sink skipped because they were already due (see `next_block`).
+    skipped_blocks: u64,
     /// Channels the output device has (fixed by the role asked for at the start).
     channels: usize,
     sink: Box<dyn AudioSink>,
@@ -230,6 +238,7 @@ impl OutputLoop {
             clock,
             block: config.block_frames,
             lead: config.render_lead,
+            skipped_blocks: 0,
             channels,
             sink,
             dac,
@@ -281,10 +290,26 @@ impl OutputLoop {
 
     /// Waits until the next block is due; returns when it leaves (local clock) and the
     /// DAC's frame count there. `None` when the output must end.
+    ///
+    /// A paced sink (a pipe that a player reads in real time) runs dry, as a card does,
+    /// when the follower could not run for longer than [`MAX_PACED_LATE`] (stopped,
+    /// starved): the blocks already due are skipped, whole, and counted, rather than
+    /// written late in a burst of stale audio. An unpaced sink (a file) keeps its virtual
+    /// timeline.
     fn next_block(&mut self) -> Option<(LocalInstant, u64)> {
+        let paced = self.sink.paced();
         match &mut self.dac {
             Dac::Virtual(dac) => {
-                let next = dac.next_local()?;
+                let mut next = dac.next_local()?;
+                let now = self.clock.now();
+                if paced && now - next > MAX_PACED_LATE {
+                    let block = self.block.max(1) as u64;
+                    let behind = MediaTime::from_nanos_floor(now - next, dac.rate()).ticks();
+                    let blocks = u64::try_from(behind).unwrap_or(0) / block + 1;
+                    dac.skip(blocks * block);
+                    self.skipped_blocks += blocks;
+                    next = dac.next_local()?;
+                }
                 self.clock.sleep_until(next - self.lead);
                 Some((next, dac.frames_emitted()))
             }
@@ -413,6 +438,7 @@ impl OutputLoop {
             o.frames = frames;
             o.rate_hz = self.rate_hz;
             o.late_blocks = late_blocks;
+            o.skipped_blocks = self.skipped_blocks;
         }
         if let Err(e) = self.sink.finish() {
             self.shared.output_failed(NodeError::Sink(e));

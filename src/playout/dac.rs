@@ -123,6 +123,15 @@ impl VirtualDac {
         }
     }
 
+    /// Skips `frames` frames: they leave as silence nobody wrote (a card that ran dry),
+    /// and the next frame is the one after them. Nothing happens before
+    /// [`start`](Self::start).
+    pub fn skip(&mut self, frames: u64) {
+        if self.start_local.is_some() {
+            self.frames = self.frames.saturating_add(frames);
+        }
+    }
+
     /// Emits `block` (interleaved, a whole number of frames); returns when it left.
     /// Returns `None` before [`start`](Self::start).
     pub fn emit(&mut self, block: &[f32], crystal: &mut dyn Crystal) -> Option<Emission> {
@@ -165,6 +174,23 @@ mod tests {
         // In true time that is 0.99 s / (1 + 100 ppm).
         let true_span = e.true_time.as_nanos() - 1_000_000_000;
         assert!((true_span - 989_901_010).abs() <= 1, "{true_span}");
+    }
+
+    #[test]
+    fn a_skip_moves_the_next_frame_on_and_does_nothing_before_the_start() {
+        let mut dac = VirtualDac::new(48_000, 2);
+        dac.skip(480);
+        assert_eq!(dac.frames_emitted(), 0);
+        dac.start(LocalInstant::from_nanos(0));
+        dac.skip(4_800);
+        assert_eq!(dac.frames_emitted(), 4_800);
+        assert_eq!(
+            dac.next_local(),
+            Some(LocalInstant::from_nanos(100_000_000))
+        );
+        dac.skip(u64::MAX);
+        assert_eq!(dac.frames_emitted(), u64::MAX);
+        let _ = dac.next_local();
     }
 
     #[test]
