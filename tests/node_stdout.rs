@@ -101,6 +101,17 @@ fn timeline(reads: &[(u64, i64)]) -> (f64, f64) {
     (first_ns, 1e9 / slope)
 }
 
+/// A pipe's recording as a meter capture on the line `timeline` fitted.
+fn pipe_capture(r: &PipeRecording, (first_ns, rate_hz): (f64, f64)) -> Capture<'_> {
+    Capture {
+        samples: &r.samples,
+        channels: 1,
+        channel: 0,
+        first: lockstep::time::TrueInstant::from_nanos(first_ns as i64),
+        rate_hz,
+    }
+}
+
 #[test]
 fn two_followers_on_pipes_play_within_200_us_of_each_other() {
     let leader = node::leader();
@@ -441,15 +452,6 @@ fn a_follower_stopped_for_5_s_bursts_nothing_and_is_in_step_2_s_after() {
         .filter(|r| r.1 >= from_ns)
         .collect();
     let lines = [timeline(&recs[0].reads), timeline(&after)];
-    fn capture(r: &PipeRecording, (first_ns, rate_hz): (f64, f64)) -> Capture<'_> {
-        Capture {
-            samples: &r.samples,
-            channels: 1,
-            channel: 0,
-            first: lockstep::time::TrueInstant::from_nanos(first_ns as i64),
-            rate_hz,
-        }
-    }
     let config = MeterConfig {
         window_s: 0.5,
         hop_s: 0.5,
@@ -458,13 +460,97 @@ fn a_follower_stopped_for_5_s_bursts_nothing_and_is_in_step_2_s_after() {
         min_rms: 1e-3,
     };
     let skew = measure_skew(
-        &capture(&recs[0], lines[0]),
-        &capture(&recs[1], lines[1]),
+        &pipe_capture(&recs[0], lines[0]),
+        &pipe_capture(&recs[1], lines[1]),
         &config,
     )
     .expect("the two pipes are measured after the resume");
     eprintln!(
         "from 2 s after the resume: {} windows, skew p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        skew.windows.len(),
+        skew.p50_us,
+        skew.p99_us,
+        skew.max_us
+    );
+    assert!(skew.windows.len() >= 6, "{} windows", skew.windows.len());
+    assert!(skew.p99_us <= 200.0, "skew p99 {:.1} µs", skew.p99_us);
+    drop(leader);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A follower process killed with SIGKILL and started again: from 2 s after its new start,
+/// it plays in step with one that ran throughout, measured from the pipes alone.
+#[test]
+fn a_follower_killed_and_restarted_is_in_step_2_s_after_its_start() {
+    let leader = node::leader();
+    let dir = node::temp_dir("stdout-kill");
+    let key = dir.join("household.key");
+    std::fs::write(&key, b"lockstep test household key 0001").expect("key file");
+    let addr = leader.control_addr().to_string();
+    let base = Instant::now();
+    let spawn = |ppm: &str, seconds: f64| {
+        let mut child = Killed(
+            follower_cmd()
+                .args([
+                    "--key",
+                    key.to_str().expect("utf-8 path"),
+                    "--leader",
+                    &addr,
+                ])
+                .args(["--output", "-", "--format", "f32le", "--drift-ppm", ppm])
+                .args(["--duration", &seconds.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("follower starts"),
+        );
+        let out = child.0.stdout.take().expect("piped");
+        let reader =
+            std::thread::spawn(move || record(out, base, Duration::from_secs_f64(seconds + 10.0)));
+        (child, reader)
+    };
+    let (mut steady, steady_reader) = spawn("100", 13.0);
+    let (mut doomed, doomed_reader) = spawn("-100", 30.0);
+    std::thread::sleep(Duration::from_secs(4));
+    doomed.0.kill().expect("SIGKILL");
+    let _ = doomed.0.wait();
+    let before = doomed_reader.join().expect("reader");
+    assert!(before.samples.len() > 48_000, "it played before the kill");
+    let started_ns = base.elapsed().as_nanos() as i64;
+    let (mut again, again_reader) = spawn("-100", 8.0);
+    let recs = [
+        steady_reader.join().expect("reader"),
+        again_reader.join().expect("reader"),
+    ];
+    for c in [&mut steady, &mut again] {
+        let status = c.0.wait().expect("wait");
+        assert!(status.success(), "a follower failed: {status}");
+    }
+    let from_ns = started_ns + 2_000_000_000;
+    let after: Vec<(u64, i64)> = recs[1]
+        .reads
+        .iter()
+        .copied()
+        .filter(|r| r.1 >= from_ns)
+        .collect();
+    let lines = [timeline(&recs[0].reads), timeline(&after)];
+    let config = MeterConfig {
+        window_s: 0.5,
+        hop_s: 0.5,
+        max_skew_us: 5_000.0,
+        start: Some(lockstep::time::TrueInstant::from_nanos(from_ns)),
+        min_rms: 1e-3,
+    };
+    let skew = measure_skew(
+        &pipe_capture(&recs[0], lines[0]),
+        &pipe_capture(&recs[1], lines[1]),
+        &config,
+    )
+    .expect("the two pipes are measured after the restart");
+    eprintln!(
+        "from 2 s after the restarted follower's start: {} windows, skew p50 {:.1} µs, \
+         p99 {:.1} µs, max {:.1} µs",
         skew.windows.len(),
         skew.p50_us,
         skew.p99_us,
