@@ -23,6 +23,7 @@
 //! | [`node`] | [`node::Leader`] and [`node::Follower`]: threads that drive the cores over sockets | yes |
 //! | [`measure`] | measurement from outside: the sync meter, capture files, pairwise skew, THD+N, plots | reads and writes files |
 //! | [`sim`] | a seeded simulator of clocks, links and events that drives the same cores in virtual time | no (virtual time) |
+//! | [`relay`] | a seeded UDP relay that puts [`sim`]'s links between real nodes on loopback | yes |
 //!
 //! # The sans-IO promise
 //!
@@ -148,6 +149,8 @@ pub mod media;
 mod net;
 #[cfg(target_os = "linux")]
 pub mod node;
+#[cfg(target_os = "linux")]
+pub use net::relay;
 pub mod playout;
 pub mod ptp;
 pub mod sim;

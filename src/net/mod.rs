@@ -7,14 +7,17 @@
 //!   (always `CLOCK_REALTIME`) onto the monotonic clock the rest of the crate counts in.
 //! - [`NetNs`]: a throwaway network namespace, so that tests (and tools) can send multicast
 //!   without it ever reaching the machine's real interfaces.
+//! - [`relay`]: a seeded UDP impairment relay that puts the simulator's links between real
+//!   nodes on loopback; public as [`crate::relay`].
 //!
-//! Everything here is Linux-only (`SO_TIMESTAMPING`, `setns`) and crate-private: `socket2`
-//! must not show in the public API.
+//! Everything here is Linux-only (`SO_TIMESTAMPING`, `setns`) and crate-private but the
+//! relay: `socket2` must not show in the public API.
 
 pub(crate) mod clock;
 mod error;
 #[cfg(test)]
 mod netns;
+pub mod relay;
 mod tcp;
 mod timestamp;
 mod transport;

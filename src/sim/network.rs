@@ -385,9 +385,25 @@ impl Link {
             c.validate()?;
         }
         link.changes = changes.to_vec();
-        link.changes.sort_by_key(|c| c.at());
+        link.index_changes();
+        Ok(link)
+    }
+
+    /// Adds one more change to a running link (a driver in real time schedules an outage
+    /// or a path step as it goes). The link's luck is untouched: packets draw the same
+    /// numbers as they would have without it. Fails if the change does not validate.
+    pub fn schedule(&mut self, change: LinkChange) -> Result<(), SimConfigError> {
+        change.validate()?;
+        self.changes.push(change);
+        self.index_changes();
+        Ok(())
+    }
+
+    /// Sorts the changes by start and rebuilds `reach`.
+    fn index_changes(&mut self) {
+        self.changes.sort_by_key(|c| c.at());
         let mut reach = SimTime::ZERO;
-        link.reach = link
+        self.reach = self
             .changes
             .iter()
             .map(|c| {
@@ -395,7 +411,6 @@ impl Link {
                 reach
             })
             .collect();
-        Ok(link)
     }
 
     /// The base-delay change, extra jitter mean, extra loss and outage in force at `now`.
@@ -964,6 +979,32 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_change_scheduled_on_a_running_link_acts_as_one_given_at_the_start() {
+        let config = PathConfig::wifi().to_follower;
+        let outage = LinkChange::Outage {
+            at: SimTime(50_000_000),
+            until: SimTime(80_000_000),
+        };
+        let mut planned = Link::with_changes(config, SimRng::new(5), &[outage]).unwrap();
+        let mut late = Link::new(config, SimRng::new(5)).unwrap();
+        let run = |l: &mut Link, from: i64, to: i64| {
+            (from..to)
+                .map(|i| l.transmit(SimTime(i * 1_000_000)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(&mut planned, 0, 40), run(&mut late, 0, 40));
+        late.schedule(outage).unwrap();
+        let (a, b) = (run(&mut planned, 40, 100), run(&mut late, 40, 100));
+        assert_eq!(a, b);
+        assert!(a[10..40].iter().all(|d| *d == Delivery::Lost));
+        let backwards = LinkChange::Outage {
+            at: SimTime(5),
+            until: SimTime(4),
+        };
+        assert!(late.schedule(backwards).is_err());
     }
 
     #[test]
