@@ -678,7 +678,7 @@ impl Relay {
         self.shared.stats()
     }
 
-    /// Stops the threads (within [`TICK`] and a connection's last copy), drops what is
+    /// Stops the threads (within 50 ms, and a connection's last copy), drops what is
     /// pending and returns the counters.
     pub fn stop(mut self) -> RelayStats {
         self.halt();
