@@ -27,6 +27,7 @@ pub mod receiver;
 pub mod rtcp;
 pub mod sdp;
 pub mod sender;
+pub mod srtp;
 
 pub use codec::{
     AudioFormat, Codec, CodecError, CodecKind, L16, L24, MAX_CHANNELS, SUPPORTED_SAMPLE_RATES,
@@ -39,3 +40,4 @@ pub use opus::{Opus, OpusConfig};
 pub use receiver::{ReceiverConfig, ReceiverStats, RtpReceiver};
 pub use sdp::SessionDescription;
 pub use sender::{RtpSender, SenderConfig};
+pub use srtp::{SessionKeys, SrtpContext, SrtpError, SrtpProfile, SrtpStats};
