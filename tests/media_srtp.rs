@@ -7,7 +7,7 @@ mod common;
 use lockstep::media::sender::{HEADER_LEN, RtpSender, SenderConfig};
 use lockstep::media::srtp::{MAX_TAG_LEN, REPLAY_WINDOW};
 use lockstep::media::{
-    AudioFormat, CodecKind, SessionKeys, SrtpContext, SrtpError, SrtpProfile, SrtpStats,
+    AudioFormat, CodecKind, SrtpContext, SrtpError, SrtpProfile, SrtpSessionKeys, SrtpStats,
 };
 use lockstep::time::LeaderInstant;
 
@@ -93,7 +93,7 @@ fn unprotect(rx: &mut SrtpContext, packet: &[u8]) -> Result<Vec<u8>, SrtpError> 
 /// 0, packet index 0.
 #[test]
 fn key_derivation_gives_rfc_3711_appendix_b3() {
-    let keys = SessionKeys::derive(
+    let keys = SrtpSessionKeys::derive(
         SrtpProfile::AesCm128HmacSha1_80,
         &hex("E1F97A0D3E018BE0D64FA32C06DE4139"),
         &hex("0EC675AD498AFEEBB6960B3AABE6"),
@@ -569,7 +569,7 @@ fn debug_output_holds_no_key_material() {
     let key = [0xab; 16];
     let salt = [0xcd; 14];
     let ctx = SrtpContext::new(SrtpProfile::default(), &key, &salt).unwrap();
-    let keys = SessionKeys::derive(SrtpProfile::default(), &key, &salt).unwrap();
+    let keys = SrtpSessionKeys::derive(SrtpProfile::default(), &key, &salt).unwrap();
     let secrets = [
         &key[..],
         &salt[..],

@@ -40,4 +40,4 @@ pub use opus::{Opus, OpusConfig};
 pub use receiver::{ReceiverConfig, ReceiverStats, RtpReceiver};
 pub use sdp::SessionDescription;
 pub use sender::{RtpSender, SenderConfig};
-pub use srtp::{SessionKeys, SrtpContext, SrtpError, SrtpProfile, SrtpStats};
+pub use srtp::{SrtpContext, SrtpError, SrtpProfile, SrtpSessionKeys, SrtpStats};

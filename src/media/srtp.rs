@@ -405,22 +405,22 @@ fn derive(master_key: &[u8; 16], master_salt: &[u8], label: u8, out: &mut [u8]) 
 /// The SRTP session keys that RFC 3711 §4.3 derives from a master key and salt (key
 /// derivation rate 0), zeroed on drop. [`SrtpContext::new`] derives them itself; this type
 /// is for checking the derivation and for callers that keep session keys.
-pub struct SessionKeys {
+pub struct SrtpSessionKeys {
     profile: SrtpProfile,
     encryption: Zeroizing<[u8; 16]>,
     salt: Zeroizing<[u8; MAX_SALT_LEN]>,
     auth: Zeroizing<[u8; AUTH_KEY_LEN]>,
 }
 
-impl fmt::Debug for SessionKeys {
+impl fmt::Debug for SrtpSessionKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionKeys")
+        f.debug_struct("SrtpSessionKeys")
             .field("profile", &self.profile)
             .finish_non_exhaustive()
     }
 }
 
-impl SessionKeys {
+impl SrtpSessionKeys {
     /// Derives the session encryption key (label 0), authentication key (label 1, AES-CM
     /// only) and salt (label 2) of `profile` from `master_key` and `master_salt`. Fails if
     /// either has the wrong length for the profile.
@@ -428,12 +428,12 @@ impl SessionKeys {
         profile: SrtpProfile,
         master_key: &[u8],
         master_salt: &[u8],
-    ) -> Result<SessionKeys, SrtpError> {
+    ) -> Result<SrtpSessionKeys, SrtpError> {
         check_len("master key", master_key, profile.master_key_len())?;
         check_len("master salt", master_salt, profile.master_salt_len())?;
         let mut key = Zeroizing::new([0u8; 16]);
         key.copy_from_slice(master_key);
-        let mut keys = SessionKeys {
+        let mut keys = SrtpSessionKeys {
             profile,
             encryption: Zeroizing::new([0; 16]),
             salt: Zeroizing::new([0; MAX_SALT_LEN]),
@@ -537,7 +537,7 @@ impl SrtpContext {
         master_key: &[u8],
         master_salt: &[u8],
     ) -> Result<SrtpContext, SrtpError> {
-        let keys = SessionKeys::derive(profile, master_key, master_salt)?;
+        let keys = SrtpSessionKeys::derive(profile, master_key, master_salt)?;
         SrtpContext::from_session_keys(profile, keys.encryption_key(), keys.salt(), keys.auth_key())
     }
 
