@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 
+use super::auth::{PtpAuth, ReplayGuard};
 use super::wire::{
     AnnounceBody, Body, ClockIdentity, ClockQuality, Header, Message, MessageType, PortIdentity,
     PtpTimestamp, SignalingBody, SignalingTlv, UnicastGrant, UnicastRequest,
@@ -74,6 +75,11 @@ pub struct MasterConfig {
     /// `reburst_max_duration / reburst_spacing` (a tapering one adds at most as many Syncs
     /// again).
     pub reburst_spacing: Nanos,
+    /// Authenticate the clock (`None` by default). When set, every message the master
+    /// sends carries an AUTHENTICATION TLV made with this key, and every message it
+    /// receives without a valid one, or with a sequence id it has seen pass already, is
+    /// dropped and counted in [`PtpStats::auth`]. See the [`auth`](super::auth) module.
+    pub auth: Option<PtpAuth>,
 }
 
 impl MasterConfig {
@@ -96,6 +102,7 @@ impl MasterConfig {
             max_queue: 256,
             reburst_max_duration: Nanos::from_secs(2),
             reburst_spacing: Nanos::from_secs(10),
+            auth: None,
         }
     }
 }
@@ -194,8 +201,14 @@ pub struct PtpMaster<A> {
     awaiting: VecDeque<AwaitingTimestamp<A>>,
     /// sequenceId of the next Signaling (one sequence for all, per the port).
     signaling_seq: u16,
+    /// With [`MasterConfig::auth`]: the last sequence id accepted per source and type.
+    replay: ReplayGuard,
     stats: PtpStats,
 }
+
+/// (source, message type) pairs the master's replay check remembers: Delay_Req and
+/// Signaling from up to 128 followers. Beyond it the least recent is forgotten.
+const REPLAY_SOURCES: usize = 256;
 
 impl<A: Copy + Eq> PtpMaster<A> {
     /// A master with `config` and no followers yet.
@@ -206,6 +219,11 @@ impl<A: Copy + Eq> PtpMaster<A> {
             queue: VecDeque::with_capacity(config.max_queue),
             awaiting: VecDeque::with_capacity(16),
             signaling_seq: 0,
+            replay: ReplayGuard::new(if config.auth.is_some() {
+                REPLAY_SOURCES
+            } else {
+                1
+            }),
             stats: PtpStats::default(),
         }
     }
@@ -292,6 +310,13 @@ impl<A: Copy + Eq> PtpMaster<A> {
 
     fn receive(&mut self, from: A, at: LeaderInstant, data: &[u8]) -> Result<(), PtpError> {
         let msg = Message::parse(data)?;
+        if let Some(auth) = &self.config.auth {
+            // The tag first, so that only key holders reach the replay table.
+            auth.verify(data)?;
+            let h = &msg.header;
+            self.replay
+                .check(h.source_port, msg.body.message_type(), h.sequence_id)?;
+        }
         if msg.header.domain != self.config.domain {
             return Err(PtpError::WrongDomain {
                 expected: self.config.domain,
@@ -519,7 +544,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
         if let super::wire::Body::Sync { origin_timestamp } = &mut msg.body {
             *origin_timestamp = PtpTimestamp::from_instant(now).unwrap_or_default();
         }
-        let transmit = Transmit::new(to, &msg);
+        let transmit = Transmit::new(to, &msg, self.config.auth.as_ref());
         self.stats.sent += 1;
         if kind == MessageType::Sync {
             if self.config.tx_timestamps {

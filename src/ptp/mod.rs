@@ -23,9 +23,15 @@
 //! event port, the others (Signaling included) to the general port ([`wire::EVENT_PORT`], [`wire::GENERAL_PORT`]
 //! for interop with linuxptp and AES67 devices).
 
+pub mod auth;
 mod master;
 mod slave;
 pub mod wire;
+
+pub use auth::{
+    AUTH_TLV_LEN, AuthRejection, AuthStats, ICV_LEN, PtpAuth, ReplayGuard, SignError,
+    TLV_AUTHENTICATION,
+};
 
 pub use master::{MasterConfig, PtpMaster};
 pub use slave::{PtpSlave, SlaveConfig};
@@ -93,6 +99,10 @@ pub enum PtpError {
         /// Its sequence id.
         sequence_id: u16,
     },
+    /// Authentication is on ([`SlaveConfig::auth`], [`MasterConfig::auth`]) and the message
+    /// has no valid AUTHENTICATION TLV, or repeats an old sequence id.
+    #[error("unauthenticated PTP message: {0}")]
+    Unauthenticated(#[from] AuthRejection),
 }
 
 /// Counters of a master's or slave's traffic.
@@ -132,6 +142,8 @@ pub struct PtpStats {
     pub exchanges: u64,
     /// Messages dropped because the outgoing queue was full.
     pub dropped_queue_full: u64,
+    /// With authentication on: messages dropped for want of it, by reason.
+    pub auth: AuthStats,
 }
 
 impl PtpStats {
@@ -145,6 +157,7 @@ impl PtpStats {
             PtpError::NotForUs { .. } | PtpError::WrongTarget { .. } => self.not_for_us += 1,
             PtpError::NotServed { .. } => self.not_served += 1,
             PtpError::UnknownSequence { .. } => self.unknown_sequence += 1,
+            PtpError::Unauthenticated(a) => self.auth.count(a),
         }
         e
     }
@@ -183,15 +196,24 @@ pub struct Transmit<A> {
     pub port: PtpPort,
     /// For event messages: the tag to report the transmit timestamp with.
     pub tag: Option<TxTag>,
-    data: [u8; wire::MAX_MESSAGE_LEN],
+    data: [u8; MAX_SIGNED_LEN],
     len: usize,
 }
 
+/// Length of the largest datagram a master or slave sends: the largest message with an
+/// AUTHENTICATION TLV.
+pub const MAX_SIGNED_LEN: usize = wire::MAX_MESSAGE_LEN + AUTH_TLV_LEN;
+
 impl<A> Transmit<A> {
-    pub(crate) fn new(to: A, msg: &Message) -> Self {
-        let mut data = [0u8; wire::MAX_MESSAGE_LEN];
-        // Every message we build fits MAX_MESSAGE_LEN, so emit cannot fail here.
-        let len = msg.emit(&mut data).unwrap_or(0);
+    /// The datagram carrying `msg`, signed with `auth` if given.
+    pub(crate) fn new(to: A, msg: &Message, auth: Option<&PtpAuth>) -> Self {
+        let mut data = [0u8; MAX_SIGNED_LEN];
+        // Every message we build fits MAX_MESSAGE_LEN, and MAX_SIGNED_LEN leaves room for
+        // the TLV, so neither emit nor sign can fail here.
+        let mut len = msg.emit(&mut data).unwrap_or(0);
+        if let Some(auth) = auth {
+            len = auth.sign(&mut data, len).unwrap_or(0);
+        }
         let kind = msg.body.message_type();
         let event = kind.is_event();
         Transmit {

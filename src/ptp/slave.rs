@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 
+use super::auth::{PtpAuth, ReplayGuard};
 use super::wire::{
     Body, Header, Message, MessageType, PortIdentity, PtpTimestamp, SignalingBody, SignalingTlv,
     UnicastRequest,
@@ -24,6 +25,9 @@ use crate::time::{LeaderInstant, LocalInstant, Nanos};
 /// Syncs awaiting their Follow_Up, and Delay_Reqs awaiting their Delay_Resp, kept at most.
 /// Fixed so that a flood of Syncs cannot grow memory.
 const PENDING: usize = 16;
+/// (source, message type) pairs the replay check remembers: the followed master's four
+/// types, and a master that took over.
+const REPLAY_SOURCES: usize = 16;
 
 /// How the slave behaves.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,6 +61,11 @@ pub struct SlaveConfig {
     /// that tapers off as its start burst does (see `ptp::master`), which a follower's first
     /// seconds need. If it did give one, the start burst is as fast, and nothing changes.
     pub first_burst_duration: Nanos,
+    /// Authenticate the clock (`None` by default). When set, every message the slave sends
+    /// carries an AUTHENTICATION TLV made with this key, and every message it receives
+    /// without a valid one, or with a sequence id it has seen pass already, is dropped and
+    /// counted in [`PtpStats::auth`]. See the [`auth`](super::auth) module.
+    pub auth: Option<PtpAuth>,
 }
 
 impl SlaveConfig {
@@ -73,6 +82,7 @@ impl SlaveConfig {
             burst_period: Nanos(1_000_000_000 / 384),
             burst_duration: Nanos::from_secs(2),
             first_burst_duration: Nanos::from_secs(10),
+            auth: None,
         }
     }
 }
@@ -140,6 +150,8 @@ pub struct PtpSlave<A> {
     /// A burst request waiting to be polled; a newer one replaces it.
     burst_request: Option<UnicastRequest>,
     next_signaling_seq: u16,
+    /// With [`SlaveConfig::auth`]: the last sequence id accepted per source and type.
+    replay: ReplayGuard,
     stats: PtpStats,
 }
 
@@ -156,6 +168,11 @@ impl<A: Copy + Eq> PtpSlave<A> {
             last_delay_req: None,
             burst_request: None,
             next_signaling_seq: 0,
+            replay: ReplayGuard::new(if config.auth.is_some() {
+                REPLAY_SOURCES
+            } else {
+                1
+            }),
             stats: PtpStats::default(),
         }
     }
@@ -227,6 +244,12 @@ impl<A: Copy + Eq> PtpSlave<A> {
     fn receive(&mut self, from: A, at: LocalInstant, data: &[u8]) -> Result<(), PtpError> {
         let msg = Message::parse(data)?;
         let h = msg.header;
+        if let Some(auth) = &self.config.auth {
+            // The tag first, so that only key holders reach the replay table.
+            auth.verify(data)?;
+            self.replay
+                .check(h.source_port, msg.body.message_type(), h.sequence_id)?;
+        }
         if h.domain != self.config.domain {
             return Err(PtpError::WrongDomain {
                 expected: self.config.domain,
@@ -514,7 +537,11 @@ impl<A: Copy + Eq> PtpSlave<A> {
             let body = SignalingBody::with_tlv(m.port, SignalingTlv::Request(request));
             self.stats.sent += 1;
             self.stats.burst_requests += 1;
-            return Some(Transmit::new(m.addr, &Message::signaling(header, body)));
+            return Some(Transmit::new(
+                m.addr,
+                &Message::signaling(header, body),
+                self.config.auth.as_ref(),
+            ));
         };
         d.sent = true;
         d.t3 = now;
@@ -523,7 +550,7 @@ impl<A: Copy + Eq> PtpSlave<A> {
         // is left zero so that the follower's local timescale does not leak onto the wire.
         let msg = Message::delay_req(header, PtpTimestamp::default());
         self.stats.sent += 1;
-        Some(Transmit::new(m.addr, &msg))
+        Some(Transmit::new(m.addr, &msg, self.config.auth.as_ref()))
     }
 
     /// The next completed exchange, oldest first. Call until `None`.

@@ -16,7 +16,7 @@ use crate::clock::{
     SnapcastEstimator,
 };
 use crate::measure::percentile;
-use crate::ptp::wire::MAX_MESSAGE_LEN;
+use crate::ptp::MAX_SIGNED_LEN;
 use crate::ptp::{ClockIdentity, MasterConfig, PortIdentity, PtpMaster, PtpSlave, SlaveConfig};
 use crate::time::{LeaderInstant, LocalInstant, Nanos};
 
@@ -337,14 +337,14 @@ impl Tracker {
 #[derive(Clone, Copy)]
 struct Packet {
     to_leader: bool,
-    buf: [u8; MAX_MESSAGE_LEN],
+    buf: [u8; MAX_SIGNED_LEN],
     len: usize,
 }
 
 impl Packet {
     fn new(to_leader: bool, payload: &[u8]) -> Packet {
-        let mut buf = [0u8; MAX_MESSAGE_LEN];
-        let len = payload.len().min(MAX_MESSAGE_LEN);
+        let mut buf = [0u8; MAX_SIGNED_LEN];
+        let len = payload.len().min(MAX_SIGNED_LEN);
         buf[..len].copy_from_slice(&payload[..len]);
         Packet {
             to_leader,
