@@ -1,4 +1,5 @@
-//! Clock-sync costs: one estimator update, PTP parse and emit.
+//! Clock-sync costs: one estimator update, PTP parse and emit, and the AUTHENTICATION TLV
+//! (sign, verify, both) per message.
 //!
 //! ```text
 //! cargo bench --bench clock
@@ -10,7 +11,9 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use lockstep::clock::{
     ClockEstimator, EnvelopeEstimator, Exchange, NaiveEstimator, NtpEstimator, SnapcastEstimator,
 };
-use lockstep::ptp::{ClockIdentity, Header, Message, PortIdentity, PtpTimestamp};
+use lockstep::ptp::{
+    ClockIdentity, Header, MAX_SIGNED_LEN, Message, PortIdentity, PtpAuth, PtpTimestamp,
+};
 use lockstep::sim::{Link, PathConfig, SimRng, SimTime};
 use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
 
@@ -126,5 +129,53 @@ fn ptp_wire(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, estimator_update, ptp_wire);
+fn ptp_auth(c: &mut Criterion) {
+    let port = PortIdentity {
+        clock_identity: ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0x12, 0x34, 0x56]),
+        port_number: 1,
+    };
+    let ts = PtpTimestamp {
+        seconds: 1_700_000_000,
+        nanoseconds: 123_456_789,
+    };
+    let auth = PtpAuth::new(&[0x42; 32], 1);
+    let msgs = [
+        ("follow_up", Message::follow_up(Header::new(port, 0, 1), ts)),
+        (
+            "delay_resp",
+            Message::delay_resp(Header::new(port, 0, 2), ts, port),
+        ),
+    ];
+    let mut g = c.benchmark_group("ptp_auth");
+    for (name, msg) in msgs {
+        let mut plain = [0u8; MAX_SIGNED_LEN];
+        let plain_len = msg.emit(&mut plain).expect("fits");
+        let mut signed = plain;
+        let signed_len = auth.sign(&mut signed, plain_len).expect("room");
+        // Sign: the emitted message is copied back each time (sign changes messageLength).
+        g.bench_function(format!("sign_{name}"), |b| {
+            let mut buf = plain;
+            b.iter(|| {
+                buf = plain;
+                black_box(&auth).sign(black_box(&mut buf), plain_len)
+            })
+        });
+        g.bench_function(format!("verify_{name}"), |b| {
+            b.iter(|| black_box(&auth).verify(black_box(&signed[..signed_len])))
+        });
+        // What authentication adds to one message: the sender's sign and the receiver's
+        // verify.
+        g.bench_function(format!("sign_verify_{name}"), |b| {
+            let mut buf = plain;
+            b.iter(|| {
+                buf = plain;
+                let len = black_box(&auth).sign(&mut buf, plain_len).expect("room");
+                black_box(&auth).verify(black_box(&buf[..len]))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, estimator_update, ptp_wire, ptp_auth);
 criterion_main!(benches);

@@ -2,6 +2,11 @@
 //!
 //! - [`wire`]: the message format, parse and emit (a checked view over bytes and an owned
 //!   [`Message`]).
+//! - [`auth`]: the AUTHENTICATION TLV of IEEE 1588-2019 §16.14 ([`PtpAuth`], HMAC-SHA256-128
+//!   over the whole message) and the sequence check against replay ([`ReplayGuard`]). Off
+//!   unless [`SlaveConfig::auth`] / [`MasterConfig::auth`] is set; then every message sent is
+//!   signed, and every one received without a valid tag, or replayed, is dropped and counted
+//!   in [`PtpStats::auth`].
 //! - [`PtpMaster`]: the leader's side. It sends Sync + Follow_Up (two-step) and Announce to
 //!   each follower on a schedule, answers Delay_Req, and grants a follower's request for a
 //!   short burst of faster Syncs (a re-burst).
