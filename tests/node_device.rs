@@ -105,16 +105,6 @@ impl Drop for Pulse {
     }
 }
 
-fn monotonic_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
 /// Frame 0's arrival time (ns) and frames per second of a recording read in `reads`
 /// (monotonic time after each read, frames read so far): a line under the reads.
 fn sink_timeline(reads: &[(i64, usize)]) -> (i64, f64) {

@@ -182,13 +182,3 @@ fn a_million_junk_datagrams_at_every_port_leave_the_group_in_step() {
     assert!(skew.p99_us <= 20.0, "skew p99 {:.2} µs", skew.p99_us);
     std::fs::remove_dir_all(&dir).ok();
 }
-
-fn monotonic_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}

@@ -43,16 +43,6 @@ fn leader_process(key: &std::path::Path, control: SocketAddr) -> Killed {
     )
 }
 
-fn monotonic_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
 #[test]
 fn a_leader_killed_and_restarted_has_its_followers_playing_in_2_s_and_in_step_in_3() {
     bin::build(&["leader"]).expect("the leader example builds");

@@ -112,6 +112,34 @@ fn pipe_capture(r: &PipeRecording, (first_ns, rate_hz): (f64, f64)) -> Capture<'
     }
 }
 
+/// A follower process joining `addr`, writing f32le to a pipe, on a crystal `ppm` fast,
+/// for `seconds`; its standard error goes to `stderr`, and a thread of its own records the
+/// pipe against `base`.
+fn pipe_follower(
+    key: &std::path::Path,
+    addr: &str,
+    ppm: &str,
+    seconds: f64,
+    base: Instant,
+    stderr: Stdio,
+) -> (Killed, std::thread::JoinHandle<PipeRecording>) {
+    let mut child = Killed(
+        follower_cmd()
+            .args(["--key", key.to_str().expect("utf-8 path"), "--leader", addr])
+            .args(["--output", "-", "--format", "f32le", "--drift-ppm", ppm])
+            .args(["--duration", &seconds.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("follower starts"),
+    );
+    let out = child.0.stdout.take().expect("piped");
+    let reader =
+        std::thread::spawn(move || record(out, base, Duration::from_secs_f64(seconds + 10.0)));
+    (child, reader)
+}
+
 #[test]
 fn two_followers_on_pipes_play_within_200_us_of_each_other() {
     let leader = node::leader();
@@ -124,26 +152,8 @@ fn two_followers_on_pipes_play_within_200_us_of_each_other() {
     let mut children = Vec::new();
     let mut readers = Vec::new();
     for ppm in ["100", "-100"] {
-        let mut child = Killed(
-            follower_cmd()
-                .args([
-                    "--key",
-                    key.to_str().expect("utf-8 path"),
-                    "--leader",
-                    &addr,
-                ])
-                .args(["--output", "-", "--format", "f32le", "--drift-ppm", ppm])
-                .args(["--duration", &seconds.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("follower starts"),
-        );
-        let out = child.0.stdout.take().expect("piped");
-        readers.push(std::thread::spawn(move || {
-            record(out, base, Duration::from_secs_f64(seconds + 10.0))
-        }));
+        let (child, reader) = pipe_follower(&key, &addr, ppm, seconds, base, Stdio::piped());
+        readers.push(reader);
         children.push(child);
     }
     let recs: Vec<PipeRecording> = readers
@@ -363,26 +373,8 @@ fn a_follower_stopped_for_5_s_bursts_nothing_and_is_back_in_step() {
     let mut children = Vec::new();
     let mut readers = Vec::new();
     for ppm in ["100", "-100"] {
-        let mut child = Killed(
-            follower_cmd()
-                .args([
-                    "--key",
-                    key.to_str().expect("utf-8 path"),
-                    "--leader",
-                    &addr,
-                ])
-                .args(["--output", "-", "--format", "f32le", "--drift-ppm", ppm])
-                .args(["--duration", &seconds.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("follower starts"),
-        );
-        let out = child.0.stdout.take().expect("piped");
-        readers.push(std::thread::spawn(move || {
-            record(out, base, Duration::from_secs_f64(seconds + 10.0))
-        }));
+        let (child, reader) = pipe_follower(&key, &addr, ppm, seconds, base, Stdio::piped());
+        readers.push(reader);
         children.push(child);
     }
     let pid = i32::try_from(children[1].0.id()).expect("a pid");
@@ -515,28 +507,8 @@ fn a_follower_killed_and_restarted_is_in_step_2_s_after_its_start() {
     std::fs::write(&key, b"lockstep test household key 0001").expect("key file");
     let addr = leader.control_addr().to_string();
     let base = Instant::now();
-    let spawn = |ppm: &str, seconds: f64| {
-        let mut child = Killed(
-            follower_cmd()
-                .args([
-                    "--key",
-                    key.to_str().expect("utf-8 path"),
-                    "--leader",
-                    &addr,
-                ])
-                .args(["--output", "-", "--format", "f32le", "--drift-ppm", ppm])
-                .args(["--duration", &seconds.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("follower starts"),
-        );
-        let out = child.0.stdout.take().expect("piped");
-        let reader =
-            std::thread::spawn(move || record(out, base, Duration::from_secs_f64(seconds + 10.0)));
-        (child, reader)
-    };
+    let spawn =
+        |ppm: &str, seconds: f64| pipe_follower(&key, &addr, ppm, seconds, base, Stdio::null());
     let (mut steady, steady_reader) = spawn("100", 13.0);
     let (mut doomed, doomed_reader) = spawn("-100", 30.0);
     std::thread::sleep(Duration::from_secs(4));

@@ -79,3 +79,15 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Durati
 pub fn wav(dir: &std::path::Path, name: &str) -> Output {
     Output::Wav(dir.join(name))
 }
+
+/// The machine's monotonic clock now, in ns: the clock a real node's recordings and
+/// sidecars are on.
+pub fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
