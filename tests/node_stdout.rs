@@ -112,6 +112,33 @@ fn pipe_capture(r: &PipeRecording, (first_ns, rate_hz): (f64, f64)) -> Capture<'
     }
 }
 
+/// The skew between two pipes from `from_ns` on, the second's line fitted to its reads
+/// from then only (it stopped or restarted before).
+fn skew_from(
+    recs: &[PipeRecording],
+    from_ns: i64,
+) -> Result<lockstep::measure::SkewReport, lockstep::measure::MeterError> {
+    let after: Vec<(u64, i64)> = recs[1]
+        .reads
+        .iter()
+        .copied()
+        .filter(|r| r.1 >= from_ns)
+        .collect();
+    let lines = [timeline(&recs[0].reads), timeline(&after)];
+    let config = MeterConfig {
+        window_s: 0.5,
+        hop_s: 0.5,
+        max_skew_us: 5_000.0,
+        start: Some(lockstep::time::TrueInstant::from_nanos(from_ns)),
+        min_rms: 1e-3,
+    };
+    measure_skew(
+        &pipe_capture(&recs[0], lines[0]),
+        &pipe_capture(&recs[1], lines[1]),
+        &config,
+    )
+}
+
 /// A follower process joining `addr`, writing f32le to a pipe, on a crystal `ppm` fast,
 /// for `seconds`; its standard error goes to `stderr`, and a thread of its own records the
 /// pipe against `base`.
@@ -456,27 +483,8 @@ fn stopped_follower(in_step: bool) {
     }
 
     // In step from 2 s after the resume: the stopped one's line from its reads since then.
-    let from_ns = resumed_ns + 2_000_000_000;
-    let after: Vec<(u64, i64)> = recs[1]
-        .reads
-        .iter()
-        .copied()
-        .filter(|r| r.1 >= from_ns)
-        .collect();
-    let lines = [timeline(&recs[0].reads), timeline(&after)];
-    let config = MeterConfig {
-        window_s: 0.5,
-        hop_s: 0.5,
-        max_skew_us: 5_000.0,
-        start: Some(lockstep::time::TrueInstant::from_nanos(from_ns)),
-        min_rms: 1e-3,
-    };
-    let skew = measure_skew(
-        &pipe_capture(&recs[0], lines[0]),
-        &pipe_capture(&recs[1], lines[1]),
-        &config,
-    )
-    .expect("the two pipes are measured after the resume");
+    let skew = skew_from(&recs, resumed_ns + 2_000_000_000)
+        .expect("the two pipes are measured after the resume");
     // The skew's course from 2 s after the resume (the issue's mark, printed), and the
     // test's bound from 5 s: an error the resumed follower brings back with it below the
     // re-align threshold is slewed out at the servo's rate, which has taken up to 3 s.
@@ -545,27 +553,8 @@ fn a_follower_killed_and_restarted_is_in_step_2_s_after_its_start() {
         let status = c.0.wait().expect("wait");
         assert!(status.success(), "a follower failed: {status}");
     }
-    let from_ns = started_ns + 2_000_000_000;
-    let after: Vec<(u64, i64)> = recs[1]
-        .reads
-        .iter()
-        .copied()
-        .filter(|r| r.1 >= from_ns)
-        .collect();
-    let lines = [timeline(&recs[0].reads), timeline(&after)];
-    let config = MeterConfig {
-        window_s: 0.5,
-        hop_s: 0.5,
-        max_skew_us: 5_000.0,
-        start: Some(lockstep::time::TrueInstant::from_nanos(from_ns)),
-        min_rms: 1e-3,
-    };
-    let skew = measure_skew(
-        &pipe_capture(&recs[0], lines[0]),
-        &pipe_capture(&recs[1], lines[1]),
-        &config,
-    )
-    .expect("the two pipes are measured after the restart");
+    let skew = skew_from(&recs, started_ns + 2_000_000_000)
+        .expect("the two pipes are measured after the restart");
     eprintln!(
         "from 2 s after the restarted follower's start: {} windows, skew p50 {:.1} µs, \
          p99 {:.1} µs, max {:.1} µs",
