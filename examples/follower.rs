@@ -100,6 +100,10 @@ struct Args {
     /// The household key file (the same as the leader's).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+    /// Play a leader whose stream or clock is not authenticated (one started with
+    /// `--unauthenticated`, or a multicast stream). The status then says so.
+    #[arg(long)]
+    accept_unauthenticated: bool,
 }
 
 fn parse_format(s: &str) -> Result<SampleFormat, String> {
@@ -141,6 +145,7 @@ fn run(args: &Args) -> Result<(), Failure> {
 
     let mut config = FollowerConfig::new(leader, key, args.role);
     config.model = args.model.clone();
+    config.accept_unauthenticated = args.accept_unauthenticated;
     if let Some(name) = &args.name {
         config.name = name.clone();
     }

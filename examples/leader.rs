@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use lockstep::control::{FollowerStatus, HouseholdKey};
+use lockstep::control::{FollowerStatus, HouseholdKey, Protection};
 use lockstep::node::{
     AudioSource, FollowerInfo, Leader, LeaderConfig, MulticastStream, RawS16Source, TestSource,
     WavSource,
@@ -79,6 +79,11 @@ struct Args {
     /// The household key file (16 to 1024 bytes); every follower needs the same.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+    /// Send the stream and the clock to followers without authentication (plain RTP and
+    /// PTP, which anyone on the network can forge). Followers refuse it unless started with
+    /// `--accept-unauthenticated`. A multicast stream is plain RTP until group keys exist.
+    #[arg(long)]
+    unauthenticated: bool,
     /// TCP address of the control port followers join on; the clock and media sockets bind
     /// to its IP.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
@@ -158,6 +163,15 @@ fn run(args: &Args) -> Result<(), Failure> {
     }
     config.dests = dests;
     config.multicast = multicast;
+    if args.unauthenticated {
+        config.protection = Protection::NONE;
+    } else if multicast.is_some() {
+        eprintln!(
+            "leader: warning: the multicast stream is plain RTP (no group key yet); the clock \
+             stays authenticated"
+        );
+        config.protection.media = None;
+    }
     config.sdp = args.sdp.clone();
     let latency_ms = config.latency.as_nanos() / 1_000_000;
     let description = source.describe();

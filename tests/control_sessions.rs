@@ -30,6 +30,7 @@ fn stream() -> StreamParams {
         ptp_general_port: 320,
         target_latency: Nanos::from_millis(100),
         ptime: Nanos::from_millis(5),
+        protection: lockstep::control::Protection::default(),
     }
 }
 
@@ -541,6 +542,10 @@ fn a_joined_session_carries_commands_status_pings_and_the_leave() {
         muted: true,
         trim: Nanos::ZERO,
         timestamping: TimestampKind::User,
+        media_authenticated: true,
+        clock_authenticated: true,
+        media_rejected: lockstep::control::Rejections::default(),
+        clock_rejected: lockstep::control::Rejections::default(),
     };
     f.send_status(42, status.clone()).expect("joined");
     f.leave().expect("joined");
@@ -579,5 +584,9 @@ fn t_status() -> FollowerStatus {
         muted: false,
         trim: Nanos::ZERO,
         timestamping: TimestampKind::User,
+        media_authenticated: true,
+        clock_authenticated: true,
+        media_rejected: lockstep::control::Rejections::default(),
+        clock_rejected: lockstep::control::Rejections::default(),
     }
 }

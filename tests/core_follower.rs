@@ -122,6 +122,7 @@ fn a_core_driven_by_hand_plays_on_time_through_the_projects_stage_without_alloca
         ptp_general_port: 0,
         target_latency: LATENCY,
         ptime: Nanos::from_millis(5),
+        protection: lockstep::control::Protection::NONE,
     };
     core.set_stream(&stream, Role::Left).expect("plays L24");
     assert_eq!(core.channels_out(), 1, "a left speaker plays one channel");

@@ -47,6 +47,7 @@ fn stream() -> StreamParams {
         ptp_general_port: 320,
         target_latency: LATENCY,
         ptime: Nanos::from_millis(5),
+        protection: lockstep::control::Protection::default(),
     }
 }
 

@@ -93,6 +93,7 @@ fn run(secs: i64, corrupt: Option<Corrupt>) -> Run {
         ptp_general_port: 0,
         target_latency: LATENCY,
         ptime: Nanos::from_millis(5),
+        protection: lockstep::control::Protection::NONE,
     };
     core.set_stream(&stream, Role::Full).expect("plays L24");
     let core = Arc::new(Mutex::new(core));

@@ -7,7 +7,7 @@ use lockstep::core::{ClockCore, default_estimator};
 use lockstep::ptp::{
     AUTH_TLV_LEN, AnnounceBody, AuthRejection, AuthStats, Body, ClockIdentity, ClockQuality,
     Header, MAX_SIGNED_LEN, MasterConfig, Message, MessageType, PortIdentity, PtpAuth, PtpError,
-    PtpMaster, PtpSlave, PtpStats, PtpTimestamp, SignError, SignalingBody, SignalingTlv,
+    PtpKeys, PtpMaster, PtpSlave, PtpStats, PtpTimestamp, SignError, SignalingBody, SignalingTlv,
     SlaveConfig, UnicastRequest,
 };
 use lockstep::sim::{Delivery, Link, PathConfig, SimRng, SimTime};
@@ -225,7 +225,7 @@ fn secs(s: f64) -> LocalInstant {
 /// A slave with authentication following [`master_port`], having taken a Sync (seq 1).
 fn authenticated_slave() -> PtpSlave<u8> {
     let mut config = SlaveConfig::new(slave_port());
-    config.auth = Some(auth());
+    config.auth = Some(PtpKeys::shared(auth()));
     let mut slave = PtpSlave::new(config);
     let sync = Message::sync(Header::new(master_port(), 0, 1), ts(10, 0), true);
     slave
@@ -322,7 +322,7 @@ fn a_slave_with_auth_drops_unsigned_forged_and_replayed_messages_and_counts_them
 #[test]
 fn a_master_with_auth_answers_only_signed_fresh_delay_reqs() {
     let mut config = MasterConfig::new(master_id());
-    config.auth = Some(auth());
+    config.auth = Some(PtpKeys::shared(auth()));
     let mut master = PtpMaster::new(config);
     let at = LeaderInstant::from_nanos(1_000_000_000_000);
     master.add_slave(1u8, at);
@@ -437,13 +437,13 @@ fn run(
     attacker: &mut Attacker<'_>,
 ) -> Run {
     let mut mc = MasterConfig::new(master_id());
-    mc.auth = key;
+    mc.auth = key.map(PtpKeys::shared);
     if !burst {
         mc.burst_count = 0;
     }
     let mut master = PtpMaster::new(mc);
     let mut sc = SlaveConfig::new(slave_port());
-    sc.auth = key;
+    sc.auth = key.map(PtpKeys::shared);
     let mut clock = ClockCore::<u8>::new(sc, default_estimator()());
     let rng = SimRng::new(11);
     let mut links = path.map(|p| {

@@ -9,7 +9,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lockstep::ptp::{MAX_SIGNED_LEN, Message, PortIdentity, PtpAuth, PtpSlave, SlaveConfig};
+use lockstep::ptp::{
+    MAX_SIGNED_LEN, Message, PortIdentity, PtpAuth, PtpKeys, PtpSlave, SlaveConfig,
+};
 use lockstep::time::LocalInstant;
 
 /// The seeds' key: bytes 0 to 31, keyID 1, SPP 0.
@@ -29,7 +31,7 @@ fuzz_target!(|input: &[u8]| {
     }
 
     let mut config = SlaveConfig::new(PortIdentity::default());
-    config.auth = Some(auth);
+    config.auth = Some(PtpKeys::shared(auth));
     let mut slave = PtpSlave::<u8>::new(config);
     let _ = slave.handle_receive(0, LocalInstant::from_nanos(1), input);
     let _ = slave.handle_receive(0, LocalInstant::from_nanos(2), input);

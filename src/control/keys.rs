@@ -25,6 +25,17 @@ use sha2::Sha256;
 
 use super::auth::HouseholdKey;
 use super::message::Nonce;
+use crate::media::srtp::{SrtpContext, SrtpError, SrtpProfile};
+use crate::ptp::{PtpAuth, PtpKeys};
+
+/// Which end of a session a node is: says which of the session's keys it sends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum End {
+    /// The leader.
+    Leader,
+    /// The follower.
+    Follower,
+}
 
 /// What a key is for: one direction and one purpose each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,5 +144,37 @@ impl SessionKeys {
         // 32 bytes are always within HKDF-SHA256's reach.
         let _ = self.expand(purpose, &mut out);
         out
+    }
+
+    /// The SRTP context of the session's RTP stream (leader to follower) for `profile`:
+    /// master key and salt are the first bytes of the
+    /// [`MediaLeaderToFollower`](KeyPurpose::MediaLeaderToFollower) key. Both ends make the
+    /// same; the leader protects with its own, the follower unprotects with its own. Bound
+    /// to `ssrc`.
+    pub fn srtp(&self, profile: SrtpProfile, ssrc: u32) -> Result<SrtpContext, SrtpError> {
+        let key_len = profile.master_key_len();
+        let salt_len = profile.master_salt_len();
+        let mut material = [0u8; 64];
+        let material = &mut material[..key_len + salt_len];
+        // At most 64 bytes: always within HKDF-SHA256's reach.
+        let _ = self.expand(KeyPurpose::MediaLeaderToFollower, material);
+        let context = SrtpContext::new(profile, &material[..key_len], &material[key_len..]);
+        material.fill(0);
+        Ok(context?.with_ssrc(ssrc))
+    }
+
+    /// The PTP keys of session `session` for the end `end`: it signs with its own
+    /// direction's key and checks with the other's
+    /// ([`ClockLeaderToFollower`](KeyPurpose::ClockLeaderToFollower),
+    /// [`ClockFollowerToLeader`](KeyPurpose::ClockFollowerToLeader)). The keyID is the
+    /// session id's low 32 bits.
+    pub fn ptp(&self, session: u64, end: End) -> PtpKeys {
+        let key_id = session as u32;
+        let down = PtpAuth::new(&self.key32(KeyPurpose::ClockLeaderToFollower), key_id);
+        let up = PtpAuth::new(&self.key32(KeyPurpose::ClockFollowerToLeader), key_id);
+        match end {
+            End::Leader => PtpKeys::new(down, up),
+            End::Follower => PtpKeys::new(up, down),
+        }
     }
 }

@@ -8,6 +8,7 @@ use super::field::{
 use super::role::Role;
 use crate::clock::EpochReason;
 use crate::media::CodecKind;
+use crate::media::srtp::SrtpProfile;
 use crate::time::Nanos;
 
 /// A fresh random value that makes each handshake's proofs unique.
@@ -106,6 +107,108 @@ pub struct StreamParams {
     pub target_latency: Nanos,
     /// Audio duration in one RTP packet.
     pub ptime: Nanos,
+    /// How the stream and the clock are protected.
+    pub protection: Protection,
+}
+
+/// How a stream's media and clock are protected between a leader and the followers it
+/// admits. The keys come from the session ([`SessionKeys`](super::SessionKeys)); this says
+/// only which protection is on. [`Protection::default`] is everything on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Protection {
+    /// The SRTP profile the RTP stream is protected with (`None`: plain RTP, which anyone
+    /// on the network can forge).
+    pub media: Option<SrtpProfile>,
+    /// Whether every PTP message carries an AUTHENTICATION TLV under the session's clock
+    /// keys (`false`: plain PTP, which anyone on the network can forge).
+    pub clock: bool,
+}
+
+impl Protection {
+    /// Nothing protected: for a group that must interoperate with what cannot protect.
+    pub const NONE: Protection = Protection {
+        media: None,
+        clock: false,
+    };
+
+    /// Whether both the media and the clock are protected.
+    pub fn is_full(&self) -> bool {
+        self.media.is_some() && self.clock
+    }
+
+    fn code(profile: Option<SrtpProfile>) -> u8 {
+        match profile {
+            None => 0,
+            Some(SrtpProfile::AesCm128HmacSha1_80) => 1,
+            Some(SrtpProfile::AeadAes128Gcm) => 2,
+        }
+    }
+}
+
+impl Default for Protection {
+    /// SRTP with [`SrtpProfile::AesCm128HmacSha1_80`], and an authenticated clock.
+    fn default() -> Protection {
+        Protection {
+            media: Some(SrtpProfile::default()),
+            clock: true,
+        }
+    }
+}
+
+/// Packets a follower dropped because they failed authentication, by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rejections {
+    /// A tag that does not match (a forged or altered packet), or none where one is due.
+    pub bad_tag: u64,
+    /// A good tag on a packet accepted before, or one too old: a replay.
+    pub replay: u64,
+    /// A key the follower does not hold (an SRTP stream of another SSRC, a PTP keyID or
+    /// security association it does not know).
+    pub unknown_key: u64,
+    /// Too short, too long or otherwise unreadable as a protected packet.
+    pub malformed: u64,
+}
+
+impl Rejections {
+    /// Every packet dropped, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.bad_tag + self.replay + self.unknown_key + self.malformed
+    }
+
+    /// The sums of both.
+    pub fn add(&self, other: &Rejections) -> Rejections {
+        Rejections {
+            bad_tag: self.bad_tag + other.bad_tag,
+            replay: self.replay + other.replay,
+            unknown_key: self.unknown_key + other.unknown_key,
+            malformed: self.malformed + other.malformed,
+        }
+    }
+
+    fn put(&self, out: &mut Vec<u8>) {
+        for c in [self.bad_tag, self.replay, self.unknown_key, self.malformed] {
+            out.extend_from_slice(&c.to_be_bytes());
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Rejections, ControlError> {
+        Ok(Rejections {
+            bad_tag: r.u64()?,
+            replay: r.u64()?,
+            unknown_key: r.u64()?,
+            malformed: r.u64()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Rejections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "bad tag {} replay {} unknown key {} malformed {}",
+            self.bad_tag, self.replay, self.unknown_key, self.malformed
+        )
+    }
 }
 
 /// Which receive timestamps a follower uses.
@@ -166,6 +269,15 @@ pub struct FollowerStatus {
     pub trim: Nanos,
     /// Which receive timestamps the follower uses.
     pub timestamping: TimestampKind,
+    /// Whether the media it plays is authenticated (SRTP under the session's keys).
+    pub media_authenticated: bool,
+    /// Whether the clock it follows is authenticated (PTP with the AUTHENTICATION TLV
+    /// under the session's keys).
+    pub clock_authenticated: bool,
+    /// RTP packets dropped for failing authentication.
+    pub media_rejected: Rejections,
+    /// PTP messages dropped for failing authentication.
+    pub clock_rejected: Rejections,
 }
 
 /// One status line: the clock estimate and how sure it is, the buffer, the packets, the
@@ -203,6 +315,21 @@ impl std::fmt::Display for FollowerStatus {
         )?;
         if self.muted {
             f.write_str("  muted")?;
+        }
+        match (self.media_authenticated, self.clock_authenticated) {
+            (true, true) => {}
+            (false, true) => f.write_str("  UNAUTHENTICATED media")?,
+            (true, false) => f.write_str("  UNAUTHENTICATED clock")?,
+            (false, false) => f.write_str("  UNAUTHENTICATED media and clock")?,
+        }
+        let rejected = self.media_rejected.add(&self.clock_rejected);
+        if rejected.total() > 0 {
+            write!(
+                f,
+                "  rejected: media {} / clock {}",
+                self.media_rejected.total(),
+                self.clock_rejected.total()
+            )?;
         }
         Ok(())
     }
@@ -684,6 +811,8 @@ fn put_stream(out: &mut Vec<u8>, s: &StreamParams) {
     out.extend_from_slice(&s.ptp_general_port.to_be_bytes());
     put_nanos(out, s.target_latency);
     put_nanos(out, s.ptime);
+    out.push(Protection::code(s.protection.media));
+    put_bool(out, s.protection.clock);
 }
 
 fn read_stream(r: &mut Reader<'_>) -> Result<StreamParams, ControlError> {
@@ -712,6 +841,19 @@ fn read_stream(r: &mut Reader<'_>) -> Result<StreamParams, ControlError> {
         ptp_general_port: r.u16()?,
         target_latency: r.nanos()?,
         ptime: r.nanos()?,
+        protection: Protection {
+            media: match r.u8()? {
+                0 => None,
+                1 => Some(SrtpProfile::AesCm128HmacSha1_80),
+                2 => Some(SrtpProfile::AeadAes128Gcm),
+                _ => {
+                    return Err(ControlError::Malformed {
+                        what: "unknown media protection code",
+                    });
+                }
+            },
+            clock: r.bool("clock protection flag not 0 or 1")?,
+        },
     })
 }
 
@@ -743,6 +885,10 @@ fn put_status(out: &mut Vec<u8>, s: &FollowerStatus) -> Result<(), ControlError>
     put_bool(out, s.muted);
     put_nanos(out, s.trim);
     out.push(s.timestamping.code());
+    put_bool(out, s.media_authenticated);
+    put_bool(out, s.clock_authenticated);
+    s.media_rejected.put(out);
+    s.clock_rejected.put(out);
     Ok(())
 }
 
@@ -784,6 +930,10 @@ fn read_status(r: &mut Reader<'_>) -> Result<FollowerStatus, ControlError> {
                 });
             }
         },
+        media_authenticated: r.bool("media authenticated flag not 0 or 1")?,
+        clock_authenticated: r.bool("clock authenticated flag not 0 or 1")?,
+        media_rejected: Rejections::read(r)?,
+        clock_rejected: Rejections::read(r)?,
     })
 }
 
@@ -887,6 +1037,10 @@ mod tests {
             muted: false,
             trim: Nanos::ZERO,
             timestamping: TimestampKind::Kernel,
+            media_authenticated: true,
+            clock_authenticated: true,
+            media_rejected: Rejections::default(),
+            clock_rejected: Rejections::default(),
         };
         assert_eq!(
             st.to_string(),
@@ -908,6 +1062,14 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\n'));
+        st.clock_authenticated = false;
+        st.media_rejected.replay = 4;
+        st.clock_rejected.bad_tag = 5;
+        let line = st.to_string();
+        assert!(
+            line.ends_with("muted  UNAUTHENTICATED clock  rejected: media 4 / clock 5"),
+            "{line}"
+        );
     }
 
     #[test]

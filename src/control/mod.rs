@@ -70,10 +70,10 @@ pub mod wire;
 pub use admission::{Admission, AdmissionError, Member, check_roles};
 pub use auth::{HouseholdKey, KeyError, ReplayGuard, new_nonce};
 pub use error::ControlError;
-pub use keys::{KeyLengthError, KeyPurpose, SessionKeys};
+pub use keys::{End, KeyLengthError, KeyPurpose, SessionKeys};
 pub use message::{
-    Capabilities, CodecId, FollowerStatus, Mac, Message, Nonce, PeerPorts, Refusal, StreamParams,
-    TimestampKind,
+    Capabilities, CodecId, FollowerStatus, Mac, Message, Nonce, PeerPorts, Protection, Refusal,
+    Rejections, StreamParams, TimestampKind,
 };
 pub use role::{Role, UnknownRole};
 pub use session::{

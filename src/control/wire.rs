@@ -65,7 +65,7 @@ use super::error::ControlError;
 use super::message::{Message, code};
 
 /// The protocol version this build speaks, carried in every frame header.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Length of the frame header, in bytes.
 pub const HEADER_LEN: usize = 8;
@@ -251,6 +251,7 @@ mod tests {
             ptp_general_port: 320,
             target_latency: Nanos::from_millis(150),
             ptime: Nanos::from_millis(1),
+            protection: crate::control::Protection::default(),
         }
     }
 
@@ -277,6 +278,15 @@ mod tests {
             } else {
                 TimestampKind::User
             },
+            media_authenticated: full,
+            clock_authenticated: !full,
+            media_rejected: crate::control::Rejections {
+                bad_tag: 1,
+                replay: 2,
+                unknown_key: 3,
+                malformed: u64::MAX,
+            },
+            clock_rejected: crate::control::Rejections::default(),
         }
     }
 
@@ -338,6 +348,16 @@ mod tests {
                 stream: StreamParams {
                     codec: CodecId::Opus,
                     multicast: Some("239.69.1.2:5004".parse().unwrap()),
+                    protection: crate::control::Protection::NONE,
+                    ..stream()
+                },
+            },
+            Message::Stream {
+                stream: StreamParams {
+                    protection: crate::control::Protection {
+                        media: Some(crate::media::srtp::SrtpProfile::AeadAes128Gcm),
+                        clock: false,
+                    },
                     ..stream()
                 },
             },
@@ -364,7 +384,7 @@ mod tests {
         all
     }
 
-    fn frame(msg: &Message) -> Vec<u8> {
+    pub(super) fn frame(msg: &Message) -> Vec<u8> {
         let mut out = Vec::new();
         msg.encode(&mut out).unwrap();
         out
@@ -384,7 +404,10 @@ mod tests {
     fn every_message_round_trips_through_decode_frame() {
         for msg in samples() {
             let bytes = frame(&msg);
-            assert_eq!(bytes.get(..4), Some(&[b'L', b'S', 1, msg.type_code()][..]));
+            assert_eq!(
+                bytes.get(..4),
+                Some(&[b'L', b'S', PROTOCOL_VERSION, msg.type_code()][..])
+            );
             let len = u32::from_be_bytes(bytes[4..8].try_into().unwrap()) as usize;
             assert_eq!(len + HEADER_LEN, bytes.len(), "{}", msg.name());
             let (back, used) = decode_frame(&bytes).unwrap().unwrap();
@@ -541,10 +564,11 @@ mod tests {
             with(0, b'X'),
             Err(ControlError::BadMagic { got: [b'X', b'S'] })
         ));
-        for version in [0, 2] {
+        for version in [0, PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
             assert!(matches!(
                 with(2, version),
-                Err(ControlError::UnsupportedVersion { got, supported: 1 }) if got == version
+                Err(ControlError::UnsupportedVersion { got, supported })
+                    if got == version && supported == PROTOCOL_VERSION
             ));
         }
         for code in [0x00, 0x06, 0x24, 0xff] {
@@ -555,13 +579,13 @@ mod tests {
         }
         // The same through read_message, with the error's refusal.
         let mut bad = good.clone();
-        bad[2] = 2;
+        bad[2] = PROTOCOL_VERSION + 1;
         let err = read_message(&mut Cursor::new(bad), &mut Vec::new()).unwrap_err();
         assert_eq!(
             err.refusal(),
             Some(Refusal::UnsupportedVersion {
-                got: 2,
-                supported: 1
+                got: PROTOCOL_VERSION + 1,
+                supported: PROTOCOL_VERSION
             })
         );
     }
@@ -752,6 +776,16 @@ mod fuzz_seeds {
     fn the_fuzz_seeds_are_valid_frames_of_every_type() {
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/control_message");
+        if std::env::var_os("LOCKSTEP_WRITE_SEEDS").is_some() {
+            // The format changed: write the samples as the new seeds, then check them.
+            for entry in std::fs::read_dir(&dir).expect("seed directory") {
+                std::fs::remove_file(entry.expect("entry").path()).expect("old seed");
+            }
+            for (i, m) in super::tests::samples().iter().enumerate() {
+                let path = dir.join(format!("{i:02}-{}", m.name()));
+                std::fs::write(path, super::tests::frame(m)).expect("seed written");
+            }
+        }
         let mut codes = std::collections::BTreeSet::new();
         for entry in std::fs::read_dir(&dir).expect("seed directory") {
             let bytes = std::fs::read(entry.expect("entry").path()).expect("seed");

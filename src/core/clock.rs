@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::clock::{ClockEstimate, ClockEstimator, EnvelopeEstimator};
-use crate::ptp::{PtpError, PtpSlave, PtpStats, SlaveConfig, Transmit, TxTag};
+use crate::ptp::{AuthStats, PtpError, PtpKeys, PtpSlave, PtpStats, SlaveConfig, Transmit, TxTag};
 use crate::time::LocalInstant;
 
 /// Makes a fresh clock estimator. A follower's configuration chooses its estimator through
@@ -35,6 +35,9 @@ pub struct ClockCore<A> {
     estimate: Option<ClockEstimate>,
     /// The estimator asked for a burst that has not been requested yet.
     burst: bool,
+    /// Authentication rejections of the slaves before this one (a reset starts a new
+    /// slave, and its counters at zero).
+    rejected_before: AuthStats,
 }
 
 impl<A> std::fmt::Debug for ClockCore<A> {
@@ -54,16 +57,57 @@ impl<A: Copy + Eq> ClockCore<A> {
             estimator,
             estimate: None,
             burst: false,
+            rejected_before: AuthStats::default(),
         }
     }
 
     /// Starts afresh: a new slave (no master), the estimator reset, no estimate. For a
     /// follower that restarts or is told to follow another leader.
     pub fn reset(&mut self) {
-        self.slave = PtpSlave::new(*self.slave.config());
+        self.new_slave(*self.slave.config());
         self.estimator.reset();
         self.estimate = None;
         self.burst = false;
+    }
+
+    fn new_slave(&mut self, config: SlaveConfig) {
+        let a = &self.slave.stats().auth;
+        let b = &mut self.rejected_before;
+        b.missing += a.missing;
+        b.malformed += a.malformed;
+        b.unknown_key += a.unknown_key;
+        b.bad_tag += a.bad_tag;
+        b.replay += a.replay;
+        self.slave = PtpSlave::new(config);
+    }
+
+    /// Signs and checks the clock with `keys` from now on (`None`: plain PTP), as
+    /// [`SlaveConfig::auth`]: a new session's keys. The slave starts afresh (no master,
+    /// the sequences accepted under old keys forgotten); the estimator keeps what it has
+    /// until the driver resets it.
+    pub fn set_auth(&mut self, keys: Option<PtpKeys>) {
+        let mut config = *self.slave.config();
+        config.auth = keys;
+        self.new_slave(config);
+    }
+
+    /// Whether the clock is authenticated ([`set_auth`](Self::set_auth) or the config).
+    pub fn is_authenticated(&self) -> bool {
+        self.slave.config().auth.is_some()
+    }
+
+    /// Clock messages dropped for failing authentication since this core was made, by
+    /// reason (across resets).
+    pub fn auth_rejections(&self) -> AuthStats {
+        let a = &self.slave.stats().auth;
+        let b = &self.rejected_before;
+        AuthStats {
+            missing: a.missing + b.missing,
+            malformed: a.malformed + b.malformed,
+            unknown_key: a.unknown_key + b.unknown_key,
+            bad_tag: a.bad_tag + b.bad_tag,
+            replay: a.replay + b.replay,
+        }
     }
 
     /// Takes a datagram that arrived at `at` from `from`. The error says why it was not

@@ -8,11 +8,12 @@ use thiserror::Error;
 use super::clock::{ClockCore, EstimatorFactory, default_estimator};
 use crate::clock::ClockEstimate;
 use crate::control::{
-    Command, FollowerEvent, FollowerSession, FollowerStatus, Hello, HouseholdKey, Nonce, Role,
-    SessionError, StreamParams, Welcome,
+    Command, End, FollowerEvent, FollowerSession, FollowerStatus, Hello, HouseholdKey, Nonce,
+    Rejections, Role, SessionError, StreamParams, Welcome,
 };
 use crate::media::AudioFormat;
 use crate::media::receiver::{ReceiverConfig, ReceiverStats, RtpReceiver};
+use crate::media::srtp::{SrtpContext, SrtpStats};
 use crate::playout::controller::BlockReport;
 use crate::playout::corrector::CorrectorKind;
 use crate::playout::pipeline::{Playout, PlayoutConfig, PlayoutError};
@@ -46,6 +47,11 @@ pub struct FollowerCoreConfig {
     pub output_latency: Nanos,
     /// Extra stages after the role's (`None`: none).
     pub stages: Option<StageFactory>,
+    /// Whether a leader's stream whose media or clock is not protected
+    /// ([`Protection`](crate::control::Protection)) is played. Default `false`: such a
+    /// stream is refused with [`CoreError::Unauthenticated`], since anyone on the network
+    /// could then play on this speaker or pull its clock.
+    pub accept_unauthenticated: bool,
 }
 
 impl std::fmt::Debug for FollowerCoreConfig {
@@ -56,6 +62,7 @@ impl std::fmt::Debug for FollowerCoreConfig {
             .field("corrector", &self.corrector)
             .field("output_latency", &self.output_latency)
             .field("stages", &self.stages.is_some())
+            .field("accept_unauthenticated", &self.accept_unauthenticated)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +77,7 @@ impl FollowerCoreConfig {
             corrector: CorrectorKind::Sinc,
             output_latency: Nanos::ZERO,
             stages: None,
+            accept_unauthenticated: false,
         }
     }
 }
@@ -90,6 +98,19 @@ pub enum CoreError {
     /// The playout refuses its settings.
     #[error(transparent)]
     Playout(#[from] PlayoutError),
+    /// The leader's stream is not authenticated, and the follower is not configured to
+    /// accept that ([`FollowerCoreConfig::accept_unauthenticated`]).
+    #[error(
+        "the leader's {what} is not authenticated (a follower accepts that only when \
+         configured to)"
+    )]
+    Unauthenticated {
+        /// What is not: "media", "clock", or "media and clock".
+        what: &'static str,
+    },
+    /// The stream's keys could not be set up.
+    #[error("the stream's keys: {0}")]
+    Keys(String),
 }
 
 /// What a [`FollowerCore`] tells its driver, from the control session.
@@ -107,8 +128,10 @@ pub enum CoreEvent {
     /// The leader asks for the follower's status: answer with
     /// [`FollowerCore::send_status`].
     StatusQuery(u32),
-    /// The leader's stream cannot be played here (its codec is not built in, say). The
-    /// session stays; the follower is silent.
+    /// The leader's stream cannot be played here. If its codec is not built in, say, the
+    /// session stays and the follower is silent; if it is not authenticated and the config
+    /// does not accept that ([`CoreError::Unauthenticated`]), the follower leaves the
+    /// session (nothing of it is played).
     Unplayable(CoreError),
     /// The control session failed (refused, a leader without the key, a broken stream of
     /// frames). Close the connection; a new one needs [`FollowerCore::connect`].
@@ -225,7 +248,27 @@ pub struct FollowerCore<A> {
     /// Datagrams that came before there was an estimate to place them by.
     unplaced: u64,
     session: Option<FollowerSession>,
+    /// The joined session's id.
+    session_id: Option<u64>,
     events: VecDeque<CoreEvent>,
+    /// The SRTP context of a protected stream.
+    srtp: Option<SrtpContext>,
+    /// Where a protected datagram is decrypted (allocated once).
+    srtp_buf: Vec<u8>,
+    /// Rejections counted by SRTP contexts before the current one.
+    media_rejected_before: Rejections,
+}
+
+/// The largest datagram the SRTP buffer takes; a longer one is dropped.
+const MAX_DATAGRAM: usize = 4096;
+
+fn rejections(s: &SrtpStats) -> Rejections {
+    Rejections {
+        bad_tag: s.bad_tag,
+        replay: s.replay,
+        unknown_key: s.unknown_ssrc,
+        malformed: s.malformed,
+    }
 }
 
 impl<A> std::fmt::Debug for FollowerCore<A> {
@@ -256,7 +299,11 @@ impl<A: Copy + Eq> FollowerCore<A> {
             was_paused: false,
             unplaced: 0,
             session: None,
+            session_id: None,
             events: VecDeque::new(),
+            srtp: None,
+            srtp_buf: vec![0; MAX_DATAGRAM],
+            media_rejected_before: Rejections::default(),
         }
     }
 
@@ -320,11 +367,13 @@ impl<A: Copy + Eq> FollowerCore<A> {
 
     /// Plays `stream` from now on, as `role`: a new receiver and a new path (this
     /// allocates; it happens once per session or role change, not per block). Nothing
-    /// changes when it fails.
+    /// changes when it fails. The stream is taken as plain RTP: a control session sets up
+    /// its protection itself.
     pub fn set_stream(&mut self, stream: &StreamParams, role: Role) -> Result<(), CoreError> {
         let rx = RtpReceiver::new(receiver_config(stream)?)
             .map_err(|e| CoreError::Media(e.to_string()))?;
         let path = self.build_path(stream, role)?;
+        self.set_srtp(None);
         self.rx = Some(rx);
         self.path = Some(path);
         self.stream = Some(stream.clone());
@@ -344,6 +393,7 @@ impl<A: Copy + Eq> FollowerCore<A> {
     /// Forgets the stream (the leader went away): silence until the next
     /// [`set_stream`](Self::set_stream).
     pub fn clear_stream(&mut self) {
+        self.set_srtp(None);
         self.rx = None;
         self.path = None;
         self.stream = None;
@@ -376,11 +426,69 @@ impl<A: Copy + Eq> FollowerCore<A> {
         self.role
     }
 
-    /// An RTP datagram from the leader, received at `at`. Dropped (and counted in
+    fn set_srtp(&mut self, srtp: Option<SrtpContext>) {
+        if let Some(old) = std::mem::replace(&mut self.srtp, srtp) {
+            self.media_rejected_before = self.media_rejected_before.add(&rejections(&old.stats()));
+        }
+    }
+
+    /// Sets up the protection `stream` asks for, with the session's keys; refuses a stream
+    /// less protected than the config accepts.
+    fn protect(&mut self, stream: &StreamParams, new_session: bool) -> Result<(), CoreError> {
+        let p = stream.protection;
+        if !p.is_full() && !self.config.accept_unauthenticated {
+            return Err(CoreError::Unauthenticated {
+                what: match (p.media.is_none(), !p.clock) {
+                    (true, true) => "media and clock",
+                    (true, false) => "media",
+                    _ => "clock",
+                },
+            });
+        }
+        let keys = self.session.as_ref().and_then(FollowerSession::keys);
+        let (Some(keys), Some(session)) = (keys, self.session_id) else {
+            return Err(CoreError::Keys("no joined session".into()));
+        };
+        let srtp = match p.media {
+            Some(profile) => Some(
+                keys.srtp(profile, stream.ssrc)
+                    .map_err(|e| CoreError::Keys(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let clock = p.clock.then(|| keys.ptp(session, End::Follower));
+        self.set_srtp(srtp);
+        if new_session || p.clock != self.clock.is_authenticated() {
+            self.clock.set_auth(clock);
+        }
+        Ok(())
+    }
+
+    /// Whether the stream's media is authenticated (SRTP).
+    pub fn media_authenticated(&self) -> bool {
+        self.srtp.is_some()
+    }
+
+    /// RTP datagrams dropped for failing SRTP, by reason, since the core was made.
+    pub fn media_rejections(&self) -> Rejections {
+        let now = self.srtp.as_ref().map(|c| rejections(&c.stats()));
+        self.media_rejected_before.add(&now.unwrap_or_default())
+    }
+
+    /// An RTP datagram from the leader, received at `at`. A protected stream's datagram is
+    /// checked and decrypted first, and dropped (counted in
+    /// [`media_rejections`](Self::media_rejections)) if it fails. Dropped (and counted in
     /// [`unplaced`](Self::unplaced)) while there is no estimate to place it by; ignored
     /// without a stream.
     pub fn handle_rtp(&mut self, at: LocalInstant, bytes: &[u8]) {
         let Some(rx) = self.rx.as_mut() else { return };
+        let bytes = match self.srtp.as_mut() {
+            Some(srtp) => match srtp.unprotect(bytes, &mut self.srtp_buf) {
+                Ok(n) => &self.srtp_buf[..n],
+                Err(_) => return,
+            },
+            None => bytes,
+        };
         match self.clock.estimate() {
             Some(est) => {
                 rx.handle_rtp(bytes, est.to_leader(at));
@@ -486,7 +594,18 @@ impl<A: Copy + Eq> FollowerCore<A> {
     fn obey(&mut self, event: FollowerEvent) -> Option<CoreEvent> {
         let command = match event {
             FollowerEvent::Joined(w) => {
-                let played = self.set_stream(&w.stream, w.role);
+                self.session_id = Some(w.session);
+                let played = self
+                    .set_stream(&w.stream, w.role)
+                    .and_then(|()| self.protect(&w.stream, true));
+                if let Err(e @ CoreError::Unauthenticated { .. }) = played {
+                    // Not a session to keep: leave it, and play nothing of it.
+                    self.clear_stream();
+                    if let Some(s) = self.session.as_mut() {
+                        let _ = s.leave();
+                    }
+                    return Some(CoreEvent::Unplayable(e));
+                }
                 self.set_volume(w.volume);
                 self.set_mute(w.muted);
                 self.set_trim(w.trim);
@@ -513,7 +632,10 @@ impl<A: Copy + Eq> FollowerCore<A> {
                 });
             }
             Command::Stream(st) => {
-                return Some(match self.set_stream(&st, self.role) {
+                let played = self
+                    .set_stream(&st, self.role)
+                    .and_then(|()| self.protect(&st, false));
+                return Some(match played {
                     Ok(()) => CoreEvent::Stream(st),
                     Err(e) => {
                         self.clear_stream();

@@ -7,12 +7,13 @@ use std::net::SocketAddr;
 use thiserror::Error;
 
 use crate::control::{
-    Admission, AdmissionError, FollowerStatus, HouseholdKey, LeaderEvent, LeaderSession, Message,
-    Nonce, PeerPorts, Refusal, Role, SessionError, StreamParams,
+    Admission, AdmissionError, End, FollowerStatus, HouseholdKey, LeaderEvent, LeaderSession,
+    Message, Nonce, PeerPorts, Refusal, Role, SessionError, StreamParams,
 };
 use crate::media::rtcp::MAX_COMPOUND_LEN;
 use crate::media::sender::{RtpSender, SenderConfig, SenderError};
-use crate::ptp::{MasterConfig, PtpError, PtpMaster, PtpPort, PtpStats, Transmit, TxTag};
+use crate::media::srtp::{SrtpContext, SrtpStats};
+use crate::ptp::{MasterConfig, PtpError, PtpKeys, PtpMaster, PtpPort, PtpStats, Transmit, TxTag};
 use crate::time::{LeaderInstant, LocalInstant, MediaTime, Nanos};
 
 /// If media is polled this late (a stalled machine), the pacing skips ahead rather than
@@ -178,6 +179,17 @@ impl<A: Copy + Eq> MasterCore<A> {
             self.peers.push(peer);
             self.master.add_slave(peer, leader_time(now));
         }
+    }
+
+    /// As [`add_peer`](Self::add_peer), signing and checking its messages with `keys` (a
+    /// session's: see [`PtpMaster::add_slave_with_keys`]). A peer served already starts
+    /// again with these keys.
+    pub fn add_peer_with_keys(&mut self, peer: PtpPeer<A>, now: LocalInstant, keys: PtpKeys) {
+        if !self.peers.contains(&peer) {
+            self.peers.push(peer);
+        }
+        self.master
+            .add_slave_with_keys(peer, leader_time(now), Some(keys));
     }
 
     /// Stops serving `peer`.
@@ -445,6 +457,8 @@ struct Joined<A> {
     muted: bool,
     trim: Nanos,
     status: Option<(u32, FollowerStatus)>,
+    /// The SRTP context its stream is protected with.
+    srtp: Option<SrtpContext>,
 }
 
 /// Media pacing: chunk `k` is captured during `[t₀ + k·d, t₀ + (k+1)·d)` and due at its end.
@@ -516,6 +530,12 @@ pub struct LeaderCore<A> {
     /// The packet and the destination the next media datagram is.
     cursor: (usize, usize),
     rtp_dests: Vec<A>,
+    /// For each of `rtp_dests`: the connection whose SRTP context protects it, if any.
+    rtp_protect: Vec<Option<usize>>,
+    /// Where a protected datagram is made.
+    sealed: Vec<u8>,
+    /// Packets that could not be protected (and so were not sent).
+    protect_errors: u64,
     admission: Admission,
     conns: Vec<Conn<A>>,
     events: VecDeque<LeaderCoreEvent>,
@@ -549,6 +569,14 @@ impl<A: Endpoint> LeaderCore<A> {
             rate,
         };
         check_latency(config.stream.target_latency, pacer.span(1))?;
+        if config.multicast.is_some() && config.stream.protection.media.is_some() {
+            return Err(LeaderError::OutOfRange {
+                field: "protection",
+                reason: "a multicast stream cannot be protected yet (no group key): \
+                         set the media protection to none"
+                    .into(),
+            });
+        }
         let admission = Admission::new(
             config.group.clone(),
             config.key.clone(),
@@ -564,6 +592,9 @@ impl<A: Endpoint> LeaderCore<A> {
             out_used: 0,
             cursor: (0, 0),
             rtp_dests: Vec::new(),
+            rtp_protect: Vec::new(),
+            sealed: Vec::with_capacity(2048),
+            protect_errors: 0,
             admission,
             conns: Vec::new(),
             events: VecDeque::new(),
@@ -718,11 +749,37 @@ impl<A: Endpoint> LeaderCore<A> {
             };
             self.cursor = (i, j + 1);
             let p = &self.out[i];
-            return Some(LeaderTransmit {
-                to,
-                channel: p.channel,
-                payload: &p.bytes,
-            });
+            let protect = match p.channel {
+                Channel::Rtp => self.rtp_protect.get(j).copied().flatten(),
+                _ => None,
+            };
+            let Some(conn) = protect else {
+                return Some(LeaderTransmit {
+                    to,
+                    channel: p.channel,
+                    payload: &p.bytes,
+                });
+            };
+            let srtp = self
+                .conns
+                .get_mut(conn)
+                .and_then(|c| c.joined.as_mut())
+                .and_then(|j| j.srtp.as_mut());
+            let Some(srtp) = srtp else { continue };
+            let tag = srtp.profile().tag_len();
+            self.sealed.clear();
+            self.sealed.extend_from_slice(&p.bytes);
+            self.sealed.resize(p.bytes.len() + tag, 0);
+            match srtp.protect_in_place(&mut self.sealed, p.bytes.len()) {
+                Ok(n) => {
+                    return Some(LeaderTransmit {
+                        to,
+                        channel: Channel::Rtp,
+                        payload: &self.sealed[..n],
+                    });
+                }
+                Err(_) => self.protect_errors += 1,
+            }
         }
     }
 
@@ -739,15 +796,41 @@ impl<A: Endpoint> LeaderCore<A> {
 
     fn update_dests(&mut self) {
         self.rtp_dests.clear();
+        self.rtp_protect.clear();
         match self.config.multicast {
-            Some(group) => self.rtp_dests.push(group),
-            None => self.rtp_dests.extend(
-                self.conns
-                    .iter()
-                    .filter_map(|c| c.joined.as_ref().map(|j| j.rtp)),
-            ),
+            Some(group) => {
+                self.rtp_dests.push(group);
+                self.rtp_protect.push(None);
+            }
+            None => {
+                for (at, c) in self.conns.iter().enumerate() {
+                    if let Some(j) = c.joined.as_ref() {
+                        self.rtp_dests.push(j.rtp);
+                        self.rtp_protect.push(j.srtp.is_some().then_some(at));
+                    }
+                }
+            }
         }
-        self.rtp_dests.extend(self.config.dests.iter().copied());
+        // Static destinations are standard players: plain RTP.
+        for d in &self.config.dests {
+            self.rtp_dests.push(*d);
+            self.rtp_protect.push(None);
+        }
+    }
+
+    /// RTP packets that could not be protected, and so were not sent (an SRTP context
+    /// that refused an index: should never happen).
+    pub fn protect_errors(&self) -> u64 {
+        self.protect_errors
+    }
+
+    /// What each joined follower's SRTP context has done, by session id.
+    pub fn srtp_stats(&self) -> Vec<(u64, SrtpStats)> {
+        self.conns
+            .iter()
+            .filter_map(|c| c.joined.as_ref())
+            .filter_map(|j| j.srtp.as_ref().map(|s| (j.id, s.stats())))
+            .collect()
     }
 
     // ----- the control connections -----
@@ -784,6 +867,7 @@ impl<A: Endpoint> LeaderCore<A> {
             };
             evicted = Some(self.conns.remove(at).id);
             self.stats.evicted += 1;
+            self.update_dests();
         }
         self.conns.push(Conn {
             id: conn,
@@ -843,8 +927,8 @@ impl<A: Endpoint> LeaderCore<A> {
                 LeaderEvent::Left => {}
             }
         }
-        if joined && let Some(j) = self.conns[at].joined.as_ref() {
-            self.clock.add_peer(j.peer, now);
+        if joined {
+            self.protect_member(at, now);
         }
         if self.conns[at].session.is_closed() {
             self.drop_member(at);
@@ -853,6 +937,27 @@ impl<A: Endpoint> LeaderCore<A> {
         match refused {
             Some(r) => Err(LeaderError::Refused(r)),
             None => Ok(()),
+        }
+    }
+
+    /// Sets up a newly joined member's protection with its session's keys, as the stream
+    /// says, and makes it a PTP peer.
+    fn protect_member(&mut self, at: usize, now: LocalInstant) {
+        let protection = self.admission.stream().protection;
+        let ssrc = self.sender.ssrc();
+        let c = &mut self.conns[at];
+        let keys = c.session.keys().cloned();
+        let Some(j) = c.joined.as_mut() else { return };
+        j.srtp = match (protection.media, keys.as_ref()) {
+            (Some(profile), Some(k)) => k.srtp(profile, ssrc).ok(),
+            _ => None,
+        };
+        let peer = j.peer;
+        match keys.filter(|_| protection.clock) {
+            Some(k) => self
+                .clock
+                .add_peer_with_keys(peer, now, k.ptp(j.id, End::Leader)),
+            None => self.clock.add_peer(peer, now),
         }
     }
 
@@ -1085,6 +1190,7 @@ fn member_of<A: Endpoint>(addr: A, id: u64, ports: PeerPorts) -> Joined<A> {
         muted: false,
         trim: Nanos::ZERO,
         status: None,
+        srtp: None,
     }
 }
 

@@ -20,8 +20,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::control::{
-    Capabilities, ControlError, FollowerStatus, Hello, HouseholdKey, PeerPorts, Role, SessionError,
-    StreamParams, new_nonce,
+    Capabilities, ControlError, FollowerStatus, Hello, HouseholdKey, PeerPorts, Rejections, Role,
+    SessionError, StreamParams, new_nonce,
 };
 use crate::core::{
     CoreEvent, EstimatorFactory, FollowerCore, FollowerCoreConfig, PullOutput, StageFactory,
@@ -122,6 +122,10 @@ pub struct FollowerConfig {
     pub estimator: EstimatorFactory,
     /// Extra stages after the role's (a room EQ): `None`, none.
     pub stages: Option<StageFactory>,
+    /// Play a leader's stream even if its media or clock is not authenticated. Default
+    /// `false`: such a leader is refused with a clear error, since anyone on the network
+    /// could then play on this speaker or pull its clock. The status says when it is.
+    pub accept_unauthenticated: bool,
 }
 
 impl std::fmt::Debug for FollowerConfig {
@@ -140,6 +144,7 @@ impl std::fmt::Debug for FollowerConfig {
             .field("render_lead", &self.render_lead)
             .field("output_latency", &self.output_latency)
             .field("stages", &self.stages.is_some())
+            .field("accept_unauthenticated", &self.accept_unauthenticated)
             .finish_non_exhaustive()
     }
 }
@@ -175,6 +180,7 @@ impl FollowerConfig {
             device_period_frames: None,
             estimator: default_estimator(),
             stages: None,
+            accept_unauthenticated: false,
         }
     }
 }
@@ -252,12 +258,25 @@ impl FollowerShared {
     }
 
     fn status(&self) -> FollowerStatus {
-        let (est, rx_stats, (volume, muted, trim, _)) = {
+        let (est, rx_stats, (volume, muted, trim, _), security) = {
             let core = lock(&self.core);
+            let clock = core.clock();
+            let a = clock.auth_rejections();
             (
                 core.estimate(),
                 core.receiver_stats().unwrap_or_default(),
                 core.steering(),
+                (
+                    core.media_authenticated(),
+                    clock.is_authenticated(),
+                    core.media_rejections(),
+                    Rejections {
+                        bad_tag: a.bad_tag + a.missing,
+                        replay: a.replay,
+                        unknown_key: a.unknown_key,
+                        malformed: a.malformed,
+                    },
+                ),
             )
         };
         let out = lock(&self.output).clone();
@@ -283,6 +302,10 @@ impl FollowerShared {
             muted,
             trim,
             timestamping: self.clock.timestamping(),
+            media_authenticated: security.0,
+            clock_authenticated: security.1,
+            media_rejected: security.2,
+            clock_rejected: security.3,
         }
     }
 }
@@ -362,6 +385,7 @@ impl Follower {
         core_config.estimator = Arc::clone(&config.estimator);
         core_config.stages = config.stages.clone();
         core_config.block_frames = config.block_frames;
+        core_config.accept_unauthenticated = config.accept_unauthenticated;
         core_config.corrector = config.corrector;
         core_config.output_latency = config.output_latency;
         let core = Arc::new(Mutex::new(FollowerCore::new(core_config, config.role)));

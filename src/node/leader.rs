@@ -24,8 +24,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::control::{
-    FollowerStatus, HouseholdKey, Message, Refusal, Role, StreamParams, TimestampKind, new_nonce,
-    write_message,
+    FollowerStatus, HouseholdKey, Message, Protection, Refusal, Role, StreamParams, TimestampKind,
+    new_nonce, write_message,
 };
 use crate::core::{
     ConnId, LeaderCore, LeaderCoreConfig, LeaderCoreEvent, LeaderError, LeaderMember, check_latency,
@@ -79,6 +79,11 @@ pub struct LeaderConfig {
     pub max_sessions: usize,
     /// How long a connecting follower has to finish the handshake.
     pub handshake_timeout: Duration,
+    /// How the stream and the clock are protected between this leader and the followers
+    /// it admits, with each session's keys. Default: both
+    /// ([`Protection::default`]); followers refuse less unless configured to accept it.
+    /// The static destinations ([`dests`](Self::dests)) always get plain RTP.
+    pub protection: Protection,
 }
 
 impl LeaderConfig {
@@ -102,6 +107,7 @@ impl LeaderConfig {
             clock: LocalClock::Monotonic,
             max_sessions: 64,
             handshake_timeout: Duration::from_secs(2),
+            protection: Protection::default(),
         }
     }
 }
@@ -369,6 +375,7 @@ impl Leader {
             ptp_general_port: ptp_sockets.general_port(),
             target_latency: config.latency,
             ptime: config.ptime,
+            protection: config.protection,
         };
         if let Some(path) = &config.sdp {
             write_sdp(path, &config, &stream, clock_identity, ip)?;

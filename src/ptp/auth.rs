@@ -103,6 +103,32 @@ impl fmt::Debug for PtpAuth {
     }
 }
 
+/// The keys of one clock relation: one signs what this side sends, the other checks what
+/// it receives. Between lockstep nodes each direction of each session has its own key
+/// ([`KeyPurpose`](crate::control::KeyPurpose)); [`PtpKeys::shared`] uses one key both ways.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PtpKeys {
+    /// Signs every message this side sends.
+    pub send: PtpAuth,
+    /// Checks every message this side receives.
+    pub receive: PtpAuth,
+}
+
+impl PtpKeys {
+    /// `send` for what this side sends, `receive` for what it takes.
+    pub fn new(send: PtpAuth, receive: PtpAuth) -> PtpKeys {
+        PtpKeys { send, receive }
+    }
+
+    /// One key both ways: every node that holds it trusts every other.
+    pub fn shared(auth: PtpAuth) -> PtpKeys {
+        PtpKeys {
+            send: auth,
+            receive: auth,
+        }
+    }
+}
+
 /// Why a received message was not accepted as authentic. Counted per reason in
 /// [`AuthStats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 
-use super::auth::{PtpAuth, ReplayGuard};
+use super::auth::{PtpKeys, ReplayGuard};
 use super::wire::{
     AnnounceBody, Body, ClockIdentity, ClockQuality, Header, Message, MessageType, PortIdentity,
     PtpTimestamp, SignalingBody, SignalingTlv, UnicastGrant, UnicastRequest,
@@ -76,10 +76,12 @@ pub struct MasterConfig {
     /// again).
     pub reburst_spacing: Nanos,
     /// Authenticate the clock (`None` by default). When set, every message the master
-    /// sends carries an AUTHENTICATION TLV made with this key, and every message it
-    /// receives without a valid one, or with a sequence id it has seen pass already, is
-    /// dropped and counted in [`PtpStats::auth`]. See the [`auth`](super::auth) module.
-    pub auth: Option<PtpAuth>,
+    /// sends carries an AUTHENTICATION TLV made with the `send` key, and every message it
+    /// receives without a valid one under the `receive` key, or with a sequence id it has
+    /// seen pass already, is dropped and counted in [`PtpStats::auth`]. See the
+    /// [`auth`](super::auth) module. A follower added with keys of its own
+    /// ([`PtpMaster::add_slave_with_keys`]) uses those instead.
+    pub auth: Option<PtpKeys>,
 }
 
 impl MasterConfig {
@@ -167,6 +169,18 @@ struct Follower<A> {
     last_reburst: Option<LeaderInstant>,
 }
 
+/// A follower's own keys, and the sequence ids accepted under them.
+#[derive(Clone, Debug)]
+struct FollowerKeys<A> {
+    to: A,
+    keys: PtpKeys,
+    replay: ReplayGuard,
+}
+
+/// (message type) entries a follower's own replay check remembers: Delay_Req and
+/// Signaling, from each port identity it has used under its keys.
+const FOLLOWER_REPLAY: usize = 8;
+
 #[derive(Clone, Copy, Debug)]
 struct AwaitingTimestamp<A> {
     to: A,
@@ -197,6 +211,8 @@ struct AwaitingTimestamp<A> {
 pub struct PtpMaster<A> {
     config: MasterConfig,
     followers: Vec<Follower<A>>,
+    /// Followers added with keys of their own.
+    keys: Vec<FollowerKeys<A>>,
     queue: VecDeque<(A, Message)>,
     awaiting: VecDeque<AwaitingTimestamp<A>>,
     /// sequenceId of the next Signaling (one sequence for all, per the port).
@@ -216,6 +232,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
         PtpMaster {
             config,
             followers: Vec::new(),
+            keys: Vec::new(),
             queue: VecDeque::with_capacity(config.max_queue),
             awaiting: VecDeque::with_capacity(16),
             signaling_seq: 0,
@@ -239,8 +256,17 @@ impl<A: Copy + Eq> PtpMaster<A> {
     }
 
     /// Starts serving `to`: an Announce and a burst of Syncs at once, then the steady rate.
-    /// Adding an address already served restarts its burst.
+    /// Adding an address already served restarts its burst. Messages to and from it are
+    /// signed and checked with [`MasterConfig::auth`], if set.
     pub fn add_slave(&mut self, to: A, now: LeaderInstant) {
+        self.add_slave_with_keys(to, now, None);
+    }
+
+    /// As [`add_slave`](Self::add_slave), with keys of this follower's own (`None`: the
+    /// config's): what the master sends it is signed with `keys.send`, and what comes from
+    /// `to` must carry a valid tag under `keys.receive` and a sequence id not accepted
+    /// before under them. Adding it again with new keys forgets the old keys' sequences.
+    pub fn add_slave_with_keys(&mut self, to: A, now: LeaderInstant, keys: Option<PtpKeys>) {
         self.followers.retain(|f| f.to != to);
         self.followers.push(Follower {
             to,
@@ -252,11 +278,20 @@ impl<A: Copy + Eq> PtpMaster<A> {
             reburst: None,
             last_reburst: None,
         });
+        self.keys.retain(|k| k.to != to);
+        if let Some(keys) = keys {
+            self.keys.push(FollowerKeys {
+                to,
+                keys,
+                replay: ReplayGuard::new(FOLLOWER_REPLAY),
+            });
+        }
     }
 
     /// Stops serving `to`.
     pub fn remove_slave(&mut self, to: A) {
         self.followers.retain(|f| f.to != to);
+        self.keys.retain(|k| k.to != to);
         self.queue.retain(|(dest, _)| *dest != to);
         self.awaiting.retain(|w| w.to != to);
     }
@@ -310,12 +345,15 @@ impl<A: Copy + Eq> PtpMaster<A> {
 
     fn receive(&mut self, from: A, at: LeaderInstant, data: &[u8]) -> Result<(), PtpError> {
         let msg = Message::parse(data)?;
-        if let Some(auth) = &self.config.auth {
-            // The tag first, so that only key holders reach the replay table.
-            auth.verify(data)?;
-            let h = &msg.header;
-            self.replay
-                .check(h.source_port, msg.body.message_type(), h.sequence_id)?;
+        let h = &msg.header;
+        let kind = msg.body.message_type();
+        // The tag first, so that only key holders reach the replay tables.
+        if let Some(own) = self.keys.iter_mut().find(|k| k.to == from) {
+            own.keys.receive.verify(data)?;
+            own.replay.check(h.source_port, kind, h.sequence_id)?;
+        } else if let Some(keys) = &self.config.auth {
+            keys.receive.verify(data)?;
+            self.replay.check(h.source_port, kind, h.sequence_id)?;
         }
         if msg.header.domain != self.config.domain {
             return Err(PtpError::WrongDomain {
@@ -544,7 +582,13 @@ impl<A: Copy + Eq> PtpMaster<A> {
         if let super::wire::Body::Sync { origin_timestamp } = &mut msg.body {
             *origin_timestamp = PtpTimestamp::from_instant(now).unwrap_or_default();
         }
-        let transmit = Transmit::new(to, &msg, self.config.auth.as_ref());
+        let keys = self
+            .keys
+            .iter()
+            .find(|k| k.to == to)
+            .map(|k| k.keys)
+            .or(self.config.auth);
+        let transmit = Transmit::new(to, &msg, keys.as_ref().map(|k| &k.send));
         self.stats.sent += 1;
         if kind == MessageType::Sync {
             if self.config.tx_timestamps {

@@ -34,7 +34,7 @@ mod slave;
 pub mod wire;
 
 pub use auth::{
-    AUTH_TLV_LEN, AuthRejection, AuthStats, ICV_LEN, PtpAuth, ReplayGuard, SignError,
+    AUTH_TLV_LEN, AuthRejection, AuthStats, ICV_LEN, PtpAuth, PtpKeys, ReplayGuard, SignError,
     TLV_AUTHENTICATION,
 };
 

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use super::auth::{PtpAuth, ReplayGuard};
+use super::auth::{PtpKeys, ReplayGuard};
 use super::wire::{
     Body, Header, Message, MessageType, PortIdentity, PtpTimestamp, SignalingBody, SignalingTlv,
     UnicastRequest,
@@ -62,10 +62,11 @@ pub struct SlaveConfig {
     /// seconds need. If it did give one, the start burst is as fast, and nothing changes.
     pub first_burst_duration: Nanos,
     /// Authenticate the clock (`None` by default). When set, every message the slave sends
-    /// carries an AUTHENTICATION TLV made with this key, and every message it receives
-    /// without a valid one, or with a sequence id it has seen pass already, is dropped and
-    /// counted in [`PtpStats::auth`]. See the [`auth`](super::auth) module.
-    pub auth: Option<PtpAuth>,
+    /// carries an AUTHENTICATION TLV made with the `send` key, and every message it receives
+    /// without a valid one under the `receive` key, or with a sequence id it has seen pass
+    /// already, is dropped and counted in [`PtpStats::auth`]. See the [`auth`](super::auth)
+    /// module.
+    pub auth: Option<PtpKeys>,
 }
 
 impl SlaveConfig {
@@ -244,9 +245,9 @@ impl<A: Copy + Eq> PtpSlave<A> {
     fn receive(&mut self, from: A, at: LocalInstant, data: &[u8]) -> Result<(), PtpError> {
         let msg = Message::parse(data)?;
         let h = msg.header;
-        if let Some(auth) = &self.config.auth {
+        if let Some(keys) = &self.config.auth {
             // The tag first, so that only key holders reach the replay table.
-            auth.verify(data)?;
+            keys.receive.verify(data)?;
             self.replay
                 .check(h.source_port, msg.body.message_type(), h.sequence_id)?;
         }
@@ -540,7 +541,7 @@ impl<A: Copy + Eq> PtpSlave<A> {
             return Some(Transmit::new(
                 m.addr,
                 &Message::signaling(header, body),
-                self.config.auth.as_ref(),
+                self.config.auth.as_ref().map(|k| &k.send),
             ));
         };
         d.sent = true;
@@ -550,7 +551,11 @@ impl<A: Copy + Eq> PtpSlave<A> {
         // is left zero so that the follower's local timescale does not leak onto the wire.
         let msg = Message::delay_req(header, PtpTimestamp::default());
         self.stats.sent += 1;
-        Some(Transmit::new(m.addr, &msg, self.config.auth.as_ref()))
+        Some(Transmit::new(
+            m.addr,
+            &msg,
+            self.config.auth.as_ref().map(|k| &k.send),
+        ))
     }
 
     /// The next completed exchange, oldest first. Call until `None`.

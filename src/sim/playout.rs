@@ -819,6 +819,8 @@ fn simulate(
         ptp_general_port: 0,
         target_latency: s.latency,
         ptime: Nanos::from_millis(PTIME_MS),
+        // The simulated leader runs no control session, so no session keys.
+        protection: crate::control::Protection::NONE,
     };
     let mut stream = stream_of(sender_cfg.ssrc);
     let keep_all = meter.is_none();
