@@ -6,9 +6,13 @@
 //! cargo run --release --example fanout -- --followers 64 --codec l16 --json
 //! ```
 //!
-//! The destinations are plain UDP sockets given to the leader as static destinations, all
-//! drained by one receiver thread that counts what arrives, so that almost all the work in
-//! the process is the leader's. After a one-second warm-up, the program reads the CPU time
+//! The followers are stand-ins: each joins the leader as a follower does (the control
+//! handshake, so it gets its own session keys and the leader protects its stream as SRTP
+//! and serves it a signed PTP clock), but then only receives: one receiver thread drains
+//! every stand-in's RTP socket and checks each packet's SRTP tag, so that almost all the
+//! work in the process is the leader's (the stand-ins send no Delay_Req, so the leader's
+//! answers to them are not in the figure). With `--plain` the stand-ins are static
+//! destinations instead, given plain RTP without a handshake. After a one-second warm-up, the program reads the CPU time
 //! (user + system, from `/proc/self/task/<tid>/stat`) of each of the leader's threads
 //! (named `lockstep-*`), again at the end, and reports the leader's CPU as a percentage of
 //! one core, and its media thread's alone, against a target of 10 % for 32 followers of
@@ -25,7 +29,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use lockstep::control::{HouseholdKey, new_nonce};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use lockstep::control::{
+    Capabilities, FollowerEvent, FollowerSession, Hello, HouseholdKey, PeerPorts, Role,
+    SessionKeys, StreamParams, new_nonce,
+};
+use lockstep::media::SrtpContext;
 use lockstep::node::{Leader, LeaderConfig, TestSource};
 use lockstep::time::Nanos;
 
@@ -40,9 +51,14 @@ struct Args {
     /// Unicast destinations (cheap stand-ins for followers), 1 to 512.
     #[arg(long, default_value_t = 32)]
     followers: usize,
-    /// Measured seconds (after a one-second warm-up), 1 to 600.
+    /// Measured seconds (after the warm-up), 1 to 600.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Seconds between the followers' joining and the measurement, 1 to 600. Joined
+    /// followers get their clock's start burst first (fast Syncs tapering off over about a
+    /// minute): the default measures it, a warm-up of 70 s the steady state.
+    #[arg(long, default_value_t = 1.0)]
+    warm_up: f64,
     /// The stream's codec (opus needs the `opus` cargo feature).
     #[arg(long, value_enum, default_value_t = Codec::L24)]
     codec: Codec,
@@ -55,9 +71,16 @@ struct Args {
     /// Print one JSON object on standard output instead of the table.
     #[arg(long)]
     json: bool,
+    /// Plain RTP to static destinations, without a handshake, keys or clock (the cost
+    /// without protection).
+    #[arg(long, conflicts_with = "unauthenticated")]
+    plain: bool,
+    /// Stand-ins join, but the leader protects neither their streams nor their clock (the
+    /// cost of the protection, against the default).
+    #[arg(long)]
+    unauthenticated: bool,
 }
 
-const WARM_UP: Duration = Duration::from_secs(1);
 /// Thread names of the leader (`comm` is cut to 15 bytes by the kernel).
 const LEADER_PREFIX: &str = "lockstep-";
 const MEDIA_THREAD: &str = "lockstep-media";
@@ -79,6 +102,8 @@ fn main() -> ExitCode {
 struct Counts {
     packets: Vec<AtomicU64>,
     bytes: Vec<AtomicU64>,
+    /// Packets whose SRTP tag failed.
+    rejected: AtomicU64,
 }
 
 impl Counts {
@@ -104,6 +129,9 @@ fn run(args: &Args) -> Result<(), String> {
     if !(args.seconds.is_finite() && (1.0..=600.0).contains(&args.seconds)) {
         return Err(format!("--seconds must be 1 to 600, got {}", args.seconds));
     }
+    if !(args.warm_up.is_finite() && (1.0..=600.0).contains(&args.warm_up)) {
+        return Err(format!("--warm-up must be 1 to 600, got {}", args.warm_up));
+    }
     if args.codec == Codec::Opus && !cfg!(feature = "opus") {
         return Err(
             "codec opus: this program was built without the opus feature \
@@ -116,21 +144,79 @@ fn run(args: &Args) -> Result<(), String> {
         eprintln!("fanout: warning: a debug build; run with --release for a meaningful figure");
     }
 
-    // The destinations.
-    let mut sockets = Vec::with_capacity(args.followers);
-    for _ in 0..args.followers {
+    // The stand-ins' sockets: RTP, and (joined ones) PTP event and general.
+    let bind = || -> Result<UdpSocket, String> {
         let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("UDP socket: {e}"))?;
         s.set_nonblocking(true)
             .map_err(|e| format!("UDP socket: {e}"))?;
-        sockets.push(s);
+        Ok(s)
+    };
+    let port = |s: &UdpSocket| s.local_addr().map(|a| a.port()).map_err(|e| e.to_string());
+    let mut sockets = Vec::with_capacity(args.followers);
+    let mut ptp_sockets = Vec::new();
+    for _ in 0..args.followers {
+        sockets.push(bind()?);
+        if !args.plain {
+            ptp_sockets.push((bind()?, bind()?));
+        }
     }
     let dests: Vec<SocketAddr> = sockets
         .iter()
         .map(|s| s.local_addr().map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
+
+    // The leader, on loopback, streaming the test signal to them.
+    let mut secret = Vec::new();
+    for _ in 0..2 {
+        secret.extend_from_slice(&new_nonce().map_err(|e| e.to_string())?);
+    }
+    let key = HouseholdKey::new(&secret).map_err(|e| e.to_string())?;
+    let mut config = LeaderConfig::new("fanout", key.clone(), "127.0.0.1:0".parse().unwrap());
+    config.codec = args.codec.kind();
+    config.ptime = Nanos::from_millis(i64::from(args.ptime));
+    config.max_sessions = args.followers.max(64);
+    if args.plain {
+        config.dests = dests;
+    }
+    if args.unauthenticated {
+        config.protection = lockstep::control::Protection::NONE;
+    }
+    let rate = config.sample_rate;
+    let channels = config.channels;
+    let leader = Leader::start(
+        config,
+        Box::new(TestSource::noise(usize::from(channels), rate)),
+    )
+    .map_err(|e| format!("leader: {e}"))?;
+
+    // Each stand-in joins, as a follower would, and keeps its control connection.
+    let mut sessions = Vec::new();
+    let mut srtp = Vec::new();
+    for (i, (rtp, (event, general))) in sockets.iter().zip(&ptp_sockets).enumerate() {
+        let ports = PeerPorts {
+            rtp: port(rtp)?,
+            ptp_event: port(event)?,
+            ptp_general: port(general)?,
+        };
+        let (conn, keys, stream) = join(leader.control_addr(), &key, ports, i)?;
+        srtp.push(match stream.protection.media {
+            Some(profile) => Some(
+                keys.srtp(profile, stream.ssrc)
+                    .map_err(|e| format!("stand-in {i}: {e}"))?,
+            ),
+            None if args.unauthenticated => None,
+            None => return Err("the leader's stream is not protected".into()),
+        });
+        sessions.push(conn);
+    }
+    if args.plain {
+        srtp = (0..args.followers).map(|_| None).collect();
+    }
+
     let counts = Arc::new(Counts {
         packets: (0..args.followers).map(|_| AtomicU64::new(0)).collect(),
         bytes: (0..args.followers).map(|_| AtomicU64::new(0)).collect(),
+        rejected: AtomicU64::new(0),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let receiver_error = Arc::new(Mutex::new(None::<String>));
@@ -142,33 +228,8 @@ fn run(args: &Args) -> Result<(), String> {
         );
         std::thread::Builder::new()
             .name(RECEIVER_THREAD.into())
-            .spawn(move || drain(&sockets, &counts, &stop, &error))
+            .spawn(move || drain(&sockets, srtp, &counts, &stop, &error))
             .map_err(|e| format!("cannot start the receiver thread: {e}"))?
-    };
-
-    // The leader, on loopback, streaming the test signal to them.
-    let mut secret = Vec::new();
-    for _ in 0..2 {
-        secret.extend_from_slice(&new_nonce().map_err(|e| e.to_string())?);
-    }
-    let key = HouseholdKey::new(&secret).map_err(|e| e.to_string())?;
-    let mut config = LeaderConfig::new("fanout", key, "127.0.0.1:0".parse().unwrap());
-    config.codec = args.codec.kind();
-    config.ptime = Nanos::from_millis(i64::from(args.ptime));
-    config.dests = dests;
-    let rate = config.sample_rate;
-    let channels = config.channels;
-    let started = Leader::start(
-        config,
-        Box::new(TestSource::noise(usize::from(channels), rate)),
-    );
-    let leader = match started {
-        Ok(l) => l,
-        Err(e) => {
-            stop.store(true, Ordering::Release);
-            let _ = receiver.join();
-            return Err(format!("leader: {e}"));
-        }
     };
     if !args.json {
         eprintln!(
@@ -179,12 +240,12 @@ fn run(args: &Args) -> Result<(), String> {
             channels,
             args.ptime,
             args.followers,
-            WARM_UP.as_secs(),
+            args.warm_up,
             args.seconds
         );
     }
 
-    std::thread::sleep(WARM_UP);
+    std::thread::sleep(Duration::from_secs_f64(args.warm_up));
     let (t0, cpu0, sent0, rx0) = (
         Instant::now(),
         thread_times()?,
@@ -206,8 +267,11 @@ fn run(args: &Args) -> Result<(), String> {
         counts.snapshot(),
     );
     leader.shutdown();
+    drop(sessions);
+    drop(ptp_sockets);
     stop.store(true, Ordering::Release);
     let _ = receiver.join();
+    let rejected = counts.rejected.load(Ordering::Relaxed);
     if let Some(e) = receiver_error.lock().map(|e| e.clone()).unwrap_or(None) {
         return Err(format!("receiver: {e}"));
     }
@@ -251,12 +315,16 @@ fn run(args: &Args) -> Result<(), String> {
     let media_pct = percent(media_ticks);
     // Every destination within 2 % of its share (a scheduling hiccup at either end of
     // the window moves a packet or two).
-    let delivered = min_rx as f64 >= expected * 0.98 && max_rx as f64 <= expected * 1.02 + 1.0;
+    let delivered =
+        min_rx as f64 >= expected * 0.98 && max_rx as f64 <= expected * 1.02 + 1.0 && rejected == 0;
     let met = leader_pct <= args.target_percent;
 
     if args.json {
         let v = serde_json::json!({
             "followers": args.followers,
+            "protected": !args.plain && !args.unauthenticated,
+            "joined": !args.plain,
+            "srtp_rejected": rejected,
             "codec": args.codec.name(),
             "ptime_ms": args.ptime,
             "sample_rate": rate,
@@ -285,8 +353,16 @@ fn run(args: &Args) -> Result<(), String> {
     }
 
     println!(
-        "leader CPU feeding {} unicast followers, {} {} Hz {} ch, {} ms packets, over {:.2} s",
+        "leader CPU feeding {} unicast followers ({}), {} {} Hz {} ch, {} ms packets, over \
+         {:.2} s",
         args.followers,
+        if args.plain {
+            "plain RTP, static destinations"
+        } else if args.unauthenticated {
+            "joined, unauthenticated: plain RTP and PTP"
+        } else {
+            "joined: SRTP and an authenticated clock, per-session keys"
+        },
         args.codec.name(),
         rate,
         channels,
@@ -314,7 +390,8 @@ fn run(args: &Args) -> Result<(), String> {
         stats.rtp_send_errors
     );
     println!(
-        "  received per follower  min {min_rx}, max {max_rx} (expected {expected:.0}): {}",
+        "  received per follower  min {min_rx}, max {max_rx} (expected {expected:.0}), \
+         {rejected} failing SRTP: {}",
         if delivered {
             "all delivered"
         } else {
@@ -334,15 +411,85 @@ fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// The receiver: drains every destination socket, counting, until told to stop.
-fn drain(sockets: &[UdpSocket], counts: &Counts, stop: &AtomicBool, error: &Mutex<Option<String>>) {
+/// Joins the leader at `leader` as stand-in `i`: the handshake of a follower, sans-IO
+/// session over a blocking socket, at most 2 s. Returns the connection (the session lasts as
+/// long as it is open), the session's keys and the stream.
+fn join(
+    leader: SocketAddr,
+    key: &HouseholdKey,
+    ports: PeerPorts,
+    i: usize,
+) -> Result<(TcpStream, SessionKeys, StreamParams), String> {
+    let fail = |e: String| format!("stand-in {i} joining: {e}");
+    let mut conn = TcpStream::connect(leader).map_err(|e| fail(e.to_string()))?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| fail(e.to_string()))?;
+    let hello = Hello {
+        caps: Capabilities {
+            model: "fanout-stand-in".into(),
+            name: format!("stand-in {i}"),
+            channels: 2,
+            max_rate: 192_000,
+            output_latency: Nanos::ZERO,
+        },
+        role: Role::Full,
+        group: "fanout".into(),
+        ports,
+    };
+    let nonce = new_nonce().map_err(|e| fail(e.to_string()))?;
+    let mut session =
+        FollowerSession::new(hello, key.clone(), nonce).map_err(|e| fail(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        while let Some(bytes) = session.poll_transmit() {
+            conn.write_all(&bytes).map_err(|e| fail(e.to_string()))?;
+        }
+        while let Some(event) = session.poll_event() {
+            match event {
+                FollowerEvent::Joined(w) => {
+                    let keys = session
+                        .keys()
+                        .cloned()
+                        .ok_or_else(|| fail("no keys".into()))?;
+                    return Ok((conn, keys, w.stream));
+                }
+                FollowerEvent::Failed(e) => return Err(fail(e.to_string())),
+                _ => {}
+            }
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => return Err(fail("the leader closed the connection".into())),
+            Ok(n) => session.handle_input(&buf[..n]),
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+    Err(fail("no welcome within 2 s".into()))
+}
+
+/// The receiver: drains every destination socket, checking each packet's SRTP tag when
+/// the stand-in has a context, counting, until told to stop.
+fn drain(
+    sockets: &[UdpSocket],
+    mut srtp: Vec<Option<SrtpContext>>,
+    counts: &Counts,
+    stop: &AtomicBool,
+    error: &Mutex<Option<String>>,
+) {
     let mut buf = [0u8; 2048];
+    let mut plain = [0u8; 2048];
     while !stop.load(Ordering::Acquire) {
         for (i, s) in sockets.iter().enumerate() {
             // Bounded: a socket holds at most what its buffer took since the last round.
             for _ in 0..1024 {
                 match s.recv(&mut buf) {
                     Ok(n) => {
+                        if let Some(Some(c)) = srtp.get_mut(i)
+                            && c.unprotect(&buf[..n], &mut plain).is_err()
+                        {
+                            counts.rejected.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         counts.packets[i].fetch_add(1, Ordering::Relaxed);
                         counts.bytes[i].fetch_add(n as u64, Ordering::Relaxed);
                     }

@@ -101,7 +101,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
     /// Play a leader whose stream or clock is not authenticated (one started with
-    /// `--unauthenticated`, or a multicast stream). The status then says so.
+    /// `--unauthenticated`). The status then says so.
     #[arg(long)]
     accept_unauthenticated: bool,
 }

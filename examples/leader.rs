@@ -81,7 +81,7 @@ struct Args {
     key: PathBuf,
     /// Send the stream and the clock to followers without authentication (plain RTP and
     /// PTP, which anyone on the network can forge). Followers refuse it unless started with
-    /// `--accept-unauthenticated`. A multicast stream is plain RTP until group keys exist.
+    /// `--accept-unauthenticated`.
     #[arg(long)]
     unauthenticated: bool,
     /// TCP address of the control port followers join on; the clock and media sockets bind
@@ -165,12 +165,6 @@ fn run(args: &Args) -> Result<(), Failure> {
     config.multicast = multicast;
     if args.unauthenticated {
         config.protection = Protection::NONE;
-    } else if multicast.is_some() {
-        eprintln!(
-            "leader: warning: the multicast stream is plain RTP (no group key yet); the clock \
-             stays authenticated"
-        );
-        config.protection.media = None;
     }
     config.sdp = args.sdp.clone();
     let latency_ms = config.latency.as_nanos() / 1_000_000;

@@ -5,7 +5,8 @@
 use lockstep::control::{
     Admission, AdmissionError, Capabilities, CodecId, Command, FollowerEvent, FollowerSession,
     FollowerStatus, Hello, HouseholdKey, KeyPurpose, LeaderEvent, LeaderSession, Message,
-    PeerPorts, Refusal, Role, SessionError, SessionKeys, StreamParams, TimestampKind, Welcome,
+    PROTOCOL_VERSION, PeerPorts, Refusal, Role, SessionError, SessionKeys, StreamParams,
+    TimestampKind, Welcome,
 };
 use lockstep::time::Nanos;
 
@@ -451,7 +452,10 @@ fn garbage_and_hostile_headers_are_refused_at_once() {
     assert!(l.is_closed());
     // A header announcing 4 GiB is refused on its 8 bytes, before any payload.
     let mut l = LeaderSession::new([1; 16]);
-    l.handle_input(&[b'L', b'S', 1, 0x01, 0xff, 0xff, 0xff, 0xff], &mut adm);
+    l.handle_input(
+        &[b'L', b'S', PROTOCOL_VERSION, 0x01, 0xff, 0xff, 0xff, 0xff],
+        &mut adm,
+    );
     assert!(matches!(
         l.poll_event(),
         Some(LeaderEvent::Refused(Refusal::Malformed))
@@ -463,7 +467,7 @@ fn garbage_and_hostile_headers_are_refused_at_once() {
         l.poll_event(),
         Some(LeaderEvent::Refused(Refusal::UnsupportedVersion {
             got: 9,
-            supported: 1
+            supported: PROTOCOL_VERSION
         }))
     ));
     // An Auth before any Hello is out of turn.

@@ -5,12 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use lockstep::control::{
-    Capabilities, CodecId, Hello, HouseholdKey, PeerPorts, Refusal, Role, SessionError,
-    StreamParams,
+    Capabilities, CodecId, GroupSecret, Hello, HouseholdKey, PeerPorts, Refusal, Role,
+    SessionError, StreamParams,
 };
 use lockstep::core::{
-    Channel, ConnId, CoreEvent, FollowerCore, FollowerCoreConfig, LeaderCore, LeaderCoreConfig,
-    LeaderCoreEvent, LeaderError, PtpPeer,
+    Channel, ConnId, CoreEvent, FollowerCore, FollowerCoreConfig, GROUP_KEY_SWITCH, LeaderCore,
+    LeaderCoreConfig, LeaderCoreEvent, LeaderError, PtpPeer,
 };
 use lockstep::media::ntp::NtpTimestamp;
 use lockstep::media::sender::{HEADER_LEN, NTP_OFFSET, SenderConfig};
@@ -213,7 +213,13 @@ fn a_follower_joins_and_gets_the_clock_and_the_stream_stamped_with_the_leader_ti
         assert_eq!(rtp.len(), 1, "one packet to the one follower");
         let (to, p) = &rtp[0];
         assert_eq!(*to, rtp_dest);
-        assert_eq!(p.len(), HEADER_LEN + 240 * 2 * 3);
+        // SRTP: the header in clear, the payload encrypted, a 10-byte tag after it.
+        assert_eq!(p.len(), HEADER_LEN + 240 * 2 * 3 + 10);
+        let payload = &p[HEADER_LEN..HEADER_LEN + 240 * 2 * 3];
+        assert!(
+            payload.chunks(3).filter(|s| *s == [0x20, 0, 0]).count() < 10,
+            "the samples (0.25 each, 0x200000 in L24) do not travel in clear"
+        );
         let ntp = u64::from_be_bytes(p[NTP_OFFSET..NTP_OFFSET + 8].try_into().expect("8"));
         assert_eq!(ntp, NtpTimestamp::from_instant(play_at).0);
         // The media clock: the leader clock in RTP ticks (offset 0).
@@ -520,6 +526,15 @@ fn a_multicast_stream_goes_once_to_the_group_and_to_each_static_destination_with
     config.multicast = Some(group);
     config.dests = vec![player];
     config.rtcp = true;
+    // A protected multicast stream needs the secret its group keys come from.
+    assert!(matches!(
+        LeaderCore::new(config.clone(), now),
+        Err(LeaderError::OutOfRange {
+            field: "group_secret",
+            ..
+        })
+    ));
+    config.group_secret = Some(GroupSecret::new([9; 32]));
     let mut l = LeaderCore::new(config, now).expect("a leader");
     let mut f = follower(key());
     l.handle_connect(CONN, now, control_addr(), [1; 16])
@@ -596,4 +611,164 @@ fn idle_handshakes_give_their_slots_up_but_joined_followers_keep_theirs() {
         assert!(n < 100, "slots without end");
     }
     assert!(l.is_joined(CONN));
+}
+
+/// Moves control bytes both ways between `l`'s connection `conn` and `f` until neither has
+/// any.
+fn shuttle_on(
+    l: &mut LeaderCore<SocketAddr>,
+    f: &mut FollowerCore<SocketAddr>,
+    conn: ConnId,
+    now: LocalInstant,
+) {
+    for _ in 0..20 {
+        let mut moved = false;
+        while let Some(bytes) = f.poll_control_transmit() {
+            let _ = l.handle_control(conn, now, &bytes);
+            moved = true;
+        }
+        while let Some(bytes) = l.poll_control_transmit(conn) {
+            f.handle_control(&bytes);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+}
+
+/// Chunk `k` of media (5 ms each, from 5 ms on): the datagrams to the multicast group.
+fn group_packets(l: &mut LeaderCore<SocketAddr>, k: i64) -> Vec<Vec<u8>> {
+    let now = at_ms(5 * k);
+    let mut out = Vec::new();
+    while let Some(chunk) = l.poll_media(now) {
+        l.handle_media(now, &chunk, &[0.25; 480]).expect("pushed");
+        while let Some(tx) = l.poll_media_transmit() {
+            if tx.channel == Channel::Rtp {
+                out.push(tx.payload.to_vec());
+            }
+        }
+    }
+    out
+}
+
+/// A protected multicast stream: every member gets the group key over its session; when a
+/// member leaves, the others get the next epoch's key and the stream switches to it, without
+/// a packet lost; the member that left cannot read the stream after the switch, a packet of
+/// the old epoch sent again is a replay, and an altered one a bad tag.
+#[test]
+fn a_protected_multicast_stream_changes_its_key_when_a_member_leaves() {
+    let now = at_ms(0);
+    let format = AudioFormat::new(RATE, 2).expect("format");
+    let mut sc = SenderConfig::new(CodecKind::L24, format, 0x1234_5678);
+    sc.ptime_ms = Some(5);
+    let master = MasterConfig::new(ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1]));
+    let mut s = stream();
+    s.multicast = Some("239.69.0.1:5004".parse().expect("a group"));
+    let mut config = LeaderCoreConfig::new("kitchen", key(), s, sc, master);
+    config.multicast = Some("239.69.0.1:5004".parse().expect("a group"));
+    config.group_secret = Some(GroupSecret::new([0x42; 32]));
+    let mut l = LeaderCore::new(config, now).expect("a leader");
+    assert_eq!(l.group_epoch(), Some(1));
+
+    let member = |nonce: u8| {
+        let port = PortIdentity {
+            clock_identity: ClockIdentity([2, 0, 0, 0xff, 0xfe, 0, 0, nonce]),
+            port_number: 1,
+        };
+        let mut f = FollowerCore::new(FollowerCoreConfig::new(SlaveConfig::new(port)), Role::Full);
+        let hello = Hello {
+            caps: Capabilities {
+                model: "bookshelf".into(),
+                name: format!("Speaker {nonce}"),
+                channels: 2,
+                max_rate: 96_000,
+                output_latency: Nanos::ZERO,
+            },
+            role: Role::Full,
+            group: "kitchen".into(),
+            ports: PORTS,
+        };
+        f.connect(hello, key(), [nonce; 16]).expect("a Hello");
+        f
+    };
+    let (stay, leave) = (ConnId(1), ConnId(2));
+    let mut a = member(3);
+    let mut b = member(4);
+    for (conn, f, port) in [(stay, &mut a, 50_001), (leave, &mut b, 50_002)] {
+        l.handle_connect(
+            conn,
+            now,
+            SocketAddr::new(FOLLOWER_IP, port),
+            [conn.0 as u8; 16],
+        )
+        .expect("a free slot");
+        shuttle_on(&mut l, f, conn, now);
+        assert!(f.is_joined());
+        assert!(f.media_authenticated());
+        assert_eq!(f.group_epoch(), Some(1), "the key came with the welcome");
+    }
+    let mut k = 1;
+    let mut sent = 0;
+    for _ in 0..20 {
+        for p in group_packets(&mut l, k) {
+            a.handle_rtp(at_ms(5 * k), &p);
+            b.handle_rtp(at_ms(5 * k), &p);
+            sent += 1;
+        }
+        k += 1;
+    }
+    assert_eq!(sent, 20);
+    assert_eq!(a.media_rejections().total(), 0);
+    assert_eq!(b.media_rejections().total(), 0);
+    let an_old_packet = group_packets(&mut l, k).remove(0);
+    a.handle_rtp(at_ms(5 * k), &an_old_packet);
+    k += 1;
+
+    // One member leaves: the other gets epoch 2's key at once.
+    b.leave().expect("joined");
+    shuttle_on(&mut l, &mut b, leave, at_ms(5 * k));
+    assert_eq!(l.members().len(), 1);
+    assert_eq!(l.stats().group_key_rotations, 1);
+    shuttle_on(&mut l, &mut a, stay, at_ms(5 * k));
+    assert_eq!(l.group_epoch(), Some(1), "not switched yet");
+
+    let mut after_switch = 0;
+    for _ in 0..(GROUP_KEY_SWITCH.as_nanos() / 5_000_000 + 20) {
+        for p in group_packets(&mut l, k) {
+            a.handle_rtp(at_ms(5 * k), &p);
+            let before = b.media_rejections().total();
+            b.handle_rtp(at_ms(5 * k), &p);
+            if l.group_epoch() == Some(2) {
+                after_switch += 1;
+                assert_eq!(
+                    b.media_rejections().total(),
+                    before + 1,
+                    "the member that left cannot read epoch 2"
+                );
+            }
+        }
+        k += 1;
+    }
+    assert_eq!(l.group_epoch(), Some(2));
+    assert!(after_switch >= 19, "{after_switch} packets under epoch 2");
+    assert_eq!(
+        a.group_epoch(),
+        Some(2),
+        "the member that stayed switched too"
+    );
+    assert_eq!(
+        a.media_rejections().total(),
+        0,
+        "not one packet lost at the switch: {}",
+        a.media_rejections()
+    );
+
+    // Epoch 1's packet again: a replay. A packet of epoch 2 altered: a bad tag.
+    a.handle_rtp(at_ms(5 * k), &an_old_packet);
+    assert_eq!(a.media_rejections().replay, 1, "{}", a.media_rejections());
+    let mut altered = group_packets(&mut l, k).remove(0);
+    altered[HEADER_LEN + 20] ^= 1;
+    a.handle_rtp(at_ms(5 * k), &altered);
+    assert_eq!(a.media_rejections().bad_tag, 1, "{}", a.media_rejections());
 }

@@ -25,6 +25,9 @@ use sha2::Sha256;
 
 use super::auth::HouseholdKey;
 use super::message::Nonce;
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, KeyInit};
+
 use crate::media::srtp::{SrtpContext, SrtpError, SrtpProfile};
 use crate::ptp::{PtpAuth, PtpKeys};
 
@@ -98,11 +101,7 @@ impl fmt::Debug for SessionKeys {
 
 impl Drop for SessionKeys {
     fn drop(&mut self) {
-        for b in &mut self.prk {
-            // SAFETY: `b` is a valid, aligned byte of `self`; a volatile write is not
-            // optimized away as a dead store.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
+        wipe(&mut self.prk);
     }
 }
 
@@ -152,15 +151,62 @@ impl SessionKeys {
     /// same; the leader protects with its own, the follower unprotects with its own. Bound
     /// to `ssrc`.
     pub fn srtp(&self, profile: SrtpProfile, ssrc: u32) -> Result<SrtpContext, SrtpError> {
-        let key_len = profile.master_key_len();
-        let salt_len = profile.master_salt_len();
-        let mut material = [0u8; 64];
-        let material = &mut material[..key_len + salt_len];
-        // At most 64 bytes: always within HKDF-SHA256's reach.
-        let _ = self.expand(KeyPurpose::MediaLeaderToFollower, material);
-        let context = SrtpContext::new(profile, &material[..key_len], &material[key_len..]);
-        material.fill(0);
-        Ok(context?.with_ssrc(ssrc))
+        let mut material = [0u8; GROUP_KEY_LEN];
+        // 30 bytes: always within HKDF-SHA256's reach.
+        let _ = self.expand(KeyPurpose::MediaLeaderToFollower, &mut material);
+        let context = srtp_from(&material, profile, ssrc);
+        wipe(&mut material);
+        context
+    }
+
+    /// The AES-256-GCM key that wraps group keys for this session.
+    fn wrap_cipher(&self) -> Aes256Gcm {
+        let mut key = self.key32(KeyPurpose::GroupKeyWrap);
+        let cipher = Aes256Gcm::new(&key.into());
+        wipe(&mut key);
+        cipher
+    }
+
+    /// `group`'s key for `epoch`, sealed for this session's follower: AES-256-GCM under the
+    /// session's [`GroupKeyWrap`](KeyPurpose::GroupKeyWrap) key, the epoch (big-endian, in
+    /// the last 4 of 12 bytes) as nonce, and `"lockstep/1 group key" || epoch` as
+    /// associated data. A leader seals each epoch at most once per session, so no nonce
+    /// repeats under a key.
+    pub fn seal_group_key(&self, epoch: u32, group: &GroupKey) -> [u8; SEALED_GROUP_KEY_LEN] {
+        let mut out = [0u8; SEALED_GROUP_KEY_LEN];
+        out[..GROUP_KEY_LEN].copy_from_slice(&group.material);
+        let (text, tag_out) = out.split_at_mut(GROUP_KEY_LEN);
+        // Encryption fails only for plaintexts longer than GCM allows; 30 bytes is not.
+        if let Ok(tag) = self.wrap_cipher().encrypt_in_place_detached(
+            &group_nonce(epoch),
+            &group_aad(epoch),
+            text,
+        ) {
+            tag_out.copy_from_slice(&tag);
+        }
+        out
+    }
+
+    /// Opens a group key [`seal_group_key`](Self::seal_group_key) sealed for `epoch`.
+    /// Fails if it was sealed under another session's keys (another household key, a
+    /// follower it was not meant for), for another epoch, or changed on the way.
+    pub fn open_group_key(
+        &self,
+        epoch: u32,
+        sealed: &[u8; SEALED_GROUP_KEY_LEN],
+    ) -> Result<GroupKey, GroupKeyError> {
+        let mut text = [0u8; GROUP_KEY_LEN];
+        text.copy_from_slice(&sealed[..GROUP_KEY_LEN]);
+        let tag = aes_gcm::Tag::from_slice(&sealed[GROUP_KEY_LEN..]);
+        let opened = self.wrap_cipher().decrypt_in_place_detached(
+            &group_nonce(epoch),
+            &group_aad(epoch),
+            &mut text,
+            tag,
+        );
+        let key = opened.map(|()| GroupKey { material: text });
+        wipe(&mut text);
+        key.map_err(|_| GroupKeyError)
     }
 
     /// The PTP keys of session `session` for the end `end`: it signs with its own
@@ -176,5 +222,120 @@ impl SessionKeys {
             End::Leader => PtpKeys::new(down, up),
             End::Follower => PtpKeys::new(up, down),
         }
+    }
+}
+
+/// Bytes of a group key (and of a session's media key material): an SRTP master key and
+/// salt of any profile (16 + 14 at most).
+pub const GROUP_KEY_LEN: usize = 30;
+
+/// Bytes of a sealed group key: the key, then a 16-byte GCM tag.
+pub const SEALED_GROUP_KEY_LEN: usize = GROUP_KEY_LEN + 16;
+
+/// A group key did not open: sealed under other keys, for another epoch, or altered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the group key does not open under this session's keys")]
+pub struct GroupKeyError;
+
+/// The leader's secret from which every epoch's group key is derived. Random, never sent:
+/// a speaker that has left a group knows the keys of the epochs it was given, and no
+/// others. `Debug` never prints it; it is zeroed when dropped.
+#[derive(Clone)]
+pub struct GroupSecret([u8; 32]);
+
+impl GroupSecret {
+    /// The secret `bytes` (32 uniformly random bytes: see
+    /// [`new_nonce`](super::new_nonce) for a source).
+    pub fn new(bytes: [u8; 32]) -> GroupSecret {
+        GroupSecret(bytes)
+    }
+
+    /// The group key of `epoch`: HKDF-Expand of the secret with the info
+    /// `"lockstep/1 group key" || epoch` (big-endian).
+    pub fn key(&self, epoch: u32) -> GroupKey {
+        let mut material = [0u8; GROUP_KEY_LEN];
+        if let Ok(hk) = Hkdf::<Sha256>::from_prk(&self.0) {
+            // 30 bytes: always within HKDF-SHA256's reach.
+            let _ = hk.expand_multi_info(
+                &[b"lockstep/1 group key", &epoch.to_be_bytes()],
+                &mut material,
+            );
+        }
+        GroupKey { material }
+    }
+}
+
+impl fmt::Debug for GroupSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GroupSecret(..)")
+    }
+}
+
+impl Drop for GroupSecret {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+/// One epoch's key of a multicast stream: the SRTP master key and salt every member
+/// shares. `Debug` never prints it; it is zeroed when dropped.
+#[derive(Clone)]
+pub struct GroupKey {
+    material: [u8; GROUP_KEY_LEN],
+}
+
+impl GroupKey {
+    /// The SRTP context of the group's stream under this key, for `profile`, bound to
+    /// `ssrc`.
+    pub fn srtp(&self, profile: SrtpProfile, ssrc: u32) -> Result<SrtpContext, SrtpError> {
+        srtp_from(&self.material, profile, ssrc)
+    }
+}
+
+impl fmt::Debug for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GroupKey(..)")
+    }
+}
+
+impl Drop for GroupKey {
+    fn drop(&mut self) {
+        wipe(&mut self.material);
+    }
+}
+
+fn srtp_from(
+    material: &[u8; GROUP_KEY_LEN],
+    profile: SrtpProfile,
+    ssrc: u32,
+) -> Result<SrtpContext, SrtpError> {
+    let key_len = profile.master_key_len();
+    let salt_len = profile.master_salt_len();
+    let context = SrtpContext::new(
+        profile,
+        &material[..key_len],
+        &material[key_len..key_len + salt_len],
+    )?;
+    Ok(context.with_ssrc(ssrc))
+}
+
+fn group_nonce(epoch: u32) -> aes_gcm::Nonce<aes_gcm::aead::consts::U12> {
+    let mut nonce = [0u8; 12];
+    nonce[8..].copy_from_slice(&epoch.to_be_bytes());
+    nonce.into()
+}
+
+fn group_aad(epoch: u32) -> [u8; 24] {
+    let mut aad = [0u8; 24];
+    aad[..20].copy_from_slice(b"lockstep/1 group key");
+    aad[20..].copy_from_slice(&epoch.to_be_bytes());
+    aad
+}
+
+/// Zeroes `bytes` in a way the compiler does not remove as a dead store.
+fn wipe(bytes: &mut [u8]) {
+    for b in bytes {
+        // SAFETY: `b` is a valid, aligned byte; a volatile write is not optimized away.
+        unsafe { std::ptr::write_volatile(b, 0) };
     }
 }

@@ -507,6 +507,16 @@ pub enum Message {
     Resume,
     /// Either side: the session ends; the sender closes after it.
     Leave,
+    /// Leader → follower: the key of a multicast stream's `epoch`, sealed for this session
+    /// ([`SessionKeys::seal_group_key`](super::SessionKeys::seal_group_key)). Sent when
+    /// the follower joins and, with the next epoch, when a member leaves; the leader
+    /// switches the stream to a new epoch shortly after.
+    GroupKey {
+        /// The key's epoch: each new key's is higher.
+        epoch: u32,
+        /// The key, sealed.
+        sealed: [u8; super::keys::SEALED_GROUP_KEY_LEN],
+    },
     /// Leader → follower: send a Status.
     StatusQuery {
         /// Echoed in the Status, to match answers to queries.
@@ -559,6 +569,8 @@ pub(crate) mod code {
     pub(crate) const RESUME: u8 = 0x16;
     /// [`Message::Leave`](super::Message::Leave).
     pub(crate) const LEAVE: u8 = 0x17;
+    /// [`Message::GroupKey`](super::Message::GroupKey).
+    pub(crate) const GROUP_KEY: u8 = 0x18;
     /// [`Message::StatusQuery`](super::Message::StatusQuery).
     pub(crate) const STATUS_QUERY: u8 = 0x20;
     /// [`Message::Status`](super::Message::Status).
@@ -569,7 +581,7 @@ pub(crate) mod code {
     pub(crate) const PONG: u8 = 0x23;
 
     /// Every code, so that a header can be checked before its payload is read.
-    pub(crate) const ALL: [u8; 17] = [
+    pub(crate) const ALL: [u8; 18] = [
         HELLO,
         CHALLENGE,
         AUTH,
@@ -583,6 +595,7 @@ pub(crate) mod code {
         PAUSE,
         RESUME,
         LEAVE,
+        GROUP_KEY,
         STATUS_QUERY,
         STATUS,
         PING,
@@ -620,6 +633,7 @@ impl Message {
             Message::Pause => "Pause",
             Message::Resume => "Resume",
             Message::Leave => "Leave",
+            Message::GroupKey { .. } => "GroupKey",
             Message::StatusQuery { .. } => "StatusQuery",
             Message::Status { .. } => "Status",
             Message::Ping { .. } => "Ping",
@@ -643,6 +657,7 @@ impl Message {
             Message::Pause => code::PAUSE,
             Message::Resume => code::RESUME,
             Message::Leave => code::LEAVE,
+            Message::GroupKey { .. } => code::GROUP_KEY,
             Message::StatusQuery { .. } => code::STATUS_QUERY,
             Message::Status { .. } => code::STATUS,
             Message::Ping { .. } => code::PING,
@@ -696,6 +711,10 @@ impl Message {
             Message::SetRole { role } => out.push(role.code()),
             Message::Stream { stream } => put_stream(out, stream),
             Message::Pause | Message::Resume | Message::Leave => {}
+            Message::GroupKey { epoch, sealed } => {
+                out.extend_from_slice(&epoch.to_be_bytes());
+                out.extend_from_slice(sealed);
+            }
             Message::StatusQuery { id } => out.extend_from_slice(&id.to_be_bytes()),
             Message::Status { id, status } => {
                 out.extend_from_slice(&id.to_be_bytes());
@@ -753,6 +772,10 @@ impl Message {
             code::PAUSE => Message::Pause,
             code::RESUME => Message::Resume,
             code::LEAVE => Message::Leave,
+            code::GROUP_KEY => Message::GroupKey {
+                epoch: r.u32()?,
+                sealed: r.array()?,
+            },
             code::STATUS_QUERY => Message::StatusQuery { id: r.u32()? },
             code::STATUS => Message::Status {
                 id: r.u32()?,

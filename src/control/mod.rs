@@ -70,7 +70,10 @@ pub mod wire;
 pub use admission::{Admission, AdmissionError, Member, check_roles};
 pub use auth::{HouseholdKey, KeyError, ReplayGuard, new_nonce};
 pub use error::ControlError;
-pub use keys::{End, KeyLengthError, KeyPurpose, SessionKeys};
+pub use keys::{
+    End, GROUP_KEY_LEN, GroupKey, GroupKeyError, GroupSecret, KeyLengthError, KeyPurpose,
+    SEALED_GROUP_KEY_LEN, SessionKeys,
+};
 pub use message::{
     Capabilities, CodecId, FollowerStatus, Mac, Message, Nonce, PeerPorts, Protection, Refusal,
     Rejections, StreamParams, TimestampKind,

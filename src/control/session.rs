@@ -323,6 +323,14 @@ pub enum Command {
     Resume,
     /// Answer with [`FollowerSession::send_status`] and this id.
     StatusQuery(u32),
+    /// The multicast stream's key for `epoch`, sealed for this session: open it with the
+    /// session's [`SessionKeys::open_group_key`](super::SessionKeys::open_group_key).
+    GroupKey {
+        /// Its epoch.
+        epoch: u32,
+        /// The key, sealed.
+        sealed: [u8; super::keys::SEALED_GROUP_KEY_LEN],
+    },
 }
 
 /// The session a leader welcomed a follower into.
@@ -559,6 +567,9 @@ impl FollowerSession {
                     Message::Pause => Some(Command::Pause),
                     Message::Resume => Some(Command::Resume),
                     Message::StatusQuery { id } => Some(Command::StatusQuery(id)),
+                    Message::GroupKey { epoch, sealed } => {
+                        Some(Command::GroupKey { epoch, sealed })
+                    }
                     Message::Ping { id } => {
                         let _ = Message::Pong { id }.encode(&mut self.output);
                         None

@@ -364,6 +364,10 @@ mod tests {
             Message::Pause,
             Message::Resume,
             Message::Leave,
+            Message::GroupKey {
+                epoch: 7,
+                sealed: [0x5a; crate::control::SEALED_GROUP_KEY_LEN],
+            },
             Message::StatusQuery { id: 42 },
             Message::Status {
                 id: 42,

@@ -11,9 +11,10 @@ use crate::control::{
     Command, End, FollowerEvent, FollowerSession, FollowerStatus, Hello, HouseholdKey, Nonce,
     Rejections, Role, SessionError, StreamParams, Welcome,
 };
+use crate::control::{SEALED_GROUP_KEY_LEN, SessionKeys};
 use crate::media::AudioFormat;
 use crate::media::receiver::{ReceiverConfig, ReceiverStats, RtpReceiver};
-use crate::media::srtp::{SrtpContext, SrtpStats};
+use crate::media::srtp::{SrtpContext, SrtpError, SrtpProfile, SrtpStats};
 use crate::playout::controller::BlockReport;
 use crate::playout::corrector::CorrectorKind;
 use crate::playout::pipeline::{Playout, PlayoutConfig, PlayoutError};
@@ -257,6 +258,90 @@ pub struct FollowerCore<A> {
     srtp_buf: Vec<u8>,
     /// Rejections counted by SRTP contexts before the current one.
     media_rejected_before: Rejections,
+    /// The keys of a protected multicast stream, when the stream is one.
+    group: Option<GroupKeys>,
+}
+
+/// A protected multicast stream's keys: the epoch in use, the next one handed out ahead of
+/// the leader's switch, and the one before (to tell its late packets, replays now, from
+/// forgeries).
+struct GroupKeys {
+    profile: SrtpProfile,
+    ssrc: u32,
+    current: Option<(u32, SrtpContext)>,
+    next: Option<(u32, SrtpContext)>,
+    previous: Option<(u32, SrtpContext)>,
+    /// Every packet dropped, counted once under the reason that stopped it.
+    rejected: Rejections,
+    /// Group keys that did not open under the session's keys.
+    bad_keys: u64,
+}
+
+impl GroupKeys {
+    /// Takes the sealed key of `epoch`; a key not newer than the newest held is ignored.
+    fn add(&mut self, keys: &SessionKeys, epoch: u32, sealed: &[u8; SEALED_GROUP_KEY_LEN]) {
+        let newest = self
+            .next
+            .as_ref()
+            .or(self.current.as_ref())
+            .map(|(e, _)| *e);
+        if newest.is_some_and(|n| epoch <= n) {
+            return;
+        }
+        let Ok(key) = keys.open_group_key(epoch, sealed) else {
+            self.bad_keys += 1;
+            return;
+        };
+        let Ok(context) = key.srtp(self.profile, self.ssrc) else {
+            return;
+        };
+        if self.current.is_none() {
+            self.current = Some((epoch, context));
+        } else {
+            self.next = Some((epoch, context));
+        }
+    }
+
+    /// Unprotects `bytes` into `out`: under the current epoch's key, else the next one's
+    /// (the leader has switched: it becomes current). Returns the length, or `None` with
+    /// the packet counted.
+    fn unprotect(&mut self, bytes: &[u8], out: &mut [u8]) -> Option<usize> {
+        let Some((_, current)) = self.current.as_mut() else {
+            self.rejected.unknown_key += 1;
+            return None;
+        };
+        let first = match current.unprotect(bytes, out) {
+            Ok(n) => return Some(n),
+            Err(e) => e,
+        };
+        if first == SrtpError::BadTag {
+            if let Some((_, next)) = self.next.as_mut()
+                && let Ok(n) = next.unprotect(bytes, out)
+            {
+                self.previous = self.current.take();
+                self.current = self.next.take();
+                return Some(n);
+            }
+            if let Some((_, previous)) = self.previous.as_mut()
+                && matches!(
+                    previous.unprotect(bytes, out),
+                    Ok(_) | Err(SrtpError::Replay { .. })
+                )
+            {
+                // Genuine, but of an epoch the leader has left: a replay now.
+                self.rejected.replay += 1;
+                return None;
+            }
+        }
+        let r = &mut self.rejected;
+        match first {
+            SrtpError::BadTag => r.bad_tag += 1,
+            SrtpError::Replay { .. } => r.replay += 1,
+            SrtpError::UnknownSsrc { .. } => r.unknown_key += 1,
+            _ => r.malformed += 1,
+        }
+        None
+    }
 }
 
 /// The largest datagram the SRTP buffer takes; a longer one is dropped.
@@ -304,6 +389,7 @@ impl<A: Copy + Eq> FollowerCore<A> {
             srtp: None,
             srtp_buf: vec![0; MAX_DATAGRAM],
             media_rejected_before: Rejections::default(),
+            group: None,
         }
     }
 
@@ -430,6 +516,9 @@ impl<A: Copy + Eq> FollowerCore<A> {
         if let Some(old) = std::mem::replace(&mut self.srtp, srtp) {
             self.media_rejected_before = self.media_rejected_before.add(&rejections(&old.stats()));
         }
+        if let Some(old) = self.group.take() {
+            self.media_rejected_before = self.media_rejected_before.add(&old.rejected);
+        }
     }
 
     /// Sets up the protection `stream` asks for, with the session's keys; refuses a stream
@@ -450,29 +539,53 @@ impl<A: Copy + Eq> FollowerCore<A> {
             return Err(CoreError::Keys("no joined session".into()));
         };
         let srtp = match p.media {
-            Some(profile) => Some(
+            Some(profile) if stream.multicast.is_none() => Some(
                 keys.srtp(profile, stream.ssrc)
                     .map_err(|e| CoreError::Keys(e.to_string()))?,
             ),
-            None => None,
+            _ => None,
         };
         let clock = p.clock.then(|| keys.ptp(session, End::Follower));
         self.set_srtp(srtp);
+        if let (Some(profile), Some(_)) = (p.media, stream.multicast) {
+            // A multicast stream's keys come from the leader, one epoch at a time.
+            self.group = Some(GroupKeys {
+                profile,
+                ssrc: stream.ssrc,
+                current: None,
+                next: None,
+                previous: None,
+                rejected: Rejections::default(),
+                bad_keys: 0,
+            });
+        }
         if new_session || p.clock != self.clock.is_authenticated() {
             self.clock.set_auth(clock);
         }
         Ok(())
     }
 
-    /// Whether the stream's media is authenticated (SRTP).
+    /// Whether the stream's media is authenticated (SRTP, under the session's key or a
+    /// multicast stream's group key).
     pub fn media_authenticated(&self) -> bool {
-        self.srtp.is_some()
+        self.srtp.is_some() || self.group.is_some()
     }
 
     /// RTP datagrams dropped for failing SRTP, by reason, since the core was made.
     pub fn media_rejections(&self) -> Rejections {
-        let now = self.srtp.as_ref().map(|c| rejections(&c.stats()));
-        self.media_rejected_before.add(&now.unwrap_or_default())
+        let unicast = self.srtp.as_ref().map(|c| rejections(&c.stats()));
+        let group = self.group.as_ref().map(|g| g.rejected);
+        self.media_rejected_before
+            .add(&unicast.unwrap_or_default())
+            .add(&group.unwrap_or_default())
+    }
+
+    /// The epoch of the multicast stream's group key in use, if the stream is a protected
+    /// multicast one and a key has come.
+    pub fn group_epoch(&self) -> Option<u32> {
+        self.group
+            .as_ref()
+            .and_then(|g| g.current.as_ref().map(|(e, _)| *e))
     }
 
     /// An RTP datagram from the leader, received at `at`. A protected stream's datagram is
@@ -482,12 +595,16 @@ impl<A: Copy + Eq> FollowerCore<A> {
     /// without a stream.
     pub fn handle_rtp(&mut self, at: LocalInstant, bytes: &[u8]) {
         let Some(rx) = self.rx.as_mut() else { return };
-        let bytes = match self.srtp.as_mut() {
-            Some(srtp) => match srtp.unprotect(bytes, &mut self.srtp_buf) {
+        let bytes = match (self.srtp.as_mut(), self.group.as_mut()) {
+            (Some(srtp), _) => match srtp.unprotect(bytes, &mut self.srtp_buf) {
                 Ok(n) => &self.srtp_buf[..n],
                 Err(_) => return,
             },
-            None => bytes,
+            (None, Some(group)) => match group.unprotect(bytes, &mut self.srtp_buf) {
+                Some(n) => &self.srtp_buf[..n],
+                None => return,
+            },
+            (None, None) => bytes,
         };
         match self.clock.estimate() {
             Some(est) => {
@@ -644,6 +761,12 @@ impl<A: Copy + Eq> FollowerCore<A> {
                 });
             }
             Command::StatusQuery(id) => return Some(CoreEvent::StatusQuery(id)),
+            Command::GroupKey { epoch, sealed } => {
+                let keys = self.session.as_ref().and_then(FollowerSession::keys);
+                if let (Some(group), Some(keys)) = (self.group.as_mut(), keys) {
+                    group.add(keys, epoch, &sealed);
+                }
+            }
         }
         None
     }

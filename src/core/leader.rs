@@ -7,18 +7,23 @@ use std::net::SocketAddr;
 use thiserror::Error;
 
 use crate::control::{
-    Admission, AdmissionError, End, FollowerStatus, HouseholdKey, LeaderEvent, LeaderSession,
-    Message, Nonce, PeerPorts, Refusal, Role, SessionError, StreamParams,
+    Admission, AdmissionError, End, FollowerStatus, GroupSecret, HouseholdKey, LeaderEvent,
+    LeaderSession, Message, Nonce, PeerPorts, Refusal, Role, SessionError, StreamParams,
 };
 use crate::media::rtcp::MAX_COMPOUND_LEN;
 use crate::media::sender::{RtpSender, SenderConfig, SenderError};
-use crate::media::srtp::{SrtpContext, SrtpStats};
+use crate::media::srtp::{SrtpContext, SrtpProfile, SrtpStats};
 use crate::ptp::{MasterConfig, PtpError, PtpKeys, PtpMaster, PtpPort, PtpStats, Transmit, TxTag};
 use crate::time::{LeaderInstant, LocalInstant, MediaTime, Nanos};
 
 /// If media is polled this late (a stalled machine), the pacing skips ahead rather than
 /// bursting out the chunks it missed.
 pub const MAX_MEDIA_BEHIND: Nanos = Nanos(200_000_000);
+
+/// How long after a member leaves a protected multicast stream switches to the next
+/// epoch's key: the new key goes to the other members at once, over their control
+/// connections, and must be there before the first packet under it.
+pub const GROUP_KEY_SWITCH: Nanos = Nanos(200_000_000);
 
 /// The widest delay trim a leader sets: ±100 ms.
 pub const MAX_TRIM: Nanos = Nanos(100_000_000);
@@ -296,6 +301,10 @@ pub struct LeaderCoreConfig<A> {
     /// cannot keep a speaker out, and a handshake younger than this (a follower's takes a
     /// few round trips) is never cut short.
     pub evict_after: Nanos,
+    /// The secret a protected multicast stream's group keys are derived from (32 random
+    /// bytes; see [`GroupSecret`]). Needed when [`multicast`](Self::multicast) is set and
+    /// the stream's media is protected; ignored otherwise.
+    pub group_secret: Option<GroupSecret>,
 }
 
 impl<A> LeaderCoreConfig<A> {
@@ -319,6 +328,7 @@ impl<A> LeaderCoreConfig<A> {
             rtcp: false,
             max_sessions: 64,
             evict_after: Nanos::from_millis(500),
+            group_secret: None,
         }
     }
 }
@@ -396,6 +406,8 @@ pub struct LeaderCoreStats {
     pub refused_busy: u64,
     /// Unfinished handshakes closed to give their slot to a new connection.
     pub evicted: u64,
+    /// New group keys handed out because a member left a protected multicast stream.
+    pub group_key_rotations: u64,
 }
 
 /// Which socket a [`LeaderTransmit`] leaves by.
@@ -483,6 +495,34 @@ impl Pacer {
     }
 }
 
+/// A protected multicast stream: its key's epoch and context, and the next epoch's,
+/// handed out ahead of the switch.
+struct GroupStream {
+    secret: GroupSecret,
+    profile: SrtpProfile,
+    epoch: u32,
+    srtp: SrtpContext,
+    pending: Option<PendingKey>,
+}
+
+struct PendingKey {
+    epoch: u32,
+    srtp: SrtpContext,
+    /// When the stream switches to it (set at the first media after the rotation).
+    switch_at: Option<LocalInstant>,
+}
+
+/// Which context protects a media destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protect {
+    /// Plain RTP.
+    None,
+    /// The member on this connection index, with its session's key.
+    Member(usize),
+    /// The multicast stream's group key.
+    Group,
+}
+
 struct OutPacket {
     bytes: Vec<u8>,
     channel: Channel,
@@ -530,8 +570,10 @@ pub struct LeaderCore<A> {
     /// The packet and the destination the next media datagram is.
     cursor: (usize, usize),
     rtp_dests: Vec<A>,
-    /// For each of `rtp_dests`: the connection whose SRTP context protects it, if any.
-    rtp_protect: Vec<Option<usize>>,
+    /// For each of `rtp_dests`: what protects it.
+    rtp_protect: Vec<Protect>,
+    /// A protected multicast stream's keys.
+    group: Option<GroupStream>,
     /// Where a protected datagram is made.
     sealed: Vec<u8>,
     /// Packets that could not be protected (and so were not sent).
@@ -569,14 +611,30 @@ impl<A: Endpoint> LeaderCore<A> {
             rate,
         };
         check_latency(config.stream.target_latency, pacer.span(1))?;
-        if config.multicast.is_some() && config.stream.protection.media.is_some() {
-            return Err(LeaderError::OutOfRange {
-                field: "protection",
-                reason: "a multicast stream cannot be protected yet (no group key): \
-                         set the media protection to none"
-                    .into(),
-            });
-        }
+        let group = match (config.multicast.is_some(), config.stream.protection.media) {
+            (true, Some(profile)) => {
+                let Some(secret) = config.group_secret.clone() else {
+                    return Err(LeaderError::OutOfRange {
+                        field: "group_secret",
+                        reason: "a protected multicast stream needs a group secret".into(),
+                    });
+                };
+                let srtp = secret.key(1).srtp(profile, sender.ssrc()).map_err(|e| {
+                    LeaderError::OutOfRange {
+                        field: "protection",
+                        reason: e.to_string(),
+                    }
+                })?;
+                Some(GroupStream {
+                    secret,
+                    profile,
+                    epoch: 1,
+                    srtp,
+                    pending: None,
+                })
+            }
+            _ => None,
+        };
         let admission = Admission::new(
             config.group.clone(),
             config.key.clone(),
@@ -593,6 +651,7 @@ impl<A: Endpoint> LeaderCore<A> {
             cursor: (0, 0),
             rtp_dests: Vec::new(),
             rtp_protect: Vec::new(),
+            group,
             sealed: Vec::with_capacity(2048),
             protect_errors: 0,
             admission,
@@ -711,6 +770,17 @@ impl<A: Endpoint> LeaderCore<A> {
         chunk: &MediaChunk,
         pcm: &[f32],
     ) -> Result<usize, LeaderError> {
+        if let Some(g) = self.group.as_mut()
+            && let Some(p) = g.pending.as_mut()
+        {
+            let at = *p.switch_at.get_or_insert(now + GROUP_KEY_SWITCH);
+            if now >= at
+                && let Some(p) = g.pending.take()
+            {
+                g.epoch = p.epoch;
+                g.srtp = p.srtp;
+            }
+        }
         let sent = self.sender.handle_pcm(pcm, chunk.play_at);
         // Drained even after an error: the packets completed before it are good.
         while let Some(p) = self.sender.poll_transmit() {
@@ -750,21 +820,24 @@ impl<A: Endpoint> LeaderCore<A> {
             self.cursor = (i, j + 1);
             let p = &self.out[i];
             let protect = match p.channel {
-                Channel::Rtp => self.rtp_protect.get(j).copied().flatten(),
-                _ => None,
+                Channel::Rtp => self.rtp_protect.get(j).copied().unwrap_or(Protect::None),
+                _ => Protect::None,
             };
-            let Some(conn) = protect else {
-                return Some(LeaderTransmit {
-                    to,
-                    channel: p.channel,
-                    payload: &p.bytes,
-                });
+            let srtp = match protect {
+                Protect::None => {
+                    return Some(LeaderTransmit {
+                        to,
+                        channel: p.channel,
+                        payload: &p.bytes,
+                    });
+                }
+                Protect::Member(conn) => self
+                    .conns
+                    .get_mut(conn)
+                    .and_then(|c| c.joined.as_mut())
+                    .and_then(|j| j.srtp.as_mut()),
+                Protect::Group => self.group.as_mut().map(|g| &mut g.srtp),
             };
-            let srtp = self
-                .conns
-                .get_mut(conn)
-                .and_then(|c| c.joined.as_mut())
-                .and_then(|j| j.srtp.as_mut());
             let Some(srtp) = srtp else { continue };
             let tag = srtp.profile().tag_len();
             self.sealed.clear();
@@ -800,13 +873,21 @@ impl<A: Endpoint> LeaderCore<A> {
         match self.config.multicast {
             Some(group) => {
                 self.rtp_dests.push(group);
-                self.rtp_protect.push(None);
+                self.rtp_protect.push(if self.group.is_some() {
+                    Protect::Group
+                } else {
+                    Protect::None
+                });
             }
             None => {
                 for (at, c) in self.conns.iter().enumerate() {
                     if let Some(j) = c.joined.as_ref() {
                         self.rtp_dests.push(j.rtp);
-                        self.rtp_protect.push(j.srtp.is_some().then_some(at));
+                        self.rtp_protect.push(if j.srtp.is_some() {
+                            Protect::Member(at)
+                        } else {
+                            Protect::None
+                        });
                     }
                 }
             }
@@ -814,7 +895,7 @@ impl<A: Endpoint> LeaderCore<A> {
         // Static destinations are standard players: plain RTP.
         for d in &self.config.dests {
             self.rtp_dests.push(*d);
-            self.rtp_protect.push(None);
+            self.rtp_protect.push(Protect::None);
         }
     }
 
@@ -948,10 +1029,19 @@ impl<A: Endpoint> LeaderCore<A> {
         let c = &mut self.conns[at];
         let keys = c.session.keys().cloned();
         let Some(j) = c.joined.as_mut() else { return };
-        j.srtp = match (protection.media, keys.as_ref()) {
-            (Some(profile), Some(k)) => k.srtp(profile, ssrc).ok(),
+        j.srtp = match (protection.media, keys.as_ref(), &self.group) {
+            (Some(profile), Some(k), None) => k.srtp(profile, ssrc).ok(),
             _ => None,
         };
+        if let (Some(g), Some(k)) = (&self.group, keys.as_ref()) {
+            // The key in use, and the next one if a switch is coming.
+            let epochs = std::iter::once(g.epoch).chain(g.pending.as_ref().map(|p| p.epoch));
+            for epoch in epochs {
+                let sealed = k.seal_group_key(epoch, &g.secret.key(epoch));
+                // Fixed-size: it always encodes.
+                let _ = c.session.send(&Message::GroupKey { epoch, sealed });
+            }
+        }
         let peer = j.peer;
         match keys.filter(|_| protection.clock) {
             Some(k) => self
@@ -980,7 +1070,45 @@ impl<A: Endpoint> LeaderCore<A> {
                 conn: c.id,
                 id: j.id,
             });
+            self.rotate_group_key();
         }
+    }
+
+    /// A member left a protected multicast stream: the next epoch's key goes to every
+    /// member still joined, and the stream switches to it [`GROUP_KEY_SWITCH`] after the
+    /// next media. The member that left keeps only the keys it had.
+    fn rotate_group_key(&mut self) {
+        let Some(g) = self.group.as_mut() else { return };
+        let epoch = g
+            .pending
+            .as_ref()
+            .map_or(g.epoch, |p| p.epoch)
+            .wrapping_add(1);
+        let key = g.secret.key(epoch);
+        let Ok(srtp) = key.srtp(g.profile, self.sender.ssrc()) else {
+            return;
+        };
+        g.pending = Some(PendingKey {
+            epoch,
+            srtp,
+            switch_at: None,
+        });
+        for c in &mut self.conns {
+            if c.joined.is_none() {
+                continue;
+            }
+            if let Some(k) = c.session.keys() {
+                let sealed = k.seal_group_key(epoch, &key);
+                let _ = c.session.send(&Message::GroupKey { epoch, sealed });
+            }
+        }
+        self.stats.group_key_rotations += 1;
+    }
+
+    /// The epoch of the multicast stream's group key in use (`None`: no protected
+    /// multicast stream).
+    pub fn group_epoch(&self) -> Option<u32> {
+        self.group.as_ref().map(|g| g.epoch)
     }
 
     fn conn_index(&self, conn: ConnId) -> Result<usize, LeaderError> {

@@ -30,9 +30,9 @@ pub use follower::{
     receiver_config, role_chain,
 };
 pub use leader::{
-    Channel, ConnId, Endpoint, LeaderCore, LeaderCoreConfig, LeaderCoreEvent, LeaderCoreStats,
-    LeaderError, LeaderMember, LeaderTransmit, MAX_MEDIA_BEHIND, MAX_TRIM, MasterCore, MediaChunk,
-    PtpPeer, check_latency,
+    Channel, ConnId, Endpoint, GROUP_KEY_SWITCH, LeaderCore, LeaderCoreConfig, LeaderCoreEvent,
+    LeaderCoreStats, LeaderError, LeaderMember, LeaderTransmit, MAX_MEDIA_BEHIND, MAX_TRIM,
+    MasterCore, MediaChunk, PtpPeer, check_latency,
 };
 pub use pull::{
     CallbackTiming, Filled, PullConfig, PullError, PullMonitor, PullOutput, PullRenderer,

@@ -24,8 +24,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::control::{
-    FollowerStatus, HouseholdKey, Message, Protection, Refusal, Role, StreamParams, TimestampKind,
-    new_nonce, write_message,
+    FollowerStatus, GroupSecret, HouseholdKey, Message, Protection, Refusal, Role, StreamParams,
+    TimestampKind, new_nonce, write_message,
 };
 use crate::core::{
     ConnId, LeaderCore, LeaderCoreConfig, LeaderCoreEvent, LeaderError, LeaderMember, check_latency,
@@ -167,6 +167,8 @@ pub struct LeaderStats {
     pub refused_busy: u64,
     /// Unfinished handshakes closed to give their slot to a new connection.
     pub evicted: u64,
+    /// New group keys handed out because a member left a protected multicast stream.
+    pub group_key_rotations: u64,
     /// The PTP master's counters.
     pub ptp: PtpStats,
     /// Which receive timestamps the PTP event socket delivers (kernel or user space).
@@ -394,6 +396,13 @@ impl Leader {
         cc.multicast = config.multicast.map(|m| SocketAddr::V4(m.group));
         cc.rtcp = rtcp.is_some();
         cc.max_sessions = config.max_sessions;
+        if cc.multicast.is_some() && stream.protection.media.is_some() {
+            let mut secret = [0u8; 32];
+            secret[..16].copy_from_slice(&new_nonce().map_err(NodeError::Random)?);
+            secret[16..].copy_from_slice(&new_nonce().map_err(NodeError::Random)?);
+            cc.group_secret = Some(GroupSecret::new(secret));
+            secret.fill(0);
+        }
         let core: Core = Arc::new(Mutex::new(
             LeaderCore::new(cc, clock.now()).map_err(node_error)?,
         ));
@@ -468,6 +477,7 @@ impl Leader {
             refused_other: s.refused_other,
             refused_busy: s.refused_busy,
             evicted: s.evicted,
+            group_key_rotations: s.group_key_rotations,
             ptp: *core.ptp_stats(),
             timestamping: self.ptp.timestamping,
         }
@@ -773,4 +783,7 @@ fn serve(shared: &Arc<LeaderShared>, mut stream: TcpStream, conn: ConnId) {
     let mut core = lock(&shared.core);
     core.handle_disconnect(conn);
     shared.drain_events(&mut core);
+    drop(core);
+    // A member of a protected multicast stream left: the others' new group key goes now.
+    shared.flush_all();
 }
