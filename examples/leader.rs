@@ -165,6 +165,16 @@ fn run(args: &Args) -> Result<(), Failure> {
     config.multicast = multicast;
     if args.unauthenticated {
         config.protection = Protection::NONE;
+        eprintln!(
+            "leader: warning: the stream and the clock go to followers UNAUTHENTICATED: \
+             anyone on the network can forge them"
+        );
+    }
+    if !config.dests.is_empty() {
+        eprintln!(
+            "leader: the --dest streams are plain RTP (UNAUTHENTICATED): standard players have \
+             no keys"
+        );
     }
     config.sdp = args.sdp.clone();
     let latency_ms = config.latency.as_nanos() / 1_000_000;
