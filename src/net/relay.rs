@@ -673,6 +673,31 @@ impl Relay {
         Ok(())
     }
 
+    /// Adds `change` to both directions of path `path` at once, its times on
+    /// [`Relay::now`]'s scale: a follower cut off from its leader (media and clock, both
+    /// ways), or its whole path made longer or shorter. Nothing is added if the change does
+    /// not validate.
+    pub fn schedule_path(&self, path: usize, change: LinkChange) -> Result<(), RelayError> {
+        change.validate()?;
+        let mut t = lock(&self.shared.table);
+        let p = t.paths.get_mut(path).ok_or(RelayError::UnknownPath(path))?;
+        for link in &mut p.links {
+            link.schedule(change)?;
+        }
+        Ok(())
+    }
+
+    /// The index of the follower path whose follower face is `face`: the address the
+    /// leader sees that follower's control connection come from
+    /// ([`FollowerInfo::addr`](crate::node::FollowerInfo::addr)). `None` if no path has
+    /// that face.
+    pub fn path_at(&self, face: IpAddr) -> Option<usize> {
+        lock(&self.shared.table)
+            .paths
+            .iter()
+            .position(|p| p.face == face)
+    }
+
     /// What the relay has done so far.
     pub fn stats(&self) -> RelayStats {
         self.shared.stats()

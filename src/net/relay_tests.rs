@@ -271,3 +271,62 @@ fn a_leader_off_loopback_is_refused() {
         Err(RelayError::NotLoopback { .. })
     ));
 }
+
+#[test]
+fn a_change_on_a_whole_path_moves_both_directions_and_the_face_names_the_path() {
+    let path = PathConfig::symmetric(LinkConfig::ideal(Nanos::from_millis(1)));
+    let (relay, leader, follower, to_leader, to_follower) = pair(path, 5);
+    assert_eq!(relay.path_at(to_follower.ip()), Some(0));
+    assert_eq!(relay.path_at(relay.leader_face()), None);
+    let now = relay.now();
+    // One that does not validate adds nothing, and an unknown path is refused.
+    let backwards = LinkChange::Outage {
+        at: now + Nanos::from_millis(10),
+        until: now,
+    };
+    assert!(matches!(
+        relay.schedule_path(0, backwards),
+        Err(RelayError::Path(_))
+    ));
+    let step = LinkChange::BaseDelay {
+        at: now,
+        by: Nanos::from_millis(4),
+    };
+    assert!(matches!(
+        relay.schedule_path(1, step),
+        Err(RelayError::UnknownPath(1))
+    ));
+    relay.schedule_path(0, step).unwrap();
+    let every = Duration::from_millis(2);
+    let (up, _) = run(&follower, to_leader, &leader, 50, every);
+    let (down, _) = run(&leader, to_follower, &follower, 50, every);
+    for (got, name) in [(&up, "to the leader"), (&down, "to the follower")] {
+        assert_eq!(got.len(), 50, "{name}");
+        let mut d: Vec<f64> = got.iter().map(|(_, d)| d.as_secs_f64() * 1e3).collect();
+        d.sort_by(f64::total_cmp);
+        // 1 ms of link and 4 ms of step; never early, late by the scheduler only.
+        assert!(d[0] >= 4.95, "{name}: earliest {:.3} ms", d[0]);
+        let median = d[d.len() / 2];
+        assert!(
+            (5.0..5.5).contains(&median),
+            "{name}: median {median:.3} ms, want 5 ms"
+        );
+    }
+    // An outage on the whole path: nothing either way while it lasts.
+    let now = relay.now();
+    relay
+        .schedule_path(
+            0,
+            LinkChange::Outage {
+                at: now,
+                until: now + Nanos::from_secs(10),
+            },
+        )
+        .unwrap();
+    let (up, _) = run(&follower, to_leader, &leader, 20, every);
+    let (down, _) = run(&leader, to_follower, &follower, 20, every);
+    assert!(up.is_empty() && down.is_empty(), "{up:?} {down:?}");
+    let stats = relay.stop();
+    assert_eq!(stats.to_leader.dropped, 20);
+    assert_eq!(stats.to_follower.dropped, 20);
+}
