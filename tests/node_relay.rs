@@ -1,21 +1,27 @@
 //! The demo's group (a stereo pair, a subwoofer and a full-range speaker, each on a
 //! crystal of its own) on real sockets and threads, through the impairment relay: every
 //! follower's PTP and RTP cross a simulated network path. Skew is measured from outside,
-//! by cross-correlating the recordings with the sync meter.
+//! by cross-correlating the recordings with the sync meter. Two faults go through the
+//! relay too: one follower cut off for 30 s, and a lasting +2.5 ms step of one follower's
+//! path.
 
 #[path = "common/node.rs"]
 mod node;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use lockstep::control::Role;
-use lockstep::measure::{GroupSkew, measure_recordings, recording};
-use lockstep::node::FollowerReport;
+use lockstep::measure::{
+    GroupSkew, MeterConfig, OwnedCapture, SkewReport, load_capture_wav, measure_recordings,
+    measure_skew, recording,
+};
+use lockstep::node::{FollowerReport, Leader};
 use lockstep::relay::{Relay, RelayConfig, RelayStats};
-use lockstep::sim::PathConfig;
-use lockstep::time::TrueInstant;
+use lockstep::sim::{LinkChange, PathConfig};
+use lockstep::time::{Nanos, TrueInstant};
 use node::*;
 
 /// The demo's speakers: role, file, crystal (ppm).
@@ -26,21 +32,62 @@ const SPEAKERS: [(Role, &str, f64); 4] = [
     (Role::Full, "kitchen.wav", -150.0),
 ];
 
+/// The skew target of the node tests (and the simulator's wifi figure), µs.
+const IN_SYNC_US: f64 = 20.0;
+
 struct Run {
     skew: GroupSkew,
     reports: Vec<FollowerReport>,
     relay: RelayStats,
     /// The addresses the leader saw its followers at.
     seen_at: Vec<IpAddr>,
+    /// Where the recordings are (removed when the run is dropped).
+    dir: PathBuf,
+    /// When the first speaker's first sample left, on the monotonic clock (ns).
+    first_ns: i64,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+impl Run {
+    /// The recording of the speaker in `file`.
+    fn capture(&self, file: &str) -> OwnedCapture {
+        load_capture_wav(self.dir.join(file)).expect("a recording")
+    }
+}
+
+/// The relay's path of the follower playing `role`, from the address the leader sees it at.
+fn path_of(relay: &Relay, leader: &Leader, role: Role) -> usize {
+    let info = leader
+        .followers()
+        .into_iter()
+        .find(|f| f.role == role)
+        .unwrap_or_else(|| panic!("no {role:?} joined"));
+    relay
+        .path_at(info.addr.ip())
+        .unwrap_or_else(|| panic!("{role:?} is not behind the relay: {}", info.addr))
 }
 
 /// Plays the demo's group through a relay on `path` for `seconds`, and measures the skew
 /// between the speakers that play the full band (not the subwoofer) from `measure_from_s`
-/// after the first sample on.
-fn group_through_relay(name: &str, path: PathConfig, seconds: u64, measure_from_s: f64) -> Run {
+/// after the first sample on. `during` is called once every follower has joined, with
+/// the relay, the leader and when the followers were started; the run ends `seconds` after
+/// that.
+fn group_through_relay(
+    name: &str,
+    path: PathConfig,
+    seconds: u64,
+    measure_from_s: f64,
+    during: impl FnOnce(&Relay, &Leader, Instant),
+) -> Run {
     let dir = temp_dir(name);
     let leader = leader();
     let relay = Relay::start(RelayConfig::new(leader.control_addr(), path, 1)).expect("relay");
+    let started = Instant::now();
     let followers: Vec<_> = SPEAKERS
         .iter()
         .map(|&(role, file, ppm)| {
@@ -52,7 +99,8 @@ fn group_through_relay(name: &str, path: PathConfig, seconds: u64, measure_from_
             follower(c)
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(seconds));
+    during(&relay, &leader, started);
+    std::thread::sleep(Duration::from_secs(seconds).saturating_sub(started.elapsed()));
     let seen_at = leader.followers().iter().map(|f| f.addr.ip()).collect();
     let reports: Vec<FollowerReport> = followers
         .into_iter()
@@ -60,7 +108,7 @@ fn group_through_relay(name: &str, path: PathConfig, seconds: u64, measure_from_
         .collect();
     leader.shutdown();
     let relay = relay.stop();
-    let first = reports
+    let first_ns = reports
         .iter()
         .filter_map(|r| r.first_sample_ns)
         .min()
@@ -72,16 +120,17 @@ fn group_through_relay(name: &str, path: PathConfig, seconds: u64, measure_from_
         .collect();
     let skew = measure_recordings(
         &full,
-        TrueInstant::from_nanos(first + (measure_from_s * 1e9) as i64),
+        TrueInstant::from_nanos(first_ns + (measure_from_s * 1e9) as i64),
         None,
     )
     .expect("the recordings overlap");
-    std::fs::remove_dir_all(&dir).ok();
     Run {
         skew,
         reports,
         relay,
         seen_at,
+        dir,
+        first_ns,
     }
 }
 
@@ -102,6 +151,15 @@ fn print(label: &str, run: &Run) {
     }
     println!("  relay: {:?}", run.relay.to_follower);
     println!("  relay: {:?}", run.relay.to_leader);
+    println!(
+        "  relay: {} datagrams stamped in user space; sent more than 20 µs late: {} of {} \
+         to followers, {} of {} to the leader",
+        run.relay.user_stamps,
+        run.relay.to_follower.late,
+        run.relay.to_follower.forwarded,
+        run.relay.to_leader.late,
+        run.relay.to_leader.forwarded
+    );
 }
 
 /// What holds whatever the network: every speaker played, through its own path, and the
@@ -147,7 +205,7 @@ fn assert_played_through_the_relay(run: &Run, seconds: u64) {
 #[test]
 fn the_demo_group_plays_in_step_through_the_relay_on_a_lan() {
     let seconds = 10;
-    let run = group_through_relay("relay-lan", PathConfig::lan(), seconds, 5.0);
+    let run = group_through_relay("relay-lan", PathConfig::lan(), seconds, 5.0, |_, _, _| {});
     print("lan, 10 s", &run);
     assert_played_through_the_relay(&run, seconds);
     assert!(
@@ -175,7 +233,7 @@ fn the_demo_group_plays_in_step_through_the_relay_on_a_lan() {
 #[ignore = "60 s of real time on the wifi preset; .ci/run runs it"]
 fn the_demo_group_plays_in_step_through_the_relay_on_wifi_for_60_s() {
     let seconds = 60;
-    let run = group_through_relay("relay-wifi", PathConfig::wifi(), seconds, 10.0);
+    let run = group_through_relay("relay-wifi", PathConfig::wifi(), seconds, 10.0, |_, _, _| {});
     print("wifi, 60 s", &run);
     assert_played_through_the_relay(&run, seconds);
     // wifi loses 1 % and spikes 3 % of the datagrams each way.
@@ -195,4 +253,305 @@ fn the_demo_group_plays_in_step_through_the_relay_on_wifi_for_60_s() {
         run.skew.p99_us,
         run.skew.max_us
     );
+}
+
+/// The skew of `b` against `a` in `window_s` windows every `hop_s`, from `from_ns` on the
+/// monotonic clock.
+fn pair_skew(
+    a: &OwnedCapture,
+    b: &OwnedCapture,
+    from_ns: i64,
+    window_s: f64,
+    hop_s: f64,
+) -> SkewReport {
+    let config = MeterConfig {
+        window_s,
+        hop_s,
+        start: Some(TrueInstant::from_nanos(from_ns)),
+        ..MeterConfig::default()
+    };
+    measure_skew(&a.capture(0), &b.capture(0), &config).expect("the pair is measured")
+}
+
+/// (seconds since `zero_ns`, |skew| µs) of every window of `reports`, in time order.
+fn abs_series(reports: &[&SkewReport], zero_ns: i64) -> Vec<(f64, f64)> {
+    let mut s: Vec<(f64, f64)> = reports
+        .iter()
+        .flat_map(|r| r.windows.iter())
+        .map(|w| ((w.t.as_nanos() - zero_ns) as f64 * 1e-9, w.skew_us.abs()))
+        .collect();
+    s.sort_by(|x, y| x.0.total_cmp(&y.0));
+    s
+}
+
+/// The 99th percentile (nearest rank) of `v`, as the meter takes it; NaN for none.
+fn p99(v: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = v.into_iter().collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * 0.99).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// The frames of `c` (channel 0) that left between `from_ns` and `to_ns`.
+fn frames_between(c: &OwnedCapture, from_ns: i64, to_ns: i64) -> &[f32] {
+    let frame = |t: i64| {
+        let k = ((t - c.first.as_nanos()) as f64 * 1e-9 * c.rate_hz).round();
+        (k.max(0.0) as usize).min(c.frames())
+    };
+    let (a, b) = (frame(from_ns), frame(to_ns));
+    &c.samples[a * c.channels..b.max(a) * c.channels]
+}
+
+/// The monotonic time (ns) at which frame `k` of `c` left.
+fn time_of(c: &OwnedCapture, k: usize) -> i64 {
+    c.first.as_nanos() + (k as f64 / c.rate_hz * 1e9) as i64
+}
+
+fn rms(x: impl Iterator<Item = f32>) -> f64 {
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for v in x {
+        sum += f64::from(v) * f64::from(v);
+        n += 1;
+    }
+    (sum / n.max(1) as f64).sqrt()
+}
+
+/// The least-squares slope of `points`, per second: a skew's drift in µs/s is the rate
+/// error between two speakers in ppm.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (mx, my) = (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    sxy / sxx
+}
+
+/// Issue 14's fault: the kitchen speaker's path cut for 30 s (media and clock, both ways)
+/// on the `wifi` preset. Measured from the recordings alone: silence (after a fade) while
+/// it lasts, nothing stale or out of step when it ends, and how long it takes to be within
+/// the node tests' 20 µs of the stereo pair again.
+#[test]
+#[ignore = "48 s of real time; .ci/run runs it"]
+fn a_follower_cut_off_for_30_s_fades_out_and_is_back_in_sync_within_2_s() {
+    let cut = Role::Full;
+    let mut outage = (0i64, 0i64);
+    let run = group_through_relay(
+        "relay-outage",
+        PathConfig::wifi(),
+        48,
+        3.0,
+        |relay, leader, started| {
+            std::thread::sleep(Duration::from_secs(8).saturating_sub(started.elapsed()));
+            let path = path_of(relay, leader, cut);
+            let (now, mono) = (relay.now(), monotonic_ns());
+            relay
+                .schedule_path(
+                    path,
+                    LinkChange::Outage {
+                        at: now,
+                        until: now + Nanos::from_secs(30),
+                    },
+                )
+                .expect("the outage");
+            outage = (mono, mono + 30_000_000_000);
+        },
+    );
+    print("wifi, kitchen cut off for 30 s", &run);
+    let (left, right, kitchen) = (
+        run.capture("left.wav"),
+        run.capture("right.wav"),
+        run.capture("kitchen.wav"),
+    );
+    let (cut_at, back_at) = outage;
+    // Before: in step, as on any run.
+    let before: Vec<SkewReport> = [&left, &right]
+        .iter()
+        .map(|a| pair_skew(a, &kitchen, run.first_ns + 3_000_000_000, 0.5, 0.5))
+        .collect();
+    let before_p99 = p99(abs_series(&[&before[0], &before[1]], 0)
+        .into_iter()
+        .filter(|w| w.0 * 1e9 + 0.5e9 <= cut_at as f64)
+        .map(|w| w.1));
+    println!("  before the outage: kitchen vs the pair, p99 {before_p99:.2} µs");
+
+    // While cut off: a fade, then digital silence, and the pair plays on.
+    let during = frames_between(&kitchen, cut_at + 250_000_000, back_at);
+    let loud = during.iter().filter(|v| **v != 0.0).count();
+    assert!(
+        during.len() > 29 * 48_000 && loud == 0,
+        "{loud} non-zero samples of {} while cut off",
+        during.len()
+    );
+    for (c, name) in [(&left, "left"), (&right, "right")] {
+        let level = rms(frames_between(c, cut_at + 1_000_000_000, back_at).iter().copied());
+        assert!(level > 0.05, "{name} went quiet: rms {level}");
+    }
+    let start_frame = |t: i64| ((t - kitchen.first.as_nanos()) as f64 * 1e-9 * kitchen.rate_hz) as usize;
+    let silent_from = start_frame(cut_at + 250_000_000);
+    let last_sound = (0..silent_from)
+        .rev()
+        .find(|&k| kitchen.samples[k * kitchen.channels] != 0.0)
+        .expect("it played before");
+    let went_quiet_ms = (time_of(&kitchen, last_sound) - cut_at) as f64 / 1e6;
+    // The last 1 ms against the 10 ms before it: faded, not cut.
+    let ch = kitchen.channels;
+    let tail = rms((last_sound - 47..=last_sound).map(|k| kitchen.samples[k * ch]));
+    let body = rms((last_sound - 527..last_sound - 47).map(|k| kitchen.samples[k * ch]));
+    println!(
+        "  went quiet {went_quiet_ms:.1} ms after the cut; last 1 ms at {:.1} dB of the 10 ms before",
+        20.0 * (tail / body).log10()
+    );
+    assert!(
+        tail < 0.5 * body,
+        "no fade: rms {tail:.4} in the last 1 ms, {body:.4} before"
+    );
+
+    // After: the first sound, then in step with the pair within 2 s, measured in 0.2 s
+    // windows every 0.1 s.
+    let back_frame = start_frame(back_at);
+    let first_sound = (back_frame..kitchen.frames())
+        .find(|&k| kitchen.samples[k * ch] != 0.0)
+        .expect("it plays again");
+    let plays_after_s = (time_of(&kitchen, first_sound) - back_at) as f64 / 1e9;
+    let after: Vec<SkewReport> = [&left, &right]
+        .iter()
+        .map(|a| pair_skew(a, &kitchen, back_at, 0.2, 0.1))
+        .collect();
+    let series = abs_series(&[&after[0], &after[1]], back_at);
+    // In sync from the first window after which no window of either pair leaves 20 µs.
+    let synced_s = series
+        .iter()
+        .rposition(|w| w.1 > IN_SYNC_US)
+        .map_or(series.first().map_or(f64::NAN, |w| w.0), |i| {
+            series.get(i + 1).map_or(f64::INFINITY, |w| w.0)
+        });
+    let first_in_sync_s = series
+        .iter()
+        .find(|w| w.1 <= IN_SYNC_US)
+        .map_or(f64::INFINITY, |w| w.0);
+    let settled = p99(series.iter().filter(|w| w.0 >= synced_s).map(|w| w.1));
+    let worst = series.iter().map(|w| w.1).fold(0.0f64, f64::max);
+    println!(
+        "  plays again {plays_after_s:.3} s after the outage; first window within {IN_SYNC_US} µs \
+         at {first_in_sync_s:.2} s, within it for good from {synced_s:.2} s; then p99 \
+         {settled:.2} µs; worst after the outage {worst:.2} µs"
+    );
+    println!(
+        "  after the outage (s, µs): {}",
+        series
+            .iter()
+            .take(40)
+            .map(|(t, v)| format!("{t:.1} {v:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for r in &after {
+        println!(
+            "  skipped: {} quiet, {} weak, {} edge",
+            r.skipped_quiet, r.skipped_weak, r.skipped_edge
+        );
+        // Nothing audible that is not the pair's content within 5 ms: no stale audio.
+        assert_eq!(r.skipped_weak + r.skipped_edge, 0, "stale or foreign audio");
+    }
+    assert!(series.len() >= 2 * 80, "{} windows", series.len());
+    assert!(worst <= 50.0, "{worst:.2} µs after the outage");
+    assert!(synced_s <= 2.0, "in sync {synced_s:.2} s after the outage");
+}
+
+/// Issue 12's lasting symmetric step of +2.5 ms, on the kitchen speaker's path through
+/// the relay (both directions, media and clock), on the `wifi` preset. Its targets, from
+/// the recordings against the stereo pair: |skew| ≤ 50 µs throughout, p99 ≤ 20 µs outside
+/// the 5 s after the step, and a rate error within 0.5 ppm from 10 s after it (the skew's
+/// drift).
+#[test]
+#[ignore = "40 s of real time; .ci/run runs it"]
+fn a_path_step_of_2_5_ms_keeps_the_follower_in_step() {
+    let mut step_at = 0i64;
+    let run = group_through_relay(
+        "relay-step",
+        PathConfig::wifi(),
+        40,
+        3.0,
+        |relay, leader, started| {
+            std::thread::sleep(Duration::from_secs(10).saturating_sub(started.elapsed()));
+            let path = path_of(relay, leader, Role::Full);
+            let (now, mono) = (relay.now(), monotonic_ns());
+            relay
+                .schedule_path(
+                    path,
+                    LinkChange::BaseDelay {
+                        at: now,
+                        by: Nanos::from_micros(2500),
+                    },
+                )
+                .expect("the step");
+            step_at = mono;
+        },
+    );
+    print("wifi, kitchen's path +2.5 ms", &run);
+    let (left, right, kitchen) = (
+        run.capture("left.wav"),
+        run.capture("right.wav"),
+        run.capture("kitchen.wav"),
+    );
+    let from = run.first_ns + 3_000_000_000;
+    let pairs: Vec<SkewReport> = [&left, &right]
+        .iter()
+        .map(|a| pair_skew(a, &kitchen, from, 0.5, 0.25))
+        .collect();
+    let unaffected = pair_skew(&left, &right, from, 0.5, 0.25);
+    let series = abs_series(&[&pairs[0], &pairs[1]], step_at);
+    let end_s = series.last().map_or(0.0, |w| w.0);
+    let worst_from_step = series
+        .iter()
+        .filter(|w| w.0 >= -0.5)
+        .map(|w| w.1)
+        .fold(0.0f64, f64::max);
+    let outside = p99(series
+        .iter()
+        .filter(|w| w.0 < -0.5 || w.0 >= 5.0)
+        .map(|w| w.1));
+    let before = p99(series.iter().filter(|w| w.0 < -0.5).map(|w| w.1));
+    let after = p99(series.iter().filter(|w| w.0 >= 5.0).map(|w| w.1));
+    let pair_p99 = p99(unaffected.windows.iter().map(|w| w.skew_us.abs()));
+    let rates: Vec<f64> = pairs
+        .iter()
+        .map(|r| {
+            let pts: Vec<(f64, f64)> = r
+                .windows
+                .iter()
+                .map(|w| ((w.t.as_nanos() - step_at) as f64 * 1e-9, w.skew_us))
+                .filter(|p| p.0 >= 10.0)
+                .collect();
+            assert!(pts.len() >= 40, "{} windows from 10 s after", pts.len());
+            slope(&pts)
+        })
+        .collect();
+    println!(
+        "  kitchen vs the pair: worst from the step {worst_from_step:.2} µs; p99 outside the \
+         5 s after it {outside:.2} µs (before {before:.2}, from 5 s after {after:.2}); \
+         rate error from 10 s after {:+.3} and {:+.3} ppm; left vs right p99 {pair_p99:.2} µs; \
+         {end_s:.0} s after the step measured",
+        rates[0], rates[1]
+    );
+    println!(
+        "  around the step (s, µs): {}",
+        series
+            .iter()
+            .filter(|w| (-2.0..8.0).contains(&w.0))
+            .map(|(t, v)| format!("{t:.2} {v:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(end_s >= 25.0, "measured to {end_s:.1} s after the step");
+    assert!(worst_from_step <= 50.0, "{worst_from_step:.2} µs after the step");
+    assert!(outside <= IN_SYNC_US, "p99 {outside:.2} µs outside the 5 s after the step");
+    for r in rates {
+        assert!(r.abs() <= 0.5, "rate error {r:+.3} ppm from 10 s after the step");
+    }
 }

@@ -37,10 +37,24 @@
 //! Tests without nodes can make the faces themselves with [`Relay::add_leader_ports`] and
 //! [`Relay::add_follower`].
 //!
+//! # Arrival times
+//!
+//! A datagram's delay is counted from when it reached the relay's socket, as the kernel
+//! stamped it (`SO_TIMESTAMPING` software receive stamps, or `SO_TIMESTAMPNS`), moved
+//! from `CLOCK_REALTIME` onto the relay's monotonic timescale. Counting from when the
+//! poll thread got to it instead would add the thread's wake-up and its place in a burst
+//! to the delay: a burst the leader sends to every follower at once (its Syncs) would hold
+//! the later followers' datagrams longer, in that direction only, which is an asymmetry no
+//! two-way exchange can see. A datagram without a stamp, or with one that is not within
+//! the last second, is counted from when it was read ([`RelayStats::user_stamps`]).
+//!
 //! # Threads
 //!
 //! One thread polls every UDP socket and decides each datagram's fate; one sends the
-//! datagrams when they are due, with the timer slack at 1 µs; one accepts control
+//! datagrams when they are due: it sleeps (with the timer slack at 1 µs) until
+//! [`RelayConfig::spin`] before, then watches the clock, as a sleep's wake-up alone is late
+//! by tens of microseconds, more on a busy machine, and lateness is delay the link did not
+//! ask for (counted in [`DirectionStats::late`]); one accepts control
 //! connections, and two per connection copy its bytes. All of them look at a shutdown flag
 //! at least every 50 ms: [`Relay::stop`] (or dropping the relay) ends them within that and
 //! returns the counters. Pending datagrams are bounded by [`RelayConfig::max_pending`];
@@ -55,6 +69,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use socket2::{SockAddr, SockAddrStorage};
+
+use super::clock::{monotonic_ns, realtime_to_monotonic};
+use super::timestamp::{self, CmsgBuf};
 use crate::control::{Message, decode_frame};
 use crate::sim::{Delivery, Link, LinkChange, PathConfig, SimConfigError, SimRng, SimTime};
 
@@ -95,11 +113,17 @@ pub struct RelayConfig {
     pub max_pending: usize,
     /// Most control connections at once; more are closed at once.
     pub max_connections: usize,
+    /// How long before a datagram is due the sending thread stops sleeping and watches
+    /// the clock instead; zero never to. A sleeping thread wakes late by tens of
+    /// microseconds (more on a busy machine), which adds to the link's delay; watching
+    /// costs up to this much of a core per datagram.
+    pub spin: Duration,
 }
 
 impl RelayConfig {
     /// A relay in front of `leader`'s control port, every follower on `path`, seeded with
-    /// `seed`; no changes, 65 536 pending datagrams, 64 control connections.
+    /// `seed`; no changes, 65 536 pending datagrams, 64 control connections, a spin of
+    /// 100 µs before each send.
     pub fn new(leader: SocketAddr, path: PathConfig, seed: u64) -> RelayConfig {
         RelayConfig {
             leader,
@@ -108,6 +132,7 @@ impl RelayConfig {
             changes: Vec::new(),
             max_pending: 65_536,
             max_connections: 64,
+            spin: Duration::from_micros(100),
         }
     }
 }
@@ -158,6 +183,9 @@ pub struct DirectionStats {
     pub overflow: u64,
     /// Sends that failed.
     pub send_errors: u64,
+    /// Datagrams sent more than [`LATE`] after they were due: the sending thread woke
+    /// late, or had others to send first. Each adds its lateness to the link's delay.
+    pub late: u64,
 }
 
 impl DirectionStats {
@@ -169,6 +197,7 @@ impl DirectionStats {
         self.reordered += o.reordered;
         self.overflow += o.overflow;
         self.send_errors += o.send_errors;
+        self.late += o.late;
     }
 }
 
@@ -191,6 +220,9 @@ pub struct RelayStats {
     pub refused_connections: u64,
     /// Leader ports that could not be bound on the leader face.
     pub bind_failures: u64,
+    /// Datagrams the kernel gave no usable receive stamp for: their delay counts from when
+    /// the relay read them, which adds its own scheduling to it.
+    pub user_stamps: u64,
 }
 
 /// How often every thread looks at the shutdown flag.
@@ -201,6 +233,8 @@ const MAX_DATAGRAM: usize = 65_536;
 const HANDSHAKE: Duration = Duration::from_secs(2);
 /// Datagrams taken from one socket before the others get their turn.
 const BATCH: usize = 64;
+/// A datagram sent later than this after it was due counts as [late](DirectionStats::late).
+pub const LATE: Duration = Duration::from_micros(20);
 
 /// Loopback addresses taken by relays of this process, so that relays running side by side
 /// (tests in parallel) never share a face.
@@ -221,11 +255,53 @@ fn fresh_address() -> Result<IpAddr, RelayError> {
     )))
 }
 
-/// Binds a non-blocking UDP socket on `addr`.
+/// Binds a non-blocking UDP socket on `addr`, with kernel receive stamps where the kernel
+/// gives them.
 fn bind_udp(addr: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
     let s = UdpSocket::bind(addr)?;
     s.set_nonblocking(true)?;
+    // A refusal leaves the socket without stamps: its datagrams are stamped when read.
+    timestamp::enable(s.as_raw_fd(), true, false, true);
     Ok(Arc::new(s))
+}
+
+/// The oldest a kernel receive stamp may be, against the time the datagram is read: an
+/// older one (a clock stepped between the stamp and its conversion) is not believed.
+const MAX_STAMP_AGE: i64 = 1_000_000_000;
+
+/// One datagram read from `socket` into `buf` without blocking: its length, its sender and
+/// the kernel's receive stamp (`CLOCK_REALTIME` ns) if there is one. `None` if nothing is
+/// queued or the read failed.
+fn recv_stamped(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr, Option<i64>)> {
+    let mut storage = SockAddrStorage::zeroed();
+    let mut control = CmsgBuf::new();
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is a plain C struct for which all zeroes (null pointers, zero lengths)
+    // is a valid value; the fields that matter are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // SAFETY: sockaddr_storage is a sockaddr type of this platform, as view_as requires.
+    msg.msg_name = std::ptr::from_mut(unsafe { storage.view_as::<libc::sockaddr_storage>() })
+        .cast();
+    msg.msg_namelen = storage.size_of();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = control.0.len();
+    // SAFETY: every pointer in `msg` (the name storage, the iovec and `buf` behind it, the
+    // control buffer) points to memory that is live and writable for the whole call, with
+    // the lengths given.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    let len = usize::try_from(n).ok()?;
+    // SAFETY: recvmsg succeeded with `msg` pointing at `control`, still alive and unchanged.
+    let found = unsafe { timestamp::parse(&msg) };
+    let namelen = msg.msg_namelen;
+    // SAFETY: recvmsg wrote a sockaddr of `namelen` bytes (at most the storage's size, which
+    // it was told) into `storage`.
+    let from = unsafe { SockAddr::new(storage, namelen) }.as_socket()?;
+    Some((len.min(buf.len()), from, found.realtime_ns))
 }
 
 /// One follower's path through the relay.
@@ -268,6 +344,7 @@ struct Table {
     connections: u64,
     refused_connections: u64,
     bind_failures: u64,
+    user_stamps: u64,
 }
 
 /// A datagram waiting for its time.
@@ -303,7 +380,8 @@ impl Ord for Pending {
 
 struct Shared {
     shutdown: AtomicBool,
-    start: Instant,
+    /// The relay's start on the monotonic clock, ns (the clock `Instant` reads on Linux).
+    start_ns: i64,
     leader: SocketAddr,
     leader_face: IpAddr,
     config: RelayConfig,
@@ -323,7 +401,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn now(&self) -> SimTime {
-        SimTime(self.start.elapsed().as_nanos().min(i64::MAX as u128) as i64)
+        SimTime(monotonic_ns().saturating_sub(self.start_ns))
+    }
+
+    /// When a datagram read now arrived: its kernel stamp `realtime_ns` on the relay's
+    /// timescale if it has a believable one (not in the future, not older than
+    /// [`MAX_STAMP_AGE`]), else now. The second value says whether the stamp was used.
+    fn arrival(&self, realtime_ns: Option<i64>) -> (SimTime, bool) {
+        let now = self.now();
+        let stamped = realtime_ns
+            .map(|rt| SimTime(realtime_to_monotonic(rt).saturating_sub(self.start_ns)))
+            .filter(|t| *t <= now && now.0.saturating_sub(t.0) <= MAX_STAMP_AGE);
+        match stamped {
+            Some(t) => (t, true),
+            None => (now, false),
+        }
     }
 
     fn wake(&self) {
@@ -428,10 +520,21 @@ impl Shared {
     }
 
     /// Decides the fate of a datagram that came in on `port` of the leader face (from
-    /// a follower) or of path `on_path`'s face (from the leader).
-    fn handle(&self, on_path: Option<usize>, port: u16, from: SocketAddr, data: &[u8]) {
-        let now = self.now();
+    /// a follower) or of path `on_path`'s face (from the leader), with its kernel receive
+    /// stamp if it has one.
+    fn handle(
+        &self,
+        on_path: Option<usize>,
+        port: u16,
+        from: SocketAddr,
+        data: &[u8],
+        stamp: Option<i64>,
+    ) {
+        let (now, kernel) = self.arrival(stamp);
         let mut t = lock(&self.table);
+        if !kernel {
+            t.user_stamps += 1;
+        }
         let route = match on_path {
             // From a follower to the leader.
             None => t
@@ -501,10 +604,13 @@ impl Shared {
     }
 
     /// Counts a datagram sent (or failed).
-    fn sent(&self, p: &Pending, ok: bool) {
+    fn sent(&self, p: &Pending, ok: bool, late: bool) {
         let mut t = lock(&self.table);
         let d = index(p.direction);
         let path = &mut t.paths[p.path];
+        if late {
+            path.stats[d].late += 1;
+        }
         if !ok {
             path.stats[d].send_errors += 1;
             return;
@@ -524,6 +630,7 @@ impl Shared {
             connections: t.connections,
             refused_connections: t.refused_connections,
             bind_failures: t.bind_failures,
+            user_stamps: t.user_stamps,
             ..RelayStats::default()
         };
         for p in &t.paths {
@@ -589,7 +696,7 @@ impl Relay {
         waker.set_nonblocking(true).map_err(socket("waker"))?;
         let shared = Arc::new(Shared {
             shutdown: AtomicBool::new(false),
-            start: Instant::now(),
+            start_ns: monotonic_ns(),
             leader: config.leader,
             leader_face,
             config,
@@ -600,6 +707,7 @@ impl Relay {
                 connections: 0,
                 refused_connections: 0,
                 bind_failures: 0,
+                user_stamps: 0,
             }),
             queue: Mutex::new(BinaryHeap::new()),
             ready: Condvar::new(),
@@ -789,14 +897,14 @@ fn poll_loop(shared: &Shared) {
                 (*f, &**s)
             };
             for _ in 0..BATCH {
-                let Ok((len, from)) = socket.recv_from(&mut buf) else {
+                let Some((len, from, stamp)) = recv_stamped(socket, &mut buf) else {
                     break;
                 };
-                let data = &buf[..len.min(buf.len())];
+                let data = &buf[..len];
                 match face {
                     Face::Waker => {}
-                    Face::Leader(port) => shared.handle(None, port, from, data),
-                    Face::Follower(i, port) => shared.handle(Some(i), port, from, data),
+                    Face::Leader(port) => shared.handle(None, port, from, data, stamp),
+                    Face::Follower(i, port) => shared.handle(Some(i), port, from, data, stamp),
                 }
             }
         }
@@ -809,6 +917,7 @@ fn send_loop(shared: &Shared) {
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
+    let spin = i64::try_from(shared.config.spin.as_nanos()).unwrap_or(i64::MAX);
     let mut q = lock(&shared.queue);
     while !shared.shutdown.load(Ordering::Acquire) {
         let now = shared.now();
@@ -816,13 +925,24 @@ fn send_loop(shared: &Shared) {
             Some(p) if p.due <= now => {
                 let p = q.pop().expect("peeked");
                 drop(q);
+                let late = shared.now().0 - p.due.0 > LATE.as_nanos() as i64;
                 let ok = p.socket.send_to(&p.data, p.to).is_ok();
-                shared.sent(&p, ok);
+                shared.sent(&p, ok, late);
+                q = lock(&shared.queue);
+            }
+            // Due within the spin: watch the clock rather than sleep, whose wake-up is
+            // late by tens of microseconds.
+            Some(p) if p.due.0 - now.0 <= spin => {
+                let due = p.due;
+                drop(q);
+                while shared.now() < due && !shared.shutdown.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
                 q = lock(&shared.queue);
             }
             next => {
                 let wait = next.map_or(TICK, |p| {
-                    Duration::from_nanos((p.due.0 - now.0) as u64).min(TICK)
+                    Duration::from_nanos((p.due.0 - now.0 - spin) as u64).min(TICK)
                 });
                 q = shared
                     .ready

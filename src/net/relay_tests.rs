@@ -188,6 +188,10 @@ fn the_same_seed_makes_the_same_decisions() {
 fn an_outage_drops_everything_in_its_window_and_nothing_outside() {
     let path = PathConfig::symmetric(LinkConfig::ideal(Nanos::from_millis(1)));
     let (relay, leader, follower, _, to_follower) = pair(path, 3);
+    // The reader ends after a read timeout's silence: longer than the outage's 300 ms.
+    follower
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
     // 150 ms to 450 ms from now on the relay's clock; the test's clock reads its own
     // times from the same instant.
     let (relay_now, here) = (relay.now(), Instant::now());
@@ -329,4 +333,63 @@ fn a_change_on_a_whole_path_moves_both_directions_and_the_face_names_the_path() 
     let stats = relay.stop();
     assert_eq!(stats.to_leader.dropped, 20);
     assert_eq!(stats.to_follower.dropped, 20);
+}
+
+#[test]
+fn a_datagrams_delay_counts_from_its_arrival_not_from_when_the_relay_read_it() {
+    let path = PathConfig::symmetric(LinkConfig::ideal(Nanos::from_millis(20)));
+    let (relay, leader, follower, _, to_follower) = pair(path, 6);
+    follower
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    // The poll thread stalls on the table with a first datagram while a second one waits
+    // in the socket for 10 ms.
+    let table = lock(&relay.shared.table);
+    leader.send_to(b"first", to_follower).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let sent = Instant::now();
+    leader.send_to(b"second", to_follower).unwrap();
+    std::thread::sleep(Duration::from_millis(10));
+    drop(table);
+    let mut took = None;
+    for _ in 0..2 {
+        let (len, _) = follower.recv_from(&mut buf).expect("both arrive");
+        if &buf[..len] == b"second" {
+            took = Some(sent.elapsed());
+        }
+    }
+    let took = took.expect("the second arrived");
+    // 20 ms from its arrival, not from when it was read 10 ms later (a loaded machine's
+    // wake-up aside).
+    assert!(
+        took >= Duration::from_micros(19_950) && took < Duration::from_millis(26),
+        "took {took:?}"
+    );
+    let stats = relay.stop();
+    assert_eq!(stats.user_stamps, 0, "{stats:?}");
+    assert_eq!(stats.to_follower.forwarded, 2);
+}
+
+#[test]
+fn datagrams_leave_on_time_and_the_late_ones_are_counted() {
+    let path = PathConfig::symmetric(LinkConfig::ideal(Nanos::from_millis(2)));
+    let (relay, leader, follower, _, to_follower) = pair(path, 7);
+    let (got, _) = run(
+        &leader,
+        to_follower,
+        &follower,
+        300,
+        Duration::from_millis(1),
+    );
+    assert_eq!(got.len(), 300);
+    let stats = relay.stop();
+    // Watching the clock for the last 100 µs, most leave within 20 µs of their time; a
+    // sleep's wake-up alone is later than that for most of them on a busy machine. (A
+    // preempted thread is late either way.)
+    assert!(
+        stats.to_follower.late * 2 < stats.to_follower.forwarded,
+        "{:?}",
+        stats.to_follower
+    );
 }
