@@ -283,8 +283,8 @@ fn recv_stamped(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr
     // is a valid value; the fields that matter are set below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // SAFETY: sockaddr_storage is a sockaddr type of this platform, as view_as requires.
-    msg.msg_name = std::ptr::from_mut(unsafe { storage.view_as::<libc::sockaddr_storage>() })
-        .cast();
+    msg.msg_name =
+        std::ptr::from_mut(unsafe { storage.view_as::<libc::sockaddr_storage>() }).cast();
     msg.msg_namelen = storage.size_of();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
