@@ -308,12 +308,12 @@ fn a_change_on_a_whole_path_moves_both_directions_and_the_face_names_the_path() 
         assert_eq!(got.len(), 50, "{name}");
         let mut d: Vec<f64> = got.iter().map(|(_, d)| d.as_secs_f64() * 1e3).collect();
         d.sort_by(f64::total_cmp);
-        // 1 ms of link and 4 ms of step; never early, late by the scheduler only.
-        assert!(d[0] >= 4.95, "{name}: earliest {:.3} ms", d[0]);
-        let median = d[d.len() / 2];
+        // 1 ms of link and 4 ms of step: never early, and the earliest late only by the
+        // scheduler (the rest may be held up by a busy machine's, or this test's, threads).
         assert!(
-            (5.0..5.5).contains(&median),
-            "{name}: median {median:.3} ms, want 5 ms"
+            (4.95..5.5).contains(&d[0]),
+            "{name}: earliest {:.3} ms, want 5 ms",
+            d[0]
         );
     }
     // An outage on the whole path: nothing either way while it lasts.
@@ -363,7 +363,7 @@ fn a_datagrams_delay_counts_from_its_arrival_not_from_when_the_relay_read_it() {
     // 20 ms from its arrival, not from when it was read 10 ms later (a loaded machine's
     // wake-up aside).
     assert!(
-        took >= Duration::from_micros(19_950) && took < Duration::from_millis(26),
+        took >= Duration::from_micros(19_950) && took < Duration::from_millis(29),
         "took {took:?}"
     );
     let stats = relay.stop();
