@@ -117,8 +117,10 @@ pub struct ClockEstimate {
     pub reason: EpochReason,
     /// Whether the estimate can be played on: false while the estimator is still converging,
     /// or has seen something change and is still working out what. A playout does not start
-    /// or re-align on an estimate that is not settled; [`uncertainty`](Self::uncertainty)
-    /// covers the truth either way.
+    /// on an estimate that is not settled (unless one of its epoch has settled before and
+    /// its uncertainty is within the playout's lock threshold), nor re-align on one for an
+    /// error its uncertainty could explain; [`uncertainty`](Self::uncertainty) covers the
+    /// truth either way.
     pub settled: bool,
 }
 

@@ -49,8 +49,9 @@
 //!
 //! Hard re-alignment (skip input, or start later by prepending silence) happens only at
 //! start, after an underrun or gap, or when the error exceeds
-//! [`ControllerConfig::realign_threshold`]; the caller fades out before and in after, so
-//! a re-align never clicks.
+//! [`ControllerConfig::realign_threshold`] (on an estimate that is not settled, by more than
+//! the estimate may still move: see [`PlayoutController::plan_hold`]); the caller fades out
+//! before and in after, so a re-align never clicks.
 
 use thiserror::Error;
 
@@ -387,35 +388,43 @@ impl PlayoutController {
         ratio_ff: f64,
         block_frames: usize,
     ) -> Plan {
-        self.plan(emit, content, ratio_ff, block_frames, true)
+        let threshold = self.config.realign_threshold;
+        self.plan(emit, content, ratio_ff, block_frames, threshold)
     }
 
-    /// As [`plan_play`](Self::plan_play), but never re-aligns, however large the error: for
-    /// a clock estimate that is not settled. A re-align would cut the audio to land on a
-    /// timeline that may move again; the servo follows it meanwhile (within its bound), and
-    /// the next settled block re-aligns if the error is still beyond the threshold.
+    /// As [`plan_play`](Self::plan_play), for a clock estimate that is not settled and may
+    /// still move by up to `uncertainty`: it re-aligns only when the error is beyond the
+    /// threshold by more than that. An error the estimate's next move could bring back
+    /// within the threshold is followed by the servo (within its bound) rather than cut, for
+    /// a re-align would land the audio on a timeline that may move again; the next settled
+    /// block re-aligns if it is still beyond. An error no such move explains (the DAC
+    /// stalled for seconds, and the audio at hand is that much late) re-aligns at once, so
+    /// that stale audio is not played.
     pub fn plan_hold(
         &mut self,
         emit: LeaderInstant,
         content: LeaderInstant,
         ratio_ff: f64,
         block_frames: usize,
+        uncertainty: Nanos,
     ) -> Plan {
-        self.plan(emit, content, ratio_ff, block_frames, false)
+        let beyond = self.config.realign_threshold + uncertainty.max(Nanos::ZERO);
+        self.plan(emit, content, ratio_ff, block_frames, beyond)
     }
 
+    /// Plans a playing block; an error beyond `realign_beyond` fades out for a re-align.
     fn plan(
         &mut self,
         emit: LeaderInstant,
         content: LeaderInstant,
         ratio_ff: f64,
         block_frames: usize,
-        may_realign: bool,
+        realign_beyond: Nanos,
     ) -> Plan {
         let error = emit.since(content) - self.config.trim;
         let e = error.as_nanos() as f64 / NANOS_PER_SEC as f64;
         self.last.error_ns = error.as_nanos() as f64;
-        if may_realign && error.abs() > self.config.realign_threshold {
+        if error.abs() > realign_beyond {
             self.state = State::Idle;
             self.last.state = State::Idle;
             self.last.ratio = ratio_ff;
@@ -709,6 +718,21 @@ mod tests {
         let mut c = PlayoutController::new(ControllerConfig::new(48_000)).unwrap();
         let p = c.plan_play(at(20_000_000), at(0), 1.0, 480);
         assert!(matches!(p, Plan::FadeOut { .. }));
+        assert_eq!(c.state(), State::Idle);
+    }
+
+    #[test]
+    fn an_unsettled_estimate_holds_an_error_it_may_explain_but_not_seconds_of_it() {
+        // 15 ms late on an estimate that may still move by 10 ms: followed, not cut.
+        let mut c = playing(ControllerConfig::new(48_000));
+        let p = c.plan_hold(at(15_000_000), at(0), 1.0, 480, Nanos::from_millis(10));
+        assert!(matches!(p, Plan::Play { .. }), "{p:?}");
+        assert_ne!(c.state(), State::Idle);
+        // 5 s late (the DAC stalled) on an estimate sure to a microsecond: the audio at
+        // hand is stale whatever the estimate does next, so it fades out for a re-align.
+        let mut c = playing(ControllerConfig::new(48_000));
+        let p = c.plan_hold(at(5_000_000_000), at(0), 1.0, 480, Nanos::from_micros(1));
+        assert!(matches!(p, Plan::FadeOut { .. }), "{p:?}");
         assert_eq!(c.state(), State::Idle);
     }
 

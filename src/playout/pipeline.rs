@@ -24,6 +24,7 @@ use crate::playout::controller::{
 };
 use crate::playout::corrector::{CorrectorConfig, CorrectorError, CorrectorKind, DriftCorrector};
 use crate::playout::stage::{Chain, MAX_BLOCK_FRAMES};
+use crate::ptp::PortIdentity;
 use crate::time::{LeaderInstant, LocalInstant, MediaTime, NANOS_PER_SEC, Nanos};
 
 /// How a follower's playout is set up.
@@ -98,6 +99,8 @@ pub struct Playout {
     dac_base: Option<(LocalInstant, u64)>,
     /// The DAC's last report, to notice its timeline jump.
     dac_last: Option<(LocalInstant, u64)>,
+    /// The leader and epoch of the last settled estimate seen.
+    settled_on: Option<(PortIdentity, u32)>,
 }
 
 impl std::fmt::Debug for Playout {
@@ -158,6 +161,7 @@ impl Playout {
             fade_in_left: 0,
             dac_base: None,
             dac_last: None,
+            settled_on: None,
             config,
         })
     }
@@ -225,10 +229,14 @@ impl Playout {
     /// Fills `out` (one block: `block_frames × channels_out` samples) with what the DAC
     /// should emit next. `dac_next` is when the block's first frame will leave (local
     /// clock); `dac_frames` how many frames the DAC has emitted so far. Without an
-    /// estimate, or idle with an estimate that is not [settled](ClockEstimate::settled) or
-    /// less than two blocks of audio, the block is silent; a playing path follows an unsettled estimate but does not re-align on
-    /// it (a gap in the stream still fades out). Returns the controller's report for the block.
-    /// Allocates nothing.
+    /// estimate, or idle with less than two blocks of audio, the block is silent. So it is
+    /// while idle on an estimate that is not [settled](ClockEstimate::settled), unless one
+    /// of the same timeline (leader and epoch) has settled before and this one's
+    /// uncertainty is within the controller's lock threshold. A playing path follows an
+    /// unsettled estimate, and re-aligns on it only for an error beyond the re-align
+    /// threshold by more than its uncertainty (the DAC stalled: see
+    /// [`PlayoutController::plan_hold`]); a gap in the stream fades out either way. Returns
+    /// the controller's report for the block. Allocates nothing.
     ///
     /// # Panics
     ///
@@ -246,12 +254,21 @@ impl Playout {
         let Some(est) = estimate else {
             out.fill(0.0);
             self.controller.reset();
+            self.settled_on = None;
             return self.controller.report();
         };
         let emit = est.to_leader(dac_next);
         let ratio_ff = self.feed_forward(est, dac_next, dac_frames);
 
-        let mut plan = if self.controller.state() == State::Idle && !est.settled {
+        if est.settled {
+            self.settled_on = Some((est.leader, est.epoch));
+        }
+        // An estimate of this timeline that has settled before, and whose next move could
+        // not take a start out of lock: the estimator is only being careful (a window it is
+        // checking, a bend it is measuring), and a re-anchor after a stall need not wait.
+        let steady = self.settled_on == Some((est.leader, est.epoch))
+            && est.uncertainty <= self.controller.config().lock_threshold;
+        let mut plan = if self.controller.state() == State::Idle && !est.settled && !steady {
             // Starting on an estimate still converging, or still working out a change it
             // saw, would land the audio on a timeline that may move again.
             out.fill(0.0);
@@ -282,7 +299,8 @@ impl Playout {
             if est.settled {
                 self.controller.plan_play(emit, content, ratio_ff, block)
             } else {
-                self.controller.plan_hold(emit, content, ratio_ff, block)
+                self.controller
+                    .plan_hold(emit, content, ratio_ff, block, est.uncertainty)
             }
         };
         if let Plan::Start {
