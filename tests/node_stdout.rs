@@ -72,9 +72,15 @@ fn record(mut pipe: std::process::ChildStdout, base: Instant, limit: Duration) -
 
 /// When frame 0 arrived and frames per second, fitted to the reads: every block is
 /// written when its first frame leaves, so a read that ends with block `k` came when frame
-/// `k·BLOCK` left (plus the pipe's delay, alike for both followers). A read is late by the
-/// reader's wake-up, never early: the line is the least-squares fit, then lowered onto the
-/// earliest arrivals.
+/// `k·BLOCK` left, plus the pipe's delay (alike for both followers) and the writer's and the
+/// reader's wake-ups. Those are never negative, and on a busy machine they come in
+/// stretches: a least-squares line leans towards a stretch of late reads (a stretch early
+/// or late in a 10 s run tilted it by up to 100 ppm, 0.4 ms at its ends). So the line is
+/// the one under every read that lies nearest them overall: the edge of their lower convex
+/// hull over their mean (the least-sum line under them), which the earliest arrivals fix
+/// and late ones leave alone. A pace broken for good (blocks skipped that were not put
+/// back: see `with_skips_as_silence`) leaves many reads far above any such line, and fails
+/// here rather than be measured as skew.
 fn timeline(reads: &[(u64, i64)]) -> (f64, f64) {
     let pts: Vec<(f64, f64)> = reads
         .iter()
@@ -82,23 +88,78 @@ fn timeline(reads: &[(u64, i64)]) -> (f64, f64) {
         .map(|&(n, t)| ((n - BLOCK) as f64, t as f64))
         .collect();
     assert!(pts.len() > 100, "too few reads: {}", pts.len());
-    let k = pts.len() as f64;
-    let (mx, my) = (
-        pts.iter().map(|p| p.0).sum::<f64>() / k,
-        pts.iter().map(|p| p.1).sum::<f64>() / k,
-    );
-    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
-    let slope = sxy / sxx;
-    let mut residuals: Vec<f64> = pts
+    // Andrew's monotone chain, lower half (the reads come in frame order).
+    let mut hull: Vec<(f64, f64)> = Vec::new();
+    for &p in &pts {
+        while hull.len() >= 2 {
+            let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+            if (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0) <= 0.0 {
+                hull.pop();
+            } else {
+                break;
+            }
+        }
+        hull.push(p);
+    }
+    let mean_x = pts.iter().map(|p| p.0).sum::<f64>() / pts.len() as f64;
+    let i = hull
+        .windows(2)
+        .position(|w| w[1].0 >= mean_x)
+        .expect("the hull spans the reads");
+    let (a, b) = (hull[i], hull[i + 1]);
+    let slope = (b.1 - a.1) / (b.0 - a.0);
+    let first_ns = a.1 - slope * a.0;
+    let far = pts
         .iter()
-        .map(|p| p.1 - (my + slope * (p.0 - mx)))
-        .collect();
-    residuals.sort_by(f64::total_cmp);
-    // The 5th percentile: the earliest arrivals, a few outliers aside.
-    let low = residuals[residuals.len() / 20];
-    let first_ns = my - slope * mx + low;
+        .filter(|p| p.1 - (first_ns + slope * p.0) > 50e6)
+        .count();
+    assert!(
+        far * 10 < pts.len(),
+        "{far} of {} reads came over 50 ms after the line through the earliest: the pipe's \
+         pace broke",
+        pts.len()
+    );
     (first_ns, 1e9 / slope)
+}
+
+/// The recording as the DAC played it: the blocks a follower skipped because it got to
+/// them too late (stopped, or starved by a busy machine for over 100 ms) never reach its
+/// pipe, and a player reading the pipe in real time hears silence there, as a card that
+/// ran dry. They are put back here as silence, so that one line maps frames to time. A
+/// skip shows in the reads as a step up, for good, of when a frame arrives less when it
+/// would at the nominal rate: the least of that from each read on jumps by the time
+/// skipped, in whole blocks (a late reader only delays some reads, which the least of the
+/// later ones leaves out; the crystal's ppm move it by a few ms at most).
+fn with_skips_as_silence(r: &PipeRecording) -> PipeRecording {
+    let excess: Vec<f64> = r
+        .reads
+        .iter()
+        .map(|&(n, t)| t as f64 - n as f64 * 1e9 / 48_000.0)
+        .collect();
+    let mut least = excess.clone();
+    for i in (0..least.len().saturating_sub(1)).rev() {
+        least[i] = least[i].min(least[i + 1]);
+    }
+    let mut out = PipeRecording {
+        samples: Vec::with_capacity(r.samples.len()),
+        reads: Vec::with_capacity(r.reads.len()),
+    };
+    let (mut copied, mut added) = (0usize, 0u64);
+    for (i, &(n, t)) in r.reads.iter().enumerate() {
+        let jump = if i > 0 { least[i] - least[i - 1] } else { 0.0 };
+        if jump > 50e6 {
+            let blocks = (jump * 48_000.0 / 1e9 / BLOCK as f64).round() as u64;
+            let upto = usize::try_from(r.reads[i - 1].0).expect("frames");
+            out.samples.extend_from_slice(&r.samples[copied..upto]);
+            out.samples
+                .extend(std::iter::repeat_n(0.0, (blocks * BLOCK) as usize));
+            copied = upto;
+            added += blocks * BLOCK;
+        }
+        out.reads.push((n + added, t));
+    }
+    out.samples.extend_from_slice(&r.samples[copied..]);
+    out
 }
 
 /// A pipe's recording as a meter capture on the line `timeline` fitted.
@@ -112,24 +173,31 @@ fn pipe_capture(r: &PipeRecording, (first_ns, rate_hz): (f64, f64)) -> Capture<'
     }
 }
 
-/// The skew between two pipes from `from_ns` on, the second's line fitted to its reads
-/// from then only (it stopped or restarted before).
+/// The skew between two pipes in windows of 0.5 s every `hop_s` from `start_ns` on, with
+/// the blocks either skipped put back as silence, the second's line fitted to its reads
+/// from `line_from_ns` only (it stopped or restarted before).
 fn skew_from(
     recs: &[PipeRecording],
-    from_ns: i64,
+    line_from_ns: i64,
+    start_ns: i64,
+    hop_s: f64,
 ) -> Result<lockstep::measure::SkewReport, lockstep::measure::MeterError> {
+    let recs = [
+        with_skips_as_silence(&recs[0]),
+        with_skips_as_silence(&recs[1]),
+    ];
     let after: Vec<(u64, i64)> = recs[1]
         .reads
         .iter()
         .copied()
-        .filter(|r| r.1 >= from_ns)
+        .filter(|r| r.1 >= line_from_ns)
         .collect();
     let lines = [timeline(&recs[0].reads), timeline(&after)];
     let config = MeterConfig {
         window_s: 0.5,
-        hop_s: 0.5,
+        hop_s,
         max_skew_us: 5_000.0,
-        start: Some(lockstep::time::TrueInstant::from_nanos(from_ns)),
+        start: Some(lockstep::time::TrueInstant::from_nanos(start_ns)),
         min_rms: 1e-3,
     };
     measure_skew(
@@ -384,26 +452,15 @@ fn a_slow_sink_is_counted_late_and_a_stuck_one_does_not_hang_the_stop() {
 }
 
 /// A follower on a pipe stopped with SIGSTOP for 5 s, then resumed: its sockets are full of
-/// stale packets and its blocks long due. It must not write the missed audio in a burst:
-/// its pipe gets no more than real time's worth after the resume.
+/// stale packets and its blocks long due. It must not write the missed audio in a burst
+/// (its pipe gets no more than real time's worth after the resume), nor play the stale
+/// audio it holds, and it must be back in step with one that never stopped within 2 s of
+/// the resume, measured from the pipes alone: within 200 µs (the pipes' floor, as above)
+/// in every half second from 2 s after the resume on.
 #[test]
-fn a_follower_stopped_for_5_s_bursts_nothing() {
-    stopped_follower(false);
-}
-
-/// The same, and the resumed follower comes back in step with one that never stopped,
-/// measured from the pipes alone: printed from 2 s after the resume, held to the pipes'
-/// floor (200 µs) from 5 s after. It does not always: in about one run in twelve the
-/// resumed follower was nowhere within 5 ms of the other for the rest of the run (found
-/// 2026-12-06, not yet understood), so it is ignored until that is fixed.
-#[test]
-#[ignore = "known to fail in about 1 run of 12: a resumed follower not back in step (issue 14)"]
-fn a_follower_stopped_for_5_s_is_back_in_step() {
-    stopped_follower(true);
-}
-
-/// Runs the scenario; checks that the resumed follower is back in step if `in_step`.
-fn stopped_follower(in_step: bool) {
+fn a_follower_stopped_for_5_s_bursts_nothing_and_is_in_step_2_s_after_the_resume() {
+    // (Built before the clock starts: a build inside the first 5 s left no time to play.)
+    drop(follower_cmd());
     let leader = node::leader();
     let dir = node::temp_dir("stdout-sigstop");
     let key = dir.join("household.key");
@@ -472,53 +529,79 @@ fn stopped_follower(in_step: bool) {
         "after 5 s stopped: at most {:.3} s of audio in any half second of the pipe",
         worst
     );
+    // A follower that skipped blocks besides the stop's was starved by the machine for over
+    // 100 ms (and caught up on shorter stalls): worth knowing when a check below fails.
+    let skipped: Vec<&str> = errs
+        .iter()
+        .map(|e| {
+            e.lines()
+                .find(|l| l.contains("skipped"))
+                .map_or("none skipped", str::trim)
+        })
+        .collect();
     assert!(
         worst <= 0.5 * 1.05 + 2.0 * BLOCK as f64 / 48_000.0,
-        "a burst: {worst:.3} s of audio in half a second"
+        "a burst: {worst:.3} s of audio in half a second ({skipped:?})"
     );
-    if !in_step {
-        drop(leader);
-        let _ = std::fs::remove_dir_all(&dir);
-        return;
-    }
 
-    // In step from 2 s after the resume: the stopped one's line from its reads since then.
-    let skew = skew_from(&recs, resumed_ns + 2_000_000_000)
+    // In step: half-second windows every quarter second from the resume on, the stopped
+    // one's line fitted to its reads from just after the resume (its DAC skipped what it
+    // missed there, and runs on one line since).
+    let hop = 0.25;
+    let skew = skew_from(&recs, resumed_ns + 100_000_000, resumed_ns, hop)
         .expect("the two pipes are measured after the resume");
-    // The skew's course from 2 s after the resume (the issue's mark, printed), and the
-    // test's bound from 5 s: an error the resumed follower brings back with it below the
-    // re-align threshold is slewed out at the servo's rate, which has taken up to 3 s.
     let series: Vec<(f64, f64)> = skew
         .windows
         .iter()
         .map(|w| ((w.t.as_nanos() - resumed_ns) as f64 / 1e9, w.skew_us))
         .collect();
-    let worst_from = |secs: f64| {
-        series
-            .iter()
-            .filter(|w| w.0 >= secs)
-            .map(|w| w.1.abs())
-            .fold(0.0f64, f64::max)
-    };
+    let from_2s: Vec<(f64, f64)> = series.iter().copied().filter(|w| w.0 >= 2.0).collect();
+    // Every window from 2 s on is measured (none silent, none beyond the meter's ±5 ms),
+    // up to the end of the shorter recording.
+    let gaps = from_2s
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 > 1.5 * hop)
+        .count();
+    let mut abs: Vec<f64> = from_2s.iter().map(|w| w.1.abs()).collect();
+    abs.sort_by(f64::total_cmp);
+    let p99 = abs
+        .get(((abs.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(f64::NAN);
+    let worst_2s = abs.last().copied().unwrap_or(f64::NAN);
+    // When it was back: the first window from which on every window is measured and within
+    // 200 µs.
+    let mut back = None;
+    for (i, w) in series.iter().enumerate().rev() {
+        let next_ok = i + 1 == series.len() || series[i + 1].0 - w.0 <= 1.5 * hop;
+        if w.1.abs() <= 200.0 && (back.is_none() || next_ok) {
+            back = Some(w.0);
+        } else {
+            break;
+        }
+    }
     eprintln!(
-        "after the resume, skew (s, µs): {}; worst from 2 s {:.1} µs, from 5 s {:.1} µs",
+        "after the resume, skew (s, µs): {}",
         series
             .iter()
-            .map(|(t, v)| format!("{t:.1} {v:.0}"))
+            .map(|(t, v)| format!("{t:.2} {v:.0}"))
             .collect::<Vec<_>>()
-            .join(", "),
-        worst_from(2.0),
-        worst_from(5.0)
+            .join(", ")
+    );
+    eprintln!(
+        "back within 200 µs from the window at {} s after the resume; from 2 s: {} windows, \
+         skew p99 {p99:.1} µs, max {worst_2s:.1} µs",
+        back.map_or("(never)".to_string(), |b| format!("{b:.2}")),
+        from_2s.len()
     );
     assert!(
-        series.iter().filter(|w| w.0 >= 5.0).count() >= 8,
-        "{} windows",
-        series.len()
+        from_2s.len() >= 24 && gaps == 0,
+        "{} windows from 2 s after the resume, {gaps} gaps ({skipped:?})",
+        from_2s.len()
     );
     assert!(
-        worst_from(5.0) <= 200.0,
-        "skew {:.1} µs from 5 s after",
-        worst_from(5.0)
+        worst_2s <= 200.0,
+        "skew {worst_2s:.1} µs from 2 s after the resume ({skipped:?})"
     );
     drop(leader);
     let _ = std::fs::remove_dir_all(&dir);
@@ -553,8 +636,9 @@ fn a_follower_killed_and_restarted_is_in_step_2_s_after_its_start() {
         let status = c.0.wait().expect("wait");
         assert!(status.success(), "a follower failed: {status}");
     }
-    let skew = skew_from(&recs, started_ns + 2_000_000_000)
-        .expect("the two pipes are measured after the restart");
+    let from = started_ns + 2_000_000_000;
+    let skew =
+        skew_from(&recs, from, from, 0.5).expect("the two pipes are measured after the restart");
     eprintln!(
         "from 2 s after the restarted follower's start: {} windows, skew p50 {:.1} µs, \
          p99 {:.1} µs, max {:.1} µs",
