@@ -457,7 +457,12 @@ fn a_slow_sink_is_counted_late_and_a_stuck_one_does_not_hang_the_stop() {
 /// audio it holds, and it must be back in step with one that never stopped within 2 s of
 /// the resume, measured from the pipes alone: within 200 µs (the pipes' floor, as above)
 /// in every half second from 2 s after the resume on.
+///
+/// Ignored in the default run, where the other tests' followers share the cores: a machine
+/// that starves both followers for over 100 ms makes them skip blocks, which breaks the
+/// pipes' pace this measures by (3 of 15 runs under heavy load). `.ci/run` runs it alone.
 #[test]
+#[ignore = "timing-sensitive: .ci/run runs it alone"]
 fn a_follower_stopped_for_5_s_bursts_nothing_and_is_in_step_2_s_after_the_resume() {
     // (Built before the clock starts: a build inside the first 5 s left no time to play.)
     drop(follower_cmd());
