@@ -92,14 +92,25 @@ fn shuttle(
     f: &mut FollowerCore<SocketAddr>,
     now: LocalInstant,
 ) -> Vec<LeaderCoreEvent> {
+    shuttle_on(l, f, CONN, now)
+}
+
+/// Moves control bytes both ways between `l`'s connection `conn` and `f` until neither has
+/// any; returns the leader's events.
+fn shuttle_on(
+    l: &mut LeaderCore<SocketAddr>,
+    f: &mut FollowerCore<SocketAddr>,
+    conn: ConnId,
+    now: LocalInstant,
+) -> Vec<LeaderCoreEvent> {
     let mut events = Vec::new();
     for _ in 0..20 {
         let mut moved = false;
         while let Some(bytes) = f.poll_control_transmit() {
-            let _ = l.handle_control(CONN, now, &bytes);
+            let _ = l.handle_control(conn, now, &bytes);
             moved = true;
         }
-        while let Some(bytes) = l.poll_control_transmit(CONN) {
+        while let Some(bytes) = l.poll_control_transmit(conn) {
             f.handle_control(&bytes);
             moved = true;
         }
@@ -611,30 +622,6 @@ fn idle_handshakes_give_their_slots_up_but_joined_followers_keep_theirs() {
         assert!(n < 100, "slots without end");
     }
     assert!(l.is_joined(CONN));
-}
-
-/// Moves control bytes both ways between `l`'s connection `conn` and `f` until neither has
-/// any.
-fn shuttle_on(
-    l: &mut LeaderCore<SocketAddr>,
-    f: &mut FollowerCore<SocketAddr>,
-    conn: ConnId,
-    now: LocalInstant,
-) {
-    for _ in 0..20 {
-        let mut moved = false;
-        while let Some(bytes) = f.poll_control_transmit() {
-            let _ = l.handle_control(conn, now, &bytes);
-            moved = true;
-        }
-        while let Some(bytes) = l.poll_control_transmit(conn) {
-            f.handle_control(&bytes);
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
 }
 
 /// Chunk `k` of media (5 ms each, from 5 ms on): the datagrams to the multicast group.
