@@ -51,13 +51,17 @@ fn stream() -> StreamParams {
     }
 }
 
-fn leader(now: LocalInstant) -> LeaderCore<SocketAddr> {
+/// The test leader's config, telling followers `stream`.
+fn leader_config(stream: StreamParams) -> LeaderCoreConfig<SocketAddr> {
     let format = AudioFormat::new(RATE, 2).expect("format");
     let mut sc = SenderConfig::new(CodecKind::L24, format, 0x1234_5678);
     sc.ptime_ms = Some(5);
     let master = MasterConfig::new(ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1]));
-    let config = LeaderCoreConfig::new("kitchen", key(), stream(), sc, master);
-    LeaderCore::new(config, now).expect("a leader")
+    LeaderCoreConfig::new("kitchen", key(), stream, sc, master)
+}
+
+fn leader(now: LocalInstant) -> LeaderCore<SocketAddr> {
+    LeaderCore::new(leader_config(stream()), now).expect("a leader")
 }
 
 fn follower(key: HouseholdKey) -> FollowerCore<SocketAddr> {
@@ -527,11 +531,7 @@ fn garbage_gives_typed_errors_never_a_panic() {
 #[test]
 fn a_multicast_stream_goes_once_to_the_group_and_to_each_static_destination_with_reports() {
     let now = at_ms(0);
-    let format = AudioFormat::new(RATE, 2).expect("format");
-    let mut sc = SenderConfig::new(CodecKind::L24, format, 0x1234_5678);
-    sc.ptime_ms = Some(5);
-    let master = MasterConfig::new(ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1]));
-    let mut config = LeaderCoreConfig::new("kitchen", key(), stream(), sc, master);
+    let mut config = leader_config(stream());
     let group: SocketAddr = "239.69.0.1:5004".parse().expect("an address");
     let player: SocketAddr = "10.0.0.9:6000".parse().expect("an address");
     config.multicast = Some(group);
@@ -646,13 +646,9 @@ fn group_packets(l: &mut LeaderCore<SocketAddr>, k: i64) -> Vec<Vec<u8>> {
 #[test]
 fn a_protected_multicast_stream_changes_its_key_when_a_member_leaves() {
     let now = at_ms(0);
-    let format = AudioFormat::new(RATE, 2).expect("format");
-    let mut sc = SenderConfig::new(CodecKind::L24, format, 0x1234_5678);
-    sc.ptime_ms = Some(5);
-    let master = MasterConfig::new(ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0, 0, 1]));
     let mut s = stream();
     s.multicast = Some("239.69.0.1:5004".parse().expect("a group"));
-    let mut config = LeaderCoreConfig::new("kitchen", key(), s, sc, master);
+    let mut config = leader_config(s);
     config.multicast = Some("239.69.0.1:5004".parse().expect("a group"));
     config.group_secret = Some(GroupSecret::new([0x42; 32]));
     let mut l = LeaderCore::new(config, now).expect("a leader");
