@@ -65,15 +65,21 @@ fn leader(now: LocalInstant) -> LeaderCore<SocketAddr> {
 }
 
 fn follower(key: HouseholdKey) -> FollowerCore<SocketAddr> {
+    follower_as(key, 9, "Kitchen", [2; 16])
+}
+
+/// A follower core of clock identity ending `id`, named `name`, that says Hello with
+/// `nonce`.
+fn follower_as(key: HouseholdKey, id: u8, name: &str, nonce: [u8; 16]) -> FollowerCore<SocketAddr> {
     let port = PortIdentity {
-        clock_identity: ClockIdentity([2, 0, 0, 0xff, 0xfe, 0, 0, 9]),
+        clock_identity: ClockIdentity([2, 0, 0, 0xff, 0xfe, 0, 0, id]),
         port_number: 1,
     };
     let mut f = FollowerCore::new(FollowerCoreConfig::new(SlaveConfig::new(port)), Role::Full);
     let hello = Hello {
         caps: Capabilities {
             model: "bookshelf".into(),
-            name: "Kitchen".into(),
+            name: name.into(),
             channels: 2,
             max_rate: 96_000,
             output_latency: Nanos::ZERO,
@@ -82,7 +88,7 @@ fn follower(key: HouseholdKey) -> FollowerCore<SocketAddr> {
         group: "kitchen".into(),
         ports: PORTS,
     };
-    f.connect(hello, key, [2; 16]).expect("a Hello");
+    f.connect(hello, key, nonce).expect("a Hello");
     f
 }
 
@@ -654,27 +660,7 @@ fn a_protected_multicast_stream_changes_its_key_when_a_member_leaves() {
     let mut l = LeaderCore::new(config, now).expect("a leader");
     assert_eq!(l.group_epoch(), Some(1));
 
-    let member = |nonce: u8| {
-        let port = PortIdentity {
-            clock_identity: ClockIdentity([2, 0, 0, 0xff, 0xfe, 0, 0, nonce]),
-            port_number: 1,
-        };
-        let mut f = FollowerCore::new(FollowerCoreConfig::new(SlaveConfig::new(port)), Role::Full);
-        let hello = Hello {
-            caps: Capabilities {
-                model: "bookshelf".into(),
-                name: format!("Speaker {nonce}"),
-                channels: 2,
-                max_rate: 96_000,
-                output_latency: Nanos::ZERO,
-            },
-            role: Role::Full,
-            group: "kitchen".into(),
-            ports: PORTS,
-        };
-        f.connect(hello, key(), [nonce; 16]).expect("a Hello");
-        f
-    };
+    let member = |n: u8| follower_as(key(), n, &format!("Speaker {n}"), [n; 16]);
     let (stay, leave) = (ConnId(1), ConnId(2));
     let mut a = member(3);
     let mut b = member(4);
