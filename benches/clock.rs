@@ -98,7 +98,8 @@ fn estimator_update(c: &mut Criterion) {
     g.finish();
 }
 
-fn ptp_wire(c: &mut Criterion) {
+/// The port identity and the timestamp the PTP benches' messages carry.
+fn sample_port_and_time() -> (PortIdentity, PtpTimestamp) {
     let port = PortIdentity {
         clock_identity: ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0x12, 0x34, 0x56]),
         port_number: 1,
@@ -107,6 +108,11 @@ fn ptp_wire(c: &mut Criterion) {
         seconds: 1_700_000_000,
         nanoseconds: 123_456_789,
     };
+    (port, ts)
+}
+
+fn ptp_wire(c: &mut Criterion) {
+    let (port, ts) = sample_port_and_time();
     let msgs = [
         ("sync", Message::sync(Header::new(port, 0, 1), ts, true)),
         (
@@ -130,14 +136,7 @@ fn ptp_wire(c: &mut Criterion) {
 }
 
 fn ptp_auth(c: &mut Criterion) {
-    let port = PortIdentity {
-        clock_identity: ClockIdentity([0, 0x1b, 0x21, 0xff, 0xfe, 0x12, 0x34, 0x56]),
-        port_number: 1,
-    };
-    let ts = PtpTimestamp {
-        seconds: 1_700_000_000,
-        nanoseconds: 123_456_789,
-    };
+    let (port, ts) = sample_port_and_time();
     let auth = PtpAuth::new(&[0x42; 32], 1);
     let msgs = [
         ("follow_up", Message::follow_up(Header::new(port, 0, 1), ts)),
