@@ -594,9 +594,10 @@ pub(crate) fn wait_readable(sockets: &[&UdpSocket], timeout: Duration) {
         p.fd = s.socket.as_raw_fd();
         p.events = libc::POLLIN;
     }
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // A timeout of less than a millisecond still waits a little rather than spinning.
-    let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
+    // Rounded up: poll counts whole milliseconds, and a wait cut short would wake the
+    // caller before its deadline only to wait again (a whole loop of system calls for
+    // nothing). So a deadline is met up to a millisecond late, never early.
+    let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
     // SAFETY: `fds[..n]` are initialised pollfd structs that live across the call; poll
     // writes only their `revents`.
     unsafe {

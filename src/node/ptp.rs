@@ -638,6 +638,11 @@ fn run_master<T: Transport, H: MasterHost>(
         while let Some(tx) = master.poll_transmit(now) {
             sockets.send(&tx, &tx.to);
         }
+        // Transmit stamps that are in already (on loopback, all of them) let their
+        // Follow_Ups go now rather than at the next deadline.
         sockets.drain_tx(&mut |tag, at| master.handle_transmitted(tag, at));
+        while let Some(tx) = master.poll_transmit(now) {
+            sockets.send(&tx, &tx.to);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The leader's side of the clock exchange: a sans-IO PTP master.
 //!
-//! Each follower gets a tapering burst of Syncs when it is added, then the steady rate.
+//! Each follower gets a tapering burst of Syncs when it is added, then the steady rate. The
+//! bursts in progress share a budget ([`MasterConfig::burst_budget`]), so that many followers
+//! joining at once do not multiply the master's cost.
 //! A follower that needs to re-converge (its estimator saw the path or the leader's clock
 //! change) can ask for another burst with a Signaling carrying REQUEST_UNICAST_TRANSMISSION
 //! for Sync. The master then sends that follower Syncs at the requested period, but no
@@ -70,6 +72,15 @@ pub struct MasterConfig {
     /// this as the start burst does: the rate halves every `reburst_max_duration` until the
     /// steady rate or the request's end. Zero refuses every request.
     pub reburst_max_duration: Nanos,
+    /// Most Syncs a second the master sends faster than the steady rate, all followers
+    /// together (3072 by default: eight followers at the full burst rate at once). When the
+    /// start bursts and re-bursts in progress would send more, every bursting follower's
+    /// rate is scaled down by the same factor, never below the steady rate, and its burst
+    /// lasts longer in time: a start burst counts Syncs, so a follower gets all of them. This
+    /// bounds the master's own cost when many followers join at once (a burst Sync is two
+    /// datagrams out, a transmit timestamp and usually a Delay_Req in and its answer).
+    /// Zero means no bound.
+    pub burst_budget: u32,
     /// Least time between the starts of two re-bursts to one follower (10 s by default): a
     /// request inside it is refused, which bounds a follower's share of the fast rate to
     /// `reburst_max_duration / reburst_spacing` (a tapering one adds at most as many Syncs
@@ -104,6 +115,7 @@ impl MasterConfig {
             max_queue: 256,
             reburst_max_duration: Nanos::from_secs(2),
             reburst_spacing: Nanos::from_secs(10),
+            burst_budget: 3072,
             auth: None,
         }
     }
@@ -314,6 +326,41 @@ impl<A: Copy + Eq> PtpMaster<A> {
         .min(steady)
     }
 
+    /// The interval follower `f` asks for at `now`, before the burst budget: its start
+    /// schedule, or its re-burst's when that is faster (then `Some` of it).
+    fn wanted_interval(&self, f: &Follower<A>, now: LeaderInstant) -> (Nanos, Option<Nanos>) {
+        let scheduled = self.interval_after(f.syncs_sent);
+        let reburst = f
+            .reburst
+            .and_then(|r| r.interval_at(now, self.config.sync_interval))
+            .filter(|&i| i < scheduled);
+        (reburst.unwrap_or(scheduled), reburst)
+    }
+
+    /// How much slower than they ask the bursting followers are served at `now`: the
+    /// followers' burst rates summed, over [`MasterConfig::burst_budget`], or 1 within it.
+    fn budget_scale(&self, now: LeaderInstant) -> f64 {
+        if self.config.burst_budget == 0 {
+            return 1.0;
+        }
+        let steady = self.config.sync_interval;
+        let demand: f64 = self
+            .followers
+            .iter()
+            .map(|f| self.wanted_interval(f, now).0)
+            .filter(|&wanted| wanted < steady)
+            .map(|wanted| 1e9 / wanted.as_nanos().max(1) as f64)
+            .sum();
+        (demand / f64::from(self.config.burst_budget)).max(1.0)
+    }
+
+    /// A bursting follower's interval `wanted` stretched by `scale`, never slower than the
+    /// steady interval.
+    fn shared_interval(&self, wanted: Nanos, scale: f64) -> Nanos {
+        let stretched = (wanted.as_nanos() as f64 * scale).min(i64::MAX as f64) as i64;
+        Nanos(stretched).min(self.config.sync_interval)
+    }
+
     fn header(&self, sequence_id: u16, interval: Nanos) -> Header {
         let mut h = Header::new(self.config.port, self.config.domain, sequence_id);
         h.log_message_interval = log_interval(interval);
@@ -514,6 +561,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
                 self.follow_up(w.to, w.sequence_id, w.sent);
             }
         }
+        let budget_scale = self.budget_scale(now);
         for i in 0..self.followers.len() {
             // A schedule further ahead than its interval means this clock was set back: start
             // it again from now rather than fall silent for as long as the step.
@@ -548,12 +596,12 @@ impl<A: Copy + Eq> PtpMaster<A> {
             }
             let f = self.followers[i];
             if f.next_sync <= now {
-                let scheduled = self.interval_after(f.syncs_sent);
-                let reburst = f
-                    .reburst
-                    .and_then(|r| r.interval_at(now, self.config.sync_interval))
-                    .filter(|&i| i < scheduled);
-                let interval = reburst.unwrap_or(scheduled);
+                let (wanted, reburst) = self.wanted_interval(&f, now);
+                let interval = if wanted < self.config.sync_interval {
+                    self.shared_interval(wanted, budget_scale)
+                } else {
+                    wanted
+                };
                 let header = self.header(f.sync_seq, interval);
                 let origin = PtpTimestamp::from_instant(now).unwrap_or_default();
                 self.enqueue(f.to, Message::sync(header, origin, true));
@@ -570,6 +618,12 @@ impl<A: Copy + Eq> PtpMaster<A> {
                     f.reburst = None;
                 }
                 f.next_sync = advance(f.next_sync, now, interval);
+                // Over budget, the stretched bursts run on one grid of their interval, so
+                // that followers that joined together get their Syncs in one wake-up of the
+                // driver rather than each in its own.
+                if budget_scale > 1.0 && interval < self.config.sync_interval {
+                    f.next_sync = on_grid(f.next_sync, interval);
+                }
             }
         }
     }
@@ -625,6 +679,13 @@ impl<A: Copy + Eq> PtpMaster<A> {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// `t` moved later to the next whole multiple of `interval` on the leader's timescale.
+fn on_grid(t: LeaderInstant, interval: Nanos) -> LeaderInstant {
+    let step = interval.as_nanos().max(1);
+    let late = t.as_nanos().rem_euclid(step);
+    if late == 0 { t } else { t + Nanos(step - late) }
 }
 
 /// The next deadline after `due`, skipping any missed while the caller was late so that a
@@ -715,6 +776,100 @@ mod tests {
 
     fn intervals(syncs: &[LeaderInstant]) -> Vec<Nanos> {
         syncs.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    /// Syncs each of `n` followers (1..=n), added in the first 54 ms to a default master, got
+    /// in the first `secs` seconds.
+    fn syncs_per_follower(n: u8, secs: f64) -> Vec<usize> {
+        syncs_and_wakeups(n, secs).0
+    }
+
+    /// [`syncs_per_follower`], and how many distinct instants the Syncs left at (the
+    /// driver's wake-ups for them).
+    fn syncs_and_wakeups(n: u8, secs: f64) -> (Vec<usize>, usize) {
+        let mut master = PtpMaster::new(MasterConfig::new(ClockIdentity([1; 8])));
+        // They join within 54 ms of each other, as real ones do, each on its own phase.
+        for to in 1..=n {
+            master.add_slave(to, at(f64::from(to) * 0.0017));
+        }
+        let mut counts = vec![0; usize::from(n)];
+        let (mut rounds, mut wakeups) = (0, 0);
+        while let Some(t) = master.poll_timeout().filter(|&t| t < at(secs)) {
+            rounds += 1;
+            assert!(rounds < 1_000_000, "the master never got past {t:?}");
+            master.handle_timeout(t);
+            let mut any = false;
+            while let Some(tx) = master.poll_transmit(t) {
+                if let Body::Sync { .. } = Message::parse(tx.payload()).unwrap().body {
+                    counts[usize::from(tx.to - 1)] += 1;
+                    any = true;
+                }
+            }
+            wakeups += usize::from(any);
+        }
+        (counts, wakeups)
+    }
+
+    #[test]
+    fn over_budget_the_stretched_bursts_share_their_wakeups() {
+        // 32 followers at a quarter of the burst rate each: 96 Syncs a second, all on one
+        // grid, rather than 32 × 96 instants (6074 when each keeps its own phase).
+        let (counts, wakeups) = syncs_and_wakeups(32, 2.0);
+        let total: usize = counts.iter().sum();
+        assert!(total > 5000, "{total} Syncs");
+        // 192 grid instants in 2 s, and each follower's first Sync at its own join.
+        assert!(
+            wakeups <= 192 + 32 + 8,
+            "{wakeups} distinct Sync instants in 2 s"
+        );
+    }
+
+    #[test]
+    fn followers_within_the_burst_budget_each_get_the_full_burst_rate() {
+        // Four followers at 384 a second ask for 1536: within the default budget.
+        let counts = syncs_per_follower(4, 2.0);
+        for (i, &c) in counts.iter().enumerate() {
+            assert!((764..=770).contains(&c), "follower {i}: {c} Syncs in 2 s");
+        }
+    }
+
+    #[test]
+    fn many_followers_joining_at_once_share_the_burst_budget_evenly() {
+        let budget = MasterConfig::new(ClockIdentity([1; 8])).burst_budget as f64;
+        let counts = syncs_per_follower(32, 2.0);
+        let total: usize = counts.iter().sum();
+        // 32 at 384 a second would be 24 576 in 2 s; the budget allows 6144.
+        assert!(
+            (total as f64) <= 2.0 * budget * 1.01 + 32.0,
+            "{total} Syncs in 2 s against a budget of {budget}/s"
+        );
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(
+            *min as f64 >= 0.95 * *max as f64,
+            "uneven shares: {min}..{max}"
+        );
+        // Each still gets far more than the steady 16 a second.
+        assert!(*min >= 180, "a follower got only {min} Syncs in 2 s");
+    }
+
+    #[test]
+    fn a_zero_budget_leaves_every_burst_at_full_rate() {
+        let mut config = MasterConfig::new(ClockIdentity([1; 8]));
+        config.burst_budget = 0;
+        let mut master = PtpMaster::new(config);
+        for to in 1..=32u8 {
+            master.add_slave(to, at(0.0));
+        }
+        let mut syncs = 0;
+        while let Some(t) = master.poll_timeout().filter(|&t| t < at(1.0)) {
+            master.handle_timeout(t);
+            while let Some(tx) = master.poll_transmit(t) {
+                if let Body::Sync { .. } = Message::parse(tx.payload()).unwrap().body {
+                    syncs += 1;
+                }
+            }
+        }
+        assert!(syncs >= 32 * 383, "{syncs} Syncs in 1 s");
     }
 
     #[test]
