@@ -3,9 +3,9 @@
 //! nonces are chosen by the test, so every handshake is deterministic.
 
 use lockstep::control::{
-    Admission, AdmissionError, Capabilities, CodecId, Command, FollowerEvent, FollowerSession,
-    FollowerStatus, Hello, HouseholdKey, KeyPurpose, LeaderEvent, LeaderSession, Message,
-    PROTOCOL_VERSION, PeerPorts, Refusal, Role, SessionError, SessionKeys, StreamParams,
+    Admission, AdmissionError, Capabilities, CodecId, Command, FRAME_TAG_LEN, FollowerEvent,
+    FollowerSession, FollowerStatus, Hello, HouseholdKey, KeyPurpose, LeaderEvent, LeaderSession,
+    Message, PROTOCOL_VERSION, PeerPorts, Refusal, Role, SessionError, SessionKeys, StreamParams,
     TimestampKind, Welcome,
 };
 use lockstep::time::Nanos;
@@ -523,10 +523,12 @@ fn a_joined_session_carries_commands_status_pings_and_the_leave() {
     // The ping was answered by the session itself.
     // (A NaN volume cannot even be encoded.)
     assert!(l.send(&Message::SetVolume { volume: f32::NAN }).is_err());
-    let (pong, _) = lockstep::control::decode_frame(&t.to_leader)
-        .expect("decodes")
-        .expect("whole");
-    assert_eq!(pong, Message::Pong { id: 5 });
+    // It went sealed: a Pong's 8-byte payload and the tag, which a plain decode refuses.
+    let mut plain = Vec::new();
+    Message::Pong { id: 5 }.encode(&mut plain).expect("encodes");
+    assert_eq!(t.to_leader.len(), plain.len() + FRAME_TAG_LEN);
+    assert_eq!(t.to_leader[..4], plain[..4], "the Pong's header");
+    assert!(lockstep::control::decode_frame(&t.to_leader).is_err());
 
     let status = FollowerStatus {
         clock_offset: Some(Nanos(12)),
@@ -593,4 +595,73 @@ fn t_status() -> FollowerStatus {
         media_rejected: lockstep::control::Rejections::default(),
         clock_rejected: lockstep::control::Rejections::default(),
     }
+}
+
+/// What an attacker on the path can put into a joined session's byte stream without the
+/// household key: a plain frame, a frame sealed under another household's session, a copy of
+/// a frame the leader sent before.
+#[test]
+fn frames_injected_into_a_joined_session_are_refused_and_end_it() {
+    let injected = |bytes: &dyn Fn(&[u8]) -> Vec<u8>| {
+        let mut adm = admission();
+        let (mut l, mut f, _) = join(&mut adm, hello("one", Role::Full), key(), (1, 2));
+        // A genuine command first, which the attacker sees go by.
+        l.send(&Message::SetVolume { volume: 0.25 })
+            .expect("joined");
+        let genuine = l.poll_transmit().expect("a frame");
+        f.handle_input(&genuine);
+        assert!(matches!(
+            f.poll_event(),
+            Some(FollowerEvent::Command(Command::SetVolume(v))) if v == 0.25
+        ));
+        f.handle_input(&bytes(&genuine));
+        let event = f.poll_event();
+        assert!(f.is_closed(), "the session goes on after {event:?}");
+        match event {
+            Some(FollowerEvent::Failed(SessionError::Frame(e))) => e.to_string(),
+            other => panic!("expected a failed session, got {other:?}"),
+        }
+    };
+    // A plain SetVolume to full scale: too short to hold a tag.
+    let plain = injected(&|_| {
+        let mut b = Vec::new();
+        Message::SetVolume { volume: 1.0 }.encode(&mut b).unwrap();
+        b
+    });
+    assert!(plain.contains("truncated"), "{plain}");
+    // The same, with a tag's worth of bytes to look sealed.
+    let zeros = injected(&|_| {
+        let mut b = Vec::new();
+        Message::SetVolume { volume: 1.0 }.encode(&mut b).unwrap();
+        b[7] += FRAME_TAG_LEN as u8;
+        b.extend_from_slice(&[0; FRAME_TAG_LEN]);
+        b
+    });
+    assert!(zeros.contains("bad tag"), "{zeros}");
+    // The genuine frame replayed.
+    let replay = injected(&|genuine| genuine.to_vec());
+    assert!(replay.contains("bad tag"), "{replay}");
+    // Sealed by a leader of another household, in a session with the same nonces and id.
+    let forged = injected(&|_| {
+        let mut adm = Admission::new("kitchen", other_key(), stream());
+        let (mut l, _, _) = join(&mut adm, hello("one", Role::Full), other_key(), (1, 2));
+        l.send(&Message::SetVolume { volume: 1.0 }).unwrap();
+        l.poll_transmit().unwrap()
+    });
+    assert!(forged.contains("bad tag"), "{forged}");
+
+    // The leader's end likewise: a Leave injected toward it does not end the follower's
+    // membership quietly, it ends the session as broken.
+    let mut adm = admission();
+    let (mut l, _, _) = join(&mut adm, hello("one", Role::Full), key(), (1, 2));
+    let mut leave = Vec::new();
+    Message::Leave.encode(&mut leave).unwrap();
+    leave[7] += FRAME_TAG_LEN as u8;
+    leave.extend_from_slice(&[0; FRAME_TAG_LEN]);
+    l.handle_input(&leave, &mut adm);
+    assert!(matches!(
+        l.poll_event(),
+        Some(LeaderEvent::Refused(Refusal::Malformed))
+    ));
+    assert!(l.is_closed());
 }

@@ -60,6 +60,13 @@ pub enum ControlError {
         /// Its cap in bytes.
         max: usize,
     },
+    /// A sealed frame's tag is wrong: it was injected, replayed, dropped or changed on the
+    /// way (see the [`seal`](super::seal) module). The session is over.
+    #[error("frame {frame} since the Welcome has a bad tag")]
+    BadTag {
+        /// Its number in its direction since the Welcome, counted from 0.
+        frame: u64,
+    },
     /// The underlying reader or writer failed.
     #[error("control channel I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -84,7 +91,8 @@ impl ControlError {
             | ControlError::TooLarge { .. }
             | ControlError::Truncated { .. }
             | ControlError::Malformed { .. }
-            | ControlError::FieldTooLong { .. } => Some(Refusal::Malformed),
+            | ControlError::FieldTooLong { .. }
+            | ControlError::BadTag { .. } => Some(Refusal::Malformed),
             ControlError::Io(_) | ControlError::Closed => None,
         }
     }

@@ -52,15 +52,21 @@ pub enum KeyPurpose {
     ClockFollowerToLeader,
     /// Wraps a group key the leader hands this follower for a multicast stream.
     GroupKeyWrap,
+    /// Seals the leader's control frames to this follower after the Welcome.
+    ControlLeaderToFollower,
+    /// Seals the follower's control frames to the leader after the Welcome.
+    ControlFollowerToLeader,
 }
 
 impl KeyPurpose {
     /// Every purpose.
-    pub const ALL: [KeyPurpose; 4] = [
+    pub const ALL: [KeyPurpose; 6] = [
         KeyPurpose::MediaLeaderToFollower,
         KeyPurpose::ClockLeaderToFollower,
         KeyPurpose::ClockFollowerToLeader,
         KeyPurpose::GroupKeyWrap,
+        KeyPurpose::ControlLeaderToFollower,
+        KeyPurpose::ControlFollowerToLeader,
     ];
 
     /// The label that goes into the key's HKDF info, after `"lockstep/1 "`.
@@ -70,6 +76,8 @@ impl KeyPurpose {
             KeyPurpose::ClockLeaderToFollower => "clock leader to follower",
             KeyPurpose::ClockFollowerToLeader => "clock follower to leader",
             KeyPurpose::GroupKeyWrap => "group key wrap",
+            KeyPurpose::ControlLeaderToFollower => "control leader to follower",
+            KeyPurpose::ControlFollowerToLeader => "control follower to leader",
         }
     }
 }

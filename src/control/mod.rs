@@ -40,7 +40,10 @@
 //! After the Welcome either side may send the control messages: the leader sends
 //! `SetVolume`, `SetMute`, `SetTrim`, `SetRole`, `Stream`, `Pause`, `Resume` and
 //! `StatusQuery`; the follower answers `StatusQuery` with `Status`; both may send `Ping`
-//! (answered with `Pong` carrying the same id) and `Leave`.
+//! (answered with `Pong` carrying the same id) and `Leave`. Each of these frames is sealed
+//! with a tag under the session's control key for its direction ([`seal`]), so that nobody
+//! who can inject bytes into the connection, but does not hold the household key, can steer
+//! a speaker after the handshake.
 //!
 //! # Framing
 //!
@@ -64,6 +67,7 @@ mod field;
 pub mod keys;
 mod message;
 mod role;
+pub mod seal;
 pub mod session;
 pub mod wire;
 
@@ -79,6 +83,7 @@ pub use message::{
     Rejections, StreamParams, TimestampKind,
 };
 pub use role::{Role, UnknownRole};
+pub use seal::FRAME_TAG_LEN;
 pub use session::{
     Command, FollowerEvent, FollowerSession, Hello, LeaderEvent, LeaderSession, SessionError,
     Welcome,

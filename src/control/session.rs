@@ -23,11 +23,13 @@ use std::collections::VecDeque;
 use super::admission::Admission;
 use super::auth::HouseholdKey;
 use super::error::ControlError;
+use super::keys::End;
 use super::keys::SessionKeys;
 use super::message::{
     Capabilities, FollowerStatus, Message, Nonce, PeerPorts, Refusal, StreamParams,
 };
 use super::role::Role;
+use super::seal::FrameSeal;
 use super::wire::decode_frame;
 use crate::time::Nanos;
 
@@ -86,6 +88,8 @@ pub struct LeaderSession {
     nonce: Nonce,
     state: LeaderState,
     keys: Option<SessionKeys>,
+    /// Seals and opens every frame after the Welcome.
+    seal: Option<FrameSeal>,
     input: Vec<u8>,
     output: Vec<u8>,
     events: VecDeque<LeaderEvent>,
@@ -99,6 +103,7 @@ impl LeaderSession {
             nonce,
             state: LeaderState::AwaitHello,
             keys: None,
+            seal: None,
             input: Vec::new(),
             output: Vec::new(),
             events: VecDeque::new(),
@@ -132,7 +137,11 @@ impl LeaderSession {
         self.input.extend_from_slice(bytes);
         let mut used = 0;
         while !self.is_closed() {
-            match decode_frame(&self.input[used..]) {
+            let next = match self.seal.as_mut() {
+                Some(seal) => seal.open(&self.input[used..]),
+                None => decode_frame(&self.input[used..]),
+            };
+            match next {
                 Ok(None) => break,
                 Ok(Some((msg, len))) => {
                     // (A Hello's bytes are what the follower's proof covers.)
@@ -157,7 +166,7 @@ impl LeaderSession {
     /// Queues `msg` for a joined follower (volume, role, stream, queries...).
     pub fn send(&mut self, msg: &Message) -> Result<(), SessionError> {
         match self.state {
-            LeaderState::Joined { .. } => Ok(msg.encode(&mut self.output)?),
+            LeaderState::Joined { .. } => Ok(self.encode(msg)?),
             _ => Err(SessionError::NotJoined),
         }
     }
@@ -174,11 +183,18 @@ impl LeaderSession {
         self.events.pop_front()
     }
 
-    fn refuse(&mut self, refusal: Refusal) {
-        let _ = Message::Refused {
-            refusal: refusal.clone(),
+    /// Queues `msg`: sealed once the follower is welcomed, plain before.
+    fn encode(&mut self, msg: &Message) -> Result<(), ControlError> {
+        match self.seal.as_mut() {
+            Some(seal) => seal.seal(msg, &mut self.output),
+            None => msg.encode(&mut self.output),
         }
-        .encode(&mut self.output);
+    }
+
+    fn refuse(&mut self, refusal: Refusal) {
+        let _ = self.encode(&Message::Refused {
+            refusal: refusal.clone(),
+        });
         self.events.push_back(LeaderEvent::Refused(refusal));
         self.state = LeaderState::Closed;
     }
@@ -240,12 +256,10 @@ impl LeaderSession {
                     admission.remove(id);
                     return self.refuse(Refusal::Malformed);
                 }
-                self.keys = Some(SessionKeys::derive(
-                    admission.key(),
-                    &self.nonce,
-                    &nonce,
-                    id,
-                ));
+                let keys = SessionKeys::derive(admission.key(), &self.nonce, &nonce, id);
+                // The Welcome went plain; everything after it is sealed.
+                self.seal = Some(FrameSeal::new(&keys, End::Leader));
+                self.keys = Some(keys);
                 self.events.push_back(LeaderEvent::Joined {
                     id,
                     caps,
@@ -261,7 +275,7 @@ impl LeaderSession {
                     LeaderState::Joined { id }
                 }
                 Message::Ping { id: ping } => {
-                    let _ = Message::Pong { id: ping }.encode(&mut self.output);
+                    let _ = self.encode(&Message::Pong { id: ping });
                     LeaderState::Joined { id }
                 }
                 Message::Leave => {
@@ -392,6 +406,8 @@ pub struct FollowerSession {
     key: HouseholdKey,
     nonce: Nonce,
     keys: Option<SessionKeys>,
+    /// Seals and opens every frame after the Welcome.
+    seal: Option<FrameSeal>,
     hello: Vec<u8>,
     state: FollowerState,
     input: Vec<u8>,
@@ -421,6 +437,7 @@ impl FollowerSession {
             key,
             nonce,
             keys: None,
+            seal: None,
             output: frame.clone(),
             hello: frame,
             state: FollowerState::AwaitChallenge,
@@ -454,7 +471,11 @@ impl FollowerSession {
         self.input.extend_from_slice(bytes);
         let mut used = 0;
         while !self.is_closed() {
-            match decode_frame(&self.input[used..]) {
+            let next = match self.seal.as_mut() {
+                Some(seal) => seal.open(&self.input[used..]),
+                None => decode_frame(&self.input[used..]),
+            };
+            match next {
                 Ok(None) => break,
                 Ok(Some((msg, len))) => {
                     used += len;
@@ -484,7 +505,10 @@ impl FollowerSession {
 
     fn send(&mut self, msg: &Message) -> Result<(), SessionError> {
         match self.state {
-            FollowerState::Joined => Ok(msg.encode(&mut self.output)?),
+            FollowerState::Joined => match self.seal.as_mut() {
+                Some(seal) => Ok(seal.seal(msg, &mut self.output)?),
+                None => Err(SessionError::NotJoined),
+            },
             _ => Err(SessionError::NotJoined),
         }
     }
@@ -536,12 +560,10 @@ impl FollowerSession {
                 {
                     return self.fail(SessionError::LeaderNotAuthenticated);
                 }
-                self.keys = Some(SessionKeys::derive(
-                    &self.key,
-                    &leader_nonce,
-                    &self.nonce,
-                    session,
-                ));
+                let keys = SessionKeys::derive(&self.key, &leader_nonce, &self.nonce, session);
+                // Everything after the Welcome is sealed, both ways.
+                self.seal = Some(FrameSeal::new(&keys, End::Follower));
+                self.keys = Some(keys);
                 self.events.push_back(FollowerEvent::Joined(Welcome {
                     session,
                     group,
@@ -571,7 +593,9 @@ impl FollowerSession {
                         Some(Command::GroupKey { epoch, sealed })
                     }
                     Message::Ping { id } => {
-                        let _ = Message::Pong { id }.encode(&mut self.output);
+                        if let Some(seal) = self.seal.as_mut() {
+                            let _ = seal.seal(&Message::Pong { id }, &mut self.output);
+                        }
                         None
                     }
                     // The connection's end is what ends a session: a Leave from the leader,

@@ -58,6 +58,12 @@
 //!
 //! Decoding is strict: bytes left after a payload's last field are malformed, so each
 //! message has exactly one encoding.
+//!
+//! # Sealed frames
+//!
+//! Every frame after the Welcome, in either direction, is sealed: its length counts a
+//! 16-byte tag that follows the payload (see the [`seal`](super::seal) module). Hello,
+//! Challenge, Auth, Welcome and a refusal before the Welcome travel plain, as above.
 
 use std::io::{self, Read, Write};
 
@@ -65,7 +71,7 @@ use super::error::ControlError;
 use super::message::{Message, code};
 
 /// The protocol version this build speaks, carried in every frame header.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Length of the frame header, in bytes.
 pub const HEADER_LEN: usize = 8;
@@ -78,7 +84,7 @@ pub const MAX_PAYLOAD_LEN: usize = 4096;
 const MAGIC: [u8; 2] = *b"LS";
 
 /// Checks a frame header and returns the type code and the payload length.
-fn parse_header(header: &[u8; HEADER_LEN]) -> Result<(u8, usize), ControlError> {
+pub(crate) fn parse_header(header: &[u8; HEADER_LEN]) -> Result<(u8, usize), ControlError> {
     let [m0, m1, version, type_code, l0, l1, l2, l3] = *header;
     if [m0, m1] != MAGIC {
         return Err(ControlError::BadMagic { got: [m0, m1] });

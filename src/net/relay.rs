@@ -1053,6 +1053,9 @@ fn copy(shared: &Shared, mut from: TcpStream, mut to: TcpStream, inspect: bool) 
     let mut chunk = [0u8; 4096];
     let mut frames: Vec<u8> = Vec::new();
     let mut inspecting = inspect;
+    // Frames after the Welcome are sealed: read them without their key (it cannot check
+    // them, and only forwards them).
+    let mut sealed = false;
     while !shared.shutdown.load(Ordering::Acquire) {
         let n = match from.read(&mut chunk) {
             Ok(0) => break,
@@ -1063,8 +1066,14 @@ fn copy(shared: &Shared, mut from: TcpStream, mut to: TcpStream, inspect: bool) 
         if inspecting {
             frames.extend_from_slice(&chunk[..n]);
             loop {
-                match decode_frame(&frames) {
+                let next = if sealed {
+                    crate::control::seal::peek_sealed(&frames)
+                } else {
+                    decode_frame(&frames)
+                };
+                match next {
                     Ok(Some((msg, used))) => {
+                        sealed |= matches!(msg, Message::Welcome { .. });
                         let stream = match msg {
                             Message::Welcome { stream, .. } | Message::Stream { stream } => {
                                 Some(stream)
