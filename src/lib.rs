@@ -142,6 +142,7 @@
 pub mod clock;
 pub mod control;
 pub mod core;
+pub mod household;
 pub mod measure;
 pub mod media;
 // The UDP driver: crate-private so that socket2 stays out of the public API; Linux-only.
