@@ -269,11 +269,12 @@ impl SrtpStats {
 
 /// The session keys of one profile.
 enum Keys {
-    /// AES-CM with HMAC-SHA1: the encryption key schedule, the authentication key and the
-    /// 14-byte salt.
+    /// AES-CM with HMAC-SHA1: the encryption key schedule, HMAC already keyed with the
+    /// authentication key (each packet's MAC starts from a copy, rather than hashing the key
+    /// again), and the 14-byte salt.
     Cm {
         cipher: Aes128,
-        auth_key: Zeroizing<[u8; AUTH_KEY_LEN]>,
+        mac: HmacSha1,
         salt: Zeroizing<[u8; 14]>,
     },
     /// AES-GCM: the AEAD and the 12-byte salt.
@@ -556,13 +557,18 @@ impl SrtpContext {
         let keys = match profile {
             SrtpProfile::AesCm128HmacSha1_80 => {
                 check_len("session authentication key", auth_key, AUTH_KEY_LEN)?;
-                let mut a = Zeroizing::new([0u8; AUTH_KEY_LEN]);
-                a.copy_from_slice(auth_key);
+                // HMAC takes keys of any length: 20 bytes cannot fail.
+                let mac = <HmacSha1 as Mac>::new_from_slice(auth_key)
+                    .map_err(|_| SrtpError::KeyLength {
+                        what: "session authentication key",
+                        expected: AUTH_KEY_LEN,
+                        got: auth_key.len(),
+                    })?;
                 let mut s = Zeroizing::new([0u8; 14]);
                 s.copy_from_slice(salt);
                 Keys::Cm {
                     cipher: Aes128::new(encryption_key.into()),
-                    auth_key: a,
+                    mac,
                     salt: s,
                 }
             }
@@ -684,15 +690,11 @@ impl SrtpContext {
         let (packet, rest) = buf.split_at_mut(len);
         let tag = &mut rest[..tag_len];
         match &self.keys {
-            Keys::Cm {
-                cipher,
-                auth_key,
-                salt,
-            } => {
+            Keys::Cm { cipher, mac, salt } => {
                 let iv = cm_iv(salt, header.ssrc, index as u64);
                 let mut ctr = cm_keystream(cipher, &iv);
                 ctr.apply_keystream(&mut packet[header.len..]);
-                let mac = cm_mac(auth_key, packet, roc);
+                let mac = cm_mac(mac, packet, roc);
                 tag.copy_from_slice(&mac.finalize().into_bytes()[..tag_len]);
             }
             Keys::Gcm { aead, salt } => {
@@ -764,12 +766,8 @@ impl SrtpContext {
         let (roc, index) = self.estimate(header.sequence);
         let (packet, tag) = buf.split_at_mut(len);
         match &self.keys {
-            Keys::Cm {
-                cipher,
-                auth_key,
-                salt,
-            } => {
-                let mac = cm_mac(auth_key, packet, roc);
+            Keys::Cm { cipher, mac, salt } => {
+                let mac = cm_mac(mac, packet, roc);
                 if mac.verify_truncated_left(tag).is_err() {
                     return Err(SrtpError::BadTag);
                 }
@@ -863,9 +861,8 @@ fn gcm_iv(salt: &[u8; 12], ssrc: u32, roc: u32, seq: u16) -> [u8; 12] {
 
 /// RFC 3711 §4.2: HMAC-SHA1 over the authenticated portion (header and encrypted payload)
 /// followed by the rollover counter.
-fn cm_mac(auth_key: &[u8; AUTH_KEY_LEN], authenticated: &[u8], roc: u32) -> HmacSha1 {
-    // A 20-byte key is always accepted: HMAC takes keys of any length.
-    let mut mac = <HmacSha1 as Mac>::new_from_slice(auth_key).unwrap_or_else(|_| unreachable!());
+fn cm_mac(keyed: &HmacSha1, authenticated: &[u8], roc: u32) -> HmacSha1 {
+    let mut mac = keyed.clone();
     mac.update(authenticated);
     mac.update(&roc.to_be_bytes());
     mac
