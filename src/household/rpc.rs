@@ -221,6 +221,13 @@ impl Lines {
         }
     }
 
+    /// [`push`](Self::push), collecting what it finds.
+    fn split(&mut self, bytes: &[u8]) -> Vec<Line> {
+        let mut lines = Vec::new();
+        self.push(bytes, &mut |l| lines.push(l));
+        lines
+    }
+
     fn buffered(&self) -> usize {
         self.buf.len()
     }
@@ -371,9 +378,7 @@ impl RpcServer {
     /// Takes bytes from the client and answers every whole request among them, running the
     /// methods of an authenticated client through `handler`.
     pub fn handle_input(&mut self, bytes: &[u8], handler: &mut dyn RpcHandler) {
-        let mut lines = Vec::new();
-        self.lines.push(bytes, &mut |l| lines.push(l));
-        for line in lines {
+        for line in self.lines.split(bytes) {
             if self.closed {
                 return;
             }
@@ -579,9 +584,7 @@ impl RpcClient {
 
     /// Takes bytes from the speaker.
     pub fn handle_input(&mut self, bytes: &[u8]) {
-        let mut lines = Vec::new();
-        self.lines.push(bytes, &mut |l| lines.push(l));
-        for line in lines {
+        for line in self.lines.split(bytes) {
             if self.closed {
                 return;
             }
