@@ -558,12 +558,13 @@ impl SrtpContext {
             SrtpProfile::AesCm128HmacSha1_80 => {
                 check_len("session authentication key", auth_key, AUTH_KEY_LEN)?;
                 // HMAC takes keys of any length: 20 bytes cannot fail.
-                let mac = <HmacSha1 as Mac>::new_from_slice(auth_key)
-                    .map_err(|_| SrtpError::KeyLength {
+                let mac = <HmacSha1 as Mac>::new_from_slice(auth_key).map_err(|_| {
+                    SrtpError::KeyLength {
                         what: "session authentication key",
                         expected: AUTH_KEY_LEN,
                         got: auth_key.len(),
-                    })?;
+                    }
+                })?;
                 let mut s = Zeroizing::new([0u8; 14]);
                 s.copy_from_slice(salt);
                 Keys::Cm {
