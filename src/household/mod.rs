@@ -1,12 +1,29 @@
-//! The household: what speakers of one home share beyond a single group's stream.
+//! The household: the speakers of one home, the named groups they play in, their stereo
+//! pairs and subwoofers, as data; the state directory where each speaker keeps its share of
+//! it across restarts; and the control API's transport.
 //!
+//! - [`model`]: the household as versioned, replicable data with the operations a control
+//!   API offers (groups, members, pairs, subwoofers, volumes) and their typed errors; a
+//!   deterministic merge of two replicas; the choice of a group's leader. Sans-IO.
+//! - [`state`]: a speaker's state directory (`--state DIR`): its identity, settings and
+//!   household record in one JSON file, written atomically and read back after any crash.
 //! - [`rpc`]: the control API's transport, JSON-RPC 2.0 over lines of a TCP connection,
 //!   authenticated by the household key before anything else.
 //! - [`rpc_tcp`]: the same on real sockets: a speaker's listener, an app's blocking
 //!   connection.
+//!
+//! `docs/household.md` describes the model and the state directory for users.
 
+pub mod model;
 pub mod rpc;
 pub mod rpc_tcp;
+pub mod state;
 
+pub use model::{
+    BadId, Conflict, Edit, FORMAT, Group, GroupId, Household, HouseholdError, Layout, LeaderClaim,
+    LeaderObservation, LeaderTracker, Lost, Member, MergeReport, Pair, RecordRef, Settings,
+    Speaker, SpeakerId, Stamp, SubLink, Unit, Version, Volume, merge,
+};
 pub use rpc::{ClientEvent, RpcClient, RpcError, RpcHandler, RpcServer, RpcStats};
 pub use rpc_tcp::{RpcCallError, RpcConnection, RpcListener, SharedHandler};
+pub use state::{Opened, SpeakerState, StateDir, StateError};
