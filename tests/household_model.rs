@@ -928,6 +928,94 @@ fn a_deletion_and_a_concurrent_edit_conflict_and_the_tombstone_survives_old_repl
 }
 
 #[test]
+fn concurrent_changes_to_pairs_and_subwoofers_conflict_as_one_record() {
+    let base = household();
+    let mut a = base.clone();
+    let mut b = base.clone();
+    a.edit(id(KITCHEN))
+        .create_pair("Living L", "Living R")
+        .unwrap();
+    b.edit(id(DEN)).set_sub("Den", "Living Sub").unwrap();
+    let (ab, r) = merge(&a, &b);
+    assert_eq!(ab, merge(&b, &a).0);
+    // DEN's write wins the tie; the pair is the lost content, for the caller to redo.
+    assert_eq!(ab.layout().host_of(id(SUB)), Some(id(DEN)));
+    assert!(ab.layout().pairs.is_empty());
+    match r.conflicts.as_slice() {
+        [
+            Conflict::Concurrent {
+                record: RecordRef::Layout,
+                lost_content: Lost::Layout(lost),
+                ..
+            },
+        ] => assert_eq!(lost.pairs.len(), 1),
+        other => panic!("{other:?}"),
+    }
+    let mut ab = ab;
+    ab.edit(id(KITCHEN))
+        .create_pair("Living L", "Living R")
+        .unwrap();
+    assert_eq!(ab.layout().pairs.len(), 1);
+    assert_eq!(ab.layout().subs.len(), 1);
+}
+
+#[test]
+fn a_speaker_renamed_twice_at_once_has_one_name_everywhere() {
+    let base = household();
+    let mut a = base.clone();
+    let mut b = base.clone();
+    a.edit(id(KITCHEN)).rename_speaker("Den", "Study").unwrap();
+    a.edit(id(KITCHEN))
+        .rename_speaker("Study", "Office")
+        .unwrap();
+    b.edit(id(DEN)).rename_speaker("Den", "Library").unwrap();
+    let (ab, r) = merge(&a, &b);
+    assert_eq!(ab, merge(&b, &a).0);
+    // a's second write has the higher counter.
+    assert_eq!(ab.speaker(id(DEN)).unwrap().name, "Office");
+    assert!(matches!(
+        r.conflicts.as_slice(),
+        [Conflict::Concurrent { record: RecordRef::Speaker(s), lost_content: Lost::Speaker(l), .. }]
+            if *s == id(DEN) && l.name == "Library"
+    ));
+}
+
+#[test]
+fn two_leaders_named_at_once_resolve_alike_in_the_record_and_in_followers() {
+    let mut base = household();
+    let g = base
+        .edit(me())
+        .create_group("G", &["Kitchen", "Den", "Bedroom"])
+        .unwrap();
+    // Two speakers each start the group at once, each naming itself.
+    let mut a = base.clone();
+    let mut b = base.clone();
+    let claim_a = a
+        .edit(id(KITCHEN))
+        .set_leader("G", Some("Kitchen"))
+        .unwrap()
+        .unwrap();
+    let claim_b = b
+        .edit(id(BEDROOM))
+        .set_leader("G", Some("Bedroom"))
+        .unwrap()
+        .unwrap();
+    let (ab, r) = merge(&a, &b);
+    assert_eq!(r.conflicts.len(), 1, "the group record conflicts");
+    let recorded = ab.leader_claim(g).unwrap();
+    assert_eq!(recorded.leader, id(BEDROOM));
+    // Followers hearing both leaders' claims, in either order, follow the one the merged
+    // record names.
+    for order in [[claim_a, claim_b], [claim_b, claim_a]] {
+        let mut t = LeaderTracker::new(g);
+        for c in order {
+            t.observe(c);
+        }
+        assert_eq!(t.current().map(|c| c.leader), Some(recorded.leader));
+    }
+}
+
+#[test]
 fn households_founded_apart_merge_into_one_with_every_speaker() {
     let a = Household::founded_by(Speaker::new(id(1), "A", "R", "M").unwrap()).unwrap();
     let b = Household::founded_by(Speaker::new(id(2), "B", "R", "M").unwrap()).unwrap();
@@ -988,6 +1076,7 @@ fn random_op(h: &mut Household, writer: SpeakerId, rng: &mut Lcg) {
 
 #[test]
 fn replicas_that_exchange_everything_converge_whatever_the_order() {
+    let mut conflicts = 0;
     for seed in 0..40 {
         let mut rng = Lcg(seed);
         let writers = [id(KITCHEN), id(DEN), id(BEDROOM)];
@@ -1002,14 +1091,14 @@ fn replicas_that_exchange_everything_converge_whatever_the_order() {
             for _ in 0..rng.below(4) {
                 let (i, j) = (rng.below(3), rng.below(3));
                 let remote = replicas[j].clone();
-                replicas[i].merge(&remote);
+                conflicts += replicas[i].merge(&remote).conflicts.len();
             }
         }
         // Everyone hears everyone, in different orders.
         let snapshot = replicas.clone();
         for (i, r) in replicas.iter_mut().enumerate() {
             for k in 0..3 {
-                r.merge(&snapshot[(i + k) % 3]);
+                conflicts += r.merge(&snapshot[(i + k) % 3]).conflicts.len();
             }
         }
         assert_eq!(replicas[0], replicas[1], "seed {seed}");
@@ -1034,6 +1123,8 @@ fn replicas_that_exchange_everything_converge_whatever_the_order() {
             "seed {seed}"
         );
     }
+    // The runs did meet concurrent edits (the case the merge is for).
+    assert!(conflicts > 20, "{conflicts} conflicts");
 }
 
 // --- JSON ----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 use super::id::{GroupId, SpeakerId, Stamp};
 
-/// A speaker's claim to lead a group: the stamp of the group record that named it leader
+/// A speaker's claim to lead a group: the stamp of the group record that names it leader
 /// is its term ([`Household::leader_claim`](super::Household::leader_claim)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LeaderClaim {
@@ -11,7 +11,8 @@ pub struct LeaderClaim {
     pub group: GroupId,
     /// The speaker that claims to lead it.
     pub leader: SpeakerId,
-    /// The stamp of the write that made it leader.
+    /// The stamp of a group record that names this leader: the write that made it
+    /// leader, or a later write to the group that kept it.
     pub term: Stamp,
 }
 
