@@ -459,6 +459,10 @@ fn a_subwoofer_attaches_to_a_speaker_or_a_pair_and_plays_with_it() {
         Err(is_sub.clone())
     );
     assert_eq!(
+        h.edit(me()).remove_member("Living", "Living Sub"),
+        Err(is_sub.clone())
+    );
+    assert_eq!(
         h.edit(me()).create_pair("Living Sub", "Kitchen"),
         Err(is_sub.clone())
     );

@@ -333,12 +333,14 @@ impl<'a> Edit<'a> {
     }
 
     /// Removes a speaker (with its pair and subwoofer) from a group; if it led the group,
-    /// the group has no leader. Refuses one not in it ([`HouseholdError::NotMember`]).
+    /// the group has no leader. Refuses one not in it ([`HouseholdError::NotMember`]) and
+    /// a subwoofer ([`HouseholdError::IsSub`]: it leaves with its host, or by
+    /// [`clear_sub`](Edit::clear_sub)).
     pub fn remove_member(mut self, group: &str, speaker: &str) -> Result<(), HouseholdError> {
         let stamp = self.stamp()?;
         let (id, g) = self.group(group)?;
         let s = self.h.resolve_speaker(speaker)?;
-        let s = self.h.layout().host_of(s).unwrap_or(s);
+        self.not_sub(s)?;
         if self.h.group_of(s) != Some(id) {
             return Err(HouseholdError::NotMember {
                 speaker: self.h.label(s),
