@@ -1020,6 +1020,24 @@ fn two_leaders_named_at_once_resolve_alike_in_the_record_and_in_followers() {
 }
 
 #[test]
+fn one_version_with_two_contents_is_a_conflict_resolved_alike_everywhere() {
+    // Only a corrupt or forged replica holds this: the same stamp and history over
+    // another content. The merge still picks one content the same way on both sides.
+    let mut a = household();
+    a.edit(me()).create_group("G", &["Kitchen"]).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+    v["groups"][0]["group"]["name"] = "Forged".into();
+    let b = Household::from_json(&v.to_string()).unwrap();
+    let (ab, r1) = merge(&a, &b);
+    let (ba, r2) = merge(&b, &a);
+    assert_eq!(ab, ba);
+    assert_eq!(r1.conflicts.len(), 1);
+    assert_eq!(r2.conflicts.len(), 1);
+    let g = ab.groups().next().unwrap().1;
+    assert!(g.name == "G" || g.name == "Forged");
+}
+
+#[test]
 fn households_founded_apart_merge_into_one_with_every_speaker() {
     let a = Household::founded_by(Speaker::new(id(1), "A", "R", "M").unwrap()).unwrap();
     let b = Household::founded_by(Speaker::new(id(2), "B", "R", "M").unwrap()).unwrap();

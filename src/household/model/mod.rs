@@ -60,6 +60,34 @@
 //! every follower (the higher term; on a tie, the higher leader id), so followers never
 //! flip between them.
 //!
+//! # Example
+//!
+//! ```
+//! use lockstep::household::{Household, Speaker, SpeakerId};
+//!
+//! # fn main() -> Result<(), lockstep::household::HouseholdError> {
+//! let kitchen = SpeakerId([1; 16]);
+//! let den = SpeakerId([2; 16]);
+//! let mut mine = Household::founded_by(Speaker::new(kitchen, "Kitchen", "Kitchen", "One")?)?;
+//! mine.edit(kitchen).add_speaker(Speaker::new(den, "Den", "Den", "One")?)?;
+//! let downstairs = mine.edit(kitchen).create_group("Downstairs", &["Kitchen", "Den"])?;
+//!
+//! // The den's replica turns the group down while the kitchen's renames it.
+//! let mut dens = mine.clone();
+//! dens.edit(den).set_group_volume("Downstairs", 0.5)?;
+//! mine.edit(kitchen).rename_group("Downstairs", "Ground floor")?;
+//!
+//! // Both merge: one winner (the den's, on the tie of counters), and the conflict is reported.
+//! let report = mine.merge(&dens);
+//! dens.merge(&mine);
+//! assert_eq!(mine, dens);
+//! assert_eq!(report.conflicts.len(), 1);
+//! assert_eq!(mine.effective_volume(den), Some(0.5));
+//! assert_eq!(mine.group(downstairs).map(|g| g.name.as_str()), Some("Downstairs"));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # JSON
 //!
 //! [`Household::to_json`] and [`Household::from_json`] write and read the household with a
