@@ -20,6 +20,7 @@ mod clock;
 #[cfg(feature = "cpal")]
 mod device;
 mod error;
+mod file_source;
 mod follower;
 mod follower_io;
 mod leader;
@@ -37,6 +38,10 @@ pub use crate::net::NetError;
 pub use crate::playout::sink::SharedSink;
 pub use clock::{Clock, CustomClock, LocalClock, MAX_SLEEP, NodeClock};
 pub use error::NodeError;
+pub use file_source::{
+    FLAC_BLOCK_FRAMES, FileDecoder, FileEnd, FileError, FileMonitor, FileSource, FlacWriteError,
+    FlacWriter,
+};
 pub use follower::{Follower, FollowerConfig, FollowerReport, Output, SessionInfo};
 pub use leader::{
     DEFAULT_LATENCY, FollowerInfo, Leader, LeaderConfig, LeaderStats, MulticastStream,

@@ -1,5 +1,6 @@
 //! What a leader plays: a built-in test signal, a WAV file or raw PCM from a reader
-//! (standard input), and the crossfade that makes a switch between them click-free.
+//! (standard input), and the crossfade that makes a switch between them click-free. Music
+//! files of any supported format play through [`FileSource`](crate::node::FileSource).
 
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
@@ -28,6 +29,20 @@ pub enum SourceError {
         needed: String,
         /// What the file has.
         got: String,
+    },
+    /// The file is not audio, or not in a container or codec this build decodes.
+    #[error("cannot play {path}: {reason}")]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What was found, or what was missing.
+        reason: String,
+    },
+    /// The source's own thread could not be started.
+    #[error("cannot start the source's thread: {reason}")]
+    Thread {
+        /// What the system said.
+        reason: String,
     },
 }
 
