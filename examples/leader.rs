@@ -5,14 +5,20 @@
 //! head -c 32 /dev/urandom > household.key        # once; every speaker needs this file
 //! cargo run --release --example leader -- --key household.key --input tone
 //! cargo run --release --example leader -- --key household.key --input music.wav --group Kitchen
+//! cargo run --release --example leader -- --key household.key --input song.flac --rate 48000
 //! ffmpeg -re -i song.flac -f s16le -ar 48000 -ac 2 - | \
 //!     cargo run --release --example leader -- --key household.key --input -
 //! ```
 //!
-//! Inputs: a WAV file (the stream takes its rate; a mono file plays on both channels), `-`
-//! for raw signed 16-bit little-endian stereo PCM at 48 kHz on standard input (feed it at
-//! real time, e.g. `ffmpeg -re`), or `tone` for the built-in test signal (broadband noise at
-//! −12 dBFS, the same on both channels).
+//! Inputs: a music file — FLAC, MP3, Ogg Vorbis or WAV, plus AAC and ALAC when built with
+//! the `aac` and `alac` features (docs/sources.md) — played once; `-` for raw signed 16-bit
+//! little-endian stereo PCM at 48 kHz on standard input (feed it at real time, e.g.
+//! `ffmpeg -re`); or `tone` for the built-in test signal (broadband noise at −12 dBFS, the
+//! same on both channels). A file's stream takes the file's rate where the stream can carry
+//! it (44.1, 48 or 96 kHz; 48 kHz for Opus), else 48 kHz, or the rate `--rate` gives; the
+//! file is resampled when the rates differ. A mono file plays on both channels. When the
+//! file ends, or stops early because it is corrupt or truncated (said on standard error),
+//! the leader keeps the group and sends silence.
 //!
 //! Followers (`cargo run --example follower`) join on the control port (`--control`,
 //! 127.0.0.1:7700 by default; give `0.0.0.0:7700` to serve the whole network). `--dest`
@@ -30,9 +36,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use lockstep::control::{FollowerStatus, HouseholdKey, Protection};
+use lockstep::media::{MAX_CHANNELS, SUPPORTED_SAMPLE_RATES};
 use lockstep::node::{
-    AudioSource, FollowerInfo, Leader, LeaderConfig, MulticastStream, RawS16Source, TestSource,
-    WavSource,
+    AudioSource, FileDecoder, FileEnd, FileMonitor, FileSource, FollowerInfo, Leader, LeaderConfig,
+    MulticastStream, RawS16Source, TestSource,
 };
 use lockstep::time::Nanos;
 
@@ -44,10 +51,15 @@ use cli::{Codec, Failure};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// What to play: a WAV file, `-` for raw s16le stereo 48 kHz on standard input, or
-    /// `tone` for the built-in test signal.
-    #[arg(long, value_name = "FILE.wav|-|tone")]
+    /// What to play: a music file (FLAC, MP3, Ogg Vorbis, WAV; AAC and ALAC with their
+    /// features), `-` for raw s16le stereo 48 kHz on standard input, or `tone` for the
+    /// built-in test signal.
+    #[arg(long, value_name = "FILE|-|tone")]
     input: String,
+    /// The stream's sample rate for a file input (44100, 48000 or 96000) [default: the
+    /// file's where the stream can carry it, else 48000].
+    #[arg(long, value_name = "HZ")]
+    rate: Option<u32>,
     /// The group's name; followers asking for another group are refused.
     #[arg(long, default_value = "Home")]
     group: String,
@@ -149,7 +161,7 @@ fn run(args: &Args) -> Result<(), Failure> {
     }
     let key = HouseholdKey::from_file(&args.key).map_err(|e| Failure::runtime(e.to_string()))?;
 
-    let (source, rate, channels) = open_input(&args.input)?;
+    let (source, rate, channels, file) = open_input(args)?;
     let mut config = LeaderConfig::new(&args.group, key, args.control);
     config.codec = args.codec.kind();
     config.sample_rate = rate;
@@ -204,7 +216,17 @@ fn run(args: &Args) -> Result<(), Failure> {
     let mut next_line = Duration::from_secs(1);
     let mut next_details = Duration::from_secs(2);
     let mut details: Vec<(FollowerInfo, Option<FollowerStatus>)> = Vec::new();
+    let mut file = file;
     loop {
+        if let Some(end) = file.as_ref().and_then(FileMonitor::end) {
+            match end {
+                FileEnd::Failed(e) => {
+                    eprintln!("leader: the input stopped early: {e}; the group stays, in silence")
+                }
+                _ => eprintln!("leader: the input has ended; the group stays, in silence"),
+            }
+            file = None;
+        }
         let elapsed = start.elapsed();
         if duration.is_some_and(|d| elapsed >= d) {
             break;
@@ -238,32 +260,50 @@ fn resolve(dest: &str) -> Result<SocketAddr, Failure> {
         .ok_or_else(|| Failure::usage(format!("--dest {dest}: no address found")))
 }
 
-/// Opens the input; returns it with the stream's rate and channel count.
-fn open_input(input: &str) -> Result<(Box<dyn AudioSource>, u32, u16), Failure> {
-    match input {
+/// Opens the input; returns it with the stream's rate and channel count, and for a file, a
+/// monitor that tells when and how it ends.
+#[allow(clippy::type_complexity)]
+fn open_input(
+    args: &Args,
+) -> Result<(Box<dyn AudioSource>, u32, u16, Option<FileMonitor>), Failure> {
+    match args.input.as_str() {
         "tone" => Ok((
             Box::new(TestSource::noise(usize::from(CHANNELS), RATE)),
             RATE,
             CHANNELS,
+            None,
         )),
         "-" => Ok((
             Box::new(RawS16Source::new(std::io::stdin(), usize::from(CHANNELS))),
             RATE,
             CHANNELS,
+            None,
         )),
         path => {
             let path = Path::new(path);
-            // The stream follows the file: its rate, and its channels (a mono file is
-            // spread over a stereo stream, so that a stereo pair can play it).
-            let spec = hound::WavReader::open(path)
-                .map_err(|e| {
-                    Failure::runtime(format!("cannot read input {}: {e}", path.display()))
-                })?
-                .spec();
-            let channels = spec.channels.max(CHANNELS);
-            let source = WavSource::open(path, usize::from(channels), spec.sample_rate)
+            // A first look at the file for its rate and channels: the stream follows them
+            // where it can (a mono file is spread over a stereo stream, so that a stereo
+            // pair can play it).
+            let probe = FileDecoder::open(path, usize::from(CHANNELS), RATE)
                 .map_err(|e| Failure::runtime(e.to_string()))?;
-            Ok((Box::new(source), spec.sample_rate, channels))
+            let (file_rate, file_channels) = (probe.file_rate(), probe.file_channels());
+            drop(probe);
+            let rate = match args.rate {
+                Some(r) if SUPPORTED_SAMPLE_RATES.contains(&r) => r,
+                Some(r) => {
+                    return Err(Failure::usage(format!(
+                        "--rate {r}: the stream carries {SUPPORTED_SAMPLE_RATES:?} Hz"
+                    )));
+                }
+                None if args.codec == Codec::Opus => RATE,
+                None if SUPPORTED_SAMPLE_RATES.contains(&file_rate) => file_rate,
+                None => RATE,
+            };
+            let channels = file_channels.clamp(usize::from(CHANNELS), MAX_CHANNELS) as u16;
+            let source = FileSource::open(path, usize::from(channels), rate)
+                .map_err(|e| Failure::runtime(e.to_string()))?;
+            let monitor = source.monitor();
+            Ok((Box::new(source), rate, channels, Some(monitor)))
         }
     }
 }

@@ -2,9 +2,10 @@
 //! bit-exactly; FLAC and WAV files play through a `FileSource` with the samples written (or,
 //! resampled from 44.1 kHz, with the tone's frequency and level); a truncated and a
 //! corrupted FLAC play a prefix of what was written, then end with a typed error while the
-//! leader's group plays on; a file of random bytes is refused at open. MP3 and Ogg Vorbis
-//! files, made by ffmpeg, decode to the tone they were made from (ignored by default: they
-//! need ffmpeg, and fail without it; `.ci/run` runs them).
+//! leader's group plays on; a file of random bytes is refused at open; randomly damaged
+//! files never panic. MP3 and Ogg Vorbis files (and AAC and ALAC ones with the `aac` and
+//! `alac` features), made by ffmpeg, decode to the tones they were made from (ignored by
+//! default: they need ffmpeg, and fail without it; `.ci/run` runs them).
 
 #[path = "common/node.rs"]
 mod node;
@@ -575,4 +576,18 @@ fn no_damage_to_a_flac_file_panics_the_decoder() {
         "damage is found: {refused} refused, {failed} failed, {whole} whole"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(feature = "aac")]
+#[test]
+#[ignore = "needs ffmpeg; .ci/run runs it"]
+fn an_aac_file_made_by_ffmpeg_plays_its_tones() {
+    ffmpeg_file_plays("tones.m4a", &["-c:a", "aac", "-b:a", "192k"], "aac");
+}
+
+#[cfg(feature = "alac")]
+#[test]
+#[ignore = "needs ffmpeg; .ci/run runs it"]
+fn an_alac_file_made_by_ffmpeg_plays_its_tones() {
+    ffmpeg_file_plays("tones.m4a", &["-c:a", "alac"], "alac");
 }
