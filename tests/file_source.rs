@@ -7,6 +7,8 @@
 //! `alac` features), made by ffmpeg, decode to the tones they were made from (ignored by
 //! default: they need ffmpeg, and fail without it; `.ci/run` runs them).
 
+#[path = "common/alloc.rs"]
+mod alloc;
 #[path = "common/node.rs"]
 mod node;
 
@@ -73,12 +75,13 @@ fn write_flac(path: &Path, rate: u32, channels: usize, bits: u32, samples: &[i32
 }
 
 /// Plays `source` to its end at twice real time (as a leader would, but quicker), at most
-/// `limit_frames`; returns the samples and the number of calls that returned frames.
+/// `limit_frames`, and checks that `fill` allocates nothing; returns the samples.
 fn play(source: &mut FileSource, channels: usize, limit_frames: usize) -> Vec<f32> {
     let mut out = Vec::new();
     let mut packet = vec![0f32; PACKET * channels];
     for _ in 0..limit_frames / PACKET + 2 {
-        let n = source.fill(&mut packet);
+        let (n, allocs, _) = alloc::watch(|| source.fill(&mut packet));
+        assert_eq!(allocs, 0, "fill allocated");
         if n == 0 {
             return out;
         }
@@ -590,4 +593,70 @@ fn an_aac_file_made_by_ffmpeg_plays_its_tones() {
 #[ignore = "needs ffmpeg; .ci/run runs it"]
 fn an_alac_file_made_by_ffmpeg_plays_its_tones() {
     ffmpeg_file_plays("tones.m4a", &["-c:a", "alac"], "alac");
+}
+
+#[test]
+fn a_stalled_file_makes_fill_play_silence_and_count_underruns_without_blocking() {
+    // A FIFO stands for a file on a slow disk or network share: the writer sends the first
+    // 70 % of a song, stalls for 1.5 s, then sends the rest.
+    let dir = temp_dir("flac-stall");
+    let (song_path, _) = song(&dir);
+    let bytes = std::fs::read(&song_path).unwrap();
+    let fifo = dir.join("slow.flac");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let writer_path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&writer_path)
+            .unwrap();
+        let split = bytes.len() * 7 / 10;
+        f.write_all(&bytes[..split]).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(1_500));
+        f.write_all(&bytes[split..]).unwrap();
+    });
+    let mut source = FileSource::open(&fifo, 2, 48_000).expect("opens");
+    let monitor = source.monitor();
+    let mut packet = vec![0f32; PACKET * 2];
+    let mut slowest = Duration::ZERO;
+    let mut calls = 0;
+    // At twice real time: the song plays in 0.5 s, the stall adds 1.5 s; 4 s at most.
+    for _ in 0..800 {
+        let t = std::time::Instant::now();
+        let (n, allocs, _) = alloc::watch(|| source.fill(&mut packet));
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(allocs, 0, "fill allocated");
+        calls += 1;
+        if n == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(2_500));
+    }
+    writer.join().unwrap();
+    assert_eq!(
+        monitor.end(),
+        Some(FileEnd::Finished),
+        "after {calls} calls"
+    );
+    assert!(
+        monitor.underruns() >= 50,
+        "the stall shows as underruns: {}",
+        monitor.underruns()
+    );
+    assert_eq!(
+        monitor.frames_played(),
+        48_000,
+        "every frame of the file, in the end"
+    );
+    // A fill that waited for the decoder would take most of the 1.5 s stall; 50 ms leaves
+    // room for a busy machine descheduling the test.
+    assert!(
+        slowest < Duration::from_millis(50),
+        "fill never waits for the decoder: slowest call {slowest:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -94,7 +94,7 @@ impl FlacWriter {
 
     /// Appends interleaved samples (whole frames), each within the writer's bit depth.
     pub fn push(&mut self, interleaved: &[i32]) -> Result<(), FlacWriteError> {
-        if interleaved.len() % self.channels != 0 {
+        if !interleaved.len().is_multiple_of(self.channels) {
             return Err(FlacWriteError::PartialFrame {
                 samples: interleaved.len(),
                 channels: self.channels,
@@ -168,7 +168,7 @@ impl FlacWriter {
         let frames = block.len() / self.channels;
         let mut w = BitWriter::default();
         // Sync code, reserved 0, fixed block size.
-        w.put(0b1111_1111_1111_10, 14);
+        w.put(0b11_1111_1111_1110, 14);
         w.put(0, 1);
         w.put(0, 1);
         let (size_code, size_extra) = match frames {
@@ -311,7 +311,7 @@ impl Residual {
         for p in 0..=MAX_PARTITION_ORDER {
             let parts = 1usize << p;
             // Every partition must be whole and the first must hold more than the warm-up.
-            if block % parts != 0 || block / parts <= order {
+            if !block.is_multiple_of(parts) || block / parts <= order {
                 break;
             }
             let mut params = Vec::with_capacity(parts);

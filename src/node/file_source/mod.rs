@@ -140,8 +140,21 @@ impl FileMonitor {
     }
 }
 
-/// A music file, played once, decoded on a thread of its own (see the [module
-/// docs](self)).
+/// A music file, played once: FLAC, MP3, Ogg Vorbis or WAV, plus AAC and ALAC with the
+/// `aac` and `alac` features; resampled to the stream's rate where the file's differs.
+///
+/// [`open`](Self::open) probes the file and decodes its first half second on the caller's
+/// thread, then a thread of the source's own decodes the rest into a bounded ring. `fill`
+/// (the leader's media thread) only copies out of the ring: it never blocks, and if the
+/// decoder is behind it plays silence for the missing frames and counts an underrun.
+///
+/// Channels: a mono file plays on every channel; a mono stream gets the mean of the file's
+/// channels; otherwise stream channel `i` plays file channel `i` (extra stream channels are
+/// silent, extra file channels dropped).
+///
+/// A corrupt or truncated file plays every frame decoded before the fault, then ends (`fill`
+/// returns 0; a leader sends silence and its group stays up); [`FileMonitor::end`] then says
+/// [`FileEnd::Failed`] with the [`FileError`]. Nothing in a file's content panics it.
 pub struct FileSource {
     description: String,
     channels: usize,
