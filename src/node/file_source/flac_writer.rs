@@ -246,14 +246,15 @@ fn subframe(w: &mut BitWriter, x: &[i64], bits: u32) {
     for order in 0..=4usize.min(x.len().saturating_sub(1)) {
         fixed_residual(x, order, &mut residual);
         let coded = Residual::plan(&residual, order, x.len());
-        let cost = order as u64 * u64::from(bits) + coded.bits;
+        let cost = (order as u64 * u64::from(bits)).saturating_add(coded.bits);
         if best.as_ref().is_none_or(|(c, _, _)| cost < *c) {
             best = Some((cost, order, coded));
         }
     }
     match best {
         Some((cost, order, coded)) if cost < verbatim_bits => {
-            w.put(0b0_001000 | order as u64, 7);
+            // Header: zero pad bit, type 001xxx (fixed, order xxx), no wasted bits.
+            w.put(0b001000 | order as u64, 7);
             w.put(0, 1);
             for &s in &x[..order] {
                 w.put_signed(s, bits);
@@ -262,7 +263,8 @@ fn subframe(w: &mut BitWriter, x: &[i64], bits: u32) {
             coded.write(w, &residual);
         }
         _ => {
-            w.put(0b0_000001, 7);
+            // Header: zero pad bit, type 000001 (verbatim), no wasted bits.
+            w.put(0b000001, 7);
             w.put(0, 1);
             for &s in x {
                 w.put_signed(s, bits);
