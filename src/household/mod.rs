@@ -7,18 +7,26 @@
 //!   deterministic merge of two replicas; the choice of a group's leader. Sans-IO.
 //! - [`state`]: a speaker's state directory (`--state DIR`): its identity, settings and
 //!   household record in one JSON file, written atomically and read back after any crash.
+//! - [`discovery`]: speakers advertise themselves with mDNS/DNS-SD ([`Advertiser`]) and
+//!   list each other as they come and go ([`Browser`]), on the interfaces they are given
+//!   and no other.
 //! - [`rpc`]: the control API's transport, JSON-RPC 2.0 over lines of a TCP connection,
 //!   authenticated by the household key before anything else.
 //! - [`rpc_tcp`]: the same on real sockets: a speaker's listener, an app's blocking
 //!   connection.
 //!
-//! `docs/household.md` describes the model and the state directory for users.
+//! `docs/household.md` describes discovery, the model and the state directory for users.
 
+pub mod discovery;
 pub mod model;
 pub mod rpc;
 pub mod rpc_tcp;
 pub mod state;
 
+pub use discovery::{
+    Advertiser, Browser, DiscoveryCounters, DiscoveryError, DiscoveryEvent, GroupInfo, IgnoredKind,
+    SERVICE_TYPE, SpeakerInfo, SpeakerRecord, TxtError,
+};
 pub use model::{
     BadId, Conflict, Edit, FORMAT, Group, GroupId, Household, HouseholdError, Layout, LeaderClaim,
     LeaderObservation, LeaderTracker, Lost, Member, MergeReport, Pair, RecordRef, Settings,

@@ -100,6 +100,20 @@ impl NetNs {
         Ok(())
     }
 
+    /// Routes all multicast (224.0.0.0/4) out of `dev` instead of the loopback, so that a
+    /// socket that names no multicast interface sends its groups over that link.
+    pub(crate) fn route_multicast(&self, dev: &str) -> io::Result<()> {
+        ip(&[
+            "-n",
+            &self.name,
+            "route",
+            "replace",
+            "224.0.0.0/4",
+            "dev",
+            dev,
+        ])
+    }
+
     /// Runs `f` on a new thread that has first entered the namespace, so that every socket
     /// `f` creates lives there; returns what `f` returns.
     ///
@@ -219,6 +233,35 @@ mod tests {
         drop((a, b));
         let host = interfaces();
         assert!(!host.contains(&va) && !host.contains(&vb), "{host:?}");
+    }
+
+    #[test]
+    #[ignore = "needs root and iproute2: run by .ci/run with --ignored"]
+    fn multicast_can_be_routed_out_of_a_veth() {
+        let a = NetNs::create("lockstep-veth-test").expect("create namespace a");
+        let b = NetNs::create("lockstep-veth-test").expect("create namespace b");
+        let (va, vb) = (
+            format!("lsm{}a", std::process::id()),
+            format!("lsm{}b", std::process::id()),
+        );
+        a.veth_to(&b, (&va, "10.99.0.1/24"), (&vb, "10.99.0.2/24"))
+            .expect("make the veth pair");
+        let route = || {
+            let out = Command::new("ip")
+                .args(["-n", a.name(), "route", "show", "224.0.0.0/4"])
+                .output()
+                .expect("run ip route show");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert!(route().contains("dev lo"), "{}", route());
+        a.route_multicast(&va)
+            .expect("route multicast out of the veth");
+        let now = route();
+        assert!(
+            now.contains(&format!("dev {va}")) && !now.contains("dev lo"),
+            "{now}"
+        );
     }
 
     #[test]
