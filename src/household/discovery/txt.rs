@@ -33,8 +33,8 @@ pub const MAX_TXT_ENTRY_LEN: usize = 255;
 /// The most bytes of a whole TXT record (every entry with its length byte).
 ///
 /// RFC 6763 (section 6.2) advises keeping a TXT record within 1300 bytes so that the
-/// response fits one Ethernet frame; a lockstep record is far smaller (about 150 bytes at
-/// the field limits below), so anything bigger is not ours.
+/// response fits one Ethernet frame; a lockstep record is far smaller (under 400 bytes
+/// with every field at its cap below), so anything bigger is not ours.
 pub const MAX_TXT_TOTAL_LEN: usize = 1300;
 
 /// The most bytes of a name, room, model or group (one DNS label's worth).
