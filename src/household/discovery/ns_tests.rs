@@ -132,6 +132,14 @@ fn a_speaker_is_listed_within_2_s_follows_its_state_and_is_lost_on_its_goodbye()
         .expect("enter b")
         .expect("start the browser");
 
+    // A browser next to the speaker, as a speaker looking for its group has: its queries
+    // go out on the speaker's side of both links unless the binding holds.
+    let neighbour = lab
+        .a
+        .enter_thread(|| Browser::start(&[A_TO_B]))
+        .expect("enter a")
+        .expect("start a browser in a");
+
     let record = SpeakerRecord::new("spk-a", "Kitchen", "Kitchen", "LS-1").unwrap();
     let started = Instant::now();
     let mut speaker = lab
@@ -178,6 +186,19 @@ fn a_speaker_is_listed_within_2_s_follows_its_state_and_is_lost_on_its_goodbye()
     assert_eq!(groups[0].name, "Downstairs");
     assert_eq!(groups[0].leaders, ["spk-a"]);
     assert_eq!(groups[0].members, ["spk-a"]);
+    // An advertiser keeps its speaker: another id is refused and nothing changes.
+    let stranger = SpeakerRecord::new("spk-b", "Hall", "", "LS-1").unwrap();
+    let err = speaker.update(stranger).unwrap_err();
+    assert!(matches!(err, DiscoveryError::OtherSpeaker { .. }), "{err}");
+    assert_eq!(speaker.record().state, SpeakerState::Leading);
+    let err = speaker
+        .set_state(SpeakerState::Following, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, DiscoveryError::Record(TxtError::NoGroup { .. })),
+        "{err}"
+    );
+    assert_eq!(speaker.record().group.as_deref(), Some("Downstairs"));
 
     // A browser that starts later (`household ls`) finds the speaker by its query. The
     // speaker multicast its records just now (the update), and a responder multicasts a
@@ -223,6 +244,7 @@ fn a_speaker_is_listed_within_2_s_follows_its_state_and_is_lost_on_its_goodbye()
     assert_eq!(browser.counters(), DiscoveryCounters::default());
 
     // Nothing went out on the link discovery was not given...
+    neighbour.stop().expect("stop the browser in a");
     assert_eq!(drain(&heard_in_c), 0, "mDNS on an interface not given");
     // ...though the listener there hears mDNS when it is sent there: a speaker given that
     // link is heard within 2 s.
