@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use lockstep::control::PROTOCOL_VERSION;
 use lockstep::household::discovery::txt::{MAX_FIELD_LEN, MAX_TXT_TOTAL_LEN};
 use lockstep::household::{
-    Advertiser, Browser, DiscoveryError, IgnoredKind, SERVICE_TYPE, SpeakerRecord, SpeakerState,
+    Advertiser, Browser, DiscoveryError, IgnoredKind, PlayState, SERVICE_TYPE, SpeakerRecord,
     TxtError,
 };
 
@@ -31,7 +31,7 @@ fn parse(entries: &[(String, Option<Vec<u8>>)]) -> Result<SpeakerRecord, TxtErro
 fn a_following_speaker_advertises_its_version_state_and_group() {
     let mut record = SpeakerRecord::new("3f2a", "Kitchen", "Kitchen", "LS-1").unwrap();
     record
-        .set_state(SpeakerState::Following, Some("Downstairs"))
+        .set_state(PlayState::Following, Some("Downstairs"))
         .unwrap();
     let txt = record.to_txt();
     let get = |key: &str| txt.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
@@ -48,9 +48,7 @@ fn a_record_at_every_cap_stays_within_the_txt_size_cap() {
     let long = "x".repeat(MAX_FIELD_LEN);
     let id = "i".repeat(lockstep::household::discovery::txt::MAX_ID_LEN);
     let mut record = SpeakerRecord::new(&id, &long, &long, &long).unwrap();
-    record
-        .set_state(SpeakerState::Following, Some(&long))
-        .unwrap();
+    record.set_state(PlayState::Following, Some(&long)).unwrap();
     let size: usize = record
         .to_txt()
         .iter()

@@ -51,7 +51,7 @@ use thiserror::Error;
 
 pub mod txt;
 
-pub use txt::{IgnoredKind, SpeakerRecord, SpeakerState, TxtError};
+pub use txt::{IgnoredKind, PlayState, SpeakerRecord, TxtError};
 
 /// The DNS-SD service type every speaker advertises.
 pub const SERVICE_TYPE: &str = "_lockstep._tcp.local.";
@@ -209,7 +209,7 @@ impl Advertiser {
     /// its group. On an error nothing changes.
     pub fn set_state(
         &mut self,
-        state: SpeakerState,
+        state: PlayState,
         group: Option<&str>,
     ) -> Result<(), DiscoveryError> {
         let mut next = self.record.clone();
@@ -583,7 +583,7 @@ impl Browser {
                 members: Vec::new(),
             });
             group.members.push(info.record.id.clone());
-            if info.record.state == SpeakerState::Leading {
+            if info.record.state == PlayState::Leading {
                 group.leaders.push(info.record.id.clone());
             }
         }

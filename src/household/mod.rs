@@ -25,7 +25,7 @@ pub mod state;
 
 pub use discovery::{
     Advertiser, Browser, DiscoveryCounters, DiscoveryError, DiscoveryEvent, GroupInfo, IgnoredKind,
-    SERVICE_TYPE, SpeakerInfo, SpeakerRecord, TxtError,
+    PlayState, SERVICE_TYPE, SpeakerInfo, SpeakerRecord, TxtError,
 };
 pub use model::{
     BadId, Conflict, Edit, FORMAT, Group, GroupId, Household, HouseholdError, Layout, LeaderClaim,

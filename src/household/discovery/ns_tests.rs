@@ -158,7 +158,7 @@ fn a_speaker_is_listed_within_2_s_follows_its_state_and_is_lost_on_its_goodbye()
     assert_eq!(info.id(), "spk-a");
     assert_eq!(info.record.name, "Kitchen");
     assert_eq!(info.record.model, "LS-1");
-    assert_eq!(info.record.state, SpeakerState::Idle);
+    assert_eq!(info.record.state, PlayState::Idle);
     assert_eq!(info.record.group, None);
     assert_eq!(info.port, 7800);
     assert_eq!(info.addresses, [A_TO_B], "only the address it was given");
@@ -167,13 +167,13 @@ fn a_speaker_is_listed_within_2_s_follows_its_state_and_is_lost_on_its_goodbye()
 
     let changed = Instant::now();
     speaker
-        .set_state(SpeakerState::Leading, Some("Downstairs"))
+        .set_state(PlayState::Leading, Some("Downstairs"))
         .expect("lead");
     let (event, seen) = wait_for(
         &mut browser,
         changed,
         Duration::from_secs(2),
-        |e| matches!(e, DiscoveryEvent::Updated(i) if i.record.state == SpeakerState::Leading),
+        |e| matches!(e, DiscoveryEvent::Updated(i) if i.record.state == PlayState::Leading),
     )
     .expect("the state change was not seen within 2 s");
     println!("discovery: idle -> leading seen after {seen:?}");
@@ -190,10 +190,8 @@ fn a_speaker_is_listed_within_2_s_follows_its_state_and_is_lost_on_its_goodbye()
     let stranger = SpeakerRecord::new("spk-b", "Hall", "", "LS-1").unwrap();
     let err = speaker.update(stranger).unwrap_err();
     assert!(matches!(err, DiscoveryError::OtherSpeaker { .. }), "{err}");
-    assert_eq!(speaker.record().state, SpeakerState::Leading);
-    let err = speaker
-        .set_state(SpeakerState::Following, None)
-        .unwrap_err();
+    assert_eq!(speaker.record().state, PlayState::Leading);
+    let err = speaker.set_state(PlayState::Following, None).unwrap_err();
     assert!(
         matches!(err, DiscoveryError::Record(TxtError::NoGroup { .. })),
         "{err}"
@@ -226,7 +224,7 @@ fn a_speaker_is_listed_within_2_s_follows_its_state_and_is_lost_on_its_goodbye()
         let DiscoveryEvent::Discovered(info) = event else {
             unreachable!()
         };
-        assert_eq!(info.record.state, SpeakerState::Leading);
+        assert_eq!(info.record.state, PlayState::Leading);
         assert_eq!(late.groups(), groups);
         late.stop().expect("stop the later browser");
     }

@@ -37,8 +37,9 @@ pub const MAX_TXT_ENTRY_LEN: usize = 255;
 /// with every field at its cap below), so anything bigger is not ours.
 pub const MAX_TXT_TOTAL_LEN: usize = 1300;
 
-/// The most bytes of a name, room, model or group (one DNS label's worth).
-pub const MAX_FIELD_LEN: usize = 63;
+/// The most bytes of a name, room, model or group: as many as the household model allows
+/// in a name.
+pub const MAX_FIELD_LEN: usize = 64;
 
 /// The most bytes of a speaker id. The id is also the mDNS instance name, a DNS label.
 pub const MAX_ID_LEN: usize = 63;
@@ -46,7 +47,7 @@ pub const MAX_ID_LEN: usize = 63;
 /// What a speaker is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum SpeakerState {
+pub enum PlayState {
     /// In no playing group.
     Idle,
     /// Leading its group: it holds the source and streams it.
@@ -55,28 +56,28 @@ pub enum SpeakerState {
     Following,
 }
 
-impl SpeakerState {
+impl PlayState {
     /// The TXT value: `idle`, `leading` or `following`.
     pub fn as_str(self) -> &'static str {
         match self {
-            SpeakerState::Idle => "idle",
-            SpeakerState::Leading => "leading",
-            SpeakerState::Following => "following",
+            PlayState::Idle => "idle",
+            PlayState::Leading => "leading",
+            PlayState::Following => "following",
         }
     }
 
     /// Parses a TXT value; `None` for anything but the three names (exact, lower case).
-    pub fn parse(value: &str) -> Option<SpeakerState> {
+    pub fn parse(value: &str) -> Option<PlayState> {
         match value {
-            "idle" => Some(SpeakerState::Idle),
-            "leading" => Some(SpeakerState::Leading),
-            "following" => Some(SpeakerState::Following),
+            "idle" => Some(PlayState::Idle),
+            "leading" => Some(PlayState::Leading),
+            "following" => Some(PlayState::Following),
             _ => None,
         }
     }
 }
 
-impl fmt::Display for SpeakerState {
+impl fmt::Display for PlayState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -179,7 +180,7 @@ pub enum TxtError {
     #[error("a {state} speaker must name its group")]
     NoGroup {
         /// Its state.
-        state: SpeakerState,
+        state: PlayState,
     },
     /// The mDNS instance name is not the speaker's id.
     #[error("instance {instance:?} does not carry the id {id:?}")]
@@ -228,7 +229,7 @@ pub struct SpeakerRecord {
     /// Its model; a stereo pair needs two of one model.
     pub model: String,
     /// Idle, leading or following.
-    pub state: SpeakerState,
+    pub state: PlayState,
     /// The group it is in, if any; always set when leading or following.
     pub group: Option<String>,
 }
@@ -241,7 +242,7 @@ impl SpeakerRecord {
             name: name.to_owned(),
             room: room.to_owned(),
             model: model.to_owned(),
-            state: SpeakerState::Idle,
+            state: PlayState::Idle,
             group: None,
         };
         record.check()?;
@@ -250,7 +251,7 @@ impl SpeakerRecord {
 
     /// Sets the state and group; a leading or following speaker must name a group. On an
     /// error the record is unchanged.
-    pub fn set_state(&mut self, state: SpeakerState, group: Option<&str>) -> Result<(), TxtError> {
+    pub fn set_state(&mut self, state: PlayState, group: Option<&str>) -> Result<(), TxtError> {
         let mut next = self.clone();
         next.state = state;
         next.group = group.map(str::to_owned);
@@ -268,7 +269,7 @@ impl SpeakerRecord {
         if let Some(group) = &self.group {
             check_text("group", group.as_bytes(), false)?;
         }
-        if self.group.is_none() && self.state != SpeakerState::Idle {
+        if self.group.is_none() && self.state != PlayState::Idle {
             return Err(TxtError::NoGroup { state: self.state });
         }
         Ok(())
@@ -351,7 +352,7 @@ impl SpeakerRecord {
             model: check_text("model", model, false)?.to_owned(),
             state: std::str::from_utf8(state_bytes)
                 .ok()
-                .and_then(SpeakerState::parse)
+                .and_then(PlayState::parse)
                 .ok_or_else(|| TxtError::UnknownState {
                     got: String::from_utf8_lossy(state_bytes)
                         .chars()
@@ -363,7 +364,7 @@ impl SpeakerRecord {
                 None => None,
             },
         };
-        if record.group.is_none() && record.state != SpeakerState::Idle {
+        if record.group.is_none() && record.state != PlayState::Idle {
             return Err(TxtError::NoGroup {
                 state: record.state,
             });
@@ -438,8 +439,7 @@ mod tests {
     /// A valid leading speaker's entries, as owned pairs to edit.
     fn leading() -> Vec<(String, Option<Vec<u8>>)> {
         let mut r = SpeakerRecord::new("k1", "Kitchen", "Kitchen", "LS-1").unwrap();
-        r.set_state(SpeakerState::Leading, Some("Downstairs"))
-            .unwrap();
+        r.set_state(PlayState::Leading, Some("Downstairs")).unwrap();
         r.to_txt()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), Some(v.into_bytes())))
@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(got.id, "k1");
         assert_eq!(got.name, "Kitchen");
         assert_eq!(got.model, "LS-1");
-        assert_eq!(got.state, SpeakerState::Leading);
+        assert_eq!(got.state, PlayState::Leading);
         assert_eq!(got.group.as_deref(), Some("Downstairs"));
         let idle = SpeakerRecord::new("b-2", "Bath", "", "LS-1").unwrap();
         let txt = idle.to_txt();
@@ -555,7 +555,7 @@ mod tests {
         assert_eq!(
             parse(&e).unwrap_err(),
             TxtError::NoGroup {
-                state: SpeakerState::Leading
+                state: PlayState::Leading
             }
         );
         // The room alone may be empty.
@@ -634,14 +634,14 @@ mod tests {
         ));
         let mut r = SpeakerRecord::new("x", "a", "", "m").unwrap();
         assert_eq!(
-            r.set_state(SpeakerState::Following, None).unwrap_err(),
+            r.set_state(PlayState::Following, None).unwrap_err(),
             TxtError::NoGroup {
-                state: SpeakerState::Following
+                state: PlayState::Following
             }
         );
         assert_eq!(
             r.state,
-            SpeakerState::Idle,
+            PlayState::Idle,
             "a refused change leaves the record"
         );
     }
