@@ -54,6 +54,20 @@ pub(crate) fn realtime_ns() -> i64 {
 /// makestep`) in between makes the result wrong, by the size of the step. So convert soon
 /// after receipt.
 pub(crate) fn realtime_to_monotonic(rt_ns: i64) -> i64 {
+    rt_ns.saturating_sub(realtime_offset())
+}
+
+/// Moves a `CLOCK_MONOTONIC` reading onto `CLOCK_REALTIME`, with the same care as
+/// [`realtime_to_monotonic`] (the in-process test network stamps its datagrams this way, as
+/// a kernel would).
+#[cfg(test)]
+pub(crate) fn monotonic_to_realtime(mono_ns: i64) -> i64 {
+    mono_ns.saturating_add(realtime_offset())
+}
+
+/// `CLOCK_REALTIME − CLOCK_MONOTONIC` now, from the reading with the smallest gap between
+/// its two monotonic reads (see [`realtime_to_monotonic`]).
+fn realtime_offset() -> i64 {
     let mut best: Option<(i64, i64)> = None;
     for _ in 0..MAX_TRIES {
         let before = monotonic_ns();
@@ -69,8 +83,7 @@ pub(crate) fn realtime_to_monotonic(rt_ns: i64) -> i64 {
             break;
         }
     }
-    let offset = best.map_or(0, |(_, o)| o);
-    rt_ns.saturating_sub(offset)
+    best.map_or(0, |(_, o)| o)
 }
 
 /// Readings of the two clocks tried at most, per conversion.

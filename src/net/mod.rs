@@ -23,6 +23,8 @@ mod timestamp;
 mod transport;
 mod udp;
 
+#[cfg(test)]
+pub(crate) use clock::monotonic_to_realtime;
 pub(crate) use clock::{monotonic_ns, realtime_ns, realtime_to_monotonic};
 pub use error::NetError;
 #[cfg(test)]

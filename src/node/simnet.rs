@@ -76,7 +76,9 @@ impl SimSocket {
 }
 
 fn realtime_of(mono: i64) -> i64 {
-    mono + (net::realtime_ns() - net::monotonic_ns())
+    // Not `mono + (realtime − monotonic)` from two bare reads: a preemption between them
+    // would shift the stamp by as long, which the clock takes for a shorter path.
+    net::monotonic_to_realtime(mono)
 }
 
 impl Transport for SimSocket {
