@@ -256,11 +256,7 @@ impl FileDecoder {
                 Ok(Some(p)) => p,
                 Ok(None) => return Ok(false),
                 Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(FileError::Truncated {
-                        path: self.path.clone(),
-                        frames: self.decoded_frames,
-                        declared: self.declared_frames.unwrap_or(0),
-                    });
+                    return Err(self.truncated());
                 }
                 Err(e) => return Err(self.corrupt(e)),
             };
@@ -285,11 +281,7 @@ impl FileDecoder {
             let buf = match self.decoder.decode(&packet) {
                 Ok(b) => b,
                 Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(FileError::Truncated {
-                        path: self.path.clone(),
-                        frames: self.decoded_frames,
-                        declared: self.declared_frames.unwrap_or(0),
-                    });
+                    return Err(self.truncated());
                 }
                 Err(e) => return Err(self.corrupt(e)),
             };
@@ -322,6 +314,15 @@ impl FileDecoder {
                 &mut self.mapped,
             );
             return Ok(true);
+        }
+    }
+
+    /// The file ended before its last frame, after what was decoded so far.
+    fn truncated(&self) -> FileError {
+        FileError::Truncated {
+            path: self.path.clone(),
+            frames: self.decoded_frames,
+            declared: self.declared_frames.unwrap_or(0),
         }
     }
 
