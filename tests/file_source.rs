@@ -258,21 +258,27 @@ fn stereo_tones(rate: u32, bits: u32, left: f64, right: f64, frames: usize) -> V
     l.iter().zip(&r).flat_map(|(&a, &b)| [a, b]).collect()
 }
 
-#[test]
-fn a_44k1_wav_is_resampled_to_48k_with_its_tones_intact() {
-    let dir = temp_dir("wav-44k1");
-    let path = dir.join("tones.wav");
+/// Writes one second of a 44.1 kHz 16-bit stereo WAV: a tone of `left` Hz on the left, of
+/// `right` Hz on the right.
+fn write_tones_wav(path: &std::path::Path, left: f64, right: f64) {
     let spec = hound::WavSpec {
         channels: 2,
         sample_rate: 44_100,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
-    for s in stereo_tones(44_100, 16, 997.0, 1_503.0, 44_100) {
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in stereo_tones(44_100, 16, left, right, 44_100) {
         w.write_sample(s as i16).unwrap();
     }
     w.finalize().unwrap();
+}
+
+#[test]
+fn a_44k1_wav_is_resampled_to_48k_with_its_tones_intact() {
+    let dir = temp_dir("wav-44k1");
+    let path = dir.join("tones.wav");
+    write_tones_wav(&path, 997.0, 1_503.0);
     let mut source = FileSource::open(&path, 2, 48_000).expect("opens");
     let monitor = source.monitor();
     let played = play(&mut source, 2, 60_000);
@@ -467,17 +473,7 @@ fn the_group_plays_on_after_a_truncated_file_ends() {
 fn ffmpeg_file_plays(name: &str, args: &[&str], codec: &str) {
     let dir = temp_dir(&format!("ffmpeg-{codec}"));
     let wav = dir.join("tones.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 44_100,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
-    for s in stereo_tones(44_100, 16, 440.0, 1_000.0, 44_100) {
-        w.write_sample(s as i16).unwrap();
-    }
-    w.finalize().unwrap();
+    write_tones_wav(&wav, 440.0, 1_000.0);
     let out = dir.join(name);
     let status = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
