@@ -21,6 +21,7 @@ pub mod discovery;
 pub mod model;
 pub mod rpc;
 pub mod rpc_tcp;
+pub mod speaker;
 pub mod state;
 
 pub use discovery::{
@@ -34,4 +35,5 @@ pub use model::{
 };
 pub use rpc::{ClientEvent, RpcClient, RpcError, RpcHandler, RpcServer, RpcStats};
 pub use rpc_tcp::{RpcCallError, RpcConnection, RpcListener, SharedHandler};
+pub use speaker::{SpeakerConfig, SpeakerError, SpeakerNode};
 pub use state::{Opened, SpeakerState, StateDir, StateError};
