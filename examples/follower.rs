@@ -134,7 +134,7 @@ fn run(args: &Args) -> Result<(), Failure> {
             args.drift_ppm
         )));
     }
-    let output = parse_output(&args.output, args.format)?;
+    let output = cli::parse_output(&args.output, args.format)?;
     let leader = resolve(&args.leader)?;
     let key = HouseholdKey::from_file(&args.key).map_err(|e| Failure::runtime(e.to_string()))?;
     // Find out now whether the output can be written, before joining the group.
@@ -244,35 +244,6 @@ fn run(args: &Args) -> Result<(), Failure> {
         print!("{}", report_text(&report));
     }
     Ok(())
-}
-
-/// `--output` to an [`Output`].
-fn parse_output(output: &str, format: SampleFormat) -> Result<Output, Failure> {
-    match output {
-        "null" => Ok(Output::Null),
-        "-" => Ok(Output::Stdout(format)),
-        "device" => device_output(None),
-        name if name.starts_with("device:") => {
-            let name = &name["device:".len()..];
-            if name.is_empty() {
-                return Err(Failure::usage("--output device:NAME needs a device name"));
-            }
-            device_output(Some(name.to_string()))
-        }
-        "" => Err(Failure::usage("--output is empty")),
-        path => Ok(Output::Wav(PathBuf::from(path))),
-    }
-}
-
-/// A sound card, if this build has the cpal feature.
-fn device_output(name: Option<String>) -> Result<Output, Failure> {
-    if cfg!(feature = "cpal") {
-        Ok(Output::Device(name))
-    } else {
-        Err(Failure::usage(
-            "output 'device' needs the cpal feature (cargo run --features cpal ...)",
-        ))
-    }
 }
 
 /// Whether `path` can be written; creates it if needed and says whether it did.

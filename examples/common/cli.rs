@@ -1,10 +1,15 @@
-//! Pieces the node examples share: the codec flag and failures with exit codes. Included
+//! Pieces the node examples share: the codec flag, the output flag, and failures with exit
+//! codes. Included
 //! with `#[path = "common/cli.rs"] mod cli;`.
 
 #![allow(dead_code)] // each example uses some of it
 
 use clap::ValueEnum;
+use std::path::PathBuf;
+
 use lockstep::media::CodecKind;
+use lockstep::node::Output;
+use lockstep::playout::sink::SampleFormat;
 
 /// The codecs on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,5 +85,34 @@ pub fn positive_seconds(
         ))),
         Some(s) => Ok(Some(std::time::Duration::from_secs_f64(s))),
         None => Ok(None),
+    }
+}
+
+/// `--output` to an [`Output`].
+pub fn parse_output(output: &str, format: SampleFormat) -> Result<Output, Failure> {
+    match output {
+        "null" => Ok(Output::Null),
+        "-" => Ok(Output::Stdout(format)),
+        "device" => device_output(None),
+        name if name.starts_with("device:") => {
+            let name = &name["device:".len()..];
+            if name.is_empty() {
+                return Err(Failure::usage("--output device:NAME needs a device name"));
+            }
+            device_output(Some(name.to_string()))
+        }
+        "" => Err(Failure::usage("--output is empty")),
+        path => Ok(Output::Wav(PathBuf::from(path))),
+    }
+}
+
+/// A sound card, if this build has the cpal feature.
+pub fn device_output(name: Option<String>) -> Result<Output, Failure> {
+    if cfg!(feature = "cpal") {
+        Ok(Output::Device(name))
+    } else {
+        Err(Failure::usage(
+            "output 'device' needs the cpal feature (cargo run --features cpal ...)",
+        ))
     }
 }

@@ -848,7 +848,15 @@ impl Worker {
                 "following" => PlayState::Following,
                 _ => PlayState::Idle,
             };
-            let name = group.map(|g| g.to_string());
+            // The group by its name in the advertisement, as people call it.
+            let name = group.map(|g| {
+                let model = lock(&self.inner.model);
+                model
+                    .state
+                    .household()
+                    .group(g)
+                    .map_or_else(|| g.to_string(), |r| r.name.clone())
+            });
             if let Some((advertiser, _)) = self.discovery.as_mut()
                 && let Err(e) = advertiser.set_state(play, name.as_deref())
             {
