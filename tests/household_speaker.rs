@@ -441,3 +441,186 @@ fn bad_requests_get_typed_errors_that_name_the_speaker() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Standard base64 of `bytes`, with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut n = 0u32;
+        for (i, b) in chunk.iter().enumerate() {
+            n |= u32::from(*b) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_stream_pushed_over_the_api_plays_in_step_on_every_member() {
+    let dir = temp_dir("speaker-push");
+    let a = speaker(&dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
+    let b = speaker(&dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()]);
+    let mut to_a = app(&a);
+    wait_for(
+        &mut to_a,
+        &["Kitchen", "Den"],
+        Duration::from_secs(10),
+        |_| true,
+    );
+    call(
+        &mut to_a,
+        "group.create",
+        json!({"name": "Downstairs", "speakers": ["Kitchen", "Den"]}),
+    );
+    let rpc_error = |r: Result<Value, RpcCallError>| match r {
+        Err(RpcCallError::Rpc(e)) => e,
+        other => panic!("expected an error, got {other:?}"),
+    };
+    let e = rpc_error(to_a.call(
+        "group.push",
+        json!({"group": "Downstairs", "pcm": ""}),
+        CALL,
+    ));
+    assert_eq!(e.code, codes::CONFLICT, "not playing yet: {e:?}");
+    call(
+        &mut to_a,
+        "group.play",
+        json!({"group": "Downstairs", "source": "stream"}),
+    );
+    wait_for(
+        &mut to_a,
+        &["Kitchen", "Den"],
+        Duration::from_secs(10),
+        playing,
+    );
+    // Through the follower, which forwards to the leader: 0.2 s of noise a call (51 200
+    // characters of base64, within the 64 KiB a request may have).
+    let mut to_b = app(&b);
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut pushed = 0u64;
+    for _ in 0..10 {
+        let mut pcm = Vec::with_capacity(9600 * 4);
+        for _ in 0..9600 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let s = ((x >> 48) as i16 / 4).to_le_bytes();
+            pcm.extend_from_slice(&s);
+            pcm.extend_from_slice(&s);
+        }
+        let r = call(
+            &mut to_b,
+            "group.push",
+            json!({"group": "Downstairs", "pcm": base64(&pcm)}),
+        );
+        pushed += r["accepted_frames"].as_u64().expect("frames accepted");
+    }
+    assert!(
+        pushed >= 80_000,
+        "the leader queued {pushed} frames of 96 000"
+    );
+    let e = rpc_error(to_b.call(
+        "group.push",
+        json!({"group": "Downstairs", "pcm": "%%"}),
+        CALL,
+    ));
+    assert_eq!(e.code, codes::INVALID_PARAMS, "{e:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    let ra = a.stop();
+    let rb = b.stop();
+    let from = first_sample(&ra).max(first_sample(&rb));
+    let skew = measure_recordings(
+        &[
+            recording("kitchen", &dir.join("kitchen.wav")),
+            recording("den", &dir.join("den.wav")),
+        ],
+        TrueInstant::from_nanos(from),
+        None,
+    )
+    .expect("the recordings overlap");
+    eprintln!(
+        "pushed stream: {pushed} frames; skew p50 {:.2} µs, p99 {:.2} µs ({} windows with sound)",
+        skew.p50_us, skew.p99_us, skew.pairs[0].windows
+    );
+    // The meter skips silent windows: these are the pushed audio.
+    assert!(skew.pairs[0].windows >= 2, "{skew:?}");
+    assert!(skew.p99_us <= 20.0, "{skew:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_restarted_leader_plays_on_from_its_state() {
+    let dir = temp_dir("speaker-leader-restart");
+    let a = speaker(&dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
+    let b = speaker(&dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()]);
+    let mut to_b = app(&b);
+    wait_for(
+        &mut to_b,
+        &["Kitchen", "Den"],
+        Duration::from_secs(10),
+        |_| true,
+    );
+    call(
+        &mut to_b,
+        "group.create",
+        json!({"name": "Downstairs", "speakers": ["Kitchen", "Den"]}),
+    );
+    let played = call(
+        &mut to_b,
+        "group.play",
+        json!({"group": "Downstairs", "source": "noise"}),
+    );
+    assert_eq!(played["leader"], json!(a.id().to_string()));
+    wait_for(
+        &mut to_b,
+        &["Kitchen", "Den"],
+        Duration::from_secs(10),
+        playing,
+    );
+    drop(a.stop());
+    let restarted_at = monotonic_ns();
+    let a = speaker(
+        &dir,
+        "Kitchen",
+        "m1",
+        60.0,
+        "kitchen-after.wav",
+        &[b.rpc_addr()],
+    );
+    let back = wait_for(
+        &mut to_b,
+        &["Kitchen", "Den"],
+        Duration::from_secs(10),
+        playing,
+    );
+    assert_eq!(entry(&back, "Kitchen")["state"], "leading", "{back:#}");
+    std::thread::sleep(Duration::from_secs(3));
+    let ra = a.stop();
+    let rb = b.stop();
+    // The follower's second session is the one with the restarted leader.
+    assert_eq!(rb.len(), 2, "{rb:?}");
+    let from = first_sample(&ra).max(rb[1].first_sample_ns.expect("plays again"));
+    eprintln!(
+        "leader restart to both playing: {:.0} ms",
+        (from - restarted_at) as f64 / 1e6
+    );
+    let skew = measure_recordings(
+        &[
+            recording("kitchen", &dir.join("kitchen-after.wav")),
+            recording("den", &dir.join("den-2.wav")),
+        ],
+        TrueInstant::from_nanos(from),
+        None,
+    )
+    .expect("the recordings overlap");
+    assert!(skew.pairs[0].windows >= 3, "{skew:?}");
+    assert!(skew.p99_us <= 20.0, "{skew:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

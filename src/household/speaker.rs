@@ -43,11 +43,11 @@ use super::discovery::{Advertiser, Browser, DiscoveryError, DiscoveryEvent, Play
 use super::model::{GroupId, Household, HouseholdError, SpeakerId};
 use super::rpc::{RpcError, RpcHandler, codes};
 use super::rpc_tcp::{RpcCallError, RpcConnection, RpcListener, SharedHandler};
-use super::state::{SpeakerState, StateDir, StateError};
+use super::state::{self, SpeakerState, StateDir, StateError};
 use crate::control::{FollowerStatus, HouseholdKey, Role};
 use crate::node::{
     AudioSource, FileSource, Follower, FollowerConfig, FollowerReport, Leader, LeaderConfig,
-    LocalClock, NodeError, Output, TestSource,
+    LocalClock, NodeError, Output, PushHandle, PushSource, TestSource,
 };
 use crate::sim::playout::TestSignal;
 use crate::time::Nanos;
@@ -62,6 +62,10 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// A peer not heard from for this long is shown offline.
 const OFFLINE_AFTER: Duration = Duration::from_secs(3);
+/// The source name of a stream pushed over the control API.
+const STREAM: &str = "stream";
+/// How much of a pushed stream a leader queues: 2 s at 48 kHz.
+const PUSH_CAPACITY_FRAMES: usize = 96_000;
 /// The most peers a speaker keeps.
 const MAX_PEERS: usize = 256;
 /// The worker's longest sleep.
@@ -166,17 +170,13 @@ struct Presence {
 }
 
 /// A group this speaker leads, as asked: the group and the source.
-#[derive(Debug, Clone, PartialEq)]
-struct Playing {
-    group: GroupId,
-    source: String,
-    paused: bool,
-}
+type Playing = state::Leading;
 
 struct Model {
     state: SpeakerState,
     dir: StateDir,
-    /// What this speaker is to lead, if anything.
+    /// What this speaker is to lead, if anything (in the state too, unless it is a stream
+    /// pushed over the API, which does not outlive the process).
     playing: Option<Playing>,
     /// Why the last attempt to lead failed.
     lead_error: Option<String>,
@@ -201,6 +201,8 @@ struct Inner {
     /// This speaker's presence as the worker last published it.
     presence: Mutex<Presence>,
     listener: Mutex<Option<RpcListener>>,
+    /// The feeding end of the pushed stream it leads, if it leads one.
+    push: Mutex<Option<(GroupId, PushHandle)>>,
     wake: Mutex<bool>,
     woken: Condvar,
     shutdown: AtomicBool,
@@ -208,6 +210,23 @@ struct Inner {
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Model {
+    /// Sets what this speaker leads, and keeps it in the state directory.
+    fn set_playing(&mut self, playing: Option<Playing>) {
+        if self.playing == playing {
+            return;
+        }
+        self.playing = playing;
+        let kept = self.playing.clone().filter(|p| p.source != STREAM);
+        if self.state.leading() != kept.as_ref() {
+            self.state.set_leading(kept);
+            if let Err(e) = self.dir.save(&self.state) {
+                eprintln!("lockstep speaker: could not save the state: {e}");
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -361,10 +380,12 @@ impl SpeakerNode {
         let dir = StateDir::new(&cfg.state_dir);
         let opened = dir.open(&cfg.name, &cfg.room, &cfg.model)?;
         let me = opened.state.id();
+        // A leader that restarts plays on (the worker checks the household still names it).
+        let playing = opened.state.leading().cloned();
         let model = Model {
             state: opened.state,
             dir,
-            playing: None,
+            playing,
             lead_error: None,
             conflicts: 0,
         };
@@ -394,6 +415,7 @@ impl SpeakerNode {
             peers: Mutex::new(Vec::new()),
             presence: Mutex::new(presence),
             listener: Mutex::new(None),
+            push: Mutex::new(None),
             wake: Mutex::new(false),
             woken: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -607,16 +629,27 @@ impl Worker {
     }
 
     fn wanted(&self) -> Wanted {
-        let model = lock(&self.inner.model);
-        let h = model.state.household();
+        let mut model = lock(&self.inner.model);
         let me = self.inner.me;
+        {
+            // What it was to lead and the household no longer has it lead (stopped, moved,
+            // deleted, led by another now) is forgotten.
+            let h = model.state.household();
+            let group = h.group_of(me);
+            let leader = group.and_then(|g| h.group(g)).and_then(|g| g.leader);
+            if model
+                .playing
+                .as_ref()
+                .is_some_and(|p| Some(p.group) != group || leader != Some(me))
+            {
+                model.set_playing(None);
+            }
+        }
+        let h = model.state.household();
         let group = h.group_of(me);
         let record = group.and_then(|g| h.group(g));
         let leader = record.and_then(|g| g.leader);
-        let lead = model
-            .playing
-            .clone()
-            .filter(|p| Some(p.group) == group && leader == Some(me));
+        let lead = model.playing.clone();
         let role = group.and_then(|g| h.roles(g).into_iter().find(|(s, _)| *s == me));
         let follow = match (group, leader, role) {
             (Some(_), Some(l), _) if l == me => None,
@@ -666,6 +699,7 @@ impl Worker {
         if !keep_leader {
             if let Some(l) = self.leading.take() {
                 l.leader.shutdown();
+                *lock(&self.inner.push) = None;
             }
             if let Some(w) = &want.lead {
                 match self.start_leader(w) {
@@ -681,7 +715,7 @@ impl Worker {
                     Err(e) => {
                         let mut model = lock(&self.inner.model);
                         model.lead_error = Some(e.clone());
-                        model.playing = None;
+                        model.set_playing(None);
                         drop(model);
                         self.inner.notify(
                             "speaker.error",
@@ -759,7 +793,13 @@ impl Worker {
     }
 
     fn start_leader(&self, w: &Playing) -> Result<Leader, String> {
-        let source = open_source(&w.source)?;
+        let source = if w.source == STREAM {
+            let (source, handle) = PushSource::new(2, PUSH_CAPACITY_FRAMES);
+            *lock(&self.inner.push) = Some((w.group, handle));
+            Box::new(source)
+        } else {
+            open_source(&w.source)?
+        };
         let cfg = &self.inner.cfg;
         let mut c = LeaderConfig::new(
             &w.group.to_string(),
@@ -971,15 +1011,45 @@ fn open_source(spec: &str) -> Result<Box<dyn AudioSource>, String> {
 /// Whether `spec` names a music file that this speaker has (the test signals are on every
 /// speaker, so they hold no speaker to lead).
 fn is_file(spec: &str) -> bool {
-    !matches!(spec, "tone" | "noise") && holds_source(spec)
+    !matches!(spec, "tone" | "noise" | STREAM) && holds_source(spec)
 }
 
 /// Whether `spec` names a source this speaker has.
 fn holds_source(spec: &str) -> bool {
     match spec {
-        "tone" | "noise" => true,
+        "tone" | "noise" | STREAM => true,
         path => Path::new(path.strip_prefix("file:").unwrap_or(path)).is_file(),
     }
+}
+
+/// Decodes standard base64 (RFC 4648, padding optional); `None` for anything else.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let body = text.trim_end_matches('=');
+    if text.len() - body.len() > 2 || body.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
+    for chunk in body.as_bytes().chunks(4) {
+        let mut acc = 0u32;
+        for &c in chunk {
+            acc = (acc << 6) | value(c)?;
+        }
+        // 2, 3 or 4 characters carry 1, 2 or 3 bytes.
+        acc <<= 6 * (4 - chunk.len() as u32);
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
 }
 
 fn health_json(s: &FollowerStatus) -> Value {
@@ -1230,11 +1300,11 @@ impl Methods {
         })?;
         let name = {
             let mut model = lock(&self.inner.model);
-            model.playing = Some(Playing {
+            model.set_playing(Some(Playing {
                 group: gid,
                 source: source.to_owned(),
                 paused: false,
-            });
+            }));
             model.lead_error = None;
             model
                 .state
@@ -1277,8 +1347,8 @@ impl Methods {
         }
         {
             let mut model = lock(&self.inner.model);
-            match model.playing.as_mut().filter(|p| p.group == gid) {
-                Some(p) => p.paused = paused,
+            match model.playing.clone().filter(|p| p.group == gid) {
+                Some(p) => model.set_playing(Some(Playing { paused, ..p })),
                 None => {
                     return Err(RpcError::new(
                         codes::CONFLICT,
@@ -1308,11 +1378,61 @@ impl Methods {
         {
             let mut model = lock(&self.inner.model);
             if model.playing.as_ref().is_some_and(|p| p.group == gid) {
-                model.playing = None;
+                model.set_playing(None);
             }
         }
         self.group_state(gid, &name, "stopped");
         Ok(answer)
+    }
+
+    /// `group.push`: audio for the stream a group plays, to its leader.
+    fn push(&self, params: &Value) -> Result<Value, RpcError> {
+        let group = text(params, "group")?;
+        let (gid, leader, name) = {
+            let model = lock(&self.inner.model);
+            let h = model.state.household();
+            let gid = h.resolve_group(group).map_err(household_error)?;
+            let g = h.group(gid).ok_or_else(|| RpcError::not_found(group))?;
+            (gid, g.leader, g.name.clone())
+        };
+        match leader {
+            Some(l) if l != self.inner.me => return self.forward(l, "group.push", params.clone()),
+            Some(_) => {}
+            None => {
+                return Err(RpcError::new(
+                    codes::CONFLICT,
+                    format!("group {name:?} is not playing"),
+                ));
+            }
+        }
+        let handle = lock(&self.inner.push)
+            .as_ref()
+            .filter(|(g, _)| *g == gid)
+            .map(|(_, h)| h.clone())
+            .ok_or_else(|| {
+                RpcError::new(
+                    codes::CONFLICT,
+                    format!("group {name:?} is not playing a stream: play \"stream\" first"),
+                )
+            })?;
+        let accepted = match params.get("pcm") {
+            None | Some(Value::Null) => 0,
+            Some(Value::String(b64)) => {
+                let bytes = base64_decode(b64).ok_or_else(|| {
+                    RpcError::invalid_params("\"pcm\" must be base64 (16-bit little-endian PCM)")
+                })?;
+                handle.push_s16le(&bytes)
+            }
+            Some(_) => return Err(RpcError::invalid_params("\"pcm\" must be a base64 string")),
+        };
+        if params.get("end").and_then(Value::as_bool) == Some(true) {
+            handle.end();
+        }
+        let buffered = handle.buffered_frames();
+        Ok(json!({
+            "accepted_frames": accepted,
+            "buffered_ms": buffered as f64 / 48.0,
+        }))
     }
 
     fn sync(&self, params: &Value) -> Result<Value, RpcError> {
@@ -1387,6 +1507,7 @@ impl RpcHandler for Methods {
             "group.pause" => self.pause(p, true),
             "group.resume" => self.pause(p, false),
             "group.stop" => self.stop(p),
+            "group.push" => self.push(p),
             "group.volume" => {
                 let (g, v) = (text(p, "group")?, number(p, "volume")?);
                 unit(self.edit(|h, me| h.edit(me).set_group_volume(g, v as f32)))
@@ -1449,5 +1570,37 @@ impl RpcHandler for Methods {
             }
             other => Err(RpcError::method_not_found(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_with_and_without_padding_and_refuses_the_rest() {
+        assert_eq!(base64_decode("").as_deref(), Some(&b""[..]));
+        assert_eq!(base64_decode("TQ==").as_deref(), Some(&b"M"[..]));
+        assert_eq!(base64_decode("TWE").as_deref(), Some(&b"Ma"[..]));
+        assert_eq!(base64_decode("TWFu").as_deref(), Some(&b"Man"[..]));
+        assert_eq!(
+            base64_decode("bG9ja3N0ZXA/Pz8+Pj4=").as_deref(),
+            Some(&b"lockstep???>>>"[..])
+        );
+        assert_eq!(base64_decode("T"), None, "one character carries no byte");
+        assert_eq!(base64_decode("TQ==="), None);
+        assert_eq!(base64_decode("TW-u"), None);
+    }
+
+    #[test]
+    fn each_session_records_to_its_own_file() {
+        let p = Path::new("/tmp/rec/den.wav");
+        assert_eq!(session_path(p, 1), p);
+        assert_eq!(session_path(p, 3), Path::new("/tmp/rec/den-3.wav"));
+        assert_eq!(
+            session_path(Path::new("out"), 2),
+            Path::new("out-2"),
+            "no extension"
+        );
     }
 }

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::new_nonce;
 
-use super::model::{FORMAT, Household, HouseholdError, Speaker, SpeakerId};
+use super::model::{FORMAT, GroupId, Household, HouseholdError, Speaker, SpeakerId};
 
 /// The state file's name in the directory.
 pub const STATE_FILE: &str = "state.json";
@@ -108,11 +108,27 @@ pub enum StateError {
     Identity(#[from] HouseholdError),
 }
 
-/// What a speaker keeps: its id and its household replica (which holds its own record).
+/// What a speaker keeps: its id, its household replica (which holds its own record), and
+/// what it leads, if anything.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpeakerState {
     id: SpeakerId,
     household: Household,
+    leading: Option<Leading>,
+}
+
+/// A group a speaker leads and the source it plays there, kept so that a leader that
+/// restarts plays on. Only sources the speaker can open again by themselves are kept (a
+/// music file, a test signal; not a stream pushed over the control API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leading {
+    /// The group.
+    pub group: GroupId,
+    /// The source, as `group.play` named it.
+    pub source: String,
+    /// Whether it is paused.
+    pub paused: bool,
 }
 
 #[derive(Serialize)]
@@ -120,6 +136,8 @@ struct WireOut<'a> {
     format: u32,
     id: SpeakerId,
     household: &'a Household,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leading: Option<&'a Leading>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +147,8 @@ struct WireIn {
     format: u64,
     id: SpeakerId,
     household: Household,
+    #[serde(default)]
+    leading: Option<Leading>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +162,7 @@ impl SpeakerState {
         Ok(SpeakerState {
             id: me.id,
             household: Household::founded_by(me)?,
+            leading: None,
         })
     }
 
@@ -153,7 +174,11 @@ impl SpeakerState {
                 speaker: id.to_string(),
             });
         }
-        Ok(SpeakerState { id, household })
+        Ok(SpeakerState {
+            id,
+            household,
+            leading: None,
+        })
     }
 
     /// The speaker's id.
@@ -177,12 +202,23 @@ impl SpeakerState {
         &mut self.household
     }
 
+    /// The group this speaker leads and its source, as last saved.
+    pub fn leading(&self) -> Option<&Leading> {
+        self.leading.as_ref()
+    }
+
+    /// Sets (or, with `None`, clears) what this speaker leads.
+    pub fn set_leading(&mut self, leading: Option<Leading>) {
+        self.leading = leading;
+    }
+
     /// The state as the JSON object `state.json` holds.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(&WireOut {
             format: FORMAT,
             id: self.id,
             household: &self.household,
+            leading: self.leading.as_ref(),
         })
         .unwrap_or_default()
     }
@@ -197,14 +233,16 @@ impl SpeakerState {
         let peek: Peek = serde_json::from_str(text).map_err(malformed)?;
         super::model::check_format(peek.format)?;
         let wire: WireIn = serde_json::from_str(text).map_err(malformed)?;
-        SpeakerState::from_parts(wire.id, wire.household).map_err(|_| {
+        let mut state = SpeakerState::from_parts(wire.id, wire.household).map_err(|_| {
             HouseholdError::Inconsistent {
                 reason: format!(
                     "the household does not hold the state's own speaker {}",
                     wire.id
                 ),
             }
-        })
+        })?;
+        state.leading = wire.leading;
+        Ok(state)
     }
 }
 

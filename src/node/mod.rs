@@ -50,7 +50,9 @@ pub use ptp::{
     ClockFollower, ClockFollowerConfig, ClockLeader, ClockLeaderConfig, PTP_MULTICAST, PtpPeer,
     PtpSocketConfig,
 };
-pub use source::{AudioSource, RawS16Source, SourceError, TestSource, WavSource};
+pub use source::{
+    AudioSource, PushHandle, PushSource, RawS16Source, SourceError, TestSource, WavSource,
+};
 
 /// Starts a named node thread; a failure to start is [`NodeError::Thread`].
 pub(crate) fn spawn(

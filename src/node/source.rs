@@ -2,9 +2,12 @@
 //! (standard input), and the crossfade that makes a switch between them click-free. Music
 //! files of any supported format play through [`FileSource`](crate::node::FileSource).
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::sim::playout::{Source, TestSignal};
 
@@ -98,6 +101,136 @@ impl AudioSource for TestSource {
             TestSignal::Noise => "test noise".into(),
             TestSignal::Sine { freq_hz, .. } => format!("test sine {freq_hz} Hz"),
         }
+    }
+}
+
+/// A source another thread feeds: an app's stream pushed over the control API, say. The
+/// pushing side holds the [`PushHandle`]; the leader plays what has come, and silence while
+/// nothing has (the stream goes on), until the handle ends it.
+///
+/// The queue holds at most the capacity given; a push beyond it takes what fits and says
+/// how much, so the pusher paces itself. Neither side allocates after the start.
+pub struct PushSource {
+    shared: Arc<PushShared>,
+    channels: usize,
+}
+
+/// The feeding end of a [`PushSource`]; cloned freely.
+#[derive(Clone)]
+pub struct PushHandle {
+    shared: Arc<PushShared>,
+    channels: usize,
+}
+
+struct PushShared {
+    queue: Mutex<VecDeque<f32>>,
+    /// Samples (not frames) the queue may hold.
+    capacity: usize,
+    ended: AtomicBool,
+}
+
+impl std::fmt::Debug for PushSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushSource")
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for PushHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushHandle")
+            .field("buffered_frames", &self.buffered_frames())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushSource {
+    /// A source of `channels` channels holding up to `capacity_frames` frames, and its
+    /// handle.
+    pub fn new(channels: usize, capacity_frames: usize) -> (PushSource, PushHandle) {
+        let channels = channels.max(1);
+        let capacity = capacity_frames.max(1) * channels;
+        let shared = Arc::new(PushShared {
+            queue: Mutex::new(VecDeque::with_capacity(capacity)),
+            capacity,
+            ended: AtomicBool::new(false),
+        });
+        (
+            PushSource {
+                shared: Arc::clone(&shared),
+                channels,
+            },
+            PushHandle { shared, channels },
+        )
+    }
+}
+
+impl PushHandle {
+    /// Queues interleaved samples (whole frames; a partial last frame is dropped); returns
+    /// the frames taken, fewer than given when the queue is full. Nothing is taken after
+    /// [`end`](Self::end).
+    pub fn push(&self, samples: &[f32]) -> usize {
+        if self.shared.ended.load(Ordering::Acquire) {
+            return 0;
+        }
+        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let room = (self.shared.capacity - q.len()) / self.channels;
+        let frames = (samples.len() / self.channels).min(room);
+        q.extend(&samples[..frames * self.channels]);
+        frames
+    }
+
+    /// Queues 16-bit little-endian interleaved PCM; returns the frames taken.
+    pub fn push_s16le(&self, bytes: &[u8]) -> usize {
+        if self.shared.ended.load(Ordering::Acquire) {
+            return 0;
+        }
+        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let room = (self.shared.capacity - q.len()) / self.channels;
+        let frames = (bytes.len() / (2 * self.channels)).min(room);
+        q.extend(
+            bytes[..frames * self.channels * 2]
+                .chunks_exact(2)
+                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
+        );
+        frames
+    }
+
+    /// Ends the stream: what is queued still plays, then the source ends.
+    pub fn end(&self) {
+        self.shared.ended.store(true, Ordering::Release);
+    }
+
+    /// Frames queued and not yet played.
+    pub fn buffered_frames(&self) -> usize {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+            / self.channels
+    }
+}
+
+impl AudioSource for PushSource {
+    fn fill(&mut self, out: &mut [f32]) -> usize {
+        let frames = out.len() / self.channels;
+        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let take = (q.len() / self.channels).min(frames) * self.channels;
+        for (o, s) in out.iter_mut().zip(q.drain(..take)) {
+            *o = s;
+        }
+        if take == 0 && self.shared.ended.load(Ordering::Acquire) {
+            return 0;
+        }
+        // What has not come yet is silence; the stream goes on.
+        out[take..frames * self.channels].fill(0.0);
+        frames
+    }
+
+    fn describe(&self) -> String {
+        "a pushed stream".into()
     }
 }
 
@@ -344,6 +477,31 @@ impl Crossfade {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_pushed_stream_plays_what_came_then_silence_then_ends() {
+        let (mut source, handle) = PushSource::new(2, 4);
+        // Six frames offered, four fit.
+        assert_eq!(handle.push(&[0.5; 12]), 4);
+        assert_eq!(handle.buffered_frames(), 4);
+        let mut out = [9.0f32; 6];
+        assert_eq!(source.fill(&mut out), 3);
+        assert_eq!(out, [0.5; 6]);
+        // One frame left, then silence: the stream goes on.
+        assert_eq!(source.fill(&mut out), 3);
+        assert_eq!(out, [0.5, 0.5, 0.0, 0.0, 0.0, 0.0]);
+        // 16-bit PCM: -32768 and 16384 are -1.0 and 0.5.
+        assert_eq!(handle.push_s16le(&[0x00, 0x80, 0x00, 0x40, 0x01]), 1);
+        handle.end();
+        assert_eq!(
+            handle.push(&[0.1, 0.1]),
+            0,
+            "nothing is taken after the end"
+        );
+        assert_eq!(source.fill(&mut out), 3);
+        assert_eq!(out[..2], [-1.0, 0.5]);
+        assert_eq!(source.fill(&mut out), 0, "ended and drained");
+    }
     use super::*;
 
     struct Constant(f32, usize);
