@@ -6,7 +6,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use lockstep::household::state::{MAX_STATE_LEN, STATE_FILE, TEMP_FILE};
+use lockstep::household::state::{Leading, MAX_STATE_LEN, STATE_FILE, TEMP_FILE};
 use lockstep::household::{
     HouseholdError, Opened, Speaker, SpeakerId, SpeakerState, StateDir, StateError,
 };
@@ -132,6 +132,29 @@ fn a_saved_state_reads_back_whole() {
     assert_eq!(v["format"], 1);
     assert_eq!(v["id"], state.id().to_string());
     assert_eq!(v["household"]["format"], 1);
+}
+
+#[test]
+fn what_a_leader_leads_is_kept_and_a_state_without_it_still_reads() {
+    let s = Scratch::new("leading");
+    let mut state = furnished(&s);
+    s.state().save(&state).unwrap();
+    let without = fs::read_to_string(s.file()).unwrap();
+    assert!(!without.contains("leading"), "nothing led, nothing written");
+    let group = state.household().resolve_group("Downstairs").unwrap();
+    let leading = Leading {
+        group,
+        source: "/music/a.flac".into(),
+        paused: true,
+    };
+    state.set_leading(Some(leading.clone()));
+    s.state().save(&state).unwrap();
+    let back = open(&s).unwrap().state;
+    assert_eq!(back.leading(), Some(&leading));
+    assert_eq!(back, state);
+    // A state written before leaders were kept reads as leading nothing.
+    fs::write(s.file(), without).unwrap();
+    assert_eq!(open(&s).unwrap().state.leading(), None);
 }
 
 #[test]
