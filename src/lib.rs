@@ -24,7 +24,7 @@
 //! | [`measure`] | measurement from outside: the sync meter, capture files, pairwise skew, THD+N, plots | reads and writes files |
 //! | [`sim`] | a seeded simulator of clocks, links and events that drives the same cores in virtual time | no (virtual time) |
 //! | [`relay`] | a seeded UDP relay that puts [`sim`]'s links between real nodes on loopback | yes |
-//! | [`household`] | what a home's speakers share: the household model and its merge, a speaker's state directory, discovery over mDNS, the JSON-RPC control API | the model and the API's sessions: no; the state directory, discovery and the API's listener: yes |
+//! | [`household`] | what a home's speakers share: the household model and its merge, a speaker's state directory, discovery over mDNS, the JSON-RPC control API, the speaker node | the model and the API's sessions: no; the state directory, discovery, the API's listener and the speaker node: yes |
 //!
 //! # The sans-IO promise
 //!

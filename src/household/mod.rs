@@ -14,8 +14,12 @@
 //!   authenticated by the household key before anything else.
 //! - [`rpc_tcp`]: the same on real sockets: a speaker's listener, an app's blocking
 //!   connection.
+//! - [`speaker`]: [`SpeakerNode`], one speaker as a long-running node: idle, leading or
+//!   following as the household says, with its state directory, its control API's methods,
+//!   discovery and its peers.
 //!
-//! `docs/household.md` describes discovery, the model and the state directory for users.
+//! `docs/household.md` describes discovery, the model, the state directory and the speaker
+//! node for users; `docs/control-api.md` the control API.
 
 pub mod discovery;
 pub mod model;
