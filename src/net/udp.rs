@@ -76,8 +76,9 @@ pub(crate) struct UdpConfig {
     /// Multicast sending and membership; `None` for a unicast socket, which then refuses to
     /// send to multicast addresses.
     pub multicast: Option<Multicast>,
-    /// `SO_RCVBUF` in bytes (the kernel doubles it and caps it at `net.core.rmem_max`);
-    /// `None` keeps the system default.
+    /// `SO_RCVBUF` in bytes (the kernel doubles it and caps it at `net.core.rmem_max`,
+    /// unless the process has `CAP_NET_ADMIN`: then it asks past the cap); `None` keeps
+    /// the system default.
     pub recv_buffer: Option<usize>,
 }
 
@@ -194,6 +195,22 @@ impl UdpSocket {
             socket
                 .set_recv_buffer_size(size)
                 .map_err(option("SO_RCVBUF"))?;
+            // The kernel caps SO_RCVBUF at net.core.rmem_max (212 992 bytes by default: a
+            // fifth of a second of a junk flood at one port). A privileged process may go
+            // past the cap; where that is refused, the capped buffer stays.
+            if socket.recv_buffer_size().is_ok_and(|got| got < size) {
+                let want = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+                // SAFETY: `want` is a valid c_int for the call's duration, with its size.
+                let _ = unsafe {
+                    libc::setsockopt(
+                        socket.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUFFORCE,
+                        ptr::from_ref(&want).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+            }
         }
         if cfg.bind.is_ipv4() {
             socket

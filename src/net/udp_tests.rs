@@ -428,3 +428,27 @@ fn multicast_on_a_namespace_loopback() {
     })
     .expect("enter the namespace");
 }
+
+#[test]
+fn a_receive_buffer_past_the_systems_cap_is_granted_to_a_privileged_process() {
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .expect("read net.core.rmem_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    // Past the cap (which the kernel would double).
+    let ask = rmem_max * 4;
+    let sock = UdpSocket::bind(&UdpConfig {
+        recv_buffer: Some(ask),
+        ..UdpConfig::new(loopback())
+    })
+    .expect("bind");
+    let got = sock.socket.recv_buffer_size().expect("read SO_RCVBUF");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert!(got >= ask, "asked {ask} bytes as root, got {got}");
+    } else {
+        // Not privileged: the kernel's cap stands, and binding still succeeds.
+        assert!(got >= rmem_max.min(ask), "asked {ask}, got {got}");
+    }
+}

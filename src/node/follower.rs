@@ -77,6 +77,13 @@ pub enum Output {
     },
 }
 
+/// The media socket's receive buffer, bytes (the kernel doubles it): junk sent to the
+/// media port at line rate fills it first, and the stream's own packets are dropped once
+/// it is full, so it holds about an eighth of a second of a 1500-byte flood at 28 000
+/// datagrams a second (what one port of the flood test takes) while the media thread is
+/// kept off the CPU.
+const MEDIA_RECV_BUFFER: usize = 4 << 20;
+
 /// How a [`Follower`] is set up. [`FollowerConfig::new`] gives the defaults.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -371,7 +378,7 @@ impl Follower {
             rx_timestamps: true,
             tx_timestamps: false,
             multicast: None,
-            recv_buffer: Some(1 << 20),
+            recv_buffer: Some(MEDIA_RECV_BUFFER),
         })
         .map_err(NodeError::from_net)?;
         let nonce = new_nonce().map_err(NodeError::Random)?;
@@ -700,7 +707,7 @@ fn take_stream(shared: &FollowerShared, s: &StreamParams) -> Result<(), NodeErro
                     ttl: 1,
                     loopback: true,
                 }),
-                recv_buffer: Some(1 << 20),
+                recv_buffer: Some(MEDIA_RECV_BUFFER),
                 ..UdpConfig::new(SocketAddr::V4(group))
             })
             .map_err(NodeError::from_net)?;
