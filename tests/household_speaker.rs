@@ -624,3 +624,78 @@ fn a_restarted_leader_plays_on_from_its_state() {
     assert!(skew.p99_us <= 20.0, "{skew:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn two_speakers_told_to_lead_one_group_at_once_settle_on_one_and_say_so() {
+    let dir = temp_dir("speaker-two-leaders");
+    let a = speaker(&dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
+    let b = speaker(&dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()]);
+    let mut to_a = app(&a);
+    let mut to_b = app(&b);
+    wait_for(
+        &mut to_a,
+        &["Kitchen", "Den"],
+        Duration::from_secs(10),
+        |_| true,
+    );
+    let made = call(
+        &mut to_a,
+        "group.create",
+        json!({"name": "Downstairs", "speakers": ["Kitchen", "Den"]}),
+    );
+    let group = made["group"].as_str().expect("id").to_owned();
+    wait_until(Duration::from_secs(5), || {
+        status(&mut to_b)["groups"]
+            .as_array()
+            .is_some_and(|g| !g.is_empty())
+    })
+    .expect("B knows the group");
+    // Each is told to lead, as two apps racing would have them: two claims, one record.
+    call(
+        &mut to_a,
+        "peer.lead",
+        json!({"group": group, "source": "noise"}),
+    );
+    call(
+        &mut to_b,
+        "peer.lead",
+        json!({"group": group, "source": "noise"}),
+    );
+    let settled = wait_for(
+        &mut to_a,
+        &["Kitchen", "Den"],
+        Duration::from_secs(10),
+        playing,
+    );
+    let states: Vec<&str> = ["Kitchen", "Den"]
+        .iter()
+        .map(|n| entry(&settled, n)["state"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        states.contains(&"leading") && states.contains(&"following"),
+        "{settled:#}"
+    );
+    // Both replicas name the same leader, and it is the one leading.
+    let leader_on = |s: &Value| s["groups"][0]["leader"].clone();
+    let on_b = status(&mut to_b);
+    assert_eq!(leader_on(&settled), leader_on(&on_b));
+    let leading = if states[0] == "leading" { &a } else { &b };
+    assert_eq!(leader_on(&settled), json!(leading.id().to_string()));
+    assert_eq!(
+        settled["groups"][0]["other_leaders"],
+        json!([]),
+        "{settled:#}"
+    );
+    // And it stays settled: no flipping between the two.
+    std::thread::sleep(Duration::from_secs(2));
+    let later = status(&mut to_a);
+    assert_eq!(leader_on(&later), leader_on(&settled));
+    let (ra, rb) = (a.stop(), b.stop());
+    assert!(
+        ra.len() + rb.len() <= 4,
+        "{} and {} sessions",
+        ra.len(),
+        rb.len()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

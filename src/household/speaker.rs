@@ -347,6 +347,24 @@ impl Inner {
         true
     }
 
+    /// The speakers other than `named` that say they lead group `id`: a conflict (the
+    /// household's record decides, and followers follow only the leader it names).
+    fn other_leaders(&self, id: GroupId, named: Option<SpeakerId>, mine: &Presence) -> Vec<String> {
+        let peers = lock(&self.peers);
+        let presences = peers
+            .iter()
+            .filter(|p| p.heard.is_some_and(|h| h.elapsed() < OFFLINE_AFTER))
+            .filter_map(|p| p.presence.as_ref())
+            .chain(std::iter::once(mine));
+        let mut out: Vec<String> = presences
+            .filter(|p| p.state == "leading" && p.group == Some(id) && Some(p.id) != named)
+            .map(|p| p.id.to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     fn peer_presence(&self, id: SpeakerId) -> Option<(Presence, bool)> {
         let peers = lock(&self.peers);
         let p = peers
@@ -1211,6 +1229,7 @@ impl Methods {
                 "leader": g.leader.map(|l| l.to_string()),
                 "state": state,
                 "source": source,
+                "other_leaders": self.inner.other_leaders(id, g.leader, &my_presence),
             }));
         }
         let layout = h.layout();
