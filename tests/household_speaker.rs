@@ -160,6 +160,33 @@ fn a_group_formed_and_played_through_the_api_plays_in_step() {
         .expect("the group")
         .clone();
     assert_eq!(group["state"], "playing", "{group}");
+    // The group's volume scales every member's own, as they play it.
+    call(
+        &mut to_a,
+        "speaker.volume",
+        json!({"speaker": "Hall", "volume": 0.8}),
+    );
+    call(
+        &mut to_a,
+        "group.volume",
+        json!({"group": "Downstairs", "volume": 0.5}),
+    );
+    let scaled = wait_for(
+        &mut to_a,
+        &["Kitchen", "Den", "Hall"],
+        Duration::from_secs(5),
+        |s| {
+            let want = if s["name"] == "Hall" { 0.4 } else { 0.5 };
+            s["health"]["volume"]
+                .as_f64()
+                .is_some_and(|v| (v - want).abs() < 1e-6)
+        },
+    );
+    assert_eq!(
+        entry(&scaled, "Hall")["volume"],
+        0.8,
+        "its own volume stays"
+    );
     std::thread::sleep(Duration::from_secs(4));
     let reports: Vec<Vec<FollowerReport>> = [a, b, c].into_iter().map(|s| s.stop()).collect();
     for r in &reports {

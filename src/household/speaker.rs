@@ -1070,6 +1070,11 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A single-precision value as the decimal it was written as (0.8, not 0.800000011920929).
+fn decimal(v: f32) -> f64 {
+    (f64::from(v) * 1e6).round() / 1e6
+}
+
 fn health_json(s: &FollowerStatus) -> Value {
     json!({
         "playing": s.playing,
@@ -1081,7 +1086,7 @@ fn health_json(s: &FollowerStatus) -> Value {
         "clock_settled": s.clock_settled,
         "uncertainty_us": s.uncertainty.map(|u| u.as_micros_f64()),
         "skew_us": s.skew_estimate.map(|u| u.as_micros_f64()),
-        "volume": s.volume,
+        "volume": decimal(s.volume),
         "muted": s.muted,
         "media_authenticated": s.media_authenticated,
         "clock_authenticated": s.clock_authenticated,
@@ -1185,7 +1190,7 @@ impl Methods {
                 "name": s.name,
                 "room": s.room,
                 "model": s.model,
-                "volume": s.settings.volume.get(),
+                "volume": decimal(s.settings.volume.get()),
                 "muted": s.settings.muted,
                 "trim_ms": s.settings.trim_ns as f64 / 1e6,
                 "online": online,
@@ -1225,7 +1230,7 @@ impl Methods {
                 "id": id.to_string(),
                 "name": g.name,
                 "members": g.members.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
-                "volume": g.volume.get(),
+                "volume": decimal(g.volume.get()),
                 "leader": g.leader.map(|l| l.to_string()),
                 "state": state,
                 "source": source,
