@@ -79,7 +79,7 @@ struct Args {
     )]
     output: String,
     /// The sample format of `--output -`.
-    #[arg(long, default_value = "s16le", value_parser = parse_format, value_name = "s16le|s24le|s32le|f32le")]
+    #[arg(long, default_value = "s16le", value_parser = cli::parse_format, value_name = "s16le|s24le|s32le|f32le")]
     format: SampleFormat,
     /// A sound card's callback size in frames (default: the device's); the card's buffer
     /// must fit in the group's latency.
@@ -104,11 +104,6 @@ struct Args {
     /// `--unauthenticated`). The status then says so.
     #[arg(long)]
     accept_unauthenticated: bool,
-}
-
-fn parse_format(s: &str) -> Result<SampleFormat, String> {
-    SampleFormat::from_name(s)
-        .ok_or_else(|| format!("unknown format {s:?}: s16le, s24le, s32le or f32le"))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {

@@ -85,7 +85,7 @@ struct Args {
     )]
     output: String,
     /// The sample format of `--output -`.
-    #[arg(long, default_value = "s16le", value_parser = parse_format, value_name = "s16le|s24le|s32le|f32le")]
+    #[arg(long, default_value = "s16le", value_parser = cli::parse_format, value_name = "s16le|s24le|s32le|f32le")]
     format: SampleFormat,
     /// Run on a simulated crystal this many ppm fast (negative: slow); 0 is the machine's
     /// monotonic clock.
@@ -102,11 +102,6 @@ struct Args {
     /// Stop after this many seconds (default: run until stopped).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
-}
-
-fn parse_format(s: &str) -> Result<SampleFormat, String> {
-    SampleFormat::from_name(s)
-        .ok_or_else(|| format!("unknown format {s:?}: s16le, s24le, s32le or f32le"))
 }
 
 fn main() -> ExitCode {

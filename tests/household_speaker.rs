@@ -108,25 +108,49 @@ fn first_sample(reports: &[FollowerReport]) -> i64 {
         .expect("a session played")
 }
 
+/// Kitchen (+60 ppm), Den (−40 ppm) and, when `hall`, Hall (+15 ppm), all model m1,
+/// recording to `kitchen.wav`, `den.wav` and `hall.wav`. Den and Hall know only Kitchen
+/// (they learn of each other from it). Returns them, in that order, and an app logged in
+/// to Kitchen, once Kitchen lists every one of them online.
+fn household(dir: &Path, hall: bool) -> (Vec<SpeakerNode>, RpcConnection) {
+    let a = speaker(dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
+    let mut all = vec![speaker(dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()])];
+    if hall {
+        all.push(speaker(
+            dir,
+            "Hall",
+            "m1",
+            15.0,
+            "hall.wav",
+            &[a.rpc_addr()],
+        ));
+    }
+    all.insert(0, a);
+    let mut to_a = app(&all[0]);
+    let names: &[&str] = if hall {
+        &["Kitchen", "Den", "Hall"]
+    } else {
+        &["Kitchen", "Den"]
+    };
+    wait_for(&mut to_a, names, Duration::from_secs(10), |_| true);
+    (all, to_a)
+}
+
+/// Creates group `name` of `members` through `app`; returns the answer.
+fn create_group(app: &mut RpcConnection, name: &str, members: &[&str]) -> Value {
+    call(
+        app,
+        "group.create",
+        json!({"name": name, "speakers": members}),
+    )
+}
+
 #[test]
 fn a_group_formed_and_played_through_the_api_plays_in_step() {
     let dir = temp_dir("speaker-group");
-    let a = speaker(&dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
-    let b = speaker(&dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()]);
-    let c = speaker(&dir, "Hall", "m1", 15.0, "hall.wav", &[a.rpc_addr()]);
-    let mut to_a = app(&a);
-    // Every speaker finds every other through A (B and C learn of each other from it).
-    wait_for(
-        &mut to_a,
-        &["Kitchen", "Den", "Hall"],
-        Duration::from_secs(10),
-        |_| true,
-    );
-    let made = call(
-        &mut to_a,
-        "group.create",
-        json!({"name": "Downstairs", "speakers": ["Kitchen", "Den", "Hall"]}),
-    );
+    let (speakers, mut to_a) = household(&dir, true);
+    let [a, b, c]: [SpeakerNode; 3] = speakers.try_into().expect("three");
+    let made = create_group(&mut to_a, "Downstairs", &["Kitchen", "Den", "Hall"]);
     assert!(made["group"].is_string(), "{made}");
     // Played through another speaker than the leader: B forwards it to A, the group's
     // first member.
@@ -233,26 +257,10 @@ fn a_group_formed_and_played_through_the_api_plays_in_step() {
 #[test]
 fn a_speaker_moved_between_playing_groups_plays_in_step_in_its_new_group() {
     let dir = temp_dir("speaker-move");
-    let a = speaker(&dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
-    let b = speaker(&dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()]);
-    let c = speaker(&dir, "Hall", "m1", 15.0, "hall.wav", &[a.rpc_addr()]);
-    let mut to_a = app(&a);
-    wait_for(
-        &mut to_a,
-        &["Kitchen", "Den", "Hall"],
-        Duration::from_secs(10),
-        |_| true,
-    );
-    call(
-        &mut to_a,
-        "group.create",
-        json!({"name": "Downstairs", "speakers": ["Kitchen", "Den"]}),
-    );
-    call(
-        &mut to_a,
-        "group.create",
-        json!({"name": "Upstairs", "speakers": ["Hall"]}),
-    );
+    let (speakers, mut to_a) = household(&dir, true);
+    let [a, b, c]: [SpeakerNode; 3] = speakers.try_into().expect("three");
+    create_group(&mut to_a, "Downstairs", &["Kitchen", "Den"]);
+    create_group(&mut to_a, "Upstairs", &["Hall"]);
     call(
         &mut to_a,
         "group.play",
@@ -327,20 +335,9 @@ fn entry_group(status: &Value, name: &str) -> Value {
 #[test]
 fn a_restarted_speaker_comes_back_to_its_group_with_its_settings() {
     let dir = temp_dir("speaker-restart");
-    let a = speaker(&dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
-    let b = speaker(&dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()]);
-    let mut to_a = app(&a);
-    wait_for(
-        &mut to_a,
-        &["Kitchen", "Den"],
-        Duration::from_secs(10),
-        |_| true,
-    );
-    call(
-        &mut to_a,
-        "group.create",
-        json!({"name": "Downstairs", "speakers": ["Kitchen", "Den"]}),
-    );
+    let (speakers, mut to_a) = household(&dir, false);
+    let [a, b]: [SpeakerNode; 2] = speakers.try_into().expect("two");
+    create_group(&mut to_a, "Downstairs", &["Kitchen", "Den"]);
     call(
         &mut to_a,
         "speaker.volume",
@@ -492,20 +489,9 @@ fn base64(bytes: &[u8]) -> String {
 #[test]
 fn a_stream_pushed_over_the_api_plays_in_step_on_every_member() {
     let dir = temp_dir("speaker-push");
-    let a = speaker(&dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
-    let b = speaker(&dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()]);
-    let mut to_a = app(&a);
-    wait_for(
-        &mut to_a,
-        &["Kitchen", "Den"],
-        Duration::from_secs(10),
-        |_| true,
-    );
-    call(
-        &mut to_a,
-        "group.create",
-        json!({"name": "Downstairs", "speakers": ["Kitchen", "Den"]}),
-    );
+    let (speakers, mut to_a) = household(&dir, false);
+    let [a, b]: [SpeakerNode; 2] = speakers.try_into().expect("two");
+    create_group(&mut to_a, "Downstairs", &["Kitchen", "Den"]);
     let rpc_error = |r: Result<Value, RpcCallError>| match r {
         Err(RpcCallError::Rpc(e)) => e,
         other => panic!("expected an error, got {other:?}"),
@@ -585,20 +571,11 @@ fn a_stream_pushed_over_the_api_plays_in_step_on_every_member() {
 #[test]
 fn a_restarted_leader_plays_on_from_its_state() {
     let dir = temp_dir("speaker-leader-restart");
-    let a = speaker(&dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
-    let b = speaker(&dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()]);
+    let (speakers, _) = household(&dir, false);
+    let [a, b]: [SpeakerNode; 2] = speakers.try_into().expect("two");
+    // The app talks to the speaker that is not restarted.
     let mut to_b = app(&b);
-    wait_for(
-        &mut to_b,
-        &["Kitchen", "Den"],
-        Duration::from_secs(10),
-        |_| true,
-    );
-    call(
-        &mut to_b,
-        "group.create",
-        json!({"name": "Downstairs", "speakers": ["Kitchen", "Den"]}),
-    );
+    create_group(&mut to_b, "Downstairs", &["Kitchen", "Den"]);
     let played = call(
         &mut to_b,
         "group.play",
@@ -655,21 +632,10 @@ fn a_restarted_leader_plays_on_from_its_state() {
 #[test]
 fn two_speakers_told_to_lead_one_group_at_once_settle_on_one_and_say_so() {
     let dir = temp_dir("speaker-two-leaders");
-    let a = speaker(&dir, "Kitchen", "m1", 60.0, "kitchen.wav", &[]);
-    let b = speaker(&dir, "Den", "m1", -40.0, "den.wav", &[a.rpc_addr()]);
-    let mut to_a = app(&a);
+    let (speakers, mut to_a) = household(&dir, false);
+    let [a, b]: [SpeakerNode; 2] = speakers.try_into().expect("two");
     let mut to_b = app(&b);
-    wait_for(
-        &mut to_a,
-        &["Kitchen", "Den"],
-        Duration::from_secs(10),
-        |_| true,
-    );
-    let made = call(
-        &mut to_a,
-        "group.create",
-        json!({"name": "Downstairs", "speakers": ["Kitchen", "Den"]}),
-    );
+    let made = create_group(&mut to_a, "Downstairs", &["Kitchen", "Den"]);
     let group = made["group"].as_str().expect("id").to_owned();
     wait_until(Duration::from_secs(5), || {
         status(&mut to_b)["groups"]

@@ -116,3 +116,9 @@ pub fn device_output(name: Option<String>) -> Result<Output, Failure> {
         ))
     }
 }
+
+/// `--format` to a [`SampleFormat`].
+pub fn parse_format(s: &str) -> Result<SampleFormat, String> {
+    SampleFormat::from_name(s)
+        .ok_or_else(|| format!("unknown format {s:?}: s16le, s24le, s32le or f32le"))
+}
