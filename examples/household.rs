@@ -734,6 +734,13 @@ impl Status {
     }
 }
 
+fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    }
+}
+
 fn percent(volume: f64) -> String {
     format!("{:.0} %", volume * 100.0)
 }
@@ -746,10 +753,10 @@ fn render_status(status: &Status) -> String {
             .map_or_else(|| id.to_owned(), |n| (*n).to_owned())
     };
     let mut out = format!(
-        "household clock {}: {} speakers, {} groups\n",
+        "household clock {}: {}, {}\n",
         status.clock,
-        status.speakers.len(),
-        status.groups.len()
+        count(status.speakers.len(), "speaker"),
+        count(status.groups.len(), "group")
     );
     out += "speakers:\n";
     for s in &status.speakers {

@@ -101,10 +101,28 @@ fn status() -> Value {
     })
 }
 
+/// The answer of `household.status` in the example of `docs/control-api.md`.
+fn documented_status() -> Value {
+    let doc = include_str!("../docs/control-api.md");
+    let example = doc
+        .split("#### `household.status`")
+        .nth(1)
+        .expect("the page has an example of household.status");
+    // Its second block is the answer.
+    let answer = example
+        .split("```json\n")
+        .nth(2)
+        .and_then(|b| b.split("```").next())
+        .expect("the example has an answer");
+    let answer: Value = serde_json::from_str(answer).expect("the answer is JSON");
+    answer["result"].clone()
+}
+
 /// A speaker that records every call and answers from a script.
-#[derive(Default)]
 struct Scripted {
     calls: Vec<Call>,
+    /// What it answers to `household.status`.
+    status: Value,
 }
 
 impl RpcHandler for Scripted {
@@ -118,7 +136,7 @@ impl RpcHandler for Scripted {
                 .with_data(json!("Nowhere")));
         }
         match method {
-            "household.status" => Ok(status()),
+            "household.status" => Ok(self.status.clone()),
             "group.create" => Ok(json!({"group": NEW_GROUP, "clock": 18})),
             "group.play" => Ok(json!({"leader": KITCHEN, "clock": 18})),
             // An answer without the clock the contract promises.
@@ -140,7 +158,14 @@ struct Speaker {
 
 impl Speaker {
     fn start(key: &[u8]) -> Speaker {
-        let script = Arc::new(Mutex::new(Scripted::default()));
+        Speaker::answering(key, status())
+    }
+
+    fn answering(key: &[u8], status: Value) -> Speaker {
+        let script = Arc::new(Mutex::new(Scripted {
+            calls: Vec::new(),
+            status,
+        }));
         let handler: SharedHandler = script.clone();
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let listener = RpcListener::bind(addr, HouseholdKey::new(key).unwrap(), handler)
@@ -460,6 +485,22 @@ fn ls_lists_speakers_with_their_health_and_groups_pairs_and_subs() {
         "  Sub under Living L",
     ] {
         assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
+}
+
+#[test]
+fn the_documented_status_is_what_the_app_reads() {
+    let speaker = Speaker::answering(KEY, documented_status());
+    let ran = app(&speaker.rpc(), &["ls"]);
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    for line in [
+        "household clock 17: 5 speakers, 1 group",
+        "    room Living, model LS-1, following Downstairs, role right, volume 80 %",
+        "    health: playing, buffer 97.6 ms, skew -0.6 µs, clock ±2.9 µs, 0 underruns, 2 packets lost, 0 late",
+        "    playing tone, leader Kitchen, volume 100 %",
+        "  Sub under Living L",
+    ] {
+        assert!(ran.stdout.contains(line), "no {line:?} in\n{}", ran.stdout);
     }
 }
 
