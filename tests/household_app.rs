@@ -562,6 +562,17 @@ fn an_unreachable_speaker_a_broken_answer_and_a_bad_command_line_exit_2() {
     let key = key_file();
     let ran = finish(spawn(&["--key", key.to_str().unwrap(), "ls"]));
     assert_eq!(ran.code, Some(2), "{ran:?}");
+    // An interface address this machine does not have (TEST-NET-1): discovery refuses it
+    // before its daemon starts, so nothing is sent.
+    let ran = finish(spawn(&[
+        "--key",
+        key.to_str().unwrap(),
+        "--interface",
+        "192.0.2.1",
+        "ls",
+    ]));
+    assert_eq!(ran.code, Some(2), "{ran:?}");
+    assert!(ran.stderr.contains("discovery on 192.0.2.1"), "{ran:?}");
     assert_eq!(
         speaker.take_calls(),
         vec![call(
