@@ -332,17 +332,29 @@ fn send(
                 }
                 print_json(&json!({ "error": error }));
             }
-            let data = match &e.data {
-                Some(Value::String(s)) => format!(": {s}"),
-                Some(other) => format!(": {other}"),
-                None => String::new(),
-            };
+            let data = e
+                .data
+                .as_ref()
+                .map_or_else(String::new, |d| format!(": {}", plain(d)));
             Err(refused(format!(
                 "{method} refused: {}{data} (error {})",
                 e.message, e.code
             )))
         }
         Err(e) => Err(unreachable(format!("{method}: {e}"))),
+    }
+}
+
+/// A value as text without JSON's quotes: an object as `key value, …`.
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| format!("{k} {}", plain(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
     }
 }
 
@@ -618,6 +630,14 @@ fn render_notification(method: &str, params: &Value) -> String {
             (Some(name), Some(id), Some(state)) => format!("group {name} ({id}) is {state}"),
             _ => format!("{method} {params}"),
         },
+        "speaker.state" => match (s("speaker"), s("state")) {
+            (Some(id), Some(state)) => match s("group") {
+                Some(group) => format!("speaker {id} is {state} (group {group})"),
+                None => format!("speaker {id} is {state}"),
+            },
+            _ => format!("{method} {params}"),
+        },
+        "household.conflict" => format!("household conflict: {}", plain(params)),
         _ => format!("{method} {params}"),
     }
 }
@@ -628,6 +648,12 @@ fn render_notification(method: &str, params: &Value) -> String {
 #[derive(Debug, Deserialize)]
 struct Status {
     clock: u64,
+    /// The id of the speaker that answered.
+    speaker: Option<String>,
+    /// How many conflicts its merges of the household found so far.
+    conflicts: Option<u64>,
+    /// Why it could not start leading, if it could not.
+    lead_error: Option<String>,
     speakers: Vec<SpeakerStatus>,
     groups: Vec<GroupStatus>,
     pairs: Vec<PairStatus>,
@@ -658,8 +684,10 @@ struct Health {
     packets_late: u64,
     buffer_ms: f64,
     clock_settled: bool,
-    uncertainty_us: f64,
-    skew_us: f64,
+    /// Null until there is a clock estimate.
+    uncertainty_us: Option<f64>,
+    /// Null until there is a skew estimate.
+    skew_us: Option<f64>,
     media_authenticated: bool,
     clock_authenticated: bool,
 }
@@ -753,11 +781,21 @@ fn render_status(status: &Status) -> String {
             .map_or_else(|| id.to_owned(), |n| (*n).to_owned())
     };
     let mut out = format!(
-        "household clock {}: {}, {}\n",
+        "household clock {}: {}, {}",
         status.clock,
         count(status.speakers.len(), "speaker"),
         count(status.groups.len(), "group")
     );
+    if let Some(me) = &status.speaker {
+        out += &format!(" (as {} sees it)", name(me));
+    }
+    out += "\n";
+    if let Some(n) = status.conflicts.filter(|n| *n > 0) {
+        out += &format!("conflicts found merging the household: {n}\n");
+    }
+    if let Some(e) = &status.lead_error {
+        out += &format!("could not lead: {e}\n");
+    }
     out += "speakers:\n";
     for s in &status.speakers {
         let mut line = vec![format!("room {}", s.room), format!("model {}", s.model)];
@@ -827,8 +865,14 @@ fn health(h: Option<&Health>) -> String {
     let mut parts = vec![
         if h.playing { "playing" } else { "not playing" }.to_owned(),
         format!("buffer {:.1} ms", h.buffer_ms),
-        format!("skew {:.1} µs", h.skew_us),
-        format!("clock ±{:.1} µs", h.uncertainty_us),
+        h.skew_us.map_or_else(
+            || "skew not estimated yet".into(),
+            |s| format!("skew {s:.1} µs"),
+        ),
+        h.uncertainty_us.map_or_else(
+            || "no clock estimate yet".into(),
+            |u| format!("clock ±{u:.1} µs"),
+        ),
         format!("{} underruns", h.underruns),
         format!("{} packets lost", h.packets_lost),
         format!("{} late", h.packets_late),

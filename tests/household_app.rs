@@ -83,12 +83,18 @@ fn status() -> Value {
         json!(DOWNSTAIRS),
         json!("sub"),
     );
+    // A follower that has no estimates yet.
     sub["health"] = health(1.1);
+    sub["health"]["skew_us"] = Value::Null;
+    sub["health"]["uncertainty_us"] = Value::Null;
     let mut den = speaker(DEN, "Den", "Den", "idle", json!(DEN_GROUP), Value::Null);
     den["muted"] = json!(true);
     den["online"] = json!(false);
     json!({
         "clock": 17,
+        "speaker": KITCHEN,
+        "conflicts": 2,
+        "lead_error": "no source \"/music/gone.flac\" on this speaker",
         "speakers": [kitchen, left, right, sub, den],
         "groups": [
             {"id": DOWNSTAIRS, "name": "Downstairs", "members": [KITCHEN, LIVING_L, LIVING_R, SUB],
@@ -132,8 +138,9 @@ impl RpcHandler for Scripted {
             .as_object()
             .is_some_and(|o| o.values().any(|v| v == "Nowhere"));
         if names_nowhere {
+            // As the speaker node answers it: the data names what was not found.
             return Err(RpcError::new(codes::NOT_FOUND, "no such speaker or group")
-                .with_data(json!("Nowhere")));
+                .with_data(json!({"speaker": "Nowhere"})));
         }
         match method {
             "household.status" => Ok(self.status.clone()),
@@ -468,7 +475,10 @@ fn ls_lists_speakers_with_their_health_and_groups_pairs_and_subs() {
     );
     let out = &ran.stdout;
     for line in [
-        "household clock 17: 5 speakers, 2 groups",
+        "household clock 17: 5 speakers, 2 groups (as Kitchen sees it)",
+        "conflicts found merging the household: 2",
+        "could not lead: no source \"/music/gone.flac\" on this speaker",
+        "    health: playing, buffer 98.1 ms, skew not estimated yet, no clock estimate yet,",
         &format!("  Kitchen  {KITCHEN}"),
         "    room Kitchen, model LS-1, leading Downstairs, volume 80 %",
         "    health: playing, buffer 98.1 ms, skew 0.0 µs, clock ±3.2 µs, 0 underruns, 3 packets lost, 1 late",
@@ -511,15 +521,17 @@ fn a_refusal_shows_the_message_and_data_and_exits_1() {
     assert_eq!(ran.code, Some(1), "{ran:?}");
     assert!(ran.stdout.is_empty(), "{ran:?}");
     assert!(
-        ran.stderr
-            .contains("group.add refused: no such speaker or group: Nowhere (error -32003)"),
+        ran.stderr.contains(
+            "group.add refused: no such speaker or group: speaker Nowhere (error -32003)"
+        ),
         "{ran:?}"
     );
     let ran = app(&speaker.rpc(), &["--json", "mute", "Nowhere"]);
     assert_eq!(ran.code, Some(1), "{ran:?}");
     assert_eq!(
         ran.json(),
-        json!({"error": {"code": -32003, "message": "no such speaker or group", "data": "Nowhere"}})
+        json!({"error": {"code": -32003, "message": "no such speaker or group",
+                         "data": {"speaker": "Nowhere"}}})
     );
     assert!(ran.stderr.contains("speaker.mute refused"), "{ran:?}");
 }
@@ -674,6 +686,7 @@ fn watch_prints_notifications_as_they_come_and_stops_after_its_seconds() {
             "group.state",
             json!({"group": DOWNSTAIRS, "name": "Downstairs", "state": "paused"}),
         );
+        speaker.listener.notify("other.thing", json!({"x": 1}));
         let started = Instant::now();
         let ran = finish(running);
         assert_eq!(ran.code, Some(0), "{ran:?}");
@@ -690,6 +703,7 @@ fn watch_prints_notifications_as_they_come_and_stops_after_its_seconds() {
                     json!({"method": "household.changed", "params": {"clock": 19}}),
                     json!({"method": "group.state", "params":
                         {"group": DOWNSTAIRS, "name": "Downstairs", "state": "paused"}}),
+                    json!({"method": "other.thing", "params": {"x": 1}}),
                 ]
             );
         } else {
@@ -698,6 +712,8 @@ fn watch_prints_notifications_as_they_come_and_stops_after_its_seconds() {
                 [
                     "household changed (clock 19)",
                     &format!("group Downstairs ({DOWNSTAIRS}) is paused"),
+                    // One it does not know, as it came.
+                    "other.thing {\"x\":1}",
                 ]
             );
         }
