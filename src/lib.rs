@@ -23,6 +23,7 @@
 //! | [`node`] | [`node::Leader`] and [`node::Follower`]: threads that drive the cores over sockets | yes |
 //! | [`measure`] | measurement from outside: the sync meter, capture files, pairwise skew, THD+N, plots | reads and writes files |
 //! | [`sim`] | a seeded simulator of clocks, links and events that drives the same cores in virtual time | no (virtual time) |
+//! | [`net`] | [`net::NetNs`]: throwaway network namespaces, bridges and veth pairs for tests and demos (root and iproute2) | yes |
 //! | [`relay`] | a seeded UDP relay that puts [`sim`]'s links between real nodes on loopback | yes |
 //! | [`household`] | what a home's speakers share: the household model and its merge, a speaker's state directory, discovery over mDNS, the JSON-RPC control API, the speaker node | the model and the API's sessions: no; the state directory, discovery, the API's listener and the speaker node: yes |
 //!
@@ -146,9 +147,10 @@ pub mod core;
 pub mod household;
 pub mod measure;
 pub mod media;
-// The UDP driver: crate-private so that socket2 stays out of the public API; Linux-only.
+// The UDP driver, crate-private but for the namespaces of tests and demos, its error and
+// the relay, so that socket2 stays out of the public API; Linux-only.
 #[cfg(target_os = "linux")]
-mod net;
+pub mod net;
 #[cfg(target_os = "linux")]
 pub mod node;
 #[cfg(target_os = "linux")]

@@ -1,4 +1,4 @@
-//! [`NetNs`]: a throwaway network namespace for tests that send multicast.
+//! [`NetNs`]: a throwaway network namespace for tests and demos that send multicast.
 //!
 //! A fresh namespace has only its own loopback interface, so whatever a test sends there can
 //! reach no real network. It is made and removed with iproute2's `ip netns`, which needs
@@ -13,9 +13,31 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Numbers the namespaces of this process, so that parallel tests get distinct names.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A named network namespace (`/run/netns/NAME`), deleted on drop.
+/// A named network namespace (`/run/netns/NAME`), deleted on drop: for tests and demos
+/// that must send multicast (PTP, mDNS) without it reaching the machine's real interfaces.
+///
+/// Linux only; it needs root (`CAP_SYS_ADMIN` and `CAP_NET_ADMIN`) and iproute2's `ip`, and
+/// every method fails with an [`io::Error`] that names the `ip` command when either is
+/// missing. Interfaces it makes ([`veth_to`](Self::veth_to),
+/// [`add_bridge`](Self::add_bridge), [`veth_to_bridge`](Self::veth_to_bridge)) live only
+/// inside namespaces, and go with them.
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// use lockstep::net::NetNs;
+///
+/// let hub = NetNs::create("my-demo")?;
+/// hub.add_bridge("br0", "10.99.0.129/26")?;
+/// let speaker = NetNs::create("my-demo")?;
+/// speaker.veth_to_bridge(&hub, "br0", ("eth0", "10.99.0.130/26"), "port0")?;
+/// speaker.route_multicast("eth0")?;
+/// // Sockets made on this thread's child live in `speaker`'s namespace.
+/// speaker.enter_thread(|| { /* start a node */ })?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
-pub(crate) struct NetNs {
+pub struct NetNs {
     /// `PREFIX-PID-N`: the pid keeps concurrent test processes apart.
     name: String,
 }
@@ -56,7 +78,7 @@ fn ip(args: &[&str]) -> io::Result<()> {
 impl NetNs {
     /// Creates the namespace `PREFIX-PID-N` with its loopback up, multicast-capable and
     /// routing all multicast (224.0.0.0/4), so sockets inside can use groups on 127.0.0.1.
-    pub(crate) fn create(name_prefix: &str) -> io::Result<NetNs> {
+    pub fn create(name_prefix: &str) -> io::Result<NetNs> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("{name_prefix}-{}-{n}", std::process::id());
         ip(&["netns", "add", &name])?;
@@ -69,7 +91,7 @@ impl NetNs {
     }
 
     /// The namespace's name, as `ip netns list` shows it.
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
@@ -81,12 +103,7 @@ impl NetNs {
     /// peer's, so it never exists in the host's namespace, not even for a moment. Deleting
     /// either namespace destroys both ends, so dropping the two [`NetNs`] cleans up; nothing
     /// here needs a guard of its own.
-    pub(crate) fn veth_to(
-        &self,
-        peer: &NetNs,
-        here: (&str, &str),
-        there: (&str, &str),
-    ) -> io::Result<()> {
+    pub fn veth_to(&self, peer: &NetNs, here: (&str, &str), there: (&str, &str)) -> io::Result<()> {
         let (near, near_addr) = here;
         let (far, far_addr) = there;
         let (a, b) = (self.name.as_str(), peer.name.as_str());
@@ -100,9 +117,47 @@ impl NetNs {
         Ok(())
     }
 
+    /// Makes a Linux bridge `name` in this namespace with the address `addr` (with its
+    /// prefix, e.g. `10.99.0.129/26`), up, so that several namespaces joined to it with
+    /// [`veth_to_bridge`](Self::veth_to_bridge) share one link, multicast included, and
+    /// this namespace can talk on it too.
+    pub fn add_bridge(&self, name: &str, addr: &str) -> io::Result<()> {
+        let ns = self.name.as_str();
+        ip(&["-n", ns, "link", "add", "name", name, "type", "bridge"])?;
+        ip(&["-n", ns, "addr", "add", addr, "dev", name])?;
+        ip(&["-n", ns, "link", "set", name, "up"])?;
+        Ok(())
+    }
+
+    /// Joins this namespace to the bridge `bridge` of namespace `hub` (made by
+    /// [`add_bridge`](Self::add_bridge)) with a veth pair: `here` (an interface name and an
+    /// address with its prefix) on this side; on the hub's side the interface `port`, with
+    /// no address, a port of the bridge. Both ends up.
+    ///
+    /// As with [`veth_to`](Self::veth_to), the pair never exists in the host's namespace,
+    /// and deleting either namespace destroys both ends.
+    pub fn veth_to_bridge(
+        &self,
+        hub: &NetNs,
+        bridge: &str,
+        here: (&str, &str),
+        port: &str,
+    ) -> io::Result<()> {
+        let (near, near_addr) = here;
+        let (a, b) = (self.name.as_str(), hub.name.as_str());
+        ip(&[
+            "-n", a, "link", "add", near, "type", "veth", "peer", "name", port, "netns", b,
+        ])?;
+        ip(&["-n", a, "addr", "add", near_addr, "dev", near])?;
+        ip(&["-n", b, "link", "set", port, "master", bridge])?;
+        ip(&["-n", a, "link", "set", near, "up"])?;
+        ip(&["-n", b, "link", "set", port, "up"])?;
+        Ok(())
+    }
+
     /// Routes all multicast (224.0.0.0/4) out of `dev` instead of the loopback, so that a
     /// socket that names no multicast interface sends its groups over that link.
-    pub(crate) fn route_multicast(&self, dev: &str) -> io::Result<()> {
+    pub fn route_multicast(&self, dev: &str) -> io::Result<()> {
         ip(&[
             "-n",
             &self.name,
@@ -119,7 +174,7 @@ impl NetNs {
     ///
     /// Fails without running `f` when the namespace cannot be entered: running it in the
     /// host's namespace instead would send on the real network. A panic in `f` is passed on.
-    pub(crate) fn enter_thread<T: Send>(&self, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    pub fn enter_thread<T: Send>(&self, f: impl FnOnce() -> T + Send) -> io::Result<T> {
         let path = format!("/run/netns/{}", self.name);
         let file = File::open(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot open {path}: {e}")))?;
@@ -153,6 +208,8 @@ impl Drop for NetNs {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     /// The identity of the calling thread's network namespace.
@@ -262,6 +319,81 @@ mod tests {
             now.contains(&format!("dev {va}")) && !now.contains("dev lo"),
             "{now}"
         );
+    }
+
+    /// A UDP socket in the calling thread's namespace on `addr`'s port, joined to `group`
+    /// on `addr`, with a 2 s read limit.
+    fn multicast_listener(addr: Ipv4Addr, group: Ipv4Addr, port: u16) -> std::net::UdpSocket {
+        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind");
+        s.join_multicast_v4(&group, &addr).expect("join");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
+        s
+    }
+
+    #[test]
+    #[ignore = "needs root and iproute2: run by .ci/run with --ignored"]
+    fn namespaces_on_one_bridge_share_multicast_and_the_host_sees_none_of_it() {
+        let hub = NetNs::create("lockstep-bridge-test").expect("create the hub");
+        let a = NetNs::create("lockstep-bridge-test").expect("create namespace a");
+        let b = NetNs::create("lockstep-bridge-test").expect("create namespace b");
+        let pid = std::process::id();
+        let (br, pa, pb) = (
+            format!("lsb{pid}"),
+            format!("lsb{pid}a"),
+            format!("lsb{pid}b"),
+        );
+        hub.add_bridge(&br, "10.99.0.190/26")
+            .expect("make the bridge");
+        a.veth_to_bridge(&hub, &br, ("eth0", "10.99.0.129/26"), &pa)
+            .expect("join a");
+        b.veth_to_bridge(&hub, &br, ("eth0", "10.99.0.130/26"), &pb)
+            .expect("join b");
+        for (ns, dev) in [(&hub, br.as_str()), (&a, "eth0"), (&b, "eth0")] {
+            ns.route_multicast(dev).expect("route multicast");
+        }
+        let in_hub = hub.enter_thread(interfaces).expect("enter the hub");
+        assert!(
+            in_hub.contains(&br) && in_hub.contains(&pa) && in_hub.contains(&pb),
+            "{in_hub:?}"
+        );
+        let host = interfaces();
+        assert!(
+            !host.contains(&br) && !host.contains(&pa) && !host.contains(&pb),
+            "{host:?}"
+        );
+        let group = Ipv4Addr::new(239, 255, 77, 1);
+        let port = 47_001;
+        let in_b = b
+            .enter_thread(|| multicast_listener(Ipv4Addr::new(10, 99, 0, 130), group, port))
+            .expect("enter b");
+        let in_hub = hub
+            .enter_thread(|| multicast_listener(Ipv4Addr::new(10, 99, 0, 190), group, port))
+            .expect("enter the hub");
+        // The ports may take a moment to forward: a few sends, bounded.
+        let sent = a
+            .enter_thread(|| {
+                let s = std::net::UdpSocket::bind((Ipv4Addr::new(10, 99, 0, 129), 0))
+                    .expect("bind in a");
+                for _ in 0..20 {
+                    s.send_to(b"through the bridge", (group, port))
+                        .expect("send");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            })
+            .is_ok();
+        assert!(sent);
+        let mut buf = [0u8; 64];
+        for (who, sock) in [("b", &in_b), ("the hub", &in_hub)] {
+            let (n, from) = sock
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("{who} heard nothing from a: {e}"));
+            assert_eq!(&buf[..n], b"through the bridge", "{who}");
+            assert_eq!(from.ip(), Ipv4Addr::new(10, 99, 0, 129), "{who}");
+        }
+        drop((in_b, in_hub, a, b, hub));
+        let host = interfaces();
+        assert!(!host.contains(&br), "{host:?}");
     }
 
     #[test]
