@@ -625,9 +625,7 @@ fn run(args: &Args) -> Result<Report, String> {
             started.push(mono_ns());
             nodes.push(Some(start_speaker(&lab.rooms[i], i, &state(i), wav(i))?));
         }
-        let out = household(
-            args, &lab, &song_path, &mut nodes, &started, &seen, &wav, &state,
-        );
+        let out = household(&lab, &song_path, &mut nodes, &started, &seen, &wav, &state);
         // Whatever happened, every node stops before the namespaces go.
         for n in nodes.iter_mut() {
             if let Some(n) = n.take() {
@@ -647,7 +645,6 @@ fn run(args: &Args) -> Result<Report, String> {
 /// The household's day, from idle speakers to the figures.
 #[allow(clippy::too_many_arguments)]
 fn household(
-    _args: &Args,
     lab: &Lab,
     song_path: &Path,
     nodes: &mut [Option<SpeakerNode>],
@@ -666,21 +663,16 @@ fn household(
     {
         pause(Duration::from_millis(20))?;
     }
-    for i in 0..SPECS.len() {
-        match listed_after(seen, name(i), started[i]) {
-            Some(t) => report.target(
-                &format!("listed {}", name(i)),
-                format!("{t:.0} ms after its start"),
-                t <= LISTED_MS,
-                &format!("≤ {LISTED_MS:.0} ms"),
-            ),
-            None => report.target(
-                &format!("listed {}", name(i)),
-                "not listed within 5 s".into(),
-                false,
-                &format!("≤ {LISTED_MS:.0} ms"),
-            ),
-        }
+    for (spec, &since) in SPECS.iter().zip(started) {
+        let figure = listed_after(seen, spec.name, since);
+        report.target(
+            &format!("listed {}", spec.name),
+            figure.map_or("not listed within 5 s".into(), |t| {
+                format!("{t:.0} ms after its start")
+            }),
+            figure.is_some_and(|t| t <= LISTED_MS),
+            &format!("≤ {LISTED_MS:.0} ms"),
+        );
     }
 
     // The app, in the hub, talks to Living L.
