@@ -588,33 +588,43 @@ fn run(args: &Args) -> Result<Report, String> {
         .map_err(|e| format!("the app's mDNS browser: {e}"))?;
     let seen: Sightings = Arc::default();
     let watching = Arc::new(AtomicBool::new(true));
+    // Its thread is started in the hub too: the browser may start a daemon of its own
+    // again (after a loss), and that must bind in the hub.
     let watcher = {
         let (seen, watching) = (Arc::clone(&seen), Arc::clone(&watching));
-        std::thread::spawn(move || {
-            // The names by id, for the events that give only an id.
-            let mut names: Vec<(String, String)> = Vec::new();
-            while watching.load(Ordering::Acquire) {
-                let sighting = match browser.next_event(Duration::from_millis(50)) {
-                    Some(DiscoveryEvent::Discovered(info) | DiscoveryEvent::Updated(info)) => {
-                        if !names.iter().any(|(id, _)| id == info.id()) {
-                            names.push((info.id().to_owned(), info.record.name.clone()));
+        lab.hub
+            .enter_thread(move || {
+                std::thread::spawn(move || {
+                    // The names by id, for the events that give only an id.
+                    let mut names: Vec<(String, String)> = Vec::new();
+                    while watching.load(Ordering::Acquire) {
+                        let sighting = match browser.next_event(Duration::from_millis(50)) {
+                            Some(
+                                DiscoveryEvent::Discovered(info) | DiscoveryEvent::Updated(info),
+                            ) => {
+                                if !names.iter().any(|(id, _)| id == info.id()) {
+                                    names.push((info.id().to_owned(), info.record.name.clone()));
+                                }
+                                Some((info.record.name.clone(), true))
+                            }
+                            Some(DiscoveryEvent::Lost(id)) => names
+                                .iter()
+                                .find(|(i, _)| *i == id)
+                                .map(|(_, n)| (n.clone(), false)),
+                            _ => None,
+                        };
+                        if let Some((name, listed)) = sighting {
+                            seen.lock().unwrap_or_else(|e| e.into_inner()).push((
+                                mono_ns(),
+                                name,
+                                listed,
+                            ));
                         }
-                        Some((info.record.name.clone(), true))
                     }
-                    Some(DiscoveryEvent::Lost(id)) => names
-                        .iter()
-                        .find(|(i, _)| *i == id)
-                        .map(|(_, n)| (n.clone(), false)),
-                    _ => None,
-                };
-                if let Some((name, listed)) = sighting {
-                    seen.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push((mono_ns(), name, listed));
-                }
-            }
-            let _ = browser.stop();
-        })
+                    let _ = browser.stop();
+                })
+            })
+            .map_err(|e| format!("entering the hub: {e}"))?
     };
     let stop_watching = || watching.store(false, Ordering::Release);
 

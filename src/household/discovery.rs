@@ -181,8 +181,13 @@ impl Advertiser {
     /// Starts advertising `record` with control port `port` on the interfaces with the
     /// IPv4 addresses `interfaces` (and on no other).
     ///
-    /// The instance is named by the record's id and probed for uniqueness first (RFC 6762,
-    /// section 8), then announced.
+    /// The instance is named by the record's id and announced at once, without the probe
+    /// for uniqueness of RFC 6762, section 8. The id is 128 random bits, so only this
+    /// speaker (restarted, or its state directory copied) can hold the name, and a probe
+    /// cannot tell that from another speaker: when the record changes within the probe's
+    /// second (a restarted speaker follows its group again at once), the responder takes
+    /// its own new record for a rival's, renames itself `ID (2)`, and browsers refuse a
+    /// name that is not the id. The speaker would vanish from every list.
     pub fn start(
         record: SpeakerRecord,
         port: u16,
@@ -196,7 +201,7 @@ impl Advertiser {
             port,
             interfaces: interfaces.to_vec(),
         };
-        advertiser.register(true)?;
+        advertiser.register()?;
         Ok(advertiser)
     }
 
@@ -226,16 +231,16 @@ impl Advertiser {
             });
         }
         let previous = std::mem::replace(&mut self.record, record);
-        if let Err(e) = self.register(false) {
+        if let Err(e) = self.register() {
             self.record = previous;
             return Err(e);
         }
         Ok(())
     }
 
-    /// Hands the current record to the daemon, which announces it; `probe` on the first
-    /// registration only (a re-announcement of a name already ours needs no probe).
-    fn register(&self, probe: bool) -> Result<(), DiscoveryError> {
+    /// Hands the current record to the daemon, which announces it (without a probe: see
+    /// [`Advertiser::start`]).
+    fn register(&self) -> Result<(), DiscoveryError> {
         let Some(daemon) = &self.daemon else {
             return Err(DiscoveryError::Mdns(mdns_sd::Error::DaemonShutdown));
         };
@@ -248,7 +253,7 @@ impl Advertiser {
             self.port,
             &self.record.to_txt()[..],
         )?;
-        info.set_requires_probe(probe);
+        info.set_requires_probe(false);
         info.set_interfaces(
             self.interfaces
                 .iter()

@@ -241,6 +241,49 @@ fn a_speaker_is_listed_within_2_s_follows_its_state_and_is_lost_on_its_goodbye()
     assert!(browser.groups().is_empty());
     assert_eq!(browser.counters(), DiscoveryCounters::default());
 
+    // A speaker that restarts and at once announces its new state is listed again (with a
+    // uniqueness probe, its own new record looked like a rival's: it renamed itself and
+    // vanished).
+    let record = SpeakerRecord::new("spk-a", "Kitchen", "Kitchen", "LS-1").unwrap();
+    let first = lab
+        .a
+        .enter_thread(|| Advertiser::start(record.clone(), 7800, &[A_TO_B]))
+        .expect("enter a")
+        .expect("start the advertiser again");
+    wait_for(&mut browser, Instant::now(), Duration::from_secs(3), |e| {
+        matches!(e, DiscoveryEvent::Discovered(_))
+    })
+    .expect("listed again after its first return");
+    // Restarts that take 0 to 300 ms: the new announcement (after its probes) lands on
+    // either side of the goodbye's expiry.
+    let mut current = first;
+    for pause_ms in [0u64, 100, 200, 300] {
+        let restarted = Instant::now();
+        current.stop().expect("stop it");
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        let r = record.clone();
+        current = lab
+            .a
+            .enter_thread(|| Advertiser::start(r, 7800, &[A_TO_B]))
+            .expect("enter a")
+            .expect("restart the advertiser");
+        // As a speaker node does: it follows its group again at once.
+        current
+            .set_state(PlayState::Following, Some("Downstairs"))
+            .expect("follow again");
+        // Whatever comes meanwhile (its loss), it is listed 4 s on.
+        while restarted.elapsed() < Duration::from_secs(4) {
+            browser.next_event(Duration::from_millis(100));
+        }
+        assert!(
+            browser.speaker("spk-a").is_some(),
+            "a speaker restarted after {pause_ms} ms is not listed 4 s on: {:?}",
+            browser.speakers()
+        );
+    }
+    println!("discovery: a speaker restarted after 0 to 300 ms is listed 4 s on");
+    current.stop().expect("stop the restarted advertiser");
+
     // Nothing went out on the link discovery was not given...
     neighbour.stop().expect("stop the browser in a");
     assert_eq!(drain(&heard_in_c), 0, "mDNS on an interface not given");
