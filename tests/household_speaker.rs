@@ -692,3 +692,29 @@ fn two_speakers_told_to_lead_one_group_at_once_settle_on_one_and_say_so() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_last_of_a_burst_of_changes_is_on_the_disk_when_the_speaker_stops() {
+    let dir = temp_dir("speaker-save-burst");
+    let a = speaker(&dir, "Kitchen", "m1", 0.0, "a.wav", &[]);
+    let mut to_a = app(&a);
+    // Saved by a thread of their own, while the calls are answered: the last one wins.
+    for i in 1..=50 {
+        call(
+            &mut to_a,
+            "speaker.volume",
+            json!({"speaker": "Kitchen", "volume": f64::from(i) / 100.0}),
+        );
+    }
+    drop(to_a);
+    let id = a.id();
+    a.stop();
+    let opened = lockstep::household::StateDir::new(dir.join("Kitchen"))
+        .open("Kitchen", "Living room", "m1")
+        .expect("the state reads back");
+    assert!(!opened.created);
+    let me = opened.state.me().expect("its own record");
+    assert_eq!(me.id, id);
+    assert_eq!(me.settings.volume.get(), 0.5);
+    std::fs::remove_dir_all(&dir).ok();
+}

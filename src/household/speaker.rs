@@ -4,7 +4,11 @@
 //!
 //! A speaker node holds:
 //! - its state directory ([`StateDir`]): its identity, settings and household replica,
-//!   saved atomically after every change;
+//!   saved atomically after every change by a thread of its own, so that no call waits
+//!   for the disk (changes made while a save runs are saved together by the next one). A
+//!   change is answered before it is on the disk: a crash within a save's time of it can
+//!   lose it from this speaker's file, and the peers, which have it, hand it back at the
+//!   first sync after the restart;
 //! - the control API on its `rpc` address ([`RpcListener`]), whose methods
 //!   (`docs/control-api.md`) edit the household, play, pause and stop groups;
 //! - a worker thread that brings the node in line with the household: it starts a
@@ -174,7 +178,8 @@ type Playing = state::Leading;
 
 struct Model {
     state: SpeakerState,
-    dir: StateDir,
+    /// Where the state goes to be saved.
+    saves: Arc<Saves>,
     /// What this speaker is to lead, if anything (in the state too, unless it is a stream
     /// pushed over the API, which does not outlive the process).
     playing: Option<Playing>,
@@ -212,6 +217,50 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The saver thread's queue: the latest state to save, and whether to stop.
+#[derive(Default)]
+struct Saves {
+    next: Mutex<(Option<SpeakerState>, bool)>,
+    wake: Condvar,
+}
+
+impl Saves {
+    /// Has `state` saved (replacing a state given earlier and not saved yet).
+    fn save(&self, state: &SpeakerState) {
+        lock(&self.next).0 = Some(state.clone());
+        self.wake.notify_one();
+    }
+
+    /// Has the saver thread save what is left and stop.
+    fn stop(&self) {
+        lock(&self.next).1 = true;
+        self.wake.notify_one();
+    }
+
+    /// The saver thread: saves the latest state it was given, one save at a time, until
+    /// it is stopped with nothing left to save.
+    fn run(&self, dir: &StateDir) {
+        loop {
+            let state = {
+                let mut next = lock(&self.next);
+                loop {
+                    if let Some(s) = next.0.take() {
+                        break s;
+                    }
+                    if next.1 {
+                        return;
+                    }
+                    next = self.wake.wait(next).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            if let Err(e) = dir.save(&state) {
+                // The change stands in memory; the next change or sync saves again.
+                eprintln!("lockstep speaker: could not save the state: {e}");
+            }
+        }
+    }
+}
+
 impl Model {
     /// Sets what this speaker leads, and keeps it in the state directory.
     fn set_playing(&mut self, playing: Option<Playing>) {
@@ -222,9 +271,7 @@ impl Model {
         let kept = self.playing.clone().filter(|p| p.source != STREAM);
         if self.state.leading() != kept.as_ref() {
             self.state.set_leading(kept);
-            if let Err(e) = self.dir.save(&self.state) {
-                eprintln!("lockstep speaker: could not save the state: {e}");
-            }
+            self.saves.save(&self.state);
         }
     }
 }
@@ -247,12 +294,9 @@ impl Inner {
         }
     }
 
-    /// Saves the state after a change, announces it and pushes it to the peers.
+    /// Has the state saved after a change, announces it and pushes it to the peers.
     fn changed(&self, model: &Model) -> Value {
-        if let Err(e) = model.dir.save(&model.state) {
-            // The change stands in memory; the next change or sync saves again.
-            eprintln!("lockstep speaker: could not save the state: {e}");
-        }
+        model.saves.save(&model.state);
         let clock = model.state.household().clock();
         self.notify("household.changed", json!({ "clock": clock }));
         self.mark_peers_dirty();
@@ -379,6 +423,8 @@ impl Inner {
 pub struct SpeakerNode {
     inner: Arc<Inner>,
     worker: Option<JoinHandle<Vec<FollowerReport>>>,
+    saves: Arc<Saves>,
+    saver: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for SpeakerNode {
@@ -400,9 +446,10 @@ impl SpeakerNode {
         let me = opened.state.id();
         // A leader that restarts plays on (the worker checks the household still names it).
         let playing = opened.state.leading().cloned();
+        let saves = Arc::new(Saves::default());
         let model = Model {
             state: opened.state,
-            dir,
+            saves: Arc::clone(&saves),
             playing,
             lead_error: None,
             conflicts: 0,
@@ -474,14 +521,28 @@ impl SpeakerNode {
         } else {
             None
         };
+        let s = Arc::clone(&saves);
+        let saver = std::thread::Builder::new()
+            .name("lockstep-speaker-save".into())
+            .spawn(move || s.run(&dir))
+            .map_err(SpeakerError::Thread)?;
         let w = Arc::clone(&inner);
         let worker = std::thread::Builder::new()
             .name("lockstep-speaker".into())
-            .spawn(move || Worker::new(w, discovery).run())
-            .map_err(SpeakerError::Thread)?;
+            .spawn(move || Worker::new(w, discovery).run());
+        let worker = match worker {
+            Ok(w) => w,
+            Err(e) => {
+                saves.stop();
+                let _ = saver.join();
+                return Err(SpeakerError::Thread(e));
+            }
+        };
         Ok(SpeakerNode {
             inner,
             worker: Some(worker),
+            saves,
+            saver: Some(saver),
         })
     }
 
@@ -534,6 +595,11 @@ impl SpeakerNode {
         // announces through it.
         let listener = lock(&self.inner.listener).take();
         drop(listener);
+        // Last, so that the last change is on the disk when it returns.
+        self.saves.stop();
+        if let Some(s) = self.saver.take() {
+            let _ = s.join();
+        }
         reports
     }
 }
