@@ -24,9 +24,10 @@
 //!   Replicas merge deterministically ([`Household::merge`]).
 //!
 //! What plays is the household's: a group plays while its record names a leader. The
-//! source itself (a file path, `tone`, `noise`) lives only on the leading speaker, in
-//! memory: a leader that restarts does not play again by itself (the group stays named as
-//! playing, and `group.play` starts it again).
+//! source itself (a file path, `tone`, `noise`, `stream`) lives only on the leading
+//! speaker, which keeps it in its state: a leader that restarts leads again by itself
+//! (except a pushed `stream`, which ends with the process). While a leader is down its
+//! group is silent: nothing else leads it until it is back or the group is stopped.
 //!
 //! Calls that must reach another speaker (`group.play` for a group another speaker is to
 //! lead, `group.pause` and `group.resume` of a group another speaker leads) are forwarded
