@@ -12,6 +12,8 @@
 
 #[path = "common/bin.rs"]
 mod bin;
+#[path = "common/household.rs"]
+mod household;
 #[path = "common/node.rs"]
 mod node;
 
@@ -23,15 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use household::{CALL, call, entry, playing, status, wait_for};
 use lockstep::household::RpcConnection;
 use lockstep::household::rpc::codes;
 use lockstep::household::{RpcCallError, RpcError};
 use lockstep::measure::{MeterConfig, load_capture_wav, measure_skew};
 use lockstep::time::TrueInstant;
-use node::{key, monotonic_ns, temp_dir, wait_until};
+use node::{key, monotonic_ns, temp_dir};
 use serde_json::{Value, json};
-
-const CALL: Duration = Duration::from_secs(5);
 
 /// The skew bound the test holds (the target for a group in step).
 const SKEW_P99_US: f64 = 20.0;
@@ -243,55 +244,12 @@ fn connect(s: &Spec) -> RpcConnection {
     }
 }
 
-fn call(app: &mut RpcConnection, method: &str, params: Value) -> Value {
-    app.call(method, params.clone(), CALL)
-        .unwrap_or_else(|e| panic!("{method} {params}: {e}"))
-}
-
-fn status(app: &mut RpcConnection) -> Value {
-    call(app, "household.status", json!({}))
-}
-
-/// The status entry of the speaker named `name`.
-fn entry<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["speakers"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("{name} in {status}"))
-}
-
 /// The status entry of the group named `name`.
 fn group<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["groups"]
         .as_array()
         .and_then(|a| a.iter().find(|g| g["name"] == name))
         .unwrap_or_else(|| panic!("group {name} in {status}"))
-}
-
-/// Waits until `f` holds for the entries of every speaker in `names` (each online);
-/// returns the status that showed it.
-fn wait_for(
-    app: &mut RpcConnection,
-    names: &[&str],
-    limit: Duration,
-    f: impl Fn(&Value) -> bool,
-) -> Value {
-    let mut last = Value::Null;
-    let ok = wait_until(limit, || {
-        last = status(app);
-        names.iter().all(|n| {
-            last["speakers"]
-                .as_array()
-                .and_then(|a| a.iter().find(|s| s["name"] == *n))
-                .is_some_and(|s| s["online"] == true && f(s))
-        })
-    });
-    assert!(ok.is_some(), "waited {limit:?} for {names:?}: {last:#}");
-    last
-}
-
-fn playing(s: &Value) -> bool {
-    s["health"]["playing"] == true
 }
 
 /// The skew of `b` against `a` (B − A, µs) in every 0.5 s window from `from_ns` on.
