@@ -9,19 +9,9 @@
 #[path = "common/bin.rs"]
 mod bin;
 
-use std::process::Command;
-
 /// The names `ip netns list` prints.
 fn namespaces() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("run ip netns list");
-    assert!(out.status.success(), "ip netns list: {out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect()
+    lockstep::net::NetNs::list().expect("run ip netns list")
 }
 
 #[test]

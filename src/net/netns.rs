@@ -90,6 +90,23 @@ impl NetNs {
         Ok(ns)
     }
 
+    /// The names of the named network namespaces on this machine, as `ip netns list`
+    /// prints them (a test checks with it that it left none behind).
+    pub fn list() -> io::Result<Vec<String>> {
+        let out = Command::new("ip").args(["netns", "list"]).output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "`ip netns list` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect())
+    }
+
     /// The namespace's name, as `ip netns list` shows it.
     pub fn name(&self) -> &str {
         &self.name
@@ -219,15 +236,7 @@ mod tests {
 
     /// The names `ip netns list` prints.
     fn listed() -> Vec<String> {
-        let out = Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .expect("run ip netns list");
-        assert!(out.status.success(), "ip netns list: {out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-            .collect()
+        NetNs::list().expect("run ip netns list")
     }
 
     #[test]
