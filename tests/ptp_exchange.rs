@@ -540,6 +540,58 @@ fn with_transmit_timestamps_the_follow_up_carries_the_reported_time() {
     }
 }
 
+/// Two followers' Syncs carry the same sequence id (a master keeps one sequence per
+/// follower). The kernel's stamp for the first is lost (its error queue was full); the stamp
+/// for the second must not complete the first's exchange. When it did, a flooded leader sent
+/// one follower the other's send time, 1.4 ms late, and that follower's clock went 0.7 ms
+/// wrong while claiming a fraction of a microsecond.
+#[test]
+fn a_lost_stamp_is_not_replaced_by_another_followers_with_the_same_sequence_id() {
+    const OTHER: u8 = 2;
+    let mut cfg = MasterConfig::new(master_id());
+    cfg.tx_timestamps = true;
+    let mut master = PtpMaster::<u8>::new(cfg);
+    let t0 = LeaderInstant::from_nanos(1_000_000_000_000);
+    master.add_slave(FOLLOWER_ADDR, t0);
+    master.add_slave(OTHER, t0);
+    master.handle_timeout(t0);
+    let mut syncs = Vec::new();
+    while let Some(t) = master.poll_transmit(t0) {
+        if t.tag.is_some() {
+            syncs.push(t);
+        }
+    }
+    assert_eq!(syncs.len(), 2);
+    let (first, second) = (syncs[0], syncs[1]);
+    let (tag_first, tag_second) = (first.tag.unwrap(), second.tag.unwrap());
+    assert_eq!(
+        tag_first.sequence_id, tag_second.sequence_id,
+        "the case under test: one sequence id for both"
+    );
+    assert_ne!(tag_first, tag_second, "the tags tell the datagrams apart");
+    // Only the second's stamp comes back, 1.4 ms after both were polled.
+    let late = t0 + Nanos(1_400_000);
+    master.handle_transmitted(tag_second, late);
+    // Past the stamp timeout, the first's Follow_Up falls back to its own poll time.
+    let after = t0 + Nanos::from_millis(50);
+    master.handle_timeout(after);
+    let mut follow_ups = Vec::new();
+    while let Some(t) = master.poll_transmit(after) {
+        if let Body::FollowUp {
+            precise_origin_timestamp,
+        } = Message::parse(t.payload()).unwrap().body
+        {
+            follow_ups.push((t.to, precise_origin_timestamp.to_instant().unwrap()));
+        }
+    }
+    follow_ups.sort_by_key(|(to, _)| *to);
+    assert_eq!(
+        follow_ups,
+        vec![(first.to, t0), (second.to, late)],
+        "each follower gets its own Sync's send time"
+    );
+}
+
 #[test]
 fn a_sync_whose_follow_up_never_comes_is_dropped_as_stale() {
     let mut slave = PtpSlave::<u8>::new(SlaveConfig::new(slave_port()));

@@ -197,6 +197,8 @@ const FOLLOWER_REPLAY: usize = 8;
 struct AwaitingTimestamp<A> {
     to: A,
     sequence_id: u16,
+    /// The serial its [`TxTag`] carries: what a stamp is matched by.
+    serial: u32,
     sent: LeaderInstant,
 }
 
@@ -227,6 +229,8 @@ pub struct PtpMaster<A> {
     keys: Vec<FollowerKeys<A>>,
     queue: VecDeque<(A, Message)>,
     awaiting: VecDeque<AwaitingTimestamp<A>>,
+    /// The serial of the next tagged datagram ([`TxTag::serial`]).
+    tx_serial: u32,
     /// sequenceId of the next Signaling (one sequence for all, per the port).
     signaling_seq: u16,
     /// With [`MasterConfig::auth`]: the last sequence id accepted per source and type.
@@ -247,6 +251,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
             keys: Vec::new(),
             queue: VecDeque::with_capacity(config.max_queue),
             awaiting: VecDeque::with_capacity(16),
+            tx_serial: 0,
             signaling_seq: 0,
             replay: ReplayGuard::new(if config.auth.is_some() {
                 REPLAY_SOURCES
@@ -535,7 +540,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
         if let Some(i) = self
             .awaiting
             .iter()
-            .position(|w| w.sequence_id == tag.sequence_id)
+            .position(|w| w.serial == tag.serial && w.sequence_id == tag.sequence_id)
             && let Some(w) = self.awaiting.remove(i)
         {
             self.follow_up(w.to, w.sequence_id, at);
@@ -642,7 +647,12 @@ impl<A: Copy + Eq> PtpMaster<A> {
             .find(|k| k.to == to)
             .map(|k| k.keys)
             .or(self.config.auth);
-        let transmit = Transmit::new(to, &msg, keys.as_ref().map(|k| &k.send));
+        let mut transmit = Transmit::new(to, &msg, keys.as_ref().map(|k| &k.send));
+        let serial = self.tx_serial;
+        if let Some(tag) = &mut transmit.tag {
+            tag.serial = serial;
+            self.tx_serial = serial.wrapping_add(1);
+        }
         self.stats.sent += 1;
         if kind == MessageType::Sync {
             if self.config.tx_timestamps {
@@ -652,6 +662,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
                 self.awaiting.push_back(AwaitingTimestamp {
                     to,
                     sequence_id: msg.header.sequence_id,
+                    serial,
                     sent: now,
                 });
             } else {

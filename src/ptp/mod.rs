@@ -184,12 +184,20 @@ pub enum PtpPort {
 
 /// Identifies an event datagram whose real transmit time the driver should report back
 /// (`handle_transmitted`), when it has kernel transmit timestamps.
+///
+/// The driver hands back the tag it was given, unchanged. A sequence id alone does not name
+/// a datagram: a master keeps one Sync sequence per follower, so two followers' Syncs can
+/// carry the same id, and a stamp lost for one must not complete the other's exchange.
+/// `serial` tells them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TxTag {
     /// Sync or Delay_Req.
     pub message_type: MessageType,
     /// The message's sequence id.
     pub sequence_id: u16,
+    /// Which of its sender's tagged datagrams this is: counts up by one per datagram, so
+    /// it is unique among those still waiting for a stamp.
+    pub serial: u32,
 }
 
 /// A datagram to send: no allocation, the bytes are inline.
@@ -231,6 +239,7 @@ impl<A> Transmit<A> {
             tag: event.then_some(TxTag {
                 message_type: kind,
                 sequence_id: msg.header.sequence_id,
+                serial: 0,
             }),
             data,
             len,
