@@ -219,3 +219,88 @@ fn the_estimate_maps_local_to_leader_and_back() {
             < Nanos(100)
     );
 }
+
+/// A small xorshift generator for the hand-made exchanges below.
+struct Draw(u64);
+
+impl Draw {
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Exponential with mean `m`.
+    fn exp(&mut self, m: f64) -> f64 {
+        -m * (1.0 - self.uniform()).ln()
+    }
+}
+
+/// Some Syncs carry a send time that is too late: the leader's transmit stamp for another
+/// datagram, as a flooded leader once sent when its own stamp was lost (a Follow_Up up to
+/// 1.4 ms late). Nothing about the clocks or the path changes. Such a Sync looks quicker than
+/// the path can be; a lone one once carried the forward envelope and the offset with it,
+/// 586 µs wrong while the estimate claimed 0.3 µs and stayed settled, and it grew worse
+/// after the false stamps stopped. The estimate must stay on the truth throughout, or say
+/// that it may not be.
+#[test]
+fn false_early_looking_syncs_neither_move_the_estimate_nor_hide_behind_its_uncertainty() {
+    let leader = PortIdentity {
+        clock_identity: ClockIdentity([1; 8]),
+        port_number: 1,
+    };
+    let base = 1_000_000_000_000i64;
+    // The follower's crystal runs 80 ppm slow, its clock half a second behind.
+    let local_of = |t: f64| base + (t * (1.0 - 80e-6)) as i64 - 562_000_000;
+    for seed in 1..=6u64 {
+        for share in [0.05, 0.1, 0.3] {
+            let mut draw = Draw(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut est = EnvelopeEstimator::default();
+            let (mut t, mut seq, mut worst) = (0.0f64, 0u16, (0.0f64, 0.0f64, 0.0f64));
+            while t < 40e9 {
+                // A start burst, then 16 exchanges a second; 15 µs each way plus queuing.
+                let t2 = t + 15_000.0 + draw.exp(5_000.0);
+                let t3 = t2 + 100_000.0;
+                let t4 = t3 + 15_000.0 + draw.exp(5_000.0);
+                let mut t1 = t;
+                if t > 20e9 && t < 29e9 && draw.uniform() < share {
+                    t1 += 1.4e6 * draw.uniform();
+                }
+                est.handle_exchange(&Exchange {
+                    leader,
+                    sync_sequence: seq,
+                    t1: LeaderInstant::from_nanos(base + t1 as i64),
+                    t2: LocalInstant::from_nanos(local_of(t2)),
+                    t3: LocalInstant::from_nanos(local_of(t3)),
+                    t4: LeaderInstant::from_nanos(base + t4 as i64),
+                    sync_correction: Nanos::ZERO,
+                    delay_correction: Nanos::ZERO,
+                });
+                let _ = est.poll_burst_request();
+                seq = seq.wrapping_add(1);
+                if t > 10e9
+                    && let Some(e) = est.estimate()
+                {
+                    let error = (e
+                        .to_leader(LocalInstant::from_nanos(local_of(t4)))
+                        .as_nanos()
+                        - (base + t4 as i64)) as f64;
+                    if error.abs() > worst.0.abs() {
+                        worst = (error, e.uncertainty.as_nanos() as f64, t);
+                    }
+                }
+                t += if t < 3e9 { 1e9 / 64.0 } else { 1e9 / 16.0 };
+            }
+            let (error, uncertainty, at) = worst;
+            assert!(
+                error.abs() <= 5_000.0,
+                "seed {seed}, {share} of Syncs false: {:.1} µs off at {:.2} s, claiming {:.1} µs",
+                error / 1e3,
+                at / 1e9,
+                uncertainty / 1e3
+            );
+        }
+    }
+}

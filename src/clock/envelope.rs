@@ -43,6 +43,11 @@
 //! - What may be left of the bend (the drift seen in recent fits' rates beyond the curve
 //!   taken out, and the curve's own spread) widens the uncertainty.
 //!
+//! Queuing never makes a sample quicker than the path, so a sample far below a trusted
+//! envelope is a change or a false measurement (a transmit stamp that belongs to another
+//! datagram). It is watched but kept out of the window, unless a change is then confirmed
+//! and examined.
+//!
 //! The uncertainty is honest about what the estimator cannot know. It widens while a
 //! change is examined or its new levels are young (the estimate is then not `settled`). It
 //! keeps half of every one-way change, since no two-way method can tell which side of it
@@ -183,6 +188,9 @@ pub struct EnvelopeStats {
     pub false_alarms: u32,
     /// Bursts of faster exchanges asked for.
     pub burst_requests: u32,
+    /// Samples kept out of the window because they lay below a trusted envelope by more
+    /// than queuing allows, and no change followed: false measurements.
+    pub rejected: u64,
 }
 
 /// A change whose two sides the estimator has joined: samples before `since` (per
@@ -452,22 +460,38 @@ impl EnvelopeEstimator {
         ]
     }
 
+    /// How far below the trusted envelope a sample at `t` may lie before queuing cannot
+    /// explain it: the step threshold or four times the fit's uncertainty, plus what a young
+    /// fit's rough rate may have carried its envelopes away by since it was made.
+    fn below_limit(config: &EnvelopeConfig, fit: &Fit, t: i64) -> f64 {
+        let tol = (config.step_threshold.as_nanos() as f64).max(4.0 * fit.uncertainty);
+        tol + UNCERTAINTY_GAIN * fit.rate_sd * (t - fit.at).max(0) as f64
+    }
+
     /// Watches this exchange's samples against the trusted envelopes, and examines a change
-    /// once one is seen.
-    fn watch(&mut self, fwd: Point, rev: Point) {
+    /// once one is seen. Returns which of the two samples may join the window.
+    ///
+    /// Queuing only adds delay, so a sample far below a trusted envelope is either the
+    /// first sign of a change or a false measurement: a transmit stamp that belongs to
+    /// another datagram, a clock read late. One such sample would carry the envelope, and
+    /// the offset, with it while the fit claimed its usual precision. So, while the
+    /// envelopes are trusted and no change is being examined, such a sample is kept out of
+    /// the window. The watch still sees it: a few of them close together raise a change, and
+    /// the examination measures the new levels from the exchanges after it.
+    fn watch(&mut self, fwd: Point, rev: Point) -> [bool; 2] {
         let Some(fit) = self.fit else {
-            return;
+            return [true; 2];
         };
         if self.fwd.len() < STEP_MIN_SAMPLES || self.rev.len() < STEP_MIN_SAMPLES {
             // A young fit extrapolates a rough rate: its misses are not changes.
-            return;
+            return [true; 2];
         }
         let e_f = fwd.y as f64 - fit.fwd.eval(fwd.t);
         let e_r = rev.y as f64 - fit.rev.eval(rev.t);
         if self.exam.is_none() && self.junction_is_young() {
             // The levels after the last change are still being learnt: the envelopes move
             // under the new samples, and that is not another change.
-            return;
+            return [true; 2];
         }
         if let Some(x) = &mut self.exam {
             x.take(0, e_f);
@@ -475,28 +499,61 @@ impl EnvelopeEstimator {
             if let Some(explanation) = x.decide() {
                 self.conclude(explanation);
             }
-            return;
+            // (What joins the window meanwhile is judged when the examination ends: see
+            // `purge_false`.)
+            return [true; 2];
         }
         let noise = Self::exchange_noise(&fit, self.config.block_samples);
-        let tol = (self.config.step_threshold.as_nanos() as f64).max(4.0 * fit.uncertainty);
-        // A young fit's rate is rough, and its envelopes drift away from the truth as they
-        // are carried forward: that is no change either.
-        let ahead = |t: i64| UNCERTAINTY_GAIN * fit.rate_sd * (t - fit.at).max(0) as f64;
-        let tf = self.watch[0].observe(fwd.t, e_f, noise[0], tol + ahead(fwd.t));
-        let tr = self.watch[1].observe(rev.t, e_r, noise[1], tol + ahead(rev.t));
+        let lim = |t: i64| Self::below_limit(&self.config, &fit, t);
+        let (lim_f, lim_r) = (lim(fwd.t), lim(rev.t));
+        // (A moving frequency bends the clock relation away from the fitted line, smoothly:
+        // that is no change to watch for, but a sample it puts below the line is true.)
+        let admit = [e_f >= -(lim_f + fit.bend), e_r >= -(lim_r + fit.bend)];
+        let tf = self.watch[0].observe(fwd.t, e_f, noise[0], lim_f);
+        let tr = self.watch[1].observe(rev.t, e_r, noise[1], lim_r);
         let trigger = match (tf, tr) {
             (Some(a), Some(b)) => Trigger {
                 since: a.since.min(b.since),
                 size: a.size.max(b.size),
             },
             (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return,
+            (None, None) => return admit,
         };
         // A new change: the one before it is joined for good.
         self.bake();
         let x = Examination::new(trigger, fwd.t, noise, fit.uncertainty / UNCERTAINTY_GAIN);
         self.exam = Some(x);
         self.want_burst();
+        admit
+    }
+
+    /// After an examination found nothing: drops the samples taken since `since` (per
+    /// direction) that lie below the trusted envelopes by more than queuing allows, as
+    /// [`watch`](Self::watch) would have. Nothing moved, so they were false.
+    fn purge_false(&mut self, since: [i64; 2]) {
+        let Some(fit) = self.fit else {
+            return;
+        };
+        let config = self.config;
+        let limit = |p: &Point| Self::below_limit(&config, &fit, p.t);
+        let fits = |d: usize, p: &Point| {
+            let line = if d == 0 { fit.fwd } else { fit.rev };
+            p.t < since[d] || p.y as f64 - line.eval(p.t) >= -(limit(p) + fit.bend)
+        };
+        let keep_f: [bool; 2] = [
+            self.block.fwd.is_none_or(|p| fits(0, &p)),
+            self.block.rev.is_none_or(|p| fits(1, &p)),
+        ];
+        let mut gone = 0;
+        gone += self.fwd.retain(|p| fits(0, p));
+        gone += self.rev.retain(|p| fits(1, p));
+        if !keep_f[0] {
+            self.block.fwd = None;
+        }
+        if !keep_f[1] {
+            self.block.rev = None;
+        }
+        self.stats.rejected += gone as u64 + keep_f.iter().filter(|k| !**k).count() as u64;
     }
 
     /// Acts on an examination's explanation: joins the samples on either side of the change
@@ -529,6 +586,7 @@ impl EnvelopeEstimator {
         match explanation {
             Explanation::Nothing => {
                 self.stats.false_alarms += 1;
+                self.purge_false(x.since);
             }
             Explanation::Step(_) => self.stats.steps += 1,
             Explanation::Path(_) | Explanation::Apart(..) => self.stats.path_changes += 1,
@@ -1304,14 +1362,19 @@ impl ClockEstimator for EnvelopeEstimator {
             self.last_burst = Some(fwd.t);
             self.want_burst();
         }
-        self.watch(fwd, rev);
+        let admit = self.watch(fwd, rev);
 
         let rate = self.fit.map_or(0.0, |f| f.rate());
         if self.block.n == 0 {
             self.block.start = fwd.t;
         }
-        Self::keep_best(&mut self.block.fwd, fwd, -rate);
-        Self::keep_best(&mut self.block.rev, rev, rate);
+        if admit[0] {
+            Self::keep_best(&mut self.block.fwd, fwd, -rate);
+        }
+        if admit[1] {
+            Self::keep_best(&mut self.block.rev, rev, rate);
+        }
+        self.stats.rejected += admit.iter().filter(|a| !**a).count() as u64;
         self.block.n += 1;
         self.since_refit += 1;
         let full = self.block.n >= self.config.block_samples

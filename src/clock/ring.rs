@@ -72,6 +72,22 @@ impl<T: Copy> Ring<T> {
     }
 
     /// The `i`-th newest item (0: the newest).
+    /// Keeps only the items `keep` accepts, in order, and returns how many went.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
+        let cap = self.buf.len();
+        let mut kept = 0;
+        for i in 0..self.len {
+            let item = self.buf[(self.head + i) % cap];
+            if keep(&item) {
+                self.buf[(self.head + kept) % cap] = item;
+                kept += 1;
+            }
+        }
+        let gone = self.len - kept;
+        self.len = kept;
+        gone
+    }
+
     pub(crate) fn newest(&self, i: usize) -> Option<T> {
         (i < self.len).then(|| self.buf[(self.head + self.len - 1 - i) % self.buf.len()])
     }
@@ -85,6 +101,21 @@ impl<T: Copy> Ring<T> {
 #[cfg(test)]
 mod tests {
     use super::Ring;
+
+    #[test]
+    fn retain_keeps_the_order_of_what_it_keeps_across_the_wrap() {
+        let mut r = Ring::<u32>::new(4);
+        for i in 0..6 {
+            r.push(i);
+        }
+        assert_eq!(r.retain(|&x| x != 3), 1);
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![2, 4, 5]);
+        r.push(6);
+        r.push(7);
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+        assert_eq!(r.retain(|_| false), 4);
+        assert_eq!(r.len(), 0);
+    }
 
     #[test]
     fn a_full_ring_drops_its_oldest() {
