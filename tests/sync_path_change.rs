@@ -3,7 +3,7 @@
 
 #[path = "common/families.rs"]
 mod families;
-use families::{assert_honest, event, run};
+use families::{assert_honest, event, run, run_on};
 
 #[test]
 fn a_roam_keeps_the_offset_within_fifty_microseconds_and_the_rate_within_half_a_ppm() {
@@ -44,6 +44,40 @@ fn a_mesh_reroute_there_and_back_leaves_no_trace() {
             assert!(r.p99_us <= 20.0, "{name} seed {seed}: p99 {} µs", r.p99_us);
             assert_eq!(r.honesty.epoch_changes, 0, "{name} seed {seed}");
             assert_honest(&name, seed, &r);
+        }
+    }
+}
+
+/// Seed 14's +0.5 ms step was once examined through Wi-Fi's delay spikes, taken for an
+/// episode of interference, and called noise; the window then tilted over the two levels and
+/// the offset went 416 µs wrong for a minute. (Its p99 outside the step, 21.3 µs, and its
+/// rate after it, 0.88 ppm, still miss the targets of 20 µs and 0.5 ppm: see the README.)
+#[test]
+fn a_small_step_seen_through_wifi_spikes_is_not_called_noise() {
+    for (name, r) in run("roam", 14) {
+        let e = event(&r, "path both");
+        assert!(e.max_err_us <= 50.0, "{name} seed 14: {e:?}");
+        assert_eq!(e.epoch_changes, 0, "{name} seed 14: {e:?}");
+        assert_honest(&name, 14, &r);
+    }
+}
+
+/// Conditions the families were not tuned on: a congested Wi-Fi, whose heavier delays once
+/// made nearly every small step look like an episode of interference (roam +0.5 ms: 9 seeds
+/// of 10 beyond 50 µs, up to 595 µs).
+#[test]
+fn on_congested_wifi_a_roam_and_a_mesh_reroute_keep_the_offset_within_fifty_microseconds() {
+    for seed in [1, 2] {
+        for family in ["roam", "mesh_reroute"] {
+            for (name, r) in run_on("congested_wifi", family, seed) {
+                assert!(r.max_us <= 50.0, "{name} seed {seed}: max {} µs", r.max_us);
+                assert!(
+                    r.p99_outside_events_us <= 20.0,
+                    "{name} seed {seed}: p99 {} µs",
+                    r.p99_outside_events_us
+                );
+                assert_honest(&name, seed, &r);
+            }
         }
     }
 }

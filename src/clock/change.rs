@@ -54,6 +54,9 @@ const MIN_RUN: usize = 8;
 /// its estimate from eight exchanges) is an episode of heavy
 /// traffic or interference, not a change of the path.
 const EPISODE: f64 = 2.0;
+/// Latest exchanges per direction whose queuing tells whether a direction is in a run of
+/// delayed packets (see `Examination::decide`): as many as a decision needs at least.
+const RECENT: usize = MIN_RUN;
 /// Exchanges per direction after which an examination decides on the best explanation,
 /// however close the others are.
 const MAX_EXAMINED: u32 = 320;
@@ -268,8 +271,17 @@ pub(crate) struct Examination {
     pub raised: i64,
     least: [f64; 2],
     count: [u32; 2],
-    /// The sum of the residuals taken, per direction.
-    sum: [f64; 2],
+    /// Exchanges per block: the estimator keeps the least residual of each block, and
+    /// `noise` is measured on those kept ones.
+    block: u32,
+    /// Per direction, the least residual of the block being filled, the sum of the least
+    /// residuals of the blocks filled since the alarm, and how many those are: queuing
+    /// since the alarm measured as `noise` was measured before it.
+    block_least: [f64; 2],
+    block_sum: [f64; 2],
+    blocks: [u32; 2],
+    /// The latest [`RECENT`] residuals per direction (a ring, by `count`).
+    recent: [[f64; RECENT]; 2],
     /// Typical residual of one exchange per direction, frozen when it was raised.
     noise: [f64; 2],
     /// The trusted fit's standard deviation, ns.
@@ -282,13 +294,26 @@ impl Examination {
     /// Starts examining a change that began at `since` and was raised at `raised`. It is
     /// judged on the exchanges from now on only: those that raised it were picked for
     /// looking like a change, and judging on them would find one in every run of bad luck.
-    pub(crate) fn new(trigger: Trigger, raised: i64, noise: [f64; 2], fit_sd: f64) -> Self {
+    ///
+    /// `noise` is the typical residual of one exchange, from the least residuals of blocks
+    /// of `block` exchanges (the samples the estimator keeps) times `block`.
+    pub(crate) fn new(
+        trigger: Trigger,
+        raised: i64,
+        noise: [f64; 2],
+        block: u32,
+        fit_sd: f64,
+    ) -> Self {
         Examination {
             since: [trigger.since; 2],
             raised,
             least: [f64::INFINITY; 2],
             count: [0; 2],
-            sum: [0.0; 2],
+            block: block.max(1),
+            block_least: [f64::INFINITY; 2],
+            block_sum: [0.0; 2],
+            blocks: [0; 2],
+            recent: [[0.0; RECENT]; 2],
             noise,
             fit_sd,
             size: trigger.size,
@@ -297,19 +322,41 @@ impl Examination {
 
     /// Takes one residual of direction `d` (0 forward, 1 reverse).
     pub(crate) fn take(&mut self, d: usize, e: f64) {
+        self.recent[d][self.count[d] as usize % RECENT] = e;
         self.least[d] = self.least[d].min(e);
         self.count[d] += 1;
-        self.sum[d] += e;
+        self.block_least[d] = self.block_least[d].min(e);
+        if self.count[d].is_multiple_of(self.block) {
+            self.block_sum[d] += self.block_least[d];
+            self.blocks[d] += 1;
+            self.block_least[d] = f64::INFINITY;
+        }
     }
 
-    /// The typical queuing of direction `d`'s residuals since the alarm: their mean above
-    /// their least, ns.
-    fn queuing_since(&self, d: usize) -> f64 {
-        let k = self.count[d];
-        if k == 0 {
+    /// The typical queuing of direction `d`'s exchanges since the alarm, ns, measured as
+    /// the `noise` it is compared with was: the mean of each block's least residual above
+    /// the least of all, times the block's size.
+    ///
+    /// (The mean of every residual is not comparable: Wi-Fi delays a few percent of
+    /// packets by tens of milliseconds, which a block's least leaves out and a mean does
+    /// not. Compared with the noise, that mean took ordinary Wi-Fi for an episode of
+    /// interference 2.4 times heavier, and a real path change was called noise.)
+    /// The mean queuing of direction `d`'s latest [`RECENT`] exchanges above the least
+    /// residual since the alarm, ns.
+    fn recent_queuing(&self, d: usize) -> f64 {
+        let n = (self.count[d] as usize).min(RECENT);
+        if n == 0 {
             return 0.0;
         }
-        (self.sum[d] / k as f64 - self.least[d]).max(0.0)
+        (self.recent[d][..n].iter().sum::<f64>() / n as f64 - self.least[d]).max(0.0)
+    }
+
+    fn queuing_since(&self, d: usize) -> f64 {
+        let n = self.blocks[d];
+        if n == 0 {
+            return 0.0;
+        }
+        ((self.block_sum[d] / n as f64 - self.least[d]) * self.block as f64).max(0.0)
     }
 
     /// Each direction's level since the change and its standard deviation, ns.
@@ -335,10 +382,19 @@ impl Examination {
         // Queuing several times heavier than before the alarm is an episode (a microwave
         // oven, a busy channel), not a new path: levels measured through it mislead. Wait
         // it out, and call it nothing if it lasts.
+        let lasted = self.count[0].min(self.count[1]) >= MAX_EXAMINED;
         let busy = (0..2).any(|d| self.queuing_since(d) > EPISODE * self.noise[d]);
         if busy {
-            let lasted = self.count[0].min(self.count[1]) >= MAX_EXAMINED;
             return lasted.then_some(Explanation::Nothing);
+        }
+        // Wi-Fi's delays come in runs (a retransmission or a power-save wake-up holds the
+        // packets behind it): a direction whose latest exchanges all queued heavily has not
+        // shown its level yet, however many exchanges came before. Wait for the run to pass.
+        // (One run is not an episode: the blocks since the alarm say whether queuing is
+        // heavier overall.)
+        let in_run = (0..2).any(|d| self.recent_queuing(d) > EPISODE * self.noise[d]);
+        if in_run && !lasted {
+            return None;
         }
         let (f, sf) = self.level(0)?;
         let (r, sr) = self.level(1)?;
@@ -433,7 +489,7 @@ mod tests {
     fn examine(f: f64, r: f64, k: u32, seed: u64) -> Option<Explanation> {
         let m = 2e6;
         let size = f.abs().max(r.abs()).max(0.5e6);
-        let mut x = Examination::new(Trigger { since: 0, size }, 0, [m, m], 5_000.0);
+        let mut x = Examination::new(Trigger { since: 0, size }, 0, [m, m], 1, 5_000.0);
         let mut s = seed;
         let mut last = None;
         for _ in 0..k {

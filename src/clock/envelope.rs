@@ -521,7 +521,13 @@ impl EnvelopeEstimator {
         };
         // A new change: the one before it is joined for good.
         self.bake();
-        let x = Examination::new(trigger, fwd.t, noise, fit.uncertainty / UNCERTAINTY_GAIN);
+        let x = Examination::new(
+            trigger,
+            fwd.t,
+            noise,
+            self.config.block_samples,
+            fit.uncertainty / UNCERTAINTY_GAIN,
+        );
         self.exam = Some(x);
         self.want_burst();
         admit

@@ -10,12 +10,17 @@ use lockstep::time::Nanos;
 
 /// Each variant of `name` on wifi for 600 s with `seed`: its name and lockstep's result.
 pub fn run(name: &str, seed: u64) -> Vec<(String, EstimatorResult)> {
+    run_on("wifi", name, seed)
+}
+
+/// As [`run`], on the network preset `network`.
+pub fn run_on(network: &str, name: &str, seed: u64) -> Vec<(String, EstimatorResult)> {
     family(name)
         .expect("known family")
         .iter()
         .map(|v| {
-            let s = SyncScenario::with_variant("wifi", v, seed, Nanos::from_secs(600))
-                .expect("wifi preset");
+            let s = SyncScenario::with_variant(network, v, seed, Nanos::from_secs(600))
+                .expect("network preset");
             (v.name.clone(), run_lockstep(&s))
         })
         .collect()
