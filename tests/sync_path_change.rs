@@ -81,3 +81,24 @@ fn on_congested_wifi_a_roam_and_a_mesh_reroute_keep_the_offset_within_fifty_micr
         }
     }
 }
+
+/// On a quiet LAN the window is 30 s. It once dropped the samples from before a step while
+/// the step's levels were still being refined on them; refined from one sample, the levels
+/// ran away with the rate (roam +0.5 ms, seeds 6 and 7: 59 and 64 ms off, claiming to be
+/// settled).
+#[test]
+fn on_a_lan_a_roam_and_a_mesh_reroute_keep_the_offset_within_a_few_microseconds() {
+    for seed in [6, 7] {
+        for family in ["roam", "mesh_reroute"] {
+            for (name, r) in run_on("lan", family, seed) {
+                assert!(r.max_us <= 5.0, "{name} seed {seed}: max {} µs", r.max_us);
+                assert!(
+                    r.p99_outside_events_us <= 2.0,
+                    "{name} seed {seed}: p99 {} µs",
+                    r.p99_outside_events_us
+                );
+                assert_honest(&name, seed, &r);
+            }
+        }
+    }
+}

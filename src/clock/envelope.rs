@@ -697,9 +697,11 @@ impl EnvelopeEstimator {
                 side.0 = side.0.min(v);
                 side.1 += 1;
             }
-            if pre.1 == 0 || (post.1 as usize) < REFINE_MIN_SAMPLES {
+            if (pre.1 as usize) < REFINE_MIN_SAMPLES || (post.1 as usize) < REFINE_MIN_SAMPLES {
                 // Until enough blocks have closed after it, the examination's own levels,
-                // measured on every exchange, are the better ones.
+                // measured on every exchange, are the better ones. And a level measured on
+                // a few samples is noise that, moving the old samples, moves the rate the
+                // next refinement is measured at: the shifts are kept as they are.
                 return;
             }
             let excess = |n: u32| res[d].max(WEIGHT_FLOOR_NS) / n as f64;
@@ -976,15 +978,18 @@ impl EnvelopeEstimator {
             // Quiet paths gain little from a long window and lose to wander; noisy ones need it.
             let noise = 0.5 * (res_f + res_r) / self.config.quiet_residual.as_nanos().max(1) as f64;
             let min = self.config.min_window.as_nanos() as f64;
-            let mut cap = self.window_cap;
-            if let Some(j) = self.junction {
-                // A change being joined keeps the samples from before it: they carry the
-                // rate across it.
-                cap = cap.max(last - j.since[0].min(j.since[1]) + min as i64);
-            }
             self.noise_window =
                 (min * noise.max(1.0).sqrt()).min(self.config.window.as_nanos() as f64) as i64;
-            self.window = self.noise_window.min(cap);
+            self.window = self.noise_window.min(self.window_cap);
+            if let Some(j) = self.junction {
+                // A change being joined keeps the samples from before it: they carry the
+                // rate across it, and its levels are refined on them. (Whatever the path's
+                // noise asks for: a quiet LAN's 30 s window once dropped them while the
+                // levels were still refined from what was left, one sample, and the
+                // refinement ran away with the rate, tens of milliseconds off.)
+                let keep = last - j.since[0].min(j.since[1]) + min as i64;
+                self.window = self.window.max(keep.min(self.config.window.as_nanos()));
+            }
         }
         self.fit = Some(Fit {
             at,
