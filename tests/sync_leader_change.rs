@@ -3,7 +3,7 @@
 
 #[path = "common/families.rs"]
 mod families;
-use families::{assert_honest, event, run};
+use families::{assert_honest, event, run, run_on};
 use lockstep::clock::EpochReason;
 
 #[test]
@@ -45,6 +45,32 @@ fn a_restarted_leader_is_followed_at_once_as_a_new_leader() {
                 settle <= 1.5,
                 "{name} seed {seed}: settled after {settle} s"
             );
+            assert_honest(&name, seed, &r);
+        }
+    }
+}
+
+/// On a quiet LAN the samples right after a leader step lie far below the old envelope of
+/// one direction. Kept out of the window as false measurements, as a first version of
+/// the false-sample rule did, they left the step's levels to be refined on the wrong
+/// samples, and the rate ran off by 35–47 ppm on seeds 2, 4, 7 and 8. (Seeds 1, 3, 5, 6 and
+/// 9 of one sense or the other still run off, as they did before: see the README.)
+#[test]
+fn on_a_lan_a_leader_clock_step_keeps_the_rate() {
+    for seed in [2, 4, 7, 8] {
+        for (name, r) in run_on("lan", "leader_step", seed) {
+            let e = event(&r, "leader step");
+            assert_eq!(
+                e.reason,
+                Some(EpochReason::LeaderStep),
+                "{name} seed {seed}"
+            );
+            assert!(
+                e.max_rate_err_ppm <= 0.5,
+                "{name} seed {seed}: rate off by {} ppm after the step",
+                e.max_rate_err_ppm
+            );
+            assert!(r.p99_outside_events_us <= 2.0, "{name} seed {seed}: {r:?}");
             assert_honest(&name, seed, &r);
         }
     }

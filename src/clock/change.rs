@@ -212,6 +212,23 @@ impl Watch {
     /// The earliest of the recent exchanges below the envelope (while fewer than confirm a
     /// shift) or of a raised run halfway to an alarm: a fit leaves them out until they
     /// either confirm a shift or pass, as either kind would pull the envelopes with it.
+    /// The time of the oldest exchange a downward shift is still being confirmed on: a
+    /// sample below the envelope from before it can no longer be part of one. `None` before
+    /// that many exchanges were seen.
+    pub(crate) fn confirm_horizon(&self) -> Option<i64> {
+        self.recent.newest(DOWN_WINDOW as usize - 1).map(|r| r.t)
+    }
+
+    /// The earliest of the latest exchanges that lies below the envelope without having
+    /// confirmed a shift yet.
+    pub(crate) fn below_since(&self) -> Option<i64> {
+        (0..DOWN_WINDOW as usize)
+            .filter(|&i| self.below & (1 << i) != 0)
+            .filter_map(|i| self.recent.newest(i))
+            .map(|r| r.t)
+            .min()
+    }
+
     pub(crate) fn suspect_since(&self) -> Option<i64> {
         if self.below == 0 {
             return self.pending_up;

@@ -278,6 +278,10 @@ pub struct EnvelopeEstimator {
     /// Net offset moves of one-way path changes since the leader was first heard: the
     /// asymmetry that may have come with them, which no two-way method can see.
     asymmetry: f64,
+    /// Per direction, the oldest sample since the last check that lay below the trusted
+    /// envelope by more than queuing allows, while the watch waits to see whether a change
+    /// follows (see `watch`).
+    false_since: [Option<i64>; 2],
     /// A burst of faster exchanges is wanted.
     burst_wanted: bool,
     /// When a young window last asked for one (relative local time).
@@ -342,6 +346,7 @@ impl EnvelopeEstimator {
             exam: None,
             junction: None,
             asymmetry: 0.0,
+            false_since: [None; 2],
             burst_wanted: false,
             last_burst: None,
             hull_qf: Vec::with_capacity(cap + 1),
@@ -388,6 +393,7 @@ impl EnvelopeEstimator {
         }
         self.exam = None;
         self.junction = None;
+        self.false_since = [None; 2];
         self.asymmetry = 0.0;
         self.last_burst = None;
         self.rates.clear();
@@ -469,29 +475,30 @@ impl EnvelopeEstimator {
     }
 
     /// Watches this exchange's samples against the trusted envelopes, and examines a change
-    /// once one is seen. Returns which of the two samples may join the window.
+    /// once one is seen.
     ///
     /// Queuing only adds delay, so a sample far below a trusted envelope is either the
     /// first sign of a change or a false measurement: a transmit stamp that belongs to
-    /// another datagram, a clock read late. One such sample would carry the envelope, and
-    /// the offset, with it while the fit claimed its usual precision. So, while the
-    /// envelopes are trusted and no change is being examined, such a sample is kept out of
-    /// the window. The watch still sees it: a few of them close together raise a change, and
-    /// the examination measures the new levels from the exchanges after it.
-    fn watch(&mut self, fwd: Point, rev: Point) -> [bool; 2] {
+    /// another datagram, a clock read late. One such sample, kept, would carry the envelope
+    /// and the offset with it while the fit claimed its usual precision. The fits leave it
+    /// out while the watch waits to see whether a change follows (`suspect_since`). If
+    /// one does, the examination takes over. If none does, the sample was false: it is
+    /// dropped from the window (`purge_false`).
+    fn watch(&mut self, fwd: Point, rev: Point) {
         let Some(fit) = self.fit else {
-            return [true; 2];
+            return;
         };
         if self.fwd.len() < STEP_MIN_SAMPLES || self.rev.len() < STEP_MIN_SAMPLES {
             // A young fit extrapolates a rough rate: its misses are not changes.
-            return [true; 2];
+            return;
         }
         let e_f = fwd.y as f64 - fit.fwd.eval(fwd.t);
         let e_r = rev.y as f64 - fit.rev.eval(rev.t);
         if self.exam.is_none() && self.junction_is_young() {
             // The levels after the last change are still being learnt: the envelopes move
             // under the new samples, and that is not another change.
-            return [true; 2];
+            self.false_since = [None; 2];
+            return;
         }
         if let Some(x) = &mut self.exam {
             x.take(0, e_f);
@@ -499,16 +506,18 @@ impl EnvelopeEstimator {
             if let Some(explanation) = x.decide() {
                 self.conclude(explanation);
             }
-            // (What joins the window meanwhile is judged when the examination ends: see
-            // `purge_false`.)
-            return [true; 2];
+            return;
         }
         let noise = Self::exchange_noise(&fit, self.config.block_samples);
         let lim = |t: i64| Self::below_limit(&self.config, &fit, t);
         let (lim_f, lim_r) = (lim(fwd.t), lim(rev.t));
         // (A moving frequency bends the clock relation away from the fitted line, smoothly:
         // that is no change to watch for, but a sample it puts below the line is true.)
-        let admit = [e_f >= -(lim_f + fit.bend), e_r >= -(lim_r + fit.bend)];
+        for (d, p, e, l) in [(0, fwd, e_f, lim_f), (1, rev, e_r, lim_r)] {
+            if e < -(l + fit.bend) {
+                self.false_since[d] = Some(self.false_since[d].map_or(p.t, |t| t.min(p.t)));
+            }
+        }
         let tf = self.watch[0].observe(fwd.t, e_f, noise[0], lim_f);
         let tr = self.watch[1].observe(rev.t, e_r, noise[1], lim_r);
         let trigger = match (tf, tr) {
@@ -517,9 +526,28 @@ impl EnvelopeEstimator {
                 size: a.size.max(b.size),
             },
             (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return admit,
+            (None, None) => {
+                // Below-envelope samples that passed out of the watch's reach without
+                // confirming a change were false. (The fits leave out those still within
+                // it: see `suspect_since`.)
+                for d in 0..2 {
+                    if let (Some(t), Some(horizon)) =
+                        (self.false_since[d], self.watch[d].confirm_horizon())
+                        && t < horizon
+                    {
+                        let (mut since, mut until) = ([i64::MAX; 2], [i64::MIN; 2]);
+                        (since[d], until[d]) = (t, horizon);
+                        self.purge_false(since, until);
+                        // (Any later one is still within the watch's reach.)
+                        self.false_since[d] = self.watch[d].below_since();
+                    }
+                }
+                return;
+            }
         };
-        // A new change: the one before it is joined for good.
+        // A new change: the one before it is joined for good. (What lay below the envelope
+        // is the examination's to judge now.)
+        self.false_since = [None; 2];
         self.bake();
         let x = Examination::new(
             trigger,
@@ -530,13 +558,12 @@ impl EnvelopeEstimator {
         );
         self.exam = Some(x);
         self.want_burst();
-        admit
     }
 
-    /// After an examination found nothing: drops the samples taken since `since` (per
-    /// direction) that lie below the trusted envelopes by more than queuing allows, as
-    /// [`watch`](Self::watch) would have. Nothing moved, so they were false.
-    fn purge_false(&mut self, since: [i64; 2]) {
+    /// Drops the samples taken from `since` to before `until` (per direction) that lie below
+    /// the trusted envelopes by more than queuing allows: no change followed them (the watch
+    /// saw none, or an examination found nothing), so they were false.
+    fn purge_false(&mut self, since: [i64; 2], until: [i64; 2]) {
         let Some(fit) = self.fit else {
             return;
         };
@@ -544,7 +571,9 @@ impl EnvelopeEstimator {
         let limit = |p: &Point| Self::below_limit(&config, &fit, p.t);
         let fits = |d: usize, p: &Point| {
             let line = if d == 0 { fit.fwd } else { fit.rev };
-            p.t < since[d] || p.y as f64 - line.eval(p.t) >= -(limit(p) + fit.bend)
+            p.t < since[d]
+                || p.t >= until[d]
+                || p.y as f64 - line.eval(p.t) >= -(limit(p) + fit.bend)
         };
         let keep_f: [bool; 2] = [
             self.block.fwd.is_none_or(|p| fits(0, &p)),
@@ -592,7 +621,7 @@ impl EnvelopeEstimator {
         match explanation {
             Explanation::Nothing => {
                 self.stats.false_alarms += 1;
-                self.purge_false(x.since);
+                self.purge_false(x.since, [i64::MAX; 2]);
             }
             Explanation::Step(_) => self.stats.steps += 1,
             Explanation::Path(_) | Explanation::Apart(..) => self.stats.path_changes += 1,
@@ -1373,19 +1402,15 @@ impl ClockEstimator for EnvelopeEstimator {
             self.last_burst = Some(fwd.t);
             self.want_burst();
         }
-        let admit = self.watch(fwd, rev);
-
         let rate = self.fit.map_or(0.0, |f| f.rate());
         if self.block.n == 0 {
             self.block.start = fwd.t;
         }
-        if admit[0] {
-            Self::keep_best(&mut self.block.fwd, fwd, -rate);
-        }
-        if admit[1] {
-            Self::keep_best(&mut self.block.rev, rev, rate);
-        }
-        self.stats.rejected += admit.iter().filter(|a| !**a).count() as u64;
+        Self::keep_best(&mut self.block.fwd, fwd, -rate);
+        Self::keep_best(&mut self.block.rev, rev, rate);
+        // (After the sample is in its block: if the watch finds it false, it goes from
+        // there too.)
+        self.watch(fwd, rev);
         self.block.n += 1;
         self.since_refit += 1;
         let full = self.block.n >= self.config.block_samples
