@@ -575,20 +575,20 @@ impl EnvelopeEstimator {
                 || p.t >= until[d]
                 || p.y as f64 - line.eval(p.t) >= -(limit(p) + fit.bend)
         };
-        let keep_f: [bool; 2] = [
+        let keep_block: [bool; 2] = [
             self.block.fwd.is_none_or(|p| fits(0, &p)),
             self.block.rev.is_none_or(|p| fits(1, &p)),
         ];
         let mut gone = 0;
         gone += self.fwd.retain(|p| fits(0, p));
         gone += self.rev.retain(|p| fits(1, p));
-        if !keep_f[0] {
+        if !keep_block[0] {
             self.block.fwd = None;
         }
-        if !keep_f[1] {
+        if !keep_block[1] {
             self.block.rev = None;
         }
-        self.stats.rejected += gone as u64 + keep_f.iter().filter(|k| !**k).count() as u64;
+        self.stats.rejected += gone as u64 + keep_block.iter().filter(|k| !**k).count() as u64;
     }
 
     /// Acts on an examination's explanation: joins the samples on either side of the change
