@@ -591,12 +591,26 @@ impl EnvelopeEstimator {
         self.stats.rejected += gone as u64 + keep_block.iter().filter(|k| !**k).count() as u64;
     }
 
+    /// Drops each direction's samples from `.0` to before `.1` (the open block's too).
+    fn drop_between(&mut self, span: [(i64, i64); 2]) {
+        let out = |d: usize, p: &Point| p.t >= span[d].0 && p.t < span[d].1;
+        self.fwd.retain(|p| !out(0, p));
+        self.rev.retain(|p| !out(1, p));
+        if self.block.fwd.is_some_and(|p| out(0, &p)) {
+            self.block.fwd = None;
+        }
+        if self.block.rev.is_some_and(|p| out(1, &p)) {
+            self.block.rev = None;
+        }
+    }
+
     /// Acts on an examination's explanation: joins the samples on either side of the change
     /// and starts a new epoch if the timeline moved by more than it was sure of.
     fn conclude(&mut self, explanation: Explanation) {
         let Some(mut x) = self.exam.take() else {
             return;
         };
+        let dated = x.since;
         if let Some(fit) = self.fit {
             // Date each direction's shift on its own now that its sign is known, to the safe
             // side: a rise at the alarm (samples after the change counted as before it then
@@ -628,6 +642,20 @@ impl EnvelopeEstimator {
         }
         if explanation != Explanation::Nothing {
             let (f, r) = explanation.shifts();
+            // Between the change's earliest possible start and the alarm, samples of a
+            // direction that moved may lie on either level. Left in, one that is after the
+            // change but dated before it is moved once more with the old samples and sits
+            // the whole shift above the envelope: harmless to the envelope, but it swells
+            // the mean residual the levels are refined with and the directions weighed by
+            // (a 1 s leader step on a LAN put 17 µs of error in the refined level, and the
+            // rate ran off). They are few, and no fit needs them: they go.
+            let mut gone = [(i64::MAX, i64::MIN); 2];
+            for (d, shift) in [f, r].into_iter().enumerate() {
+                if shift != 0.0 {
+                    gone[d] = (dated[d].min(x.since[d]), x.raised);
+                }
+            }
+            self.drop_between(gone);
             let newest = self.fwd.back().map_or(x.raised, |p| p.t);
             let sd = [0, 1].map(|d| x.level(d).map_or(0.0, |(_, sd)| sd));
             self.junction = Some(Junction {
