@@ -118,12 +118,18 @@ const CURVE_NOISE: f64 = 2.0;
 /// spread by 0.66 of their standard deviation, but slowly: an excursion lasts about a
 /// window, and one taken out for real bends the fit for that long. 1.5 keeps those out.
 const CURVE_SIGNIFICANCE: f64 = 1.5;
+/// Kept samples per direction before the window's parts are compared (its newest quarter
+/// has a quarter of them; a LAN's 30 s window holds about 110).
+const STRUCTURE_MIN_SAMPLES: usize = 2 * STEP_MIN_SAMPLES;
 /// Refits between two comparisons of the window's newest quarter with the whole...
 const STRUCTURE_EVERY: u32 = 4;
 /// ...which disagree when their offsets are this many of their combined spreads apart...
 const STRUCTURE_SIGMA: f64 = 3.0;
-/// ...and while they agree, the window may grow back by this factor per comparison.
+/// ...and while they agree, the window may grow back by this factor per comparison...
 const STRUCTURE_GROWTH: f64 = 1.1;
+/// ...and beyond this many spreads, short of cutting the window, their distance joins the
+/// uncertainty.
+const STRUCTURE_HINT: f64 = 1.0;
 /// How many times the bend `d·W²/12` the uncertainty allows for (a fit of envelopes lags a
 /// bend more than a least-squares line does).
 const DRIFT_ALLOWANCE: f64 = 2.0;
@@ -290,10 +296,12 @@ pub struct EnvelopeEstimator {
     hull_qf: Vec<Point>,
     hull_qr: Vec<Point>,
     /// The longest window the clock's own steadiness allows (see `refit`), refits since it
-    /// was last checked, and how far the newest quarter's offset was from the whole
-    /// window's when they last disagreed (ns; part of the uncertainty).
+    /// was last checked, whether that check found the window too long, and how far the
+    /// newest quarter's offset was from the whole window's when it last stood clear of
+    /// their spread (ns; part of the uncertainty).
     window_cap: i64,
     structure_refits: u32,
+    too_long: bool,
     /// Window checks so far (the bend is measured at every other one).
     bend_checks: u32,
     structure: f64,
@@ -355,6 +363,7 @@ impl EnvelopeEstimator {
             structure_refits: 0,
             bend_checks: 0,
             structure: 0.0,
+            too_long: false,
             rates: Ring::new(DRIFT_HISTORY),
             drift: 0.0,
             curve: 0.0,
@@ -404,6 +413,7 @@ impl EnvelopeEstimator {
         self.window_cap = self.config.window.as_nanos();
         self.structure_refits = 0;
         self.structure = 0.0;
+        self.too_long = false;
     }
 
     /// Records a fit's rate at its samples' centroid `at` (a line fitted to a bending
@@ -901,6 +911,13 @@ impl EnvelopeEstimator {
         let (n_f, n_r) = (fwd.n as usize, rev.n as usize);
         let at = last;
         let span_s = (last - fwd.hull[0].t.min(rev.hull[0].t)) as f64 * 1e-9;
+        // (A window the path keeps shorter than that, 30 s on a quiet LAN, counts once it
+        // spans what it may: its oldest sample goes when it is older than the window, so it
+        // spans up to a block less. Otherwise a LAN never measured a bend or a drift, and
+        // its sub-microsecond uncertainty covered a warm-up's 5 µs of lag 22–60 % of the
+        // time.)
+        let grown = (self.noise_window - self.config.block_span.as_nanos()) as f64 * 1e-9;
+        let drift_span = DRIFT_MIN_SPAN.as_secs_f64().min(grown);
         // Does the window's newest quarter tell the same story? A fit over it alone is
         // noisier but follows a bending clock relation (a warming crystal) that the whole
         // window's line lags behind; when the two disagree beyond their spreads the window
@@ -914,8 +931,8 @@ impl EnvelopeEstimator {
         if !provisional
             && self.exam.is_none()
             && self.structure_refits >= STRUCTURE_EVERY
-            && n_f >= 4 * STEP_MIN_SAMPLES
-            && n_r >= 4 * STEP_MIN_SAMPLES
+            && n_f >= STRUCTURE_MIN_SAMPLES
+            && n_r >= STRUCTURE_MIN_SAMPLES
             && let Some(full) = post
         {
             self.structure_refits = 0;
@@ -941,15 +958,26 @@ impl EnvelopeEstimator {
                 let apart = (q.offset - full.offset).abs();
                 let spread = (q.offset_sd * q.offset_sd + full.offset_sd * full.offset_sd).sqrt();
                 let min = self.config.min_window.as_nanos();
-                if apart > STRUCTURE_SIGMA * spread {
+                self.too_long = apart > STRUCTURE_SIGMA * spread;
+                if self.too_long {
                     self.window_cap = ((span_s * 1e9 * 0.5) as i64).max(min);
-                    self.structure = apart;
                 } else {
                     let max = self.config.window.as_nanos();
                     self.window_cap = (self.window_cap as f64 * STRUCTURE_GROWTH) as i64;
                     self.window_cap = self.window_cap.clamp(min, max);
-                    self.structure = 0.0;
                 }
+                // A disagreement short of cutting the window may still be the start of a
+                // bend that the whole window's line lags: the uncertainty owns up to it once
+                // it stands clear of the spread (on a steady clock the two fits are about a
+                // spread apart anyway), and lets go of it only as the two come together,
+                // not because one check's spread grew. (Left out, a crystal warming from
+                // power-on drifted a LAN's estimate 0.3–0.9 µs off over 3 s while it
+                // claimed 0.1 µs.)
+                self.structure = if apart > STRUCTURE_HINT * spread {
+                    apart
+                } else {
+                    self.structure.min(apart)
+                };
             }
             // Is a bend left once the curve is taken out? The rates of the window's older
             // and newer halves, fitted apart, tell (their samples, so their noise, are
@@ -969,7 +997,7 @@ impl EnvelopeEstimator {
             let across_other = self
                 .junction
                 .is_some_and(|j| !matches!(j.explanation, Explanation::Path(_)));
-            if span_s < DRIFT_MIN_SPAN.as_secs_f64() || self.bend_checks % 2 == 1 || across_other {
+            if span_s < drift_span || self.bend_checks % 2 == 1 || across_other {
                 // Nothing to measure.
             } else if let (Some((a, ca)), Some((b, cb))) = (
                 part(&all_f[..mf], &all_r[..mr]),
@@ -1011,7 +1039,7 @@ impl EnvelopeEstimator {
             && !changing
             && n_f >= STEP_MIN_SAMPLES
             && n_r >= STEP_MIN_SAMPLES
-            && span_s >= DRIFT_MIN_SPAN.as_secs_f64()
+            && span_s >= drift_span
         {
             // (A fit with the curve taken out has the rate of its newest end; the rate of its
             // middle is what the drift is measured on.)
@@ -1488,7 +1516,7 @@ impl ClockEstimator for EnvelopeEstimator {
         // (Nor while the window is too long for a bending clock relation.)
         let settled = self.exam.is_none()
             && !self.junction_is_young()
-            && self.structure == 0.0
+            && !self.too_long
             && self.fwd.len() >= STEP_MIN_SAMPLES
             && self.rev.len() >= STEP_MIN_SAMPLES;
         Some(ClockEstimate {
