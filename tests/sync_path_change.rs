@@ -7,7 +7,9 @@ use families::{assert_honest, event, run, run_on};
 
 #[test]
 fn a_roam_keeps_the_offset_within_fifty_microseconds_and_the_rate_within_half_a_ppm() {
-    for seed in [1, 2, 3] {
+    // (Seeds 11, 14 and 20 once missed: a false alarm of the window check, 3σ then, cut the
+    // window in half long after the step, and the noisier fit went 51 µs and 1.65 ppm off.)
+    for seed in [1, 2, 3, 11, 14, 20] {
         for (name, r) in run("roam", seed) {
             let e = event(&r, "path both");
             assert!(e.max_err_us <= 50.0, "{name} seed {seed}: {e:?}");
@@ -50,8 +52,7 @@ fn a_mesh_reroute_there_and_back_leaves_no_trace() {
 
 /// Seed 14's +0.5 ms step was once examined through Wi-Fi's delay spikes, taken for an
 /// episode of interference, and called noise; the window then tilted over the two levels and
-/// the offset went 416 µs wrong for a minute. (Its p99 outside the step, 21.3 µs, and its
-/// rate after it, 0.88 ppm, still miss the targets of 20 µs and 0.5 ppm: see the README.)
+/// the offset went 416 µs wrong for a minute.
 #[test]
 fn a_small_step_seen_through_wifi_spikes_is_not_called_noise() {
     for (name, r) in run("roam", 14) {
