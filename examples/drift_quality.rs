@@ -256,6 +256,7 @@ fn main() -> ExitCode {
                         .map_or("events".into(), |s| s.to_string_lossy().into_owned()),
                     events,
                     start_burst: true,
+                    longer_path: Nanos::ZERO,
                 })],
                 Err(e) => {
                     eprintln!("error: {}: {e}", path.display());

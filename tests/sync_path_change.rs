@@ -3,7 +3,7 @@
 
 #[path = "common/families.rs"]
 mod families;
-use families::{assert_honest, event, run, run_on};
+use families::{assert_honest, event, run, run_on, run_on_possible};
 
 #[test]
 fn a_roam_keeps_the_offset_within_fifty_microseconds_and_the_rate_within_half_a_ppm() {
@@ -78,6 +78,32 @@ fn on_congested_wifi_a_roam_and_a_mesh_reroute_keep_the_offset_within_fifty_micr
 #[test]
 fn on_a_lan_a_roam_and_a_mesh_reroute_keep_the_offset_within_a_few_microseconds() {
     path_steps_hold("lan", &[6, 7], 5.0, 2.0);
+}
+
+/// A path step down by more than the path's delay cannot happen, and the simulator says so
+/// rather than clamp it at zero and run a smaller step under the larger one's name, as it
+/// did until 2026-12-07: a LAN's base delay is 150 µs, so one direction −1 ms is refused
+/// there. The −2.5 ms roam starts from a path 2.5 ms longer, and runs on every preset (on
+/// `wifi` it used to be a −1.5 ms roam).
+#[test]
+fn a_path_step_down_by_more_than_the_paths_delay_is_refused() {
+    let (ran, refused) = run_on_possible("lan", "asym_down", 1);
+    assert!(
+        ran.is_empty(),
+        "{:?}",
+        ran.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    assert_eq!(refused.len(), 2);
+    for network in ["lan", "wifi"] {
+        let (ran, refused) = run_on_possible(network, "roam", 1);
+        assert!(refused.is_empty(), "{network}: {refused:?}");
+        let down = ran
+            .iter()
+            .find(|r| r.0 == "roam/-2.5ms")
+            .expect("the −2.5 ms roam");
+        let e = event(&down.1, "path both -2.50 ms");
+        assert!(e.max_err_us <= 50.0, "{network}: {e:?}");
+    }
 }
 
 /// Every variant of the roam and mesh re-route families on `network`, for each of `seeds`:

@@ -542,3 +542,53 @@ fn several_seeds_of_a_family_give_one_worst_table_per_variant() {
     );
     assert_eq!(text.lines().count(), 12, "{text}");
 }
+
+/// A family variant whose path step down is larger than the network's delay cannot run
+/// there: it is left out with a note that says why, and a family with nothing left is an
+/// error.
+#[test]
+fn a_variant_the_network_cannot_have_is_left_out_with_a_note() {
+    let out = sync_report()
+        .args([
+            "--scenario",
+            "asym_down",
+            "--network",
+            "lan",
+            "--seconds",
+            "20",
+        ])
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("asym_down/to_leader-1ms@lan is left out")
+            && err.contains("below zero")
+            && err.contains("no variant can run on lan"),
+        "{err}"
+    );
+    // On wifi (1.5 ms each way) the same family runs, both variants.
+    let out = sync_report()
+        .args([
+            "--scenario",
+            "asym_down",
+            "--network",
+            "wifi",
+            "--seconds",
+            "20",
+            "--json",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("\"estimator\": \"lockstep\"").count(),
+        2,
+        "{text}"
+    );
+}

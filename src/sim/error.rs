@@ -92,4 +92,13 @@ pub enum SimConfigError {
         /// The end given.
         until: crate::sim::SimTime,
     },
+    /// Path steps that, added up, take a link's base delay below zero: a step down by more
+    /// than the path's delay (−1 ms on a LAN of 150 µs) is not a path this link can have.
+    #[error("the path step at {at} takes the base delay to {delay}, below zero")]
+    PathBelowZero {
+        /// When the step that goes below zero comes.
+        at: crate::sim::SimTime,
+        /// The base delay it would leave.
+        delay: Nanos,
+    },
 }

@@ -335,6 +335,10 @@ pub struct Variant {
     /// Whether the follower gets the master's tapering start burst (`no_burst` turns it
     /// off).
     pub start_burst: bool,
+    /// How much longer than the network preset's the path is from the start, both ways: a
+    /// roam to a nearer access point needs a path it can shorten (`roam/-2.5ms` on `wifi`,
+    /// whose base delay is 1.5 ms, starts at 4 ms).
+    pub longer_path: Nanos,
 }
 
 /// The names [`family`] knows, in report order.
@@ -412,7 +416,8 @@ fn roam(at: f64, by_us: i64) -> Vec<Event> {
 
 /// The named family `name`: its variants, or `None` for an unknown name. See [`FAMILIES`].
 ///
-/// - `roam`: a roam at 200 s (150 ms gap, then both directions +0.5 ms, +2.5 ms or −2.5 ms);
+/// - `roam`: a roam at 200 s (150 ms gap, then both directions +0.5 ms, +2.5 ms or −2.5 ms,
+///   the last from a path 2.5 ms longer than the preset's);
 /// - `mesh_reroute`: both directions +1.2 ms at 200 s and back at 400 s, without a gap;
 /// - `warmup`: the follower's crystal warms by +8 ppm (τ = 120 s) from power-on; also with a
 ///   ±2 ppm, 20-minute thermal wander and a +2.5 ms roam at 200 s all at once;
@@ -434,13 +439,20 @@ pub fn family(name: &str) -> Option<Vec<Variant>> {
         name: format!("{name}/{variant}"),
         events: Events::new(events),
         start_burst: true,
+        longer_path: Nanos::ZERO,
     };
     let both = Direction::Both;
     Some(match name {
         "roam" => vec![
             v("+0.5ms", roam(200.0, 500)),
             v("+2.5ms", roam(200.0, 2500)),
-            v("-2.5ms", roam(200.0, -2500)),
+            // (From a path 2.5 ms longer: no preset's base delay is that long. Until
+            // 2026-12-07 the simulator clamped the step at zero, so on `wifi` this was a
+            // −1.5 ms roam, and on `lan` a −0.15 ms one.)
+            Variant {
+                longer_path: Nanos::from_micros(2500),
+                ..v("-2.5ms", roam(200.0, -2500))
+            },
         ],
         "mesh_reroute" => vec![v(
             "+1.2ms,back",
@@ -618,6 +630,7 @@ pub fn soak(seed: u64, duration: Nanos) -> Variant {
         name: format!("soak/seed{seed}"),
         events: Events::new(events),
         start_burst: true,
+        longer_path: Nanos::ZERO,
     }
 }
 

@@ -229,8 +229,9 @@ const EPISODE_LOSS_STREAM: u64 = 8;
 /// direction of a path.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LinkChange {
-    /// From `at` on, the base delay is longer by `by` (shorter when negative; it never goes
-    /// below zero): a route change, a roam to another access point. Lasting; changes add up.
+    /// From `at` on, the base delay is longer by `by` (shorter when negative): a route
+    /// change, a roam to another access point. Lasting; changes add up. A link refuses
+    /// changes that would take its base delay below zero.
     BaseDelay {
         /// When the path changes.
         at: SimTime,
@@ -386,6 +387,7 @@ impl Link {
         }
         link.changes = changes.to_vec();
         link.index_changes();
+        link.check_base_delay()?;
         Ok(link)
     }
 
@@ -396,6 +398,32 @@ impl Link {
         change.validate()?;
         self.changes.push(change);
         self.index_changes();
+        if let Err(e) = self.check_base_delay() {
+            let i = self.changes.iter().rposition(|c| *c == change);
+            if let Some(i) = i {
+                self.changes.remove(i);
+            }
+            self.index_changes();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Fails if the base-delay changes, added up in time order, ever take the base delay
+    /// below zero: a packet cannot arrive before it was sent, and a step larger than the
+    /// path's delay is a scenario this link cannot run. (It used to clamp at zero: a −1 ms
+    /// one-way step on `lan`, whose base delay is far less, silently became a much smaller
+    /// one.)
+    fn check_base_delay(&self) -> Result<(), SimConfigError> {
+        let mut delay = self.config.base_delay;
+        for c in &self.changes {
+            if let LinkChange::BaseDelay { at, by } = *c {
+                delay += by;
+                if delay < Nanos::ZERO {
+                    return Err(SimConfigError::PathBelowZero { at, delay });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1008,6 +1036,38 @@ mod tests {
     }
 
     #[test]
+    fn path_steps_that_take_the_base_delay_below_zero_are_refused() {
+        let ms = |v: i64| SimTime(v * 1_000_000);
+        let config = LinkConfig::ideal(Nanos::from_micros(150));
+        let step = |at: i64, us: i64| LinkChange::BaseDelay {
+            at: ms(at),
+            by: Nanos::from_micros(us),
+        };
+        // Up first, then down by more than the base: fine, the delay never goes negative.
+        assert!(
+            Link::with_changes(config, SimRng::new(1), &[step(10, 2000), step(20, -2000)]).is_ok()
+        );
+        // Down by more than the base: refused, saying when and the delay it would leave.
+        let err = Link::with_changes(config, SimRng::new(1), &[step(10, -1000)])
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SimConfigError::PathBelowZero {
+                at: ms(10),
+                delay: Nanos::from_micros(-850)
+            }
+        );
+        // A running link refuses it too, and runs on as before.
+        let mut link = Link::with_changes(config, SimRng::new(1), &[]).unwrap();
+        assert!(link.schedule(step(10, -1000)).is_err());
+        assert_eq!(
+            link.transmit(ms(30)),
+            Delivery::Once(ms(30) + Nanos::from_micros(150))
+        );
+    }
+
+    #[test]
     fn scheduled_changes_move_the_base_delay_cut_the_link_and_add_episodes() {
         let ms = |v: i64| SimTime(v * 1_000_000);
         let changes = [
@@ -1017,7 +1077,7 @@ mod tests {
             },
             LinkChange::BaseDelay {
                 at: ms(3000),
-                by: Nanos::from_millis(-5),
+                by: Nanos::from_millis(-4),
             },
             LinkChange::Outage {
                 at: ms(1500),
@@ -1057,7 +1117,7 @@ mod tests {
         let mean = extra / n as f64;
         assert!((2.4e6..3.6e6).contains(&mean), "mean extra {mean} ns");
         assert_eq!(delay(&mut link, ms(2600)), Some(4_000_000));
-        // Never below zero.
+        // Down to zero (below is refused: see the test before).
         assert_eq!(delay(&mut link, ms(3000)), Some(0));
         let backwards = LinkChange::Outage {
             at: ms(5),

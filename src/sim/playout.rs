@@ -164,6 +164,8 @@ impl PlayoutScenario {
         let mut s = PlayoutScenario::preset(preset, seed, duration)?;
         s.name = format!("{}@{preset}", variant.name);
         s.events = variant.events.clone();
+        s.path.to_follower.base_delay += variant.longer_path;
+        s.path.to_leader.base_delay += variant.longer_path;
         if variant.name.starts_with("soak/") {
             s.sampling = Sampling::Sparse {
                 every: Nanos::from_secs(300),

@@ -85,6 +85,8 @@ impl SyncScenario {
         let mut s = SyncScenario::preset(preset, seed, duration)?;
         s.name = format!("{}@{preset}", variant.name);
         s.events = variant.events.clone();
+        s.path.to_follower.base_delay += variant.longer_path;
+        s.path.to_leader.base_delay += variant.longer_path;
         if !variant.start_burst {
             s.master.burst_count = 0;
         }

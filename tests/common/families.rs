@@ -3,9 +3,10 @@
 // Each test file uses a part of these helpers.
 #![allow(dead_code)]
 
-use lockstep::sim::EventResult;
+use lockstep::clock::EnvelopeEstimator;
 use lockstep::sim::events::family;
 use lockstep::sim::sync::{EstimatorResult, SyncScenario, default_estimators, run_sync};
+use lockstep::sim::{EventResult, SimConfigError};
 use lockstep::time::Nanos;
 
 /// Each variant of `name` on wifi for 600 s with `seed`: its name and lockstep's result.
@@ -24,6 +25,34 @@ pub fn run_on(network: &str, name: &str, seed: u64) -> Vec<(String, EstimatorRes
             (v.name.clone(), run_lockstep(&s))
         })
         .collect()
+}
+
+/// As [`run_on`], for the variants `network` can have the path of, and the names of those
+/// it refuses (a path step down by more than its base delay: a LAN's is 150 µs).
+pub fn run_on_possible(
+    network: &str,
+    name: &str,
+    seed: u64,
+) -> (Vec<(String, EstimatorResult)>, Vec<String>) {
+    let (mut ran, mut refused) = (Vec::new(), Vec::new());
+    for v in family(name).expect("known family") {
+        let s = SyncScenario::with_variant(network, &v, seed, Nanos::from_secs(600))
+            .expect("network preset");
+        // (lockstep's estimator alone: the baselines are slow, and no check here is theirs.)
+        match run_sync(&s, vec![Box::new(EnvelopeEstimator::default())]) {
+            Ok(report) => ran.push((
+                v.name.clone(),
+                report
+                    .results
+                    .into_iter()
+                    .find(|e| e.estimator == "lockstep")
+                    .expect("lockstep in the report"),
+            )),
+            Err(SimConfigError::PathBelowZero { .. }) => refused.push(v.name.clone()),
+            Err(e) => panic!("{}: {e}", v.name),
+        }
+    }
+    (ran, refused)
 }
 
 /// Runs `scenario` and gives lockstep's result.
