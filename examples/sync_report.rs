@@ -224,18 +224,18 @@ fn run(args: &Args, plan: &Plan, seed: u64) -> Result<Vec<SyncReport>, ExitCode>
         }
     }
     .ok_or(ExitCode::from(2))?;
-    let runs: Vec<SyncReport> = scenarios
-        .into_iter()
-        .map(|s| run_one(args, s))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    if runs.is_empty() {
-        eprintln!("error: no variant can run on {}", args.network);
+    let runs = scenarios.into_iter().map(|s| run_one(args, s));
+    those_that_ran(runs.collect::<Result<_, _>>()?, &args.network)
+}
+
+/// The reports of the runs that were not left out (see [`left_out`]); an error if none.
+fn those_that_ran<T>(runs: Vec<Option<T>>, network: &str) -> Result<Vec<T>, ExitCode> {
+    let ran: Vec<T> = runs.into_iter().flatten().collect();
+    if ran.is_empty() {
+        eprintln!("error: no variant can run on {network}");
         return Err(ExitCode::from(2));
     }
-    Ok(runs)
+    Ok(ran)
 }
 
 /// Says on stderr that `name` is left out because `network` cannot have its path, if that
@@ -288,18 +288,8 @@ fn run_group(args: &Args, plan: &Plan, seed: u64) -> Result<Vec<PlayoutReport>, 
         }
     }
     .ok_or(ExitCode::from(2))?;
-    let runs: Vec<PlayoutReport> = scenarios
-        .into_iter()
-        .map(|s| run_group_one(args, s))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    if runs.is_empty() {
-        eprintln!("error: no variant can run on {}", args.network);
-        return Err(ExitCode::from(2));
-    }
-    Ok(runs)
+    let runs = scenarios.into_iter().map(|s| run_group_one(args, s));
+    those_that_ran(runs.collect::<Result<_, _>>()?, &args.network)
 }
 
 fn run_group_one(
