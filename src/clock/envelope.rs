@@ -39,7 +39,8 @@
 //!   (`curve·(t - newest)²`) before the lines are fitted, so the fit follows a warming
 //!   crystal instead of lagging it, and its rate is the rate at the newest sample.
 //! - A fit over the window's newest quarter is compared with the whole window's. When they
-//!   still disagree beyond their spreads, the window halves.
+//!   still disagree by four of their spreads, the window halves; by more than one, their
+//!   distance widens the uncertainty.
 //! - What may be left of the bend (the drift seen in recent fits' rates beyond the curve
 //!   taken out, and the curve's own spread) widens the uncertainty.
 //!
