@@ -3,7 +3,7 @@
 // Each test file uses a part of these helpers.
 #![allow(dead_code)]
 
-use lockstep::clock::EnvelopeEstimator;
+use lockstep::clock::{ClockEstimator, EnvelopeEstimator};
 use lockstep::sim::events::family;
 use lockstep::sim::sync::{EstimatorResult, SyncScenario, default_estimators, run_sync};
 use lockstep::sim::{EventResult, SimConfigError};
@@ -39,15 +39,8 @@ pub fn run_on_possible(
         let s = SyncScenario::with_variant(network, &v, seed, Nanos::from_secs(600))
             .expect("network preset");
         // (lockstep's estimator alone: the baselines are slow, and no check here is theirs.)
-        match run_sync(&s, vec![Box::new(EnvelopeEstimator::default())]) {
-            Ok(report) => ran.push((
-                v.name.clone(),
-                report
-                    .results
-                    .into_iter()
-                    .find(|e| e.estimator == "lockstep")
-                    .expect("lockstep in the report"),
-            )),
+        match try_lockstep(&s, vec![Box::new(EnvelopeEstimator::default())]) {
+            Ok(r) => ran.push((v.name.clone(), r)),
             Err(SimConfigError::PathBelowZero { .. }) => refused.push(v.name.clone()),
             Err(e) => panic!("{}: {e}", v.name),
         }
@@ -57,12 +50,20 @@ pub fn run_on_possible(
 
 /// Runs `scenario` and gives lockstep's result.
 pub fn run_lockstep(scenario: &SyncScenario) -> EstimatorResult {
-    run_sync(scenario, default_estimators())
-        .expect("valid scenario")
+    try_lockstep(scenario, default_estimators()).expect("valid scenario")
+}
+
+/// Runs `scenario` with `estimators` (lockstep's among them) and gives lockstep's result, or
+/// why the scenario cannot run.
+fn try_lockstep(
+    scenario: &SyncScenario,
+    estimators: Vec<Box<dyn ClockEstimator>>,
+) -> Result<EstimatorResult, SimConfigError> {
+    Ok(run_sync(scenario, estimators)?
         .results
         .into_iter()
         .find(|e| e.estimator == "lockstep")
-        .expect("lockstep in the report")
+        .expect("lockstep in the report"))
 }
 
 /// The event whose label starts with `prefix`.
