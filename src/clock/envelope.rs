@@ -595,33 +595,28 @@ impl EnvelopeEstimator {
                 || p.t >= until[d]
                 || p.y as f64 - line.eval(p.t) >= -(limit(p) + fit.bend)
         };
-        let keep_block: [bool; 2] = [
-            self.block.fwd.is_none_or(|p| fits(0, &p)),
-            self.block.rev.is_none_or(|p| fits(1, &p)),
-        ];
-        let mut gone = 0;
-        gone += self.fwd.retain(|p| fits(0, p));
-        gone += self.rev.retain(|p| fits(1, p));
-        if !keep_block[0] {
-            self.block.fwd = None;
-        }
-        if !keep_block[1] {
-            self.block.rev = None;
-        }
-        self.stats.rejected += gone as u64 + keep_block.iter().filter(|k| !**k).count() as u64;
+        self.stats.rejected += self.retain_samples(fits);
     }
 
     /// Drops each direction's samples from `.0` to before `.1` (the open block's too).
     fn drop_between(&mut self, span: [(i64, i64); 2]) {
-        let out = |d: usize, p: &Point| p.t >= span[d].0 && p.t < span[d].1;
-        self.fwd.retain(|p| !out(0, p));
-        self.rev.retain(|p| !out(1, p));
-        if self.block.fwd.is_some_and(|p| out(0, &p)) {
-            self.block.fwd = None;
+        self.retain_samples(|d, p| p.t < span[d].0 || p.t >= span[d].1);
+    }
+
+    /// Keeps only the samples `keep` accepts (direction 0 forward, 1 reverse), the open
+    /// block's best ones included; returns how many went.
+    fn retain_samples(&mut self, keep: impl Fn(usize, &Point) -> bool) -> u64 {
+        let mut gone = self.fwd.retain(|p| keep(0, p)) + self.rev.retain(|p| keep(1, p));
+        for (d, best) in [&mut self.block.fwd, &mut self.block.rev]
+            .into_iter()
+            .enumerate()
+        {
+            if best.is_some_and(|p| !keep(d, &p)) {
+                *best = None;
+                gone += 1;
+            }
         }
-        if self.block.rev.is_some_and(|p| out(1, &p)) {
-            self.block.rev = None;
-        }
+        gone as u64
     }
 
     /// Acts on an examination's explanation: joins the samples on either side of the change
