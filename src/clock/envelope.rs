@@ -131,6 +131,17 @@ const STRUCTURE_EVERY: u32 = 4;
 /// noise for a while: 51 µs on one seed. At 4, once in the same runs. A random-walk wander
 /// is followed a little later for it: p99 35.5 → 38.9 µs at worst over seeds 1–20.)
 const STRUCTURE_SIGMA: f64 = 4.0;
+/// ...where the spread is taken as at least this, in ns, when a cut is judged: the queuing
+/// scale below which [`WEIGHT_FLOOR_NS`] stops weighing, for the same reason. On a path as
+/// quiet as a loopback the posterior pins each floor to a few ns, as if the floor held
+/// still; a real one moves by tens of ns from second to second (interrupts, scheduling,
+/// timestamping), and its parts disagree by that much with no bend behind it. (Without the
+/// floor, a follower on loopback under load saw 50–150 ns disagreements against 5–30 ns
+/// spreads; its window was called too long in 15–35% of the checks, never settled in 5 s in
+/// one CI run, and never started playing. Bends that matter lag far more: a LAN's warm-up
+/// reaches µs. On the simulator's presets not one figure moved for it, seeds 1–10.) The
+/// uncertainty's share of the disagreement is judged on the spread itself.
+const STRUCTURE_FLOOR_NS: f64 = WEIGHT_FLOOR_NS;
 /// ...and while they agree, the window may grow back by this factor per comparison...
 const STRUCTURE_GROWTH: f64 = 1.1;
 /// ...and beyond this many spreads, short of cutting the window, their distance joins the
@@ -966,7 +977,9 @@ impl EnvelopeEstimator {
                 let apart = (q.offset - full.offset).abs();
                 let spread = (q.offset_sd * q.offset_sd + full.offset_sd * full.offset_sd).sqrt();
                 let min = self.config.min_window.as_nanos();
-                self.too_long = apart > STRUCTURE_SIGMA * spread;
+                // (A cut needs a disagreement beyond what a real path's floor wanders by,
+                // whatever the posterior's spread: see [`STRUCTURE_FLOOR_NS`].)
+                self.too_long = apart > STRUCTURE_SIGMA * spread.max(STRUCTURE_FLOOR_NS);
                 if self.too_long {
                     self.window_cap = ((span_s * 1e9 * 0.5) as i64).max(min);
                 } else {
