@@ -33,6 +33,7 @@
 //! cargo run --release --example sync_report -- --playout --scenario soak --seconds 7200 --seed 1
 //! ```
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -337,9 +338,9 @@ fn main_playout(args: &Args, plan: &Plan) -> ExitCode {
             Ok(rs) => {
                 for r in rs {
                     if args.json {
-                        println!("{}", r.to_json());
+                        out(&format!("{}\n", r.to_json()));
                     } else {
-                        print!("{}", r.to_table());
+                        out(&r.to_table());
                     }
                     reports.push(r);
                 }
@@ -450,6 +451,22 @@ fn worst_table(reports: &[&SyncReport]) -> String {
     out
 }
 
+/// Writes `text` to standard output. A reader that went away (`sync_report … | head`) ends
+/// the program quietly, as a filter's would; any other failure to write is an error.
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the report: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if !(args.seconds > 0.0 && args.seconds.is_finite()) {
@@ -508,9 +525,9 @@ fn main() -> ExitCode {
                         .to_string()
                 })
                 .collect();
-            println!("[{}]", all.join(",\n"));
+            out(&format!("[{}]\n", all.join(",\n")));
         } else {
-            print!("{}", worst_tables(&reports));
+            out(&worst_tables(&reports));
         }
         return ExitCode::SUCCESS;
     }
@@ -520,9 +537,9 @@ fn main() -> ExitCode {
     };
     for report in &reports {
         if args.json {
-            println!("{}", report.to_json());
+            out(&format!("{}\n", report.to_json()));
         } else {
-            print!("{}", report.to_table());
+            out(&report.to_table());
         }
     }
     let report = &reports[0];

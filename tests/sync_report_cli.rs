@@ -592,3 +592,21 @@ fn a_variant_the_network_cannot_have_is_left_out_with_a_note() {
         "{text}"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_report_quietly() {
+    use std::process::Stdio;
+    // As `sync_report … | head -0` would: the pipe's reading end is closed before the
+    // report is written (ten minutes of simulated time take far longer than closing it).
+    let mut child = sync_report()
+        .args(["--scenario", "lan", "--seconds", "600", "--seed", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
