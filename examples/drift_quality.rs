@@ -28,6 +28,7 @@
 //! out and counted. `--events FILE` does the same for a scenario file of your own (see
 //! [`lockstep::sim::scenario_file`]).
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -39,6 +40,10 @@ use lockstep::sim::scenario_file::read_events;
 use lockstep::sim::sync::{json_num, json_str};
 use lockstep::sim::{Loss, PathConfig};
 use lockstep::time::{Nanos, TrueInstant};
+
+#[path = "common/report.rs"]
+mod report;
+use report::out;
 
 /// Measures the worst-window THD+N of a tone through each drift corrector, steered by the
 /// playout servo on a drifting simulated DAC.
@@ -315,9 +320,11 @@ fn main() -> ExitCode {
                 )
             })
             .collect();
-        println!("[\n  {}\n]", objs.join(",\n  "));
+        out(&format!("[\n  {}\n]\n", objs.join(",\n  ")));
     } else {
-        println!(
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
             "THD+N of a −1 dBFS tone, 100 ms windows, {}{} ({} s, from {} s on), seed {}",
             args.scenario,
             match (&args.family, &args.events) {
@@ -329,7 +336,8 @@ fn main() -> ExitCode {
             args.skip,
             args.seed
         );
-        println!(
+        let _ = writeln!(
+            text,
             "{:<26} {:<10} {:>8} {:>8} {:>12} {:>8} {:>12} {:>8} {:>8}",
             "scenario",
             "corrector",
@@ -342,7 +350,8 @@ fn main() -> ExitCode {
             "excluded"
         );
         for r in &rows {
-            println!(
+            let _ = writeln!(
+                text,
                 "{:<26} {:<10} {:>+8.0} {:>8.0} {:>12.1} {:>8.2} {:>12.1} {:>8} {:>8}",
                 r.scenario,
                 r.corrector.name(),
@@ -355,6 +364,7 @@ fn main() -> ExitCode {
                 r.excluded
             );
         }
+        out(&text);
     }
     ExitCode::SUCCESS
 }

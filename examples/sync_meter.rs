@@ -11,11 +11,16 @@
 //! leave at 0 ns and frames at the WAV's nominal rate. The skew is B's emission time minus
 //! A's for the same content: positive means B plays later.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
 use lockstep::measure::{MeterConfig, OwnedCapture, SkewReport, load_capture_wav, measure_skew};
+
+#[path = "common/report.rs"]
+mod report;
+use report::out;
 
 /// Measures, window by window, how much later speaker B emits the same audio than speaker A.
 #[derive(Parser, Debug)]
@@ -104,20 +109,23 @@ fn run(args: &Args) -> Result<(), String> {
 
     if args.json {
         let text = serde_json::to_string_pretty(&json(&report, args)).map_err(|e| e.to_string())?;
-        println!("{text}");
+        out(&format!("{text}\n"));
         return Ok(());
     }
     let t0 = report.windows.first().map_or(0, |w| w.t.as_nanos());
-    println!("{:>10}  {:>12}  {:>8}", "t (s)", "skew (µs)", "peak");
+    let mut text = String::new();
+    let _ = writeln!(text, "{:>10}  {:>12}  {:>8}", "t (s)", "skew (µs)", "peak");
     for w in &report.windows {
-        println!(
+        let _ = writeln!(
+            text,
             "{:>10.3}  {:>12.3}  {:>8.4}",
             (w.t.as_nanos() - t0) as f64 * 1e-9,
             w.skew_us,
             w.peak
         );
     }
-    println!(
+    let _ = writeln!(
+        text,
         "\n{} windows (t = 0 at {} ns); skipped: {} quiet, {} without common content, \
          {} at the edge of ±{} µs",
         report.windows.len(),
@@ -127,10 +135,12 @@ fn run(args: &Args) -> Result<(), String> {
         report.skipped_edge,
         args.max_skew_us
     );
-    println!(
+    let _ = writeln!(
+        text,
         "|skew| p50 {:.3} µs, p99 {:.3} µs, max {:.3} µs; mean skew {:+.3} µs (positive: B later)",
         report.p50_us, report.p99_us, report.max_us, report.mean_us
     );
+    out(&text);
     Ok(())
 }
 

@@ -33,7 +33,6 @@
 //! cargo run --release --example sync_report -- --playout --scenario soak --seconds 7200 --seed 1
 //! ```
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -47,6 +46,10 @@ use lockstep::sim::sync::{
 };
 use lockstep::sim::{Jitter, LinkConfig, Loss, PathConfig, SimConfigError};
 use lockstep::time::Nanos;
+
+#[path = "common/report.rs"]
+mod report;
+use report::out;
 
 /// Measures how well each clock estimator tracks the leader's clock in a simulated network.
 #[derive(Parser, Debug)]
@@ -449,22 +452,6 @@ fn worst_table(reports: &[&SyncReport]) -> String {
         );
     }
     out
-}
-
-/// Writes `text` to standard output. A reader that went away (`sync_report … | head`) ends
-/// the program quietly, as a filter's would; any other failure to write is an error.
-fn out(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("error: cannot write the report: {e}");
-        std::process::exit(1);
-    }
 }
 
 fn main() -> ExitCode {
