@@ -787,6 +787,8 @@ impl EnvelopeEstimator {
                 )
                 .and_then(|side| side.own_slope())
                 .map(|s| if still == 0 { -s } else { s })
+                // (As the fits' rates are bounded: odd samples give no wild rate.)
+                .filter(|r| r.abs() <= RATE_BOUND)
             }
             _ => None,
         };
