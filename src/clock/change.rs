@@ -288,6 +288,9 @@ pub(crate) struct Examination {
     pub raised: i64,
     least: [f64; 2],
     count: [u32; 2],
+    /// Exchanges per direction that `least` is the least of: all since the alarm, or since
+    /// the direction rose (see `take`).
+    counted: [u32; 2],
     /// Exchanges per block: the estimator keeps the least residual of each block, and
     /// `noise` is measured on those kept ones.
     block: u32,
@@ -326,6 +329,7 @@ impl Examination {
             raised,
             least: [f64::INFINITY; 2],
             count: [0; 2],
+            counted: [0; 2],
             block: block.max(1),
             block_least: [f64::INFINITY; 2],
             block_sum: [0.0; 2],
@@ -342,6 +346,25 @@ impl Examination {
         self.recent[d][self.count[d] as usize % RECENT] = e;
         self.least[d] = self.least[d].min(e);
         self.count[d] += 1;
+        self.counted[d] += 1;
+        // A direction may show its new level later than the other showed the change: a
+        // leader step tears the exchanges in flight (the leader stamps one message of an
+        // exchange before it and the other after), so a direction that rose can show its
+        // old level for up to a round trip after the alarm. Its least since the alarm is
+        // then the old level. When the latest exchanges all sit above that least by more
+        // than queuing puts the least of that many (the watch's test for a rise), the
+        // direction rose after the alarm: its level is measured from them on.
+        if self.counted[d] as usize > RECENT {
+            let latest = self.recent[d].iter().copied().fold(f64::INFINITY, f64::min);
+            let rise = self.fit_sd + UP_SIGNIFICANCE * self.noise[d] / RECENT as f64;
+            if latest - self.least[d] > rise {
+                self.least[d] = latest;
+                self.counted[d] = RECENT as u32;
+                self.block_least[d] = f64::INFINITY;
+                self.block_sum[d] = 0.0;
+                self.blocks[d] = 0;
+            }
+        }
         self.block_least[d] = self.block_least[d].min(e);
         if self.count[d].is_multiple_of(self.block) {
             self.block_sum[d] += self.block_least[d];
@@ -386,7 +409,7 @@ impl Examination {
         // about as much in spread). The queuing may have grown with the change (a busy
         // channel is not a new path): m is the larger of what it was before and what the
         // samples since show (their mean above their least).
-        let excess = self.noise[d].max(self.queuing_since(d)) / k as f64;
+        let excess = self.noise[d].max(self.queuing_since(d)) / self.counted[d] as f64;
         Some((self.least[d] - excess, excess + self.fit_sd))
     }
 
@@ -539,5 +562,46 @@ mod tests {
         assert_eq!(Explanation::Step(7.0).offset_move(), 7.0);
         assert_eq!(Explanation::Path(7.0).offset_move(), 0.0);
         assert_eq!(Explanation::Apart(0.0, 8.0).offset_move(), 4.0);
+    }
+
+    /// A leader step of +1 s seen on the reverse direction first: the forward one still
+    /// shows its old level for `late` exchanges after the alarm (the exchanges in flight),
+    /// then its new one.
+    fn examine_torn(late: u32, seed: u64) -> Option<Explanation> {
+        let m = 2e6;
+        let mut x = Examination::new(
+            Trigger {
+                since: 0,
+                size: 1e9,
+            },
+            0,
+            [m, m],
+            1,
+            5_000.0,
+        );
+        let mut s = seed;
+        for i in 0..400 {
+            let f = if i < late { 0.0 } else { 1e9 };
+            x.take(0, f - m * xorshift(&mut s).ln());
+            x.take(1, -1e9 - m * xorshift(&mut s).ln());
+            if let Some(e) = x.decide() {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_direction_that_shows_a_rise_late_is_measured_from_its_new_level() {
+        for seed in 1..=20 {
+            for late in [1, 3, 7, 12] {
+                match examine_torn(late, seed) {
+                    Some(Explanation::Step(st)) => {
+                        assert!((st + 1e9).abs() < 1e6, "late {late} seed {seed}: {st}")
+                    }
+                    e => panic!("late {late} seed {seed}: a torn step taken for {e:?}"),
+                }
+            }
+        }
     }
 }

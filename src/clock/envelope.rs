@@ -526,6 +526,26 @@ impl EnvelopeEstimator {
         }
         let e_f = fwd.y as f64 - fit.fwd.eval(fwd.t);
         let e_r = rev.y as f64 - fit.rev.eval(rev.t);
+        if let Some(j) = self.junction {
+            // A direction that rose can still deliver its old level after the change was
+            // joined: a message the leader stamped before a step that queued for a while
+            // (Wi-Fi holds a few percent of packets for tens of milliseconds). Such a
+            // straggler lies about the whole rise below the new level, and no queuing puts
+            // a sample there: it goes before it becomes an envelope point.
+            let straggler = |d: usize, e: f64, l: f64| {
+                let rise = j.shift[d];
+                rise > 0.0 && e < -(l + fit.bend) && e < -0.5 * rise
+            };
+            let lim = |t: i64| Self::below_limit(&self.config, &fit, t);
+            let gone = [straggler(0, e_f, lim(fwd.t)), straggler(1, e_r, lim(rev.t))];
+            if gone[0] || gone[1] {
+                let torn =
+                    self.retain_samples(|d, p| !(gone[d] && *p == if d == 0 { fwd } else { rev }));
+                self.stats.rejected += torn;
+                // (Nor is it a sign of another change.)
+                return;
+            }
+        }
         if self.exam.is_none() && self.junction_is_young() {
             // The levels after the last change are still being learnt: the envelopes move
             // under the new samples, and that is not another change.
@@ -579,15 +599,23 @@ impl EnvelopeEstimator {
         };
         // A new change: the one before it is joined for good. (What lay below the envelope
         // is the examination's to judge now.)
+        let below = self.false_since;
         self.false_since = [None; 2];
         self.bake();
-        let x = Examination::new(
+        let mut x = Examination::new(
             trigger,
             fwd.t,
             noise,
             self.config.block_samples,
             fit.uncertainty / UNCERTAINTY_GAIN,
         );
+        // One direction may raise the alarm while the other already lies below the envelope
+        // from earlier on (a leader step moves the directions a round trip apart, and a
+        // queued reply dates a sample well before it arrives): the change began for that
+        // direction no later than its first such sample, and the trusted fit leaves it out.
+        for (since, below) in x.since.iter_mut().zip(below) {
+            *since = below.map_or(*since, |t| t.min(*since));
+        }
         self.exam = Some(x);
         self.want_burst();
     }
@@ -683,6 +711,26 @@ impl EnvelopeEstimator {
                 }
             }
             self.drop_between(gone);
+            // A direction that rose is dated at the alarm, which the other direction may
+            // have raised. A leader step tears the exchanges in flight: the leader stamps
+            // one of an exchange's messages before it and the other after, so a direction
+            // may show its old level up to a round trip after the other showed its new one.
+            // Such a sample, counted after the change, lies the whole rise below the new
+            // level, where no queuing puts one, and the fits bend to reach it (a step in a
+            // young window's burst sent the rate to the bound, ±2000 ppm). They go.
+            if let Some(fit) = self.fit {
+                let config = self.config;
+                let lines = [fit.fwd, fit.rev];
+                let keep = |d: usize, p: &Point| {
+                    let rise = if d == 0 { f } else { r };
+                    rise <= 0.0
+                        || p.t < x.since[d]
+                        || p.y as f64 - lines[d].eval(p.t)
+                            >= rise - (Self::below_limit(&config, &fit, p.t) + fit.bend)
+                };
+                let torn = self.retain_samples(keep);
+                self.stats.rejected += torn;
+            }
             let newest = self.fwd.back().map_or(x.raised, |p| p.t);
             let sd = [0, 1].map(|d| x.level(d).map_or(0.0, |(_, sd)| sd));
             self.junction = Some(Junction {

@@ -53,6 +53,12 @@ pub fn run_lockstep(scenario: &SyncScenario) -> EstimatorResult {
     try_lockstep(scenario, default_estimators()).expect("valid scenario")
 }
 
+/// Runs `scenario` with lockstep's estimator alone (the baselines are slow) and gives its
+/// result.
+pub fn run_lockstep_alone(scenario: &SyncScenario) -> EstimatorResult {
+    try_lockstep(scenario, vec![Box::new(EnvelopeEstimator::default())]).expect("valid scenario")
+}
+
 /// Runs `scenario` with `estimators` (lockstep's among them) and gives lockstep's result, or
 /// why the scenario cannot run.
 fn try_lockstep(
