@@ -88,6 +88,45 @@ impl<T: Copy> Ring<T> {
         gone
     }
 
+    /// Whether the ring holds as many items as it can.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len == self.buf.len()
+    }
+
+    /// Goes over the oldest `n` items in pairs, replacing each pair by the one `merge` gives,
+    /// or keeping both where it gives none; the rest keep their order. Returns how many went.
+    pub(crate) fn merge_pairs(
+        &mut self,
+        n: usize,
+        mut merge: impl FnMut(T, T) -> Option<T>,
+    ) -> usize {
+        let cap = self.buf.len();
+        let n = n.min(self.len);
+        let (mut read, mut kept) = (0, 0);
+        while read < self.len {
+            let item = self.buf[(self.head + read) % cap];
+            let merged = if read + 1 < n {
+                merge(item, self.buf[(self.head + read + 1) % cap])
+            } else {
+                None
+            };
+            match merged {
+                Some(m) => {
+                    self.buf[(self.head + kept) % cap] = m;
+                    read += 2;
+                }
+                None => {
+                    self.buf[(self.head + kept) % cap] = item;
+                    read += 1;
+                }
+            }
+            kept += 1;
+        }
+        let gone = self.len - kept;
+        self.len = kept;
+        gone
+    }
+
     pub(crate) fn newest(&self, i: usize) -> Option<T> {
         (i < self.len).then(|| self.buf[(self.head + self.len - 1 - i) % self.buf.len()])
     }
@@ -131,5 +170,24 @@ mod tests {
         r.clear();
         assert_eq!(r.len(), 0);
         assert_eq!(r.back(), None);
+    }
+
+    #[test]
+    fn merging_pairs_keeps_the_order_across_the_wrap_and_leaves_the_newest_alone() {
+        let mut r = Ring::<u32>::new(6);
+        for i in 0..8 {
+            r.push(i);
+        }
+        assert!(r.is_full());
+        // The oldest four (2, 3, 4, 5) in pairs; the pair (4, 5) is refused and stays.
+        let gone = r.merge_pairs(4, |a, b| (a != 4).then_some(a.min(b) + 100));
+        assert_eq!(gone, 1);
+        assert!(!r.is_full());
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![102, 4, 5, 6, 7]);
+        r.push(8);
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![102, 4, 5, 6, 7, 8]);
+        // An odd count leaves its last item unpaired.
+        assert_eq!(r.merge_pairs(3, |a, _| Some(a)), 1);
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![102, 5, 6, 7, 8]);
     }
 }
