@@ -917,7 +917,6 @@ impl EnvelopeEstimator {
         // neighbours merge into the one nearer the envelope, as a block's samples do, but
         // never across a change's beginning: the samples on either side sit on different
         // levels until it is joined.
-        let rate = self.fit.map_or(0.0, |f| f.rate());
         let mut bounds = None;
         if let Some(j) = self.junction {
             bounds = Some(j.since);
@@ -929,6 +928,7 @@ impl EnvelopeEstimator {
             if let Some(bounds) = bounds
                 && ring.is_full()
             {
+                let rate = self.fit.map_or(0.0, |f| f.rate());
                 let slope = if d == 0 { -rate } else { rate };
                 let score = |q: Point| q.y as f64 - slope * q.t as f64;
                 let bound = bounds[d];
