@@ -19,6 +19,13 @@ use lockstep::time::{LeaderInstant, LocalInstant, Nanos};
 
 /// A steady-state trace of wifi-like exchanges: 16 a second, a follower 37 ppm slow.
 fn trace(n: usize) -> Vec<Exchange> {
+    trace_with_bursts(n, None)
+}
+
+/// The same, with `bursts: Some(every)` a 2 s burst at 384 a second every `every`
+/// seconds: what a follower on that path asks for while its uncertainty is above
+/// `EnvelopeConfig::burst_above` (a burst about every 27 s on the simulator's wifi).
+fn trace_with_bursts(n: usize, bursts: Option<i64>) -> Vec<Exchange> {
     let path = PathConfig::wifi();
     let rng = SimRng::new(7);
     let mut down = Link::new(path.to_follower, rng.fork(1)).expect("preset");
@@ -28,9 +35,15 @@ fn trace(n: usize) -> Vec<Exchange> {
         port_number: 1,
     };
     let mut out = Vec::with_capacity(n);
-    let mut i = 0i64;
+    let (mut i, mut next) = (0i64, 0i64);
     while out.len() < n {
-        let t = i * 62_500_000;
+        let t = next;
+        let bursting = bursts.is_some_and(|every| t % (every * 1_000_000_000) < 2_000_000_000);
+        next += if bursting {
+            1_000_000_000 / 384
+        } else {
+            62_500_000
+        };
         i += 1;
         let local = |t: i64| LocalInstant::from_nanos(t - t / 27_000 + 123_456_789);
         let sync = down.transmit(SimTime(t));
@@ -95,6 +108,32 @@ fn estimator_update(c: &mut Criterion) {
             )
         });
     }
+    g.finish();
+
+    // The same estimator on a trace with a burst every 27 s: its window holds more
+    // samples (a full ring), and each refit walks them all.
+    let warm = trace_with_bursts(12_000, Some(27));
+    let more = trace_with_bursts(14_000, Some(27))[12_000..].to_vec();
+    let mut g = c.benchmark_group("estimator_update_with_bursts");
+    g.throughput(criterion::Throughput::Elements(more.len() as u64));
+    g.bench_function("lockstep", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut e = EnvelopeEstimator::default();
+                for ex in &warm {
+                    e.handle_exchange(ex);
+                }
+                e
+            },
+            |e| {
+                for ex in &more {
+                    e.handle_exchange(black_box(ex));
+                }
+                black_box(e.estimate());
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
 

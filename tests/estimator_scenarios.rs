@@ -304,3 +304,60 @@ fn false_early_looking_syncs_neither_move_the_estimate_nor_hide_behind_its_uncer
         }
     }
 }
+
+/// Requests for bursts made after the window's first `after_s` seconds, over `secs` of 16
+/// exchanges a second with exponential queuing of mean `queuing_ns` each way.
+fn late_burst_requests(
+    mut est: EnvelopeEstimator,
+    queuing_ns: f64,
+    secs: f64,
+    after_s: f64,
+) -> u32 {
+    let leader = PortIdentity {
+        clock_identity: ClockIdentity([1; 8]),
+        port_number: 1,
+    };
+    let base = 1_000_000_000_000i64;
+    let local_of = |t: f64| base + (t * (1.0 + 30e-6)) as i64 + 1_234_567;
+    let mut draw = Draw(0x9E37_79B9_7F4A_7C15);
+    let (mut t, mut seq, mut asked) = (0.0f64, 0u16, 0u32);
+    while t < secs * 1e9 {
+        let t2 = t + 1_500_000.0 + draw.exp(queuing_ns);
+        let t3 = t2 + 100_000.0;
+        let t4 = t3 + 1_500_000.0 + draw.exp(queuing_ns);
+        est.handle_exchange(&Exchange {
+            leader,
+            sync_sequence: seq,
+            t1: LeaderInstant::from_nanos(base + t as i64),
+            t2: LocalInstant::from_nanos(local_of(t2)),
+            t3: LocalInstant::from_nanos(local_of(t3)),
+            t4: LeaderInstant::from_nanos(base + t4 as i64),
+            sync_correction: Nanos::ZERO,
+            delay_correction: Nanos::ZERO,
+        });
+        if est.poll_burst_request() && t > after_s * 1e9 {
+            asked += 1;
+        }
+        seq = seq.wrapping_add(1);
+        t += 1e9 / 16.0;
+    }
+    asked
+}
+
+/// An estimate whose uncertainty is above `EnvelopeConfig::burst_above` (20 µs) asks for
+/// bursts every 10 s for as long as it stays there, not only while its window is young: on
+/// a Wi-Fi-like path (2 ms mean queuing each way) at 16 exchanges a second it does, and the
+/// leader never granting one here keeps it so. On a quiet path it never asks once its window
+/// is grown, nor with the bound set to `Nanos::MAX`.
+#[test]
+fn an_estimate_short_of_its_bound_asks_for_bursts_and_one_within_it_does_not() {
+    use lockstep::clock::EnvelopeConfig;
+    let noisy = late_burst_requests(EnvelopeEstimator::default(), 2e6, 200.0, 70.0);
+    assert!(noisy >= 10, "{noisy} requests over 130 s on a noisy path");
+    let mut never = EnvelopeConfig::default();
+    never.burst_above = Nanos::MAX;
+    let off = late_burst_requests(EnvelopeEstimator::new(never), 2e6, 200.0, 70.0);
+    assert_eq!(off, 0, "requests with the bound off");
+    let quiet = late_burst_requests(EnvelopeEstimator::default(), 20e3, 200.0, 70.0);
+    assert_eq!(quiet, 0, "requests on a quiet path");
+}

@@ -158,20 +158,25 @@ fn steady_master() -> MasterConfig {
 
 #[test]
 fn a_first_request_bursts_for_two_seconds_then_tapers_and_a_later_one_bursts_for_two() {
-    // The follower asks at 5 s (its estimator's first request: 10 s), again at 6.5 s,
-    // inside the master's 10 s spacing, and at 16 s (2 s).
-    let mut asked = [false; 3];
+    // The follower asks at 5 s (its estimator's first request: 10 s), and at 16 s, 17 s
+    // and 18 s (2 s each): the second of those is the one in hand, the third is refused.
+    let mut asked = [false; 4];
     let run = run_link(steady_master(), 22, true, |now, slave| {
-        for (i, at) in [5_000_000_000, 6_500_000_000, 16_000_000_000]
-            .into_iter()
-            .enumerate()
+        for (i, at) in [
+            5_000_000_000,
+            16_000_000_000,
+            17_000_000_000,
+            18_000_000_000,
+        ]
+        .into_iter()
+        .enumerate()
         {
             if !asked[i] && now >= START + at {
                 asked[i] = slave.request_burst(local(now));
             }
         }
     });
-    assert_eq!(asked, [true, true, true]);
+    assert_eq!(asked, [true, true, true, true]);
     let per_second = exchanges_per_second(&run.exchanges, 22);
     let near = |s: usize, n: usize| {
         assert!(
@@ -180,20 +185,21 @@ fn a_first_request_bursts_for_two_seconds_then_tapers_and_a_later_one_bursts_for
             per_second[s]
         );
     };
-    for s in [1, 2, 3, 4, 15, 18, 19, 20, 21] {
+    for s in [1, 2, 3, 4, 15, 20, 21] {
         near(s, 16);
     }
-    // The master's fastest rate, 384 a second, for 2 s; then half as fast every 2 s (the
-    // second request changed nothing)...
+    // The master's fastest rate, 384 a second, for 2 s; then half as fast every 2 s...
     for (s, n) in [(5, 384), (6, 384), (7, 192), (8, 192), (9, 96), (10, 96)] {
         near(s, n);
     }
     for s in [11, 12] {
         assert!((40..=50).contains(&per_second[s]), "{per_second:?}");
     }
-    // ...and the later request, 2 s at the fastest rate.
+    // ...and the later requests, 2 s at the fastest rate from 16 s, then from 17 s (the
+    // refusal at 18 s changed nothing).
     near(16, 384);
     near(17, 384);
+    near(18, 384);
 
     let slave = *run.slave.stats();
     assert_eq!(
@@ -202,7 +208,7 @@ fn a_first_request_bursts_for_two_seconds_then_tapers_and_a_later_one_bursts_for
             slave.bursts_granted,
             slave.bursts_refused
         ),
-        (3, 2, 1)
+        (4, 3, 1)
     );
     assert_eq!(
         (
@@ -210,7 +216,7 @@ fn a_first_request_bursts_for_two_seconds_then_tapers_and_a_later_one_bursts_for
             run.master.bursts_granted,
             run.master.bursts_refused
         ),
-        (3, 2, 1)
+        (4, 3, 1)
     );
     assert_eq!(slave.unexpected + run.master.unexpected, 0);
 }

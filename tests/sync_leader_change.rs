@@ -40,9 +40,15 @@ fn a_restarted_leader_is_followed_at_once_as_a_new_leader() {
             assert_eq!(e.reason, Some(EpochReason::NewLeader), "{name} seed {seed}");
             let first = e.first_epoch_s.expect("an epoch change");
             assert!(first <= 0.5, "{name} seed {seed}: epoch after {first} s");
+            // A new leader's clock is learnt from nothing, as at a follower's start, from
+            // the new leader's start burst: how soon it settles is what that burst tells
+            // (0.3–2.2 s on seeds 1–20; 0.4–1.8 s before the bursts asked for while the
+            // uncertainty is above 20 µs changed the draws; the ±20 µs one second after
+            // is missed on 6 seeds of 20, see docs/clock-sync.md). This guards the rest:
+            // a restart taken for anything else, or learnt from less than that burst.
             let settle = e.settle_s.expect("settles");
             assert!(
-                settle <= 1.5,
+                settle <= 2.5,
                 "{name} seed {seed}: settled after {settle} s"
             );
             assert_honest(&name, seed, &r);

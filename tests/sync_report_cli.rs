@@ -360,7 +360,10 @@ fn the_example_file_runs_and_reports_each_of_its_events() {
     assert_eq!(until, [200.0, 200.15, 300.0, 320.0]);
 
     // The events really run: the same seed on plain wifi loses fewer Delay_Reqs, the
-    // difference being the 10 s in which none reached the leader (~16 a second).
+    // difference being the 10 s in which none reached the leader (~16 a second), give or
+    // take the bursts the estimator asks for while its uncertainty is above 20 µs: the two
+    // runs need different numbers of them, and each burst's 768 Delay_Reqs lose 1 % (a
+    // 20 s outage would lose over 320).
     let lost_up = |table: &str| -> u64 {
         let head = table.lines().next().unwrap();
         let lost = head.rsplit("lost ").next().unwrap();
@@ -371,7 +374,7 @@ fn the_example_file_runs_and_reports_each_of_its_events() {
         .output()
         .unwrap();
     let lost = lost_up(&table) - lost_up(&String::from_utf8_lossy(&plain.stdout));
-    assert!((140..200).contains(&lost), "{lost} more Delay_Reqs lost");
+    assert!((140..260).contains(&lost), "{lost} more Delay_Reqs lost");
 }
 
 #[test]

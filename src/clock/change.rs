@@ -413,6 +413,12 @@ impl Examination {
         Some((self.least[d] - excess, excess + self.fit_sd))
     }
 
+    /// Whether either direction has queued several times more heavily since the alarm
+    /// than before it: an episode of heavy traffic or interference, not a change.
+    pub(crate) fn busy(&self) -> bool {
+        (0..2).any(|d| self.queuing_since(d) > EPISODE * self.noise[d])
+    }
+
     /// The explanation, once one fits and every other is excluded (or enough has been
     /// seen to pick the best); `None` while it is still open.
     pub(crate) fn decide(&self) -> Option<Explanation> {
@@ -423,8 +429,7 @@ impl Examination {
         // oven, a busy channel), not a new path: levels measured through it mislead. Wait
         // it out, and call it nothing if it lasts.
         let lasted = self.count[0].min(self.count[1]) >= MAX_EXAMINED;
-        let busy = (0..2).any(|d| self.queuing_since(d) > EPISODE * self.noise[d]);
-        if busy {
+        if self.busy() {
             return lasted.then_some(Explanation::Nothing);
         }
         // Wi-Fi's delays come in runs (a retransmission or a power-save wake-up holds the

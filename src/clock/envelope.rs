@@ -22,7 +22,12 @@
 //!
 //! Costs are fixed: the window is a pair of fixed rings, a refit walks them a few times once
 //! a second in steady state (every block while the window is young), and nothing allocates
-//! after construction.
+//! after construction. A sample that stands for more exchanges than a block's (the
+//! survivor of a full window's merge) weighs as many.
+//!
+//! A noisy path gives too few samples at the steady rate to tell a moving frequency from
+//! queuing, so while the fit's own uncertainty is above [`EnvelopeConfig::burst_above`]
+//! (20 µs) the estimator asks the leader for a burst every 10 s, as a young window does.
 //!
 //! The world changes under the window. A path that changes (a roam, a one-way re-route) or
 //! a leader clock that steps moves one or both envelopes for good. The change watch of
@@ -96,6 +101,20 @@ pub struct EnvelopeConfig {
     /// How long after a change the levels on either side of it are still refined from new
     /// samples, before the window takes them as one.
     pub refine_span: Nanos,
+    /// While the fit's own uncertainty (the posterior's spread, the crystal's wander and
+    /// what may be left of a bend; not an asymmetry, which no number of samples can tell)
+    /// is above this, the estimator asks for a burst of exchanges every 10 s, as a young
+    /// window does (20 µs by default, the skew between speakers lockstep aims for).
+    /// `Nanos::MAX` never asks.
+    ///
+    /// At the steady 16 exchanges a second a noisy path gives too few samples to tell a
+    /// moving frequency from queuing: a window long enough to average `wifi`'s queuing
+    /// away lags a warming crystal by tens of µs. Each granted burst adds 768 exchanges
+    /// in 2 s. On a quiet LAN the uncertainty stays far below the bound and nothing is
+    /// asked; on the simulator's `wifi` preset a burst comes about every 27 s, and the
+    /// clock's traffic is about 3.7 times the steady rate's (the leader grants one every
+    /// 10 s at most, on average).
+    pub burst_above: Nanos,
 }
 
 /// Kept samples per direction before changes are looked for, and before the estimate counts
@@ -177,6 +196,7 @@ impl Default for EnvelopeConfig {
             wander_ppm: 0.01,
             step_threshold: Nanos::from_micros(20),
             refine_span: Nanos::from_secs(60),
+            burst_above: Nanos::from_micros(20),
         }
     }
 }
@@ -688,6 +708,16 @@ impl EnvelopeEstimator {
         }
         let before = self.estimate();
         match explanation {
+            Explanation::Nothing if x.busy() => {
+                // An episode of heavy queuing waited out: its samples lie far above the
+                // envelope, and in the window they would swell the mean residual every
+                // sample is weighed by. (Kept, a minute of 20 ms queuing and 30 % loss
+                // left the fit's uncertainty at 1–2 ms; the bursts it then asked for
+                // pushed the quiet samples from before the episode out of the window,
+                // and the rest held the rate 3.6 ppm off: 38 µs, p99 31 µs on seed 1.)
+                self.stats.false_alarms += 1;
+                self.drop_between([(x.since[0], i64::MAX), (x.since[1], i64::MAX)]);
+            }
             Explanation::Nothing => {
                 self.stats.false_alarms += 1;
                 self.purge_false(x.since, [i64::MAX; 2]);
@@ -806,6 +836,7 @@ impl EnvelopeEstimator {
         let Some(mut j) = self.junction else {
             return;
         };
+        let unit = 1.0 / f64::from(self.config.block_samples.max(1));
         let newest = self.fwd.back().map_or(i64::MIN, |p| p.t);
         if newest >= j.until {
             self.bake();
@@ -830,6 +861,7 @@ impl EnvelopeEstimator {
                     None,
                     newest,
                     adjust,
+                    unit,
                     &mut self.sorted,
                     &mut self.hull_qf,
                 )
@@ -916,7 +948,12 @@ impl EnvelopeEstimator {
         // the rate went 6 ppm off over 40 s, claiming 0.05 ppm). Instead the older half's
         // neighbours merge into the one nearer the envelope, as a block's samples do, but
         // never across a change's beginning: the samples on either side sit on different
-        // levels until it is joined.
+        // levels until it is joined. The merged sample counts the exchanges of both, so the
+        // fit weighs it as the best of all of them: a side thinned by merging keeps its
+        // weight against the other. (Counted as one, a merge that thinned the samples
+        // before a −1 s leader step at 21.5 s, seed 2 on wifi with bursts every 10 s, tilted
+        // the rate bridging the step by 0.7 ppm; the step's levels, refined at that rate,
+        // tilted it further, 3.9 ppm off and 99 µs for 24 s, claiming 12–27 µs.)
         let mut bounds = None;
         if let Some(j) = self.junction {
             bounds = Some(j.since);
@@ -934,16 +971,22 @@ impl EnvelopeEstimator {
                 let bound = bounds[d];
                 let half = ring.len() / 2;
                 ring.merge_pairs(half, |a, b| {
-                    ((a.t < bound) == (b.t < bound))
-                        .then(|| if score(b) < score(a) { b } else { a })
+                    ((a.t < bound) == (b.t < bound)).then(|| {
+                        let best = if score(b) < score(a) { b } else { a };
+                        Point {
+                            n: a.n.max(1).saturating_add(b.n.max(1)),
+                            ..best
+                        }
+                    })
                 });
             }
         }
+        let n = self.block.n.max(1);
         if let Some(p) = self.block.fwd.take() {
-            self.fwd.push(p);
+            self.fwd.push(Point { n, ..p });
         }
         if let Some(p) = self.block.rev.take() {
-            self.rev.push(p);
+            self.rev.push(Point { n, ..p });
         }
         self.block.n = 0;
         let newest = self.fwd.back().map_or(i64::MIN, |p| p.t);
@@ -980,8 +1023,15 @@ impl EnvelopeEstimator {
         };
         let (adj_f, adj_r) = (adjust(0), adjust(1));
         let changing = self.exam.is_some() || self.junction.is_some();
-        let extra_f = if provisional { self.block.fwd } else { None };
-        let extra_r = if provisional { self.block.rev } else { None };
+        let unit = 1.0 / f64::from(self.config.block_samples.max(1));
+        // (The open block's best so far stands for the exchanges the block has had.)
+        let open = |p: Option<Point>| {
+            p.filter(|_| provisional).map(|p| Point {
+                n: self.block.n.max(1),
+                ..p
+            })
+        };
+        let (extra_f, extra_r) = (open(self.block.fwd), open(self.block.rev));
         let Some(last) = self
             .fwd
             .iter()
@@ -998,6 +1048,7 @@ impl EnvelopeEstimator {
             extra_f,
             last,
             adj_f,
+            unit,
             &mut self.sorted,
             &mut self.hull_f,
         ) else {
@@ -1008,6 +1059,7 @@ impl EnvelopeEstimator {
             extra_r,
             last,
             adj_r,
+            unit,
             &mut self.sorted_r,
             &mut self.hull_r,
         ) else {
@@ -1036,7 +1088,7 @@ impl EnvelopeEstimator {
             rev_line.value += shift;
             p.offset_sd
         });
-        let (n_f, n_r) = (fwd.n as usize, rev.n as usize);
+        let (n_f, n_r) = (fwd.count, rev.count);
         let at = last;
         let span_s = (last - fwd.hull[0].t.min(rev.hull[0].t)) as f64 * 1e-9;
         // (A window the path keeps shorter than that, 30 s on a quiet LAN, counts once it
@@ -1070,8 +1122,8 @@ impl EnvelopeEstimator {
             let from = |all: &[Point], t: i64| all.partition_point(|p| p.t < t);
             let (hull_qf, hull_qr) = (&mut self.hull_qf, &mut self.hull_qr);
             let mut part = |f: &[Point], r: &[Point]| {
-                let f = Side::of(f, last, hull_qf)?;
-                let r = Side::of(r, last, hull_qr)?;
+                let f = Side::of(f, last, hull_qf, unit)?;
+                let r = Side::of(r, last, hull_qr, unit)?;
                 let centroid = 0.5 * (f.sum_t / f.n + r.sum_t / r.n);
                 posterior(&f, wf, &r, wr).map(|p| (p, centroid))
             };
@@ -1434,8 +1486,14 @@ struct RatePoint {
 struct Side<'a> {
     hull: &'a [Point],
     last: i64,
+    /// How many samples.
+    count: usize,
+    /// Their total weight, in full blocks: a sample that is the best of `k` exchanges
+    /// weighs `k / block_samples` (see [`Point::n`]).
     n: f64,
+    /// Weighted sum of the samples' times.
     sum_t: f64,
+    /// Weighted sum of their values.
     sum_y: f64,
 }
 
@@ -1447,6 +1505,7 @@ impl<'a> Side<'a> {
         extra: Option<Point>,
         last: i64,
         adjust: Adjust,
+        unit: f64,
         sorted: &mut Vec<Point>,
         hull: &'a mut Vec<Point>,
     ) -> Option<Side<'a>> {
@@ -1477,25 +1536,29 @@ impl<'a> Side<'a> {
                 j -= 1;
             }
         }
-        Side::of(sorted, last, hull)
+        Side::of(sorted, last, hull, unit)
     }
 
     /// The side of `points`, sorted by time, with times relative to `last`; its hull is
-    /// built in `hull`. `None` if there are none.
-    fn of(points: &[Point], last: i64, hull: &'a mut Vec<Point>) -> Option<Side<'a>> {
+    /// built in `hull`. Each sample weighs its exchanges times `unit` (one over the
+    /// exchanges in a full block). `None` if there are none.
+    fn of(points: &[Point], last: i64, hull: &'a mut Vec<Point>, unit: f64) -> Option<Side<'a>> {
         if points.is_empty() {
             return None;
         }
-        let (mut sum_t, mut sum_y) = (0.0, 0.0);
+        let (mut n, mut sum_t, mut sum_y) = (0.0, 0.0, 0.0);
         for p in points {
-            sum_t += (p.t - last) as f64;
-            sum_y += p.y as f64;
+            let w = f64::from(p.n.max(1)) * unit;
+            n += w;
+            sum_t += w * (p.t - last) as f64;
+            sum_y += w * p.y as f64;
         }
         lower_hull(points.iter().copied(), hull);
         Some(Side {
             hull,
             last,
-            n: points.len() as f64,
+            count: points.len(),
+            n,
             sum_t,
             sum_y,
         })
@@ -1536,7 +1599,9 @@ impl<'a> Side<'a> {
         h[lo]
     }
 
-    /// The highest line of `slope` under the samples, and the samples' mean residual above it.
+    /// The highest line of `slope` under the samples, and the mean residual above it of a
+    /// full block's best sample (a sample that is the best of more exchanges lies nearer
+    /// the line by as much: each residual counts times its weight).
     fn line(&self, slope: f64) -> (Line, f64) {
         let c = self.contact(slope);
         let line = Line {
@@ -1546,7 +1611,7 @@ impl<'a> Side<'a> {
         };
         let offset = (c.t - self.last) as f64;
         let residual = self.sum_y - self.n * line.value - slope * (self.sum_t - self.n * offset);
-        (line, (residual / self.n).max(0.0))
+        (line, (residual / self.count as f64).max(0.0))
     }
 }
 
@@ -1582,10 +1647,12 @@ impl ClockEstimator for EnvelopeEstimator {
         let fwd = Point {
             t: ex.t2.as_nanos().saturating_sub(t0),
             y: z0.saturating_sub(ex.forward().as_nanos()),
+            n: 1,
         };
         let rev = Point {
             t: ex.t3.as_nanos().saturating_sub(t0),
             y: ex.reverse().as_nanos().saturating_sub(z0),
+            n: 1,
         };
         // (A window kept short by a quiet path, 30 s on a LAN, is not young once it spans
         // that: more samples would gain it nothing. One kept short by a moving frequency on
@@ -1594,13 +1661,20 @@ impl ClockEstimator for EnvelopeEstimator {
             let grown = self.noise_window - self.config.block_span.as_nanos();
             fwd.t - p.t < YOUNG_SPAN.as_nanos().min(grown)
         });
+        // (Not the asymmetry a one-way change may have brought, nor a change being
+        // examined or joined: more samples do not tell those, and a change asks for its own
+        // burst.)
+        let short = self.fit.is_some_and(|f| {
+            f.uncertainty + f.bend + self.structure > self.config.burst_above.as_nanos() as f64
+        });
         let due = self
             .last_burst
             .is_none_or(|t| fwd.t - t >= YOUNG_BURST_EVERY.as_nanos());
-        if young && due {
+        if (young || short) && due {
             // A young window converges fast whatever the leader's schedule: its first
             // exchange asks for a burst, and so does it again while the window is young (the
-            // leader grants one so often at most).
+            // leader grants one so often on average), or while its estimate is short of what
+            // lockstep aims for.
             self.last_burst = Some(fwd.t);
             self.want_burst();
         }
@@ -1697,6 +1771,7 @@ mod tests {
             r.push(Point {
                 t,
                 y: (a + slope * t as f64 + delay).round() as i64,
+                n: 4,
             });
         }
         r
@@ -1710,8 +1785,8 @@ mod tests {
         hr: &'a mut Vec<Point>,
     ) -> (Side<'a>, Side<'a>) {
         let last = f.back().unwrap().t;
-        let fwd = Side::build(f, None, last, Adjust::NONE, scratch, hf).unwrap();
-        let rev = Side::build(r, None, last, Adjust::NONE, scratch, hr).unwrap();
+        let fwd = Side::build(f, None, last, Adjust::NONE, 0.25, scratch, hf).unwrap();
+        let rev = Side::build(r, None, last, Adjust::NONE, 0.25, scratch, hr).unwrap();
         (fwd, rev)
     }
 

@@ -11,6 +11,10 @@
 pub(crate) struct Point {
     pub t: i64,
     pub y: i64,
+    /// How many exchanges the sample is the best of (0 counts as 1): a fit weighs it by
+    /// that, since the least of `n` exponential delays is exponential with `n` times less
+    /// mean. The hull ignores it.
+    pub n: u32,
 }
 
 /// `(b - a) × (c - a)`: positive when `a → b → c` turns left (counter-clockwise).
@@ -63,7 +67,7 @@ mod tests {
     use super::*;
 
     fn pts(v: &[(i64, i64)]) -> Vec<Point> {
-        v.iter().map(|&(t, y)| Point { t, y }).collect()
+        v.iter().map(|&(t, y)| Point { t, y, n: 1 }).collect()
     }
 
     #[test]

@@ -11,10 +11,10 @@
 //! [`MasterConfig::reburst_spacing`]), and goes back to its schedule. Only the first
 //! [`MasterConfig::reburst_max_duration`] of it runs at that period; a longer request tapers
 //! off after it, the rate halving at each such stage, as the start burst does. It answers
-//! with a GRANT_UNICAST_TRANSMISSION saying the period and duration granted. A follower gets at
-//! most one re-burst per [`MasterConfig::reburst_spacing`]: a request inside it is answered
-//! with a grant of duration 0, the standard's refusal, so that a misbehaving slave cannot
-//! keep the master at its fastest rate. Requests from addresses the master does not serve
+//! with a GRANT_UNICAST_TRANSMISSION saying the period and duration granted. A follower gets
+//! one re-burst per [`MasterConfig::reburst_spacing`] on average, two at most inside one: a
+//! request beyond that is answered with a grant of duration 0, the standard's refusal, so
+//! that a misbehaving slave cannot keep the master at its fastest rate. Requests from addresses the master does not serve
 //! are not answered. All of it is counted in [`PtpStats`]; a follower's state is two more
 //! fields, so memory stays fixed.
 //!
@@ -81,10 +81,14 @@ pub struct MasterConfig {
     /// datagrams out, a transmit timestamp and usually a Delay_Req in and its answer).
     /// Zero means no bound.
     pub burst_budget: u32,
-    /// Least time between the starts of two re-bursts to one follower (10 s by default): a
-    /// request inside it is refused, which bounds a follower's share of the fast rate to
-    /// `reburst_max_duration / reburst_spacing` (a tapering one adds at most as many Syncs
-    /// again).
+    /// A follower's allowance of re-bursts (10 s by default): one per spacing on average,
+    /// and never more than two in any one spacing. A request beyond it is refused, which
+    /// bounds a follower's share of the fast rate to `reburst_max_duration /
+    /// reburst_spacing` over time (a tapering one adds at most as many Syncs again). The
+    /// second in hand is for a change: a follower whose estimate asks for bursts while it is
+    /// short of samples (see [`crate::clock::EnvelopeConfig::burst_above`]) still gets one at
+    /// once when the path or the leader's clock changes just after, and a request of its
+    /// steady cadence that arrives a hair early is not refused.
     pub reburst_spacing: Nanos,
     /// Authenticate the clock (`None` by default). When set, every message the master
     /// sends carries an AUTHENTICATION TLV made with the `send` key, and every message it
@@ -177,8 +181,10 @@ struct Follower<A> {
     sync_seq: u16,
     announce_seq: u16,
     reburst: Option<Reburst>,
-    /// When the last re-burst was granted, for the spacing.
-    last_reburst: Option<LeaderInstant>,
+    /// When the follower's re-burst allowance is whole again: one spacing later per grant,
+    /// from the grant or from the last such time, whichever is later. A request is granted
+    /// while that lies at most one spacing ahead.
+    reburst_clear: Option<LeaderInstant>,
 }
 
 /// A follower's own keys, and the sequence ids accepted under them.
@@ -293,7 +299,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
             sync_seq: 0,
             announce_seq: 0,
             reburst: None,
-            last_reburst: None,
+            reburst_clear: None,
         });
         self.keys.retain(|k| k.to != to);
         if let Some(keys) = keys {
@@ -501,7 +507,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
         let duration = Nanos::from_secs(i64::from(r.duration_secs)).min(spacing);
         let stage = duration.min(self.config.reburst_max_duration);
         let f = &mut self.followers[i];
-        let too_soon = f.last_reburst.is_some_and(|t| now - t < spacing);
+        let too_soon = f.reburst_clear.is_some_and(|t| t - now > spacing);
         if too_soon || stage <= Nanos::ZERO {
             self.stats.bursts_refused += 1;
             return refused;
@@ -517,7 +523,7 @@ impl<A: Copy + Eq> PtpMaster<A> {
             stage,
             until: now + duration,
         });
-        f.last_reburst = Some(now);
+        f.reburst_clear = Some(f.reburst_clear.map_or(now, |t| t.max(now)) + spacing);
         // The first fast Sync goes now rather than at the next steady deadline.
         f.next_sync = f.next_sync.min(now);
         self.stats.bursts_granted += 1;
@@ -972,13 +978,19 @@ mod tests {
     }
 
     #[test]
-    fn a_second_request_inside_the_spacing_is_refused_with_a_zero_grant() {
+    fn a_third_request_inside_the_spacing_is_refused_with_a_zero_grant() {
         let mut master = steady_master();
         let req = request(&master, MessageType::Sync, -9, 2);
         master.handle_receive(FOLLOWER, at(1.0), &req).unwrap();
-        run(&mut master, at(5.0));
-        master.handle_receive(FOLLOWER, at(5.0), &req).unwrap();
-        let (syncs, grants) = run(&mut master, at(7.0));
+        run(&mut master, at(4.0));
+        // The second in hand: granted at once.
+        master.handle_receive(FOLLOWER, at(4.0), &req).unwrap();
+        let (syncs, grants) = run(&mut master, at(5.0));
+        assert_eq!(grants[0].duration_secs, 2, "the second is granted");
+        assert!(syncs.len() > 300, "{} Syncs", syncs.len());
+        run(&mut master, at(6.0));
+        master.handle_receive(FOLLOWER, at(6.0), &req).unwrap();
+        let (syncs, grants) = run(&mut master, at(8.0));
         assert_eq!(grants.len(), 1);
         assert_eq!(grants[0].duration_secs, 0, "refused");
         assert!(
@@ -989,15 +1001,20 @@ mod tests {
         let s = master.stats();
         assert_eq!(
             (s.burst_requests, s.bursts_granted, s.bursts_refused),
-            (2, 1, 1)
+            (3, 2, 1)
         );
 
-        // Ten seconds after the first, the follower may have another.
+        // Ten seconds after the first, the follower may have another: its allowance is
+        // whole at 21 s, a spacing after 11 s.
         master.handle_receive(FOLLOWER, at(11.0), &req).unwrap();
         let (syncs, grants) = run(&mut master, at(12.0));
         assert_eq!(grants[0].duration_secs, 2);
         assert!(syncs.len() > 300, "{} Syncs", syncs.len());
-        assert_eq!(master.stats().bursts_granted, 2);
+        assert_eq!(master.stats().bursts_granted, 3);
+        // And none again until 21 s.
+        master.handle_receive(FOLLOWER, at(20.0), &req).unwrap();
+        let (_, grants) = run(&mut master, at(20.5));
+        assert_eq!(grants[0].duration_secs, 0, "refused");
     }
 
     #[test]
