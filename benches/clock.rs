@@ -72,34 +72,56 @@ fn first(d: lockstep::sim::Delivery) -> Option<SimTime> {
     }
 }
 
+/// Makes a fresh estimator.
+type Make = fn() -> Box<dyn ClockEstimator>;
+
 fn estimator_update(c: &mut Criterion) {
-    // 250 s: longer than the estimator's longest window (240 s).
-    let warm = trace(4_000);
-    let more = trace(6_000)[4_000..].to_vec();
-    let mut g = c.benchmark_group("estimator_update");
-    type Make = fn() -> Box<dyn ClockEstimator>;
     let makers: [(&str, Make); 4] = [
         ("lockstep", || Box::new(EnvelopeEstimator::default())),
         ("naive", || Box::new(NaiveEstimator::new())),
         ("ntp", || Box::new(NtpEstimator::new())),
         ("snapcast", || Box::new(SnapcastEstimator::new())),
     ];
+    // 250 s: longer than the estimator's longest window (240 s).
+    let warm = trace(4_000);
+    let more = trace(6_000)[4_000..].to_vec();
+    updates(c, "estimator_update", &makers, &warm, &more);
+    // The same on a trace with a burst every 27 s (277 s of it before the 2000 timed ones):
+    // the window holds more samples (a full ring), and each refit walks them all.
+    let warm = trace_with_bursts(12_000, Some(27));
+    let more = trace_with_bursts(14_000, Some(27))[12_000..].to_vec();
+    updates(
+        c,
+        "estimator_update_with_bursts",
+        &makers[..1],
+        &warm,
+        &more,
+    );
+}
+
+/// A warmed-up estimator (a full window, from `warm`) takes the exchanges of `more` one at a
+/// time; time per element is the mean cost of one update, refits included.
+fn updates(
+    c: &mut Criterion,
+    group: &str,
+    makers: &[(&str, Make)],
+    warm: &[Exchange],
+    more: &[Exchange],
+) {
+    let mut g = c.benchmark_group(group);
     g.throughput(criterion::Throughput::Elements(more.len() as u64));
-    for (name, make) in makers {
-        // A warmed-up estimator (a full window) takes the next 2000 exchanges (two more
-        // minutes of steady traffic) one at a time; time per element is the mean cost of one update,
-        // refits included.
+    for &(name, make) in makers {
         g.bench_function(name, |b| {
             b.iter_batched_ref(
                 || {
                     let mut e = make();
-                    for ex in &warm {
+                    for ex in warm {
                         e.handle_exchange(ex);
                     }
                     e
                 },
                 |e| {
-                    for ex in &more {
+                    for ex in more {
                         e.handle_exchange(black_box(ex));
                     }
                     black_box(e.estimate());
@@ -108,32 +130,6 @@ fn estimator_update(c: &mut Criterion) {
             )
         });
     }
-    g.finish();
-
-    // The same estimator on a trace with a burst every 27 s: its window holds more
-    // samples (a full ring), and each refit walks them all.
-    let warm = trace_with_bursts(12_000, Some(27));
-    let more = trace_with_bursts(14_000, Some(27))[12_000..].to_vec();
-    let mut g = c.benchmark_group("estimator_update_with_bursts");
-    g.throughput(criterion::Throughput::Elements(more.len() as u64));
-    g.bench_function("lockstep", |b| {
-        b.iter_batched_ref(
-            || {
-                let mut e = EnvelopeEstimator::default();
-                for ex in &warm {
-                    e.handle_exchange(ex);
-                }
-                e
-            },
-            |e| {
-                for ex in &more {
-                    e.handle_exchange(black_box(ex));
-                }
-                black_box(e.estimate());
-            },
-            BatchSize::LargeInput,
-        )
-    });
     g.finish();
 }
 

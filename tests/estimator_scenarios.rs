@@ -223,6 +223,29 @@ fn the_estimate_maps_local_to_leader_and_back() {
 /// A small xorshift generator for the hand-made exchanges below.
 struct Draw(u64);
 
+/// An exchange from leader `[1; 8]`: `t1` and `t4` on the leader's clock, `base` plus
+/// nanoseconds; `t2` and `t3` read on the follower's clock by `local_of`.
+fn stamped_exchange(
+    seq: u16,
+    base: i64,
+    [t1, t2, t3, t4]: [f64; 4],
+    local_of: &dyn Fn(f64) -> i64,
+) -> Exchange {
+    Exchange {
+        leader: PortIdentity {
+            clock_identity: ClockIdentity([1; 8]),
+            port_number: 1,
+        },
+        sync_sequence: seq,
+        t1: LeaderInstant::from_nanos(base + t1 as i64),
+        t2: LocalInstant::from_nanos(local_of(t2)),
+        t3: LocalInstant::from_nanos(local_of(t3)),
+        t4: LeaderInstant::from_nanos(base + t4 as i64),
+        sync_correction: Nanos::ZERO,
+        delay_correction: Nanos::ZERO,
+    }
+}
+
 impl Draw {
     /// Uniform in [0, 1).
     fn uniform(&mut self) -> f64 {
@@ -247,10 +270,6 @@ impl Draw {
 /// that it may not be.
 #[test]
 fn false_early_looking_syncs_neither_move_the_estimate_nor_hide_behind_its_uncertainty() {
-    let leader = PortIdentity {
-        clock_identity: ClockIdentity([1; 8]),
-        port_number: 1,
-    };
     let base = 1_000_000_000_000i64;
     // The follower's crystal runs 80 ppm slow, its clock half a second behind.
     let local_of = |t: f64| base + (t * (1.0 - 80e-6)) as i64 - 562_000_000;
@@ -268,16 +287,7 @@ fn false_early_looking_syncs_neither_move_the_estimate_nor_hide_behind_its_uncer
                 if t > 20e9 && t < 29e9 && draw.uniform() < share {
                     t1 += 1.4e6 * draw.uniform();
                 }
-                est.handle_exchange(&Exchange {
-                    leader,
-                    sync_sequence: seq,
-                    t1: LeaderInstant::from_nanos(base + t1 as i64),
-                    t2: LocalInstant::from_nanos(local_of(t2)),
-                    t3: LocalInstant::from_nanos(local_of(t3)),
-                    t4: LeaderInstant::from_nanos(base + t4 as i64),
-                    sync_correction: Nanos::ZERO,
-                    delay_correction: Nanos::ZERO,
-                });
+                est.handle_exchange(&stamped_exchange(seq, base, [t1, t2, t3, t4], &local_of));
                 let _ = est.poll_burst_request();
                 seq = seq.wrapping_add(1);
                 if t > 10e9
@@ -313,10 +323,6 @@ fn late_burst_requests(
     secs: f64,
     after_s: f64,
 ) -> u32 {
-    let leader = PortIdentity {
-        clock_identity: ClockIdentity([1; 8]),
-        port_number: 1,
-    };
     let base = 1_000_000_000_000i64;
     let local_of = |t: f64| base + (t * (1.0 + 30e-6)) as i64 + 1_234_567;
     let mut draw = Draw(0x9E37_79B9_7F4A_7C15);
@@ -325,16 +331,7 @@ fn late_burst_requests(
         let t2 = t + 1_500_000.0 + draw.exp(queuing_ns);
         let t3 = t2 + 100_000.0;
         let t4 = t3 + 1_500_000.0 + draw.exp(queuing_ns);
-        est.handle_exchange(&Exchange {
-            leader,
-            sync_sequence: seq,
-            t1: LeaderInstant::from_nanos(base + t as i64),
-            t2: LocalInstant::from_nanos(local_of(t2)),
-            t3: LocalInstant::from_nanos(local_of(t3)),
-            t4: LeaderInstant::from_nanos(base + t4 as i64),
-            sync_correction: Nanos::ZERO,
-            delay_correction: Nanos::ZERO,
-        });
+        est.handle_exchange(&stamped_exchange(seq, base, [t, t2, t3, t4], &local_of));
         if est.poll_burst_request() && t > after_s * 1e9 {
             asked += 1;
         }
