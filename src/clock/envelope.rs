@@ -836,7 +836,7 @@ impl EnvelopeEstimator {
         let Some(mut j) = self.junction else {
             return;
         };
-        let unit = 1.0 / f64::from(self.config.block_samples.max(1));
+        let unit = self.unit();
         let newest = self.fwd.back().map_or(i64::MIN, |p| p.t);
         if newest >= j.until {
             self.bake();
@@ -920,6 +920,11 @@ impl EnvelopeEstimator {
             ],
         };
         self.junction = Some(j);
+    }
+
+    /// What one exchange weighs in a fit: a full block's best sample weighs one.
+    fn unit(&self) -> f64 {
+        1.0 / f64::from(self.config.block_samples.max(1))
     }
 
     fn want_burst(&mut self) {
@@ -1023,7 +1028,7 @@ impl EnvelopeEstimator {
         };
         let (adj_f, adj_r) = (adjust(0), adjust(1));
         let changing = self.exam.is_some() || self.junction.is_some();
-        let unit = 1.0 / f64::from(self.config.block_samples.max(1));
+        let unit = self.unit();
         // (The open block's best so far stands for the exchanges the block has had.)
         let open = |p: Option<Point>| {
             p.filter(|_| provisional).map(|p| Point {

@@ -14,8 +14,8 @@
 //! with a GRANT_UNICAST_TRANSMISSION saying the period and duration granted. A follower gets
 //! one re-burst per [`MasterConfig::reburst_spacing`] on average, two at most inside one: a
 //! request beyond that is answered with a grant of duration 0, the standard's refusal, so
-//! that a misbehaving slave cannot keep the master at its fastest rate. Requests from addresses the master does not serve
-//! are not answered. All of it is counted in [`PtpStats`]; a follower's state is two more
+//! that a misbehaving slave cannot keep the master at its fastest rate. Requests from
+//! addresses the master does not serve are not answered. All of it is counted in [`PtpStats`]; a follower's state is two more
 //! fields, so memory stays fixed.
 //!
 //! The schedule runs in the leader's own clock. If that clock is set back, a deadline further
